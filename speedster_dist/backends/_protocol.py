@@ -1,0 +1,152 @@
+"""The contract every backend implements, and the data it declares about itself.
+
+A backend is one module exposing a ``BACKEND`` object that satisfies :class:`Backend`.
+What it can do (devices, precisions, techniques, knobs) is *data* on that object; the
+search space is derived from it (``speedster_dist.search``), never listed by hand.
+Backends never time themselves: the trial runner in ``runtime`` does, through ``measure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from speedster_dist.records import DeviceKind, HardwareType, Precision
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Backend",
+    "BuildConfig",
+    "Capability",
+    "Compiled",
+    "Knob",
+    "SourceModel",
+    "UnsupportedCandidate",
+]
+
+Tensors = tuple["torch.Tensor", ...]
+
+
+class UnsupportedCandidate(RuntimeError):
+    """Raised by ``build`` when this model cannot be built this way (recorded as failed)."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One (device, precision, technique) a backend can build.
+
+    ``requires_any``: CPU/GPU features of which at least one must be present on the
+    hardware type (e.g. ``{"avx512_bf16", "amx_bf16"}`` for native bf16); empty = none.
+    ``sources``: model formats this capability accepts (``"torch"``, ``"onnx"``).
+    """
+
+    device: DeviceKind
+    precision: Precision
+    technique: str = ""
+    requires_any: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset({"torch"})
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A tunable backend option: ``choices[0]`` is the default used by constrained searches."""
+
+    name: str
+    choices: tuple[Any, ...]
+    devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError(f"knob {self.name!r} needs at least one choice")
+
+    @property
+    def default(self) -> Any:
+        return self.choices[0]
+
+
+@dataclass
+class SourceModel:
+    """The model in the flat form every backend consumes.
+
+    ``module`` (when the user gave a torch model) takes ``len(input_names)`` tensors
+    positionally and returns a tuple of ``len(output_names)`` tensors.
+    ``onnx_path`` is set when the user gave an ONNX file (``module`` is then None).
+    ``dynamic_axes`` maps an input or output name to ``{axis: symbolic name}``;
+    empty means static shapes.
+    """
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    example_inputs: Tensors
+    module: torch.nn.Module | None = None
+    onnx_path: Path | None = None
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    fingerprint: str = ""  # stable hash of weights + io; keys caches such as ONNX exports
+    hf_config: Mapping[str, Any] | None = None  # Hugging Face config dict, when there is one
+
+    @property
+    def source_format(self) -> str:
+        return "onnx" if self.module is None else "torch"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to build: one candidate's precision, technique and knobs, for one device."""
+
+    precision: Precision
+    device: DeviceKind
+    technique: str = ""
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    hardware: HardwareType | None = None
+
+
+@runtime_checkable
+class Compiled(Protocol):
+    """A built model. Called like the flat source module: tensors in, tuple of tensors out."""
+
+    def __call__(self, *inputs: torch.Tensor) -> Tensors: ...
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write standard model files into ``directory``; return JSON-able load options.
+
+        Called by the trial runner once a candidate is kept. The files and the returned
+        options are all :meth:`Backend.load` may rely on: no pickles.
+        """
+        ...
+
+
+class Backend(Protocol):
+    """One way of building and running a model (ONNX Runtime, OpenVINO, TorchScript...)."""
+
+    name: str
+    capabilities: tuple[Capability, ...]
+    knobs: tuple[Knob, ...]
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        """None when the backend can run on ``device`` in this process, else why not.
+
+        Must be cheap and must not raise when the backend's library is missing or broken.
+        """
+        ...
+
+    def build(
+        self,
+        model: SourceModel,
+        calibration: Sequence[Tensors],
+        config: BuildConfig,
+        workdir: Path,
+    ) -> Compiled:
+        """Build the candidate. ``calibration`` are held-in samples (static quantization).
+
+        Raise :class:`UnsupportedCandidate` for "this model cannot be built this way";
+        any other exception is also recorded as a failed trial.
+        """
+        ...
+
+    def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> Compiled:
+        """Rebuild a compiled model from what :meth:`Compiled.save` wrote (no unpickling)."""
+        ...

@@ -1,0 +1,88 @@
+"""Helpers shared by the torch-based backends (eager, TorchScript, torch.compile)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedster_dist.backends._protocol import SourceModel, Tensors, UnsupportedCandidate
+from speedster_dist.records import DeviceKind, Precision
+
+__all__ = ["TorchCompiled", "as_tuple", "require_module", "save_portable", "torch_device"]
+
+
+def torch_device(device: DeviceKind) -> torch.device:
+    return torch.device("cuda" if device is DeviceKind.GPU else "cpu")
+
+
+def require_module(model: SourceModel) -> torch.nn.Module:
+    if model.module is None:
+        raise UnsupportedCandidate("this backend needs a torch model, not an ONNX file")
+    return model.module
+
+
+def as_tuple(out: Any) -> Tensors:
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    return tuple(out)
+
+
+class TorchCompiled:
+    """A torch callable on one device; inputs are moved there and outputs brought back."""
+
+    def __init__(self, fn: Any, device: DeviceKind, portable: torch.nn.Module | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        self._fn = fn
+        self._device = torch_device(device)
+        self._dtype = dtype
+        # The module written by ``save`` (TorchScript / exported program); may be fn itself.
+        self._portable = portable
+
+    def __call__(self, *inputs: torch.Tensor) -> Tensors:
+        moved = tuple(self._prepare(t) for t in inputs)
+        with torch.inference_mode():
+            out = as_tuple(self._fn(*moved))
+        return tuple(o.float() if o.is_floating_point() else o for o in out)
+
+    def _prepare(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(self._device, non_blocking=True)
+        if self._dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self._dtype)
+        return tensor
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        if self._portable is None:
+            raise UnsupportedCandidate("this candidate has no portable form to save")
+        path = directory / "model.torchscript.pt"
+        torch.jit.save(self._portable, str(path))
+        dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else ""
+        return {"file": path.name, "format": "torchscript", "dtype": dtype}
+
+
+def load_torchscript(directory: Path, options: Mapping[str, Any], device: DeviceKind) -> TorchCompiled:
+    """Load what :meth:`TorchCompiled.save` wrote (a TorchScript archive: no pickled code)."""
+    module = torch.jit.load(str(directory / options["file"]), map_location=torch_device(device))
+    dtype = getattr(torch, options["dtype"]) if options.get("dtype") else None
+    return TorchCompiled(module, device, portable=module, dtype=dtype)
+
+
+def trace(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit.ScriptModule:
+    """TorchScript-trace ``module``; traces are checked against eager by the trial runner."""
+    with torch.inference_mode(False), torch.no_grad():
+        traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False)
+    return torch.jit.freeze(traced.eval())
+
+
+def save_portable(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit.ScriptModule:
+    """A TorchScript form of ``module`` for saving (used by the eager baseline)."""
+    return trace(module, example)
+
+
+PRECISION_DTYPES: dict[Precision, torch.dtype] = {
+    Precision.FP32: torch.float32,
+    Precision.FP16: torch.float16,
+    Precision.BF16: torch.bfloat16,
+}

@@ -1,0 +1,23 @@
+"""Measure: how a candidate is timed and how its outputs are checked."""
+
+from speedster_dist.measure._latency import MeasureSettings, latency_stats, measure_latency
+from speedster_dist.measure._metrics import (
+    BUILTIN_METRICS,
+    MetricFn,
+    accuracy_drop,
+    metric_drop,
+    numeric_precision_drop,
+    resolve_metric,
+)
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "MeasureSettings",
+    "MetricFn",
+    "accuracy_drop",
+    "latency_stats",
+    "measure_latency",
+    "metric_drop",
+    "numeric_precision_drop",
+    "resolve_metric",
+]

@@ -1,0 +1,172 @@
+"""Small frozen records that cross process boundaries (driver <-> Ray trial tasks).
+
+Every record here is picklable, validated in ``__post_init__`` without side effects, and
+depends on nothing heavier than the standard library, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "Candidate",
+    "DeviceKind",
+    "HardwareType",
+    "LatencyStats",
+    "Precision",
+    "TrialResult",
+    "TrialStatus",
+]
+
+
+class DeviceKind(str, Enum):
+    """Where a compiled model runs."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Precision(str, Enum):
+    """Numeric precision of a candidate's weights and arithmetic."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+    @property
+    def is_reduced(self) -> bool:
+        return self is not Precision.FP32
+
+
+class TrialStatus(str, Enum):
+    """Outcome of one trial, as told to the searcher and written to the history."""
+
+    COMPLETE = "complete"
+    REJECTED = "rejected"  # built and ran, but its metric drop is over the threshold
+    PRUNED = "pruned"  # stopped early because it could not beat the best so far
+    FAILED = "failed"  # raised, crashed its worker, or ran out of time
+
+
+def _frozen_knobs(knobs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(knobs.items()))
+
+
+@dataclass(frozen=True)
+class HardwareType:
+    """A class of interchangeable machines: nodes with the same ``key`` measure alike.
+
+    ``key`` is readable and stable (for example ``cpu-amd-epyc-avx2-fma-2c``);
+    ``features`` are the instruction-set extensions that decide which backend and
+    precision may win (``avx512_vnni``, ``avx512_bf16``, ``amx_bf16``...).
+    """
+
+    key: str
+    device: DeviceKind
+    description: str = ""
+    features: frozenset[str] = frozenset()
+    cores: int = 0
+    gpu_name: str = ""
+    gpu_memory_mb: int = 0
+    compute_capability: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key or any(ch.isspace() for ch in self.key):
+            raise ValueError(f"hardware key must be a non-empty word, got {self.key!r}")
+
+    def has_any(self, required: frozenset[str]) -> bool:
+        """True when no feature is required or at least one of ``required`` is present."""
+        return not required or bool(required & self.features)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search space: how to build a model for one hardware type."""
+
+    backend: str
+    precision: Precision
+    hardware_key: str
+    technique: str = ""  # e.g. "dynamic" / "static" quantization, "" when none applies
+    knobs: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.backend:
+            raise ValueError("a candidate needs a backend name")
+        if not isinstance(self.precision, Precision):
+            object.__setattr__(self, "precision", Precision(self.precision))
+        if isinstance(self.knobs, Mapping):
+            object.__setattr__(self, "knobs", _frozen_knobs(self.knobs))
+
+    @classmethod
+    def make(
+        cls,
+        backend: str,
+        precision: Precision | str,
+        hardware_key: str,
+        technique: str = "",
+        knobs: Mapping[str, Any] | None = None,
+    ) -> Candidate:
+        return cls(backend, Precision(precision), hardware_key, technique, _frozen_knobs(knobs or {}))
+
+    @property
+    def knob_dict(self) -> dict[str, Any]:
+        return dict(self.knobs)
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``onnxruntime int8/static``."""
+        tech = f"/{self.technique}" if self.technique else ""
+        knobs = "".join(f" {k}={v}" for k, v in self.knobs)
+        return f"{self.backend} {self.precision.value}{tech}{knobs}"
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one call in seconds, over ``count`` timed calls after warm-up."""
+
+    count: int
+    mean: float
+    std: float
+    p50: float
+    p90: float
+    p99: float
+    min: float
+    total_s: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError("latency statistics need at least one timed call")
+        for name in ("mean", "std", "p50", "p90", "p99", "min", "total_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"latency {name} must be a finite non-negative number, got {value}")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial measured. ``latency`` is None unless the status is COMPLETE."""
+
+    candidate: Candidate
+    status: TrialStatus
+    reason: str = ""
+    latency: LatencyStats | None = None
+    metric_drop: float | None = None
+    build_s: float = 0.0
+    model_size_mb: float = 0.0
+    node_id: str = ""
+    is_baseline: bool = False
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.status is TrialStatus.COMPLETE and self.latency is None:
+            raise ValueError("a complete trial must carry its latency")
+        if self.status is not TrialStatus.COMPLETE and not self.reason:
+            raise ValueError(f"a {self.status.value} trial must say why")
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TrialStatus.COMPLETE

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: tiny models, fakes and the backend contract suite."""

@@ -1,0 +1,134 @@
+"""Hardware fingerprint of the node a process runs on, and the hardware-type key derived from it.
+
+Nodes with the same key measure alike and share one winner. The key keeps only what changes
+which backend and precision win: vendor, model, the instruction-set extensions that matter for
+inference (AVX2, AVX-512, VNNI, BF16, AMX) and the core count; for GPUs, the GPU name and
+memory. A node can carry a *simulated* hardware type (env var ``SPEEDSTER_DIST_HARDWARE_TYPE``
+or a Ray node label) so that tests can build a heterogeneous cluster on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from collections.abc import Iterable
+from functools import cache
+
+from speedster_dist.records import DeviceKind, HardwareType
+
+__all__ = [
+    "HARDWARE_LABEL",
+    "SIMULATED_TYPE_ENV",
+    "cpu_features",
+    "local_hardware",
+    "local_hardware_types",
+]
+
+# Ray node label (and env var) that overrides the detected hardware type of a node.
+HARDWARE_LABEL = "speedster-dist/hardware-type"
+SIMULATED_TYPE_ENV = "SPEEDSTER_DIST_HARDWARE_TYPE"
+
+# /proc/cpuinfo flag -> feature name, for the extensions that change which backend wins.
+_INTERESTING_FLAGS = {
+    "avx2": "avx2",
+    "fma": "fma",
+    "avx512f": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "avx512_fp16": "avx512_fp16",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
+    "amx_fp16": "amx_fp16",
+    "asimd": "neon",
+    "sve": "sve",
+}
+# Features shown in the key, most significant first (a key stays short and readable).
+_KEY_FEATURES = ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "neon", "sve")
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*$", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40] or "unknown"
+
+
+def _read_cpuinfo() -> tuple[str, str, set[str]]:
+    vendor, model, flags = platform.machine(), platform.processor() or "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id":
+                    vendor = value.strip()
+                elif key in ("model name", "Model", "CPU part") and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:  # not Linux: keep what platform gives
+        pass
+    return vendor, model, flags
+
+
+def cpu_features(flags: Iterable[str]) -> frozenset[str]:
+    """Inference-relevant features among raw CPU ``flags``."""
+    return frozenset(name for flag, name in _INTERESTING_FLAGS.items() if flag in set(flags))
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_key(vendor: str, model: str, features: frozenset[str], cores: int) -> str:
+    vendor_slug = {"genuineintel": "intel", "authenticamd": "amd"}.get(vendor.lower(), _slug(vendor))
+    model_slug = _slug(model.replace("Intel", "").replace("AMD", ""))
+    shown = [f for f in _KEY_FEATURES if f in features][:2] or ["baseline"]
+    return f"cpu-{vendor_slug}-{model_slug}-{'-'.join(shown)}-{cores}c".replace("_", "")
+
+
+@cache
+def local_cpu() -> HardwareType:
+    """The CPU hardware type of this process's machine (honours the simulated-type env var)."""
+    vendor, model, flags = _read_cpuinfo()
+    features = cpu_features(flags)
+    cores = _cpu_count()
+    key = os.environ.get(SIMULATED_TYPE_ENV) or _cpu_key(vendor, model, features, cores)
+    description = f"{model or vendor} ({cores} cores; {', '.join(sorted(features)) or 'no SIMD extensions'})"
+    return HardwareType(key, DeviceKind.CPU, description, features, cores)
+
+
+def _local_gpus() -> list[HardwareType]:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return []
+    if not torch.cuda.is_available():
+        return []
+    found = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        memory_mb = int(props.total_memory // 2**20)
+        capability = f"{props.major}.{props.minor}"
+        key = f"gpu-{_slug(props.name)}-{round(memory_mb / 1024)}gb-sm{props.major}{props.minor}"
+        cuda = getattr(torch.version, "cuda", "") or ""
+        description = f"{props.name} ({memory_mb} MiB, compute {capability}, CUDA {cuda})"
+        found.append(HardwareType(key, DeviceKind.GPU, description, frozenset(), 0, props.name,
+                                  memory_mb, capability))
+    return found
+
+
+def local_hardware_types() -> list[HardwareType]:
+    """Every hardware type of this machine: its CPU, then one entry per distinct GPU model."""
+    seen: dict[str, HardwareType] = {}
+    for hardware in [local_cpu(), *_local_gpus()]:
+        seen.setdefault(hardware.key, hardware)
+    return list(seen.values())
+
+
+def local_hardware(device: DeviceKind = DeviceKind.CPU) -> HardwareType | None:
+    """This machine's hardware type for ``device``, or None (e.g. no GPU)."""
+    return next((h for h in local_hardware_types() if h.device is device), None)

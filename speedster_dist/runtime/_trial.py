@@ -1,0 +1,124 @@
+"""One trial: build a candidate, check its outputs, time it, keep its files.
+
+This is the body of the Ray task (or of the inline executor in unit tests). Every error a
+backend raises becomes a FAILED :class:`TrialResult` with the reason; only a crash of the
+process itself (segfault, out of memory) escapes, and the executor records that one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.backends import BuildConfig, Compiled, SourceModel, UnsupportedCandidate, get_backend
+from speedster_dist.measure import MeasureSettings, MetricFn, measure_latency, metric_drop
+from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialResult, TrialStatus
+
+__all__ = ["FP32_TOLERANCE", "SavedCandidate", "TrialPayload", "run_trial"]
+
+# Full-precision candidates must match the original this closely (numeric precision or the
+# user's metric), so that a broken conversion is rejected even when no drop is accepted.
+FP32_TOLERANCE = 1e-3
+_REASON_CHARS = 2000
+
+
+@dataclass
+class TrialPayload:
+    """Everything a trial needs; put in the object store once and shared by all trials."""
+
+    source: SourceModel
+    calibration: list[tuple[Any, ...]]
+    validation: list[tuple[Any, ...]]
+    reference_outputs: list[tuple[Any, ...]]
+    labels: list[Any] | None
+    metric: MetricFn
+    metric_drop_ths: float | None
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+
+
+@dataclass(frozen=True)
+class SavedCandidate:
+    """A kept candidate's model files (name -> bytes) and the options that load them."""
+
+    backend: str
+    device: str
+    options: dict[str, Any]
+    files: dict[str, bytes]
+
+    @property
+    def size_mb(self) -> float:
+        return sum(len(b) for b in self.files.values()) / 2**20
+
+
+def _synchronizer(device: DeviceKind) -> Any:
+    if device is DeviceKind.GPU:
+        import torch
+
+        return torch.cuda.synchronize
+    return None
+
+
+def _check_outputs(compiled: Compiled, payload: TrialPayload, candidate: Candidate) -> tuple[float, str]:
+    """The candidate's metric drop on held-out samples and, when over the limit, why."""
+    outputs = [tuple(t.detach().cpu() for t in compiled(*sample)) for sample in payload.validation]
+    drop = metric_drop(payload.metric, payload.reference_outputs, outputs, payload.labels)
+    limit = max(payload.metric_drop_ths or 0.0, FP32_TOLERANCE)
+    if candidate.precision.is_reduced:
+        limit = payload.metric_drop_ths or 0.0
+    if drop > limit:
+        return drop, f"metric drop {drop:.4g} is over the accepted {limit:.4g}"
+    return drop, ""
+
+
+def _save(compiled: Compiled, backend: str, device: DeviceKind, workdir: Path) -> SavedCandidate:
+    out = workdir / "saved"
+    out.mkdir()
+    options = compiled.save(out)
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return SavedCandidate(backend, device.value, dict(options), files)
+
+
+def _failed(candidate: Candidate, reason: str, **kw: Any) -> TrialResult:
+    return TrialResult(candidate, TrialStatus.FAILED, reason[-_REASON_CHARS:] or "failed", **kw)
+
+
+def run_trial(
+    payload: TrialPayload,
+    candidate: Candidate,
+    hardware: HardwareType | None = None,
+    node_id: str = "",
+    is_baseline: bool = False,
+) -> tuple[TrialResult, SavedCandidate | None]:
+    """Build, check, time and save ``candidate``; never raises for a backend's error."""
+    device = hardware.device if hardware is not None else DeviceKind.CPU
+    workdir = Path(tempfile.mkdtemp(prefix="speedster-trial-"))
+    common: dict[str, Any] = {"node_id": node_id, "is_baseline": is_baseline}
+    try:
+        backend = get_backend(candidate.backend)
+        config = BuildConfig(candidate.precision, device, candidate.technique, candidate.knob_dict, hardware)
+        started = time.perf_counter()
+        compiled = backend.build(payload.source, payload.calibration, config, workdir)
+        common["build_s"] = time.perf_counter() - started
+        drop, rejection = _check_outputs(compiled, payload, candidate)
+        common["metric_drop"] = drop
+        if rejection:
+            return TrialResult(candidate, TrialStatus.REJECTED, rejection, **common), None
+        sample = payload.validation[0]
+        latency = measure_latency(lambda: compiled(*sample), payload.measure, _synchronizer(device))
+        saved = _save(compiled, candidate.backend, device, workdir)
+        result = TrialResult(candidate, TrialStatus.COMPLETE, latency=latency,
+                             model_size_mb=saved.size_mb, **common)
+        return result, saved
+    except UnsupportedCandidate as exc:
+        return _failed(candidate, f"unsupported: {exc}", **common), None
+    except Exception as exc:  # any backend error is an outcome, not a crash of the search
+        tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return _failed(candidate, tail, **common), None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+

@@ -1,0 +1,89 @@
+"""The tables users read: Speedster's summary per hardware type, and every trial on request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from speedster_dist.records import TrialResult
+from speedster_dist.runtime import SearchOutcome
+
+__all__ = ["format_summary", "format_trials", "progress_line"]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(row: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + " |"
+
+    return "\n".join([line, fmt(headers), line, *(fmt(r) for r in rows), line])
+
+
+def _ms(result: TrialResult | None) -> str:
+    return f"{result.latency.p50 * 1e3:.2f} ms" if result and result.latency else "n/a"
+
+
+def _throughput(result: TrialResult | None, batch: int) -> float | None:
+    return batch / result.latency.p50 if result and result.latency else None
+
+
+def _drop(result: TrialResult | None) -> str:
+    return "n/a" if result is None or result.metric_drop is None else f"{result.metric_drop:.4g}"
+
+
+def _ratio(a: float | None, b: float | None, suffix: str = "x") -> str:
+    return f"{a / b:.2f}{suffix}" if a and b else "n/a"
+
+
+def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
+    base_lat = base.latency.p50 if base and base.latency else None
+    best_lat = best.latency.p50 if best.latency else None
+    base_tp, best_tp = _throughput(base, batch), _throughput(best, batch)
+    return [
+        ["backend", base.candidate.backend if base else "n/a", best.candidate.backend, ""],
+        ["precision / technique", "fp32", best.candidate.label.split(" ", 1)[1], ""],
+        ["latency (p50 per batch)", _ms(base), _ms(best), _ratio(base_lat, best_lat)],
+        ["throughput (samples/s)", f"{base_tp:.1f}" if base_tp else "n/a",
+         f"{best_tp:.1f}" if best_tp else "n/a", _ratio(best_tp, base_tp)],
+        ["model size (MB)", f"{base.model_size_mb:.1f}" if base else "n/a", f"{best.model_size_mb:.1f}",
+         _ratio(base.model_size_mb if base else None, best.model_size_mb)],
+        ["metric drop", _drop(base), _drop(best), ""],
+    ]
+
+
+def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
+    """Speedster's summary table, one per hardware type, then the fleet-wide view."""
+    blocks = []
+    for key, hardware in outcome.hardware.items():
+        title = f"Hardware type {key}: {hardware.description}"
+        best = outcome.winners.get(key)
+        if best is None:
+            blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
+            continue
+        rows = _hardware_rows(outcome.baseline(key), best, batch_size)
+        blocks.append(title + "\n" + _table(["metric", "original", "optimized", "improvement"], rows))
+    if len(outcome.winners) > 1:
+        fastest = min(outcome.winners.values(), key=lambda r: r.latency.p50 if r.latency else float("inf"))
+        blocks.append(f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "
+                      f"({fastest.candidate.label}, {_ms(fastest)})")
+    exhausted = "\n(the optimization_time budget ran out; results are the best found)" if outcome.budget_exhausted else ""
+    return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+
+
+def format_trials(results: Sequence[TrialResult]) -> str:
+    """Every trial with its status, latency, metric drop and reason."""
+    rows = []
+    for r in results:
+        p90 = f"{r.latency.p90 * 1e3:.2f}" if r.latency else ""
+        rows.append([r.candidate.hardware_key, r.candidate.label + (" (baseline)" if r.is_baseline else ""),
+                     r.status.value, _ms(r) if r.latency else "", p90, _drop(r),
+                     f"{r.build_s:.1f}", r.reason[:80].replace("\n", " ")])
+    headers = ["hardware", "candidate", "status", "p50", "p90 ms", "drop", "build s", "reason"]
+    return _table(headers, rows)
+
+
+def progress_line(done: int, result: TrialResult) -> str:
+    """One line per finished trial, for the progress display."""
+    extra = f" {_ms(result)}" if result.latency else f" ({result.reason[:60]})"
+    return f"[trial {done}] {result.candidate.hardware_key} {result.candidate.label}: {result.status.value}{extra}"

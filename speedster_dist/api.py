@@ -238,7 +238,14 @@ def _onnx_source(path: Path, input_data: Any, dynamic_info: Mapping[str, Any] | 
     names = tuple(i.name for i in graph.input if i.name not in initializers)
     outputs = tuple(o.name for o in graph.output)
     samples = normalize_inputs(input_data, None)
-    samples = SampleSet(names, samples.samples, samples.labels, keyword=False)
+    data = samples.samples
+    if samples.keyword:  # dicts: each value goes to the graph input of its key's name
+        if set(samples.input_names) != set(names):
+            raise InputError(f"the ONNX model takes inputs {list(names)}; the sample dicts have "
+                             f"keys {list(samples.input_names)}")
+        order = [samples.input_names.index(n) for n in names]
+        data = [tuple(s[i] for i in order) for s in data]
+    samples = SampleSet(names, data, samples.labels, keyword=False)
     if any(len(s) != len(names) for s in samples.samples):
         raise InputError(f"the ONNX model takes {len(names)} inputs {list(names)}; samples have a different count")
     axes = _dynamic_axes(samples, dynamic_info) or derive_dynamic_axes(names, samples.samples).axes

@@ -101,7 +101,7 @@ def _from_dicts(dicts: list[Any]) -> SampleSet:
         raise InputError("the first input dict is empty")
     samples = []
     for index, item in enumerate(dicts):
-        if tuple(item) != names:
+        if set(item) != set(names):  # same keys in another order are fine: taken by name
             raise InputError(f"sample {index} has keys {sorted(item)}, sample 0 has {sorted(names)}")
         samples.append(tuple(_tensor(item[n], f"sample {index} key {n!r}") for n in names))
     return SampleSet(names, samples, None, keyword=True)
@@ -123,6 +123,9 @@ def _from_tuples(items: list[Any], model: torch.nn.Module | None) -> SampleSet:
 
 
 def _split_label(item: Any, index: int) -> tuple[Sequence[Any], Any]:
+    item = _numpy_to_tensor(item)
+    if isinstance(item, tuple | list):  # numpy arrays are taken wherever tensors are
+        item = [_numpy_to_tensor(v) for v in item]
     if isinstance(item, torch.Tensor):
         return (item,), None
     if not isinstance(item, Sequence) or not item:
@@ -145,6 +148,12 @@ def _looks_like_label(first: torch.Tensor, second: Any) -> bool:
         and first.dim() >= 2
         and second.numel() == first.shape[0]
     )
+
+
+def _numpy_to_tensor(value: Any) -> Any:
+    import numpy as np
+
+    return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
 
 
 def _tensor(value: Any, where: str) -> torch.Tensor:

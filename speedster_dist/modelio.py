@@ -231,7 +231,7 @@ def make_source_model(
     with torch.inference_mode():
         first = probe.call_original(*samples[0])
     spec = OutputSpec.of(first)
-    flat = FlatModule(model, input_names, keyword, spec)
+    flat = FlatModule(model, input_names, keyword, spec).eval()  # nn.Module starts in training mode
     axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
     if dynamic_axes is None:
         axes = derive_dynamic_axes(input_names, samples).axes

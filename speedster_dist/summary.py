@@ -62,7 +62,9 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
             blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
             continue
         rows = _hardware_rows(outcome.baseline(key), best, batch_size)
-        blocks.append(title + "\n" + _table(["metric", "original", "optimized", "improvement"], rows))
+        table = _table(["metric", "original", "optimized", "improvement"], rows)
+        skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
+        blocks.append(f"{title}\n{table}{skipped}")
     if len(outcome.winners) > 1:
         fastest = min(outcome.winners.values(), key=lambda r: r.latency.p50 if r.latency else float("inf"))
         blocks.append(f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "

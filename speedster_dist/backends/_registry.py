@@ -7,12 +7,14 @@ broken shows up as unavailable (with the reason) instead of crashing ``import sp
 from __future__ import annotations
 
 import importlib
+import os
 from functools import cache
 
 from speedster_dist.backends._protocol import Backend
 
 __all__ = [
     "BASELINE_BACKEND",
+    "EXTRA_BACKENDS_ENV",
     "SPEEDSTER_ALIASES",
     "UnknownBackendError",
     "backend_names",
@@ -29,6 +31,10 @@ _REGISTRY: dict[str, str] = {
     "openvino": "speedster_dist.backends.openvino",
     "tensorrt": "speedster_dist.backends.tensorrt",
 }
+
+# Extra backends as "name=module.path,other=pkg.mod" (a plugin, or the fakes in tests). An
+# environment variable rather than a call, so Ray worker processes see the same registry.
+EXTRA_BACKENDS_ENV = "SPEEDSTER_DIST_BACKENDS"
 
 BASELINE_BACKEND = "torch"
 
@@ -53,9 +59,19 @@ class UnknownBackendError(ValueError):
     """A backend name that is neither registered nor a known Speedster alias."""
 
 
+def _registry() -> dict[str, str]:
+    extra = {}
+    for item in filter(None, os.environ.get(EXTRA_BACKENDS_ENV, "").split(",")):
+        name, sep, module = item.partition("=")
+        if not sep or not name.strip() or not module.strip():
+            raise UnknownBackendError(f"{EXTRA_BACKENDS_ENV}: {item!r} is not name=module.path")
+        extra[name.strip()] = module.strip()
+    return {**_REGISTRY, **extra}
+
+
 def backend_names() -> tuple[str, ...]:
-    """Every registered backend name, in registry order."""
-    return tuple(_REGISTRY)
+    """Every registered backend name, in registry order (extra backends last)."""
+    return tuple(_registry())
 
 
 def resolve_backend_name(name: str) -> str | None:
@@ -65,20 +81,21 @@ def resolve_backend_name(name: str) -> str | None:
     :class:`UnknownBackendError` listing the valid names for anything else.
     """
     key = name.strip().lower()
-    if key in _REGISTRY:
+    if key in _registry():
         return key
     if key in SPEEDSTER_ALIASES:
         return SPEEDSTER_ALIASES[key]
-    valid = ", ".join(sorted(_REGISTRY))
+    valid = ", ".join(sorted(_registry()))
     raise UnknownBackendError(f"unknown backend {name!r}; valid names are: {valid}")
 
 
 @cache
 def get_backend(name: str) -> Backend:
     """Import and return the backend registered as ``name``."""
-    if name not in _REGISTRY:
+    registry = _registry()
+    if name not in registry:
         resolve_backend_name(name)  # raises with the list of valid names
         raise UnknownBackendError(f"{name!r} is an alias; resolve it first")
-    module = importlib.import_module(_REGISTRY[name])
+    module = importlib.import_module(registry[name])
     backend: Backend = module.BACKEND
     return backend

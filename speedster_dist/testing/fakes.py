@@ -1,0 +1,130 @@
+"""Deterministic fake backends with known latencies, build times and failure modes.
+
+Register them for a test (and for Ray workers started afterwards) with::
+
+    monkeypatch.setenv("SPEEDSTER_DIST_BACKENDS", FAKE_BACKENDS)
+
+``fake`` is well behaved: fp32 takes 4 ms a call, fp16 2 ms with a small error, int8 1 ms with
+an error of about 0.5 (over any sensible threshold). ``fake_faulty`` fails politely: its
+``raise`` candidate raises in build, ``garbage`` returns wrong outputs at fp32.
+``fake_deadly`` must only run in a separate process (a Ray task): ``crash`` kills its
+process, ``hang`` never returns. Outputs are otherwise the real model's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedster_dist.backends._protocol import BuildConfig, Capability, Knob, SourceModel, Tensors
+from speedster_dist.backends._torch_common import TorchCompiled, load_torchscript, require_module, save_portable
+from speedster_dist.records import DeviceKind, Precision
+
+__all__ = ["BACKEND", "DEADLY", "FAKE_BACKENDS", "FAULTY", "Behaviour", "FakeBackend"]
+
+FAKE_BACKENDS = (
+    "fake=speedster_dist.testing.fakes,fake_faulty=speedster_dist.testing.fakes_faulty,"
+    "fake_deadly=speedster_dist.testing.fakes_deadly"
+)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What one (precision, technique) of a fake backend does."""
+
+    latency_s: float = 0.004
+    build_s: float = 0.0
+    relative_error: float = 0.0
+    failure: str = ""  # "", "raise", "crash", "hang"
+
+
+class _FakeCompiled(TorchCompiled):
+    def __init__(self, module: torch.nn.Module, example: Tensors, behaviour: Behaviour, scale: float) -> None:
+        super().__init__(module, DeviceKind.CPU)
+        self._module = module
+        self._example = example
+        self._behaviour = behaviour
+        self._scale = scale
+
+    def __call__(self, *inputs: torch.Tensor) -> Tensors:
+        if self._behaviour.failure == "hang":
+            time.sleep(3600)
+        outputs = super().__call__(*inputs)
+        # Sleeping (not spinning) keeps the known latency even when other processes load the
+        # CPU: a spinning loop gets preempted and measures longer than planned.
+        time.sleep(self._behaviour.latency_s * self._scale)
+        error = self._behaviour.relative_error
+        return tuple(o * (1 + error) if o.is_floating_point() else o for o in outputs)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        if self._portable is None:
+            self._portable = save_portable(self._module, self._example)
+        options = super().save(directory)
+        (directory / "behaviour.json").write_text(json.dumps(self._behaviour.__dict__))
+        return options
+
+
+class FakeBackend:
+    """A backend whose speed and accuracy are set by a table, for driver and search tests.
+
+    The ``slowdown`` knob multiplies latency (choices 1, 2, 4), so knob tuning has a known best.
+    """
+
+    def __init__(self, name: str, behaviours: Mapping[tuple[Precision, str], Behaviour]) -> None:
+        self.name = name
+        self._behaviours = dict(behaviours)
+        self.capabilities = tuple(
+            Capability(DeviceKind.CPU, precision, technique, sources=frozenset({"torch"}))
+            for precision, technique in self._behaviours
+        )
+        self.knobs = (Knob("slowdown", (1, 2, 4), frozenset({DeviceKind.CPU})),)
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        return None if device is DeviceKind.CPU else "fake backends run on CPU only"
+
+    def build(self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig,
+              workdir: Path) -> TorchCompiled:
+        behaviour = self._behaviours[(config.precision, config.technique)]
+        time.sleep(behaviour.build_s)
+        if behaviour.failure == "raise":
+            raise RuntimeError(f"{self.name}: planted build failure")
+        if behaviour.failure == "crash":
+            os._exit(17)  # what a segfaulting native library looks like to the caller
+        scale = float(config.knobs.get("slowdown", 1))
+        return _FakeCompiled(require_module(model), model.example_inputs, behaviour, scale)
+
+    def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> TorchCompiled:
+        return load_torchscript(directory, options, device)
+
+
+BACKEND = FakeBackend(
+    "fake",
+    {
+        (Precision.FP32, ""): Behaviour(latency_s=0.004),
+        (Precision.FP16, ""): Behaviour(latency_s=0.002, relative_error=0.004),
+        (Precision.INT8, "dynamic"): Behaviour(latency_s=0.001, relative_error=0.5),
+    },
+)
+
+FAULTY = FakeBackend(
+    "fake_faulty",
+    {
+        (Precision.FP32, "raise"): Behaviour(failure="raise"),
+        (Precision.FP32, "garbage"): Behaviour(latency_s=0.0005, relative_error=0.3),
+    },
+)
+
+DEADLY = FakeBackend(
+    "fake_deadly",
+    {
+        (Precision.FP32, "crash"): Behaviour(failure="crash"),
+        (Precision.FP32, "hang"): Behaviour(failure="hang"),
+    },
+)

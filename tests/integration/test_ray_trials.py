@@ -1,0 +1,132 @@
+"""Trials as real Ray tasks: crashes, hangs and real backends on an embedded local Ray."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from speedster_dist import optimize_model
+from speedster_dist.measure import MeasureSettings, numeric_precision_drop
+from speedster_dist.records import DeviceKind, TrialStatus
+from speedster_dist.runtime import RayExecutor, TrialPayload, connect, run_search
+from speedster_dist.runtime._ray import LOOPBACK_ENV, ClusterConnectionError
+from speedster_dist.search import Budget, SpaceSettings
+from speedster_dist.testing import models
+from speedster_dist.testing.backend_contract import contract_model
+
+pytestmark = pytest.mark.integration
+FAST = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1)
+
+
+def _payload(ths=None):
+    model = contract_model("mlp")
+    with torch.inference_mode():
+        reference = [tuple(model.source.module(*s)) for s in model.validation]
+    return TrialPayload(model.source, model.calibration, model.validation, reference, None,
+                        numeric_precision_drop, ths, FAST)
+
+
+def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray):
+    executor = RayExecutor(trial_timeout_s=8)
+    settings = SpaceSettings(metric_drop_ths=None, baseline_backend="fake",
+                             ignored_backends=frozenset({"torch", "torchscript", "torch_compile", "onnxruntime",
+                                                         "openvino", "tensorrt", "fake_faulty"}))
+    started = time.monotonic()
+    outcome = run_search(executor, _payload(), settings, Budget(math.inf, False, "test"))
+    results = {r.candidate.technique or r.candidate.backend: r for r in outcome.results}
+    assert results["crash"].status is TrialStatus.FAILED
+    assert "Worker" in results["crash"].reason or "crash" in results["crash"].reason.lower()
+    assert results["hang"].status is TrialStatus.FAILED
+    assert "timed out after 8 s" in results["hang"].reason
+    assert results["fake"].ok and results["fake"].is_baseline
+    assert next(iter(outcome.winners.values())).candidate.backend == "fake"
+    assert time.monotonic() - started < 60
+    # The hung trial's node was freed: a new task runs promptly.
+    assert local_ray.get(local_ray.remote(lambda: 42).options(num_cpus=2).remote(), timeout=30) == 42
+
+
+@pytest.mark.slow
+def test_real_backends_on_tiny_bert_through_ray(local_ray, tmp_path):
+    model = models.tiny_bert()
+    data = [models.token_batch(seq_len=n, seed=i) for i, n in enumerate([16, 12, 16, 8, 16])]
+    learner = optimize_model(model, data, metric_drop_ths=0.05, measure_settings=FAST, progress=False,
+                             ignore_compilers=["torch_compile"], store_latencies=True)
+    results = learner.results
+    backends = {r.candidate.backend for r in results}
+    assert {"torch", "onnxruntime", "openvino", "torchscript"} <= backends
+    baseline = [r for r in results if r.is_baseline]
+    assert len(baseline) == 1 and baseline[0].ok
+    node_ids = {r.node_id for r in results}
+    assert len(node_ids) == 1 and "" not in node_ids
+    for r in results:
+        assert r.status in (TrialStatus.COMPLETE, TrialStatus.REJECTED), f"{r.candidate.label}: {r.reason}"
+        if r.status is TrialStatus.REJECTED:
+            assert r.metric_drop > 0.05
+    out = learner(**data[1])
+    with torch.inference_mode():
+        ref = model(**data[1])
+    assert type(out) is type(ref)
+    assert numeric_precision_drop([(ref.last_hidden_state,)], [(out.last_hidden_state,)]) <= 0.05
+    assert "Hardware type" in learner.summary and "improvement" in learner.summary
+
+
+def test_unreachable_address_fails_fast():
+    started = time.monotonic()
+    with pytest.raises(ClusterConnectionError, match="cannot reach"):
+        connect("127.0.0.1:1")
+    with pytest.raises(ClusterConnectionError, match="not host:port"):
+        connect("nonsense")
+    assert time.monotonic() - started < 15
+
+
+def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
+    port = "6391"
+    env = {**os.environ, **LOOPBACK_ENV, "RAY_DISABLE_USAGE_STATS": "1"}
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=1",
+         "--include-dashboard=false", "--block", "--resources={\"marker_of_this_cluster\": 1}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        script = (
+            "import ray\n"
+            "from speedster_dist.runtime import connect\n"
+            "how = connect('auto')\n"
+            "print(how, ray.cluster_resources().get('marker_of_this_cluster'))\n"
+        )
+        out = ""
+        for _ in range(10):  # wait for the head to accept clients
+            proc = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+                                  capture_output=True, text=True, timeout=60)
+            out = proc.stdout
+            if proc.returncode == 0:
+                break
+            time.sleep(1)
+        assert out.strip().endswith("address 1.0"), out
+    finally:
+        _stop_group(head)
+
+
+def _stop_group(process):
+    """Stop a `ray start --block` head and every process it started (same session)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # raylet/gcs may outlive a terminated parent
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def test_device_argument_filters_hardware(local_ray):
+    with pytest.raises(ValueError, match="no gpu node"):
+        optimize_model(models.tiny_mlp(), [torch.randn(1, 16)], device="gpu", progress=False)
+    assert DeviceKind.CPU.value == "cpu"

@@ -1,0 +1,312 @@
+"""The shared ONNX helpers: export (cache, fallbacks, HF attention), feeds, quantization."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speedster_dist.backends import SourceModel, UnsupportedCandidate, _onnx
+from speedster_dist.testing.backend_contract import ContractModel, contract_model
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(_onnx.CACHE_ENV, str(cache))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def bert() -> ContractModel:
+    return contract_model("bert")
+
+
+@pytest.fixture(scope="module")
+def mlp() -> ContractModel:
+    return contract_model("mlp")
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run(path: Path, source: SourceModel, sample: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    session = _session(path)
+    keep = {i.name for i in session.get_inputs()}
+    return session.run(list(source.output_names), _onnx.feeds(source.input_names, sample, keep))
+
+
+def _eager(source: SourceModel, sample: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    assert source.module is not None
+    with torch.no_grad():
+        return [t.numpy() for t in source.module(*sample)]
+
+
+def _op_types(path: Path) -> Counter[str]:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+# --------------------------------------------------------------------------- import
+
+
+def test_module_imports_without_onnx_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import speedster_dist.backends as package
+
+    for name in ("onnx", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import name` fail
+    for name in ("_onnx", "onnxruntime"):  # re-imported below; put the originals back after
+        monkeypatch.delitem(sys.modules, f"speedster_dist.backends.{name}", raising=False)
+        monkeypatch.setattr(package, name, getattr(package, name, None), raising=False)
+    helpers = importlib.import_module("speedster_dist.backends._onnx")
+    backend = importlib.import_module("speedster_dist.backends.onnxruntime").BACKEND
+    assert callable(helpers.export_onnx)
+    from speedster_dist.records import DeviceKind
+
+    assert "onnxruntime" in (backend.unavailable_reason(DeviceKind.CPU) or "")
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+def test_feeds_share_memory_and_keep_int64() -> None:
+    x = torch.randn(2, 3)
+    ids = torch.arange(6).reshape(1, 6)
+    out = _onnx.feeds(["x", "ids"], (x, ids))
+    assert np.shares_memory(out["x"], x.numpy())
+    assert out["ids"].dtype == np.int64
+
+
+def test_feeds_filter_convert_and_check_count() -> None:
+    half = torch.ones(2, dtype=torch.bfloat16)
+    out = _onnx.feeds(["a", "b"], (half, torch.ones(1)), keep={"a"})
+    assert list(out) == ["a"] and out["a"].dtype == np.float32
+    with pytest.raises(ValueError, match="expected 2 inputs"):
+        _onnx.feeds(["a", "b"], (half,))
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_is_cached_per_node(
+    mlp: ContractModel, tmp_path: Path, _private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _onnx.export_onnx(mlp.source, tmp_path / "w1")
+    assert first.is_relative_to(_private_cache) and first.name == "model.onnx"
+    stamp = first.stat().st_mtime_ns
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached export should have been reused")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    second = _onnx.export_onnx(mlp.source, tmp_path / "w2")
+    assert second == first and second.stat().st_mtime_ns == stamp
+    assert not any(p.name.startswith(".") for p in first.parent.parent.iterdir()), "staging left"
+
+
+def test_export_race_lost_to_another_process(
+    mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_export_into = _onnx._export_into
+
+    def export_while_another_process_publishes(source: SourceModel, path: Path, opset: int) -> None:
+        real_export_into(source, path, opset)
+        other = path.parent.parent / f"{mlp.source.fingerprint}-{_onnx._io_key(mlp.source)}-opset17"
+        other.mkdir()
+        (other / "model.onnx").write_bytes(path.read_bytes())
+
+    monkeypatch.setattr(_onnx, "_export_into", export_while_another_process_publishes)
+    path = _onnx.export_onnx(mlp.source, tmp_path)
+    assert path.exists()
+    assert [p.name for p in path.parent.parent.iterdir()] == [path.parent.name]  # no staging
+
+
+def test_export_without_fingerprint_goes_to_workdir(
+    mlp: ContractModel, tmp_path: Path, _private_cache: Path
+) -> None:
+    from dataclasses import replace
+
+    path = _onnx.export_onnx(replace(mlp.source, fingerprint=""), tmp_path / "work")
+    assert path.is_relative_to(tmp_path / "work") and path.exists()
+    assert not _private_cache.exists()
+
+
+def test_cache_key_covers_static_shapes(tmp_path: Path) -> None:
+    # Same weights and axes, other static batch size: must not reuse the batch-1 export.
+    from speedster_dist.modelio import make_source_model
+    from speedster_dist.testing import models
+
+    model = models.tiny_mlp()
+    one, _ = make_source_model(model, ["input"], [(torch.randn(1, 16),)], keyword=False)
+    two, _ = make_source_model(model, ["input"], [(torch.randn(2, 16),)], keyword=False)
+    assert one.fingerprint == two.fingerprint
+    assert _onnx.export_onnx(one, tmp_path) != _onnx.export_onnx(two, tmp_path)
+
+
+def test_onnx_source_is_returned_as_is(tmp_path: Path) -> None:
+    source = SourceModel(("x",), ("y",), (torch.ones(1),), onnx_path=tmp_path / "given.onnx")
+    assert _onnx.export_onnx(source, tmp_path) == tmp_path / "given.onnx"
+
+
+def test_export_keeps_user_model_unchanged(
+    bert: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = bert.source.module
+    assert module is not None
+    config = module.model.config
+    original = config._attn_implementation
+    assert original != "eager"  # transformers' default (sdpa): the switch is exercised
+    sample = bert.validation[0]
+    before = _eager(bert.source, sample)
+    seen: list[str] = []
+    real_export = torch.onnx.export
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(config._attn_implementation)
+        return real_export(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    _onnx.export_onnx(bert.source, tmp_path)
+    assert seen == ["eager"]
+    assert config._attn_implementation == original
+    # The exporter restores train/eval on the root only; dropout must stay off inside.
+    assert not any(sub.training for sub in module.model.modules())
+    for a, b in zip(before, _eager(bert.source, sample), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_exported_bert_takes_any_sequence_length(bert: ContractModel, tmp_path: Path) -> None:
+    from speedster_dist.testing.models import token_batch
+
+    path = _onnx.export_onnx(bert.source, tmp_path)
+    longer = tuple(token_batch(seq_len=40, seed=3)[name] for name in bert.source.input_names)
+    for sample in [*bert.validation, longer]:  # lengths the exporter never saw
+        for got, want in zip(
+            _run(path, bert.source, sample), _eager(bert.source, sample), strict=True
+        ):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_dynamo_fallback_when_legacy_fails(
+    mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("legacy exporter broke")
+
+    monkeypatch.setattr(_onnx, "_export_legacy", broken)
+    path = _onnx.export_onnx(mlp.source, tmp_path)
+    sample = (torch.randn(5, 16),)  # a batch size the export never saw
+    got = _run(path, mlp.source, sample)
+    np.testing.assert_allclose(got[0], _eager(mlp.source, sample)[0], atol=1e-5)
+
+
+def test_both_exporters_failing_is_unsupported(
+    mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("exporter broke\n" + "details " * 500)
+
+    monkeypatch.setattr(_onnx, "_export_legacy", broken)
+    monkeypatch.setattr(_onnx, "_export_dynamo", broken)
+    with pytest.raises(UnsupportedCandidate, match=r"legacy exporter.*dynamo exporter") as info:
+        _onnx.export_onnx(mlp.source, tmp_path)
+    assert len(str(info.value)) < 1000
+
+
+def test_large_models_get_one_external_data_file(
+    mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_onnx, "EXTERNAL_DATA_BYTES", 0)  # every model counts as large
+    path = _onnx.export_onnx(mlp.source, tmp_path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
+    copied = _onnx.copy_onnx(path, tmp_path / "copy" / "model.onnx")
+    assert (copied.parent / "model.onnx.data").exists()
+    sample = mlp.validation[0]
+    np.testing.assert_allclose(
+        _run(copied, mlp.source, sample)[0], _eager(mlp.source, sample)[0], atol=1e-5
+    )
+
+
+# --------------------------------------------------------------------------- rewrites
+
+
+def test_static_qdq_calibrates_on_varied_lengths(bert: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(bert.source, tmp_path)
+    out = _onnx.quantize_static_qdq(
+        plain, bert.source.input_names, bert.calibration, tmp_path / "qdq.onnx"
+    )
+    ops = _op_types(out)
+    assert ops["QuantizeLinear"] and ops["DequantizeLinear"]
+    # Standard ONNX only: OpenVINO runs this file too.
+    assert all(n.domain in ("", "ai.onnx") for n in onnx.load(str(out)).graph.node)
+    assert not (tmp_path / "qdq.pre.onnx").exists(), "intermediate file left behind"
+    sample = bert.validation[1]
+    got, want = _run(out, bert.source, sample)[0], _eager(bert.source, sample)[0]
+    cosine = float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
+    assert cosine > 0.9
+
+
+def test_static_qdq_needs_samples(mlp: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    with pytest.raises(UnsupportedCandidate, match="calibration"):
+        _onnx.quantize_static_qdq(plain, ["input"], [], tmp_path / "q.onnx")
+
+
+def test_dynamic_int8_on_a_fused_graph(bert: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(bert.source, tmp_path)
+    fused = _onnx.optimize_transformer(plain, tmp_path / "fused.onnx", bert.source.hf_config)
+    assert fused is not None
+    out = _onnx.quantize_dynamic_int8(fused, tmp_path / "dyn.onnx", per_channel=True)
+    assert _op_types(out)["DynamicQuantizeLinear"]
+    assert _run(out, bert.source, bert.validation[0])[0].shape == (1, 8, 32)
+
+
+def test_transformer_optimizer_fuses_bert(bert: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(bert.source, tmp_path)
+    fused = _onnx.optimize_transformer(plain, tmp_path / "fused.onnx", bert.source.hf_config)
+    assert fused is not None
+    ops = _op_types(fused)
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] == 4
+    sample = bert.validation[0]
+    for got, want in zip(
+        _run(fused, bert.source, sample), _eager(bert.source, sample), strict=True
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_transformer_optimizer_on_a_static_shape_export(tmp_path: Path) -> None:
+    # Its ORT pre-pass made this graph unloadable ("Attempt to replace the existing tensor").
+    static = contract_model("bert", dynamic=False)
+    plain = _onnx.export_onnx(static.source, tmp_path)
+    fused = _onnx.optimize_transformer(plain, tmp_path / "fused.onnx", static.source.hf_config)
+    assert fused is not None and _op_types(fused)["Attention"] == 2
+    _session(fused)
+
+
+@pytest.mark.parametrize("config", [None, {"model_type": "resnet"}, {}])
+def test_transformer_optimizer_not_applicable(
+    mlp: ContractModel, tmp_path: Path, config: dict[str, object] | None
+) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    assert _onnx.optimize_transformer(plain, tmp_path / "fused.onnx", config) is None
+
+
+def test_float16_keeps_float32_io(mlp: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    half = _onnx.convert_float16(plain, tmp_path / "fp16.onnx")
+    graph = onnx.load(str(half)).graph
+    assert {t.data_type for t in graph.initializer} == {onnx.TensorProto.FLOAT16}
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    sample = mlp.validation[0]
+    got = _run(half, mlp.source, sample)[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _eager(mlp.source, sample)[0], atol=1e-2)

@@ -1,0 +1,80 @@
+import json
+import zipfile
+
+import pytest
+
+from speedster_dist.backends import BuildConfig, UnsupportedCandidate, get_backend
+from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.testing.backend_contract import check_backend_contract, contract_model
+
+
+def _require_inductor() -> None:
+    reason = get_backend("torch_compile").unavailable_reason(DeviceKind.CPU)
+    if reason is not None:
+        pytest.skip(f"toolchain missing: {reason}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mlp", "bert"])
+def test_torch_compile_cpu_contract(tmp_path, kind):
+    # Dynamic samples: validation shapes differ from the example, so the symbolic graph is used.
+    _require_inductor()
+    drop = check_backend_contract("torch_compile", "fp32", "", tmp_path, tolerance=1e-4, kind=kind)
+    assert drop < 1e-4
+
+
+@pytest.mark.slow
+def test_torch_compile_saves_a_pickle_free_export_and_recompiles(tmp_path):
+    _require_inductor()
+    model = contract_model("mlp")
+    backend = get_backend("torch_compile")
+    config = BuildConfig(
+        Precision.FP32, DeviceKind.CPU, knobs={"mode": "max-autotune-no-cudagraphs"}
+    )
+    compiled = backend.build(model.source, model.calibration, config, tmp_path)
+    options = compiled.save(tmp_path)
+    assert options["format"] == "torch.export"
+    assert options["recompile"] == "torch_compile"
+    assert options["mode"] == "max-autotune-no-cudagraphs"
+    assert options["dynamic"] is True
+    with zipfile.ZipFile(tmp_path / options["file"]) as archive:
+        samples = [i for i in archive.infolist() if "/data/sample_inputs/" in i.filename]
+    assert all(i.file_size == 0 for i in samples)
+    loaded = backend.load(tmp_path, json.loads(json.dumps(options)), DeviceKind.CPU)
+    for sample in model.validation:
+        assert all(
+            (a - b).abs().max() < 1e-5
+            for a, b in zip(compiled(*sample), loaded(*sample), strict=True)
+        )
+
+
+def test_torch_compile_refuses_an_archive_with_pickles(tmp_path):
+    path = tmp_path / "model.pt2"
+    config = {"config": {"w": {"path_name": "weight_0", "use_pickle": True}}}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data/weights/model_weights_config.json", json.dumps(config))
+    options = {"file": "model.pt2", "format": "torch.export", "mode": "default"}
+    with pytest.raises(UnsupportedCandidate, match="not a plain tensor"):
+        get_backend("torch_compile").load(tmp_path, options, DeviceKind.CPU)
+
+
+def test_torch_compile_rejects_reduced_precision_on_cpu(tmp_path):
+    model = contract_model("mlp")
+    config = BuildConfig(Precision.BF16, DeviceKind.CPU)
+    with pytest.raises(UnsupportedCandidate):
+        get_backend("torch_compile").build(model.source, model.calibration, config, tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-3), ("fp16", 5e-2)])
+@pytest.mark.parametrize("kind", ["mlp", "bert"])
+def test_torch_compile_gpu_contract(tmp_path, kind, precision, tolerance):
+    check_backend_contract(
+        "torch_compile",
+        precision,
+        "",
+        tmp_path,
+        tolerance=tolerance,
+        kind=kind,
+        device=DeviceKind.GPU,
+    )

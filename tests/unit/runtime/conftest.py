@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
+from speedster_dist.measure import MeasureSettings, numeric_precision_drop
+from speedster_dist.records import DeviceKind, HardwareType
+from speedster_dist.runtime import NodeProbe, TrialPayload, backend_catalog
+from speedster_dist.testing.backend_contract import contract_model
+from speedster_dist.testing.fakes import FAKE_BACKENDS
+
+FAKE_HW = HardwareType("cpu-fake-2c", DeviceKind.CPU, "fake test CPU", frozenset({"avx2"}), 2)
+FAST = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.02)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
+
+
+def fake_probe(*names, hardware=FAKE_HW):
+    catalog = tuple(i for i in backend_catalog(DeviceKind.CPU) if i.name in names)
+    return NodeProbe("node-1", (hardware,), ((hardware.key, catalog),))
+
+
+@pytest.fixture
+def payload():
+    model = contract_model("mlp")
+    with torch.inference_mode():
+        reference = [tuple(model.source.module(*s)) for s in model.validation]
+    return TrialPayload(model.source, model.calibration, model.validation, reference, None,
+                        numeric_precision_drop, 0.01, FAST)

@@ -1,0 +1,100 @@
+import pytest
+
+from speedster_dist.records import DeviceKind, HardwareType, Precision
+from speedster_dist.search import (
+    BackendInfo,
+    CapabilityInfo,
+    KnobInfo,
+    SpaceSettings,
+    allowed_precisions,
+    derive_candidates,
+    parse_optimization_time,
+)
+
+CPU = HardwareType("cpu-test-avx2-2c", DeviceKind.CPU, features=frozenset({"avx2"}))
+BF16_CPU = HardwareType("cpu-test-bf16", DeviceKind.CPU, features=frozenset({"avx2", "avx512_bf16"}))
+GPU = HardwareType("gpu-test", DeviceKind.GPU)
+BOTH = frozenset({"torch", "onnx"})
+
+
+def cap(device, precision, technique="", requires=(), sources=frozenset({"torch"})):
+    return CapabilityInfo(device, Precision(precision), technique, frozenset(requires), sources)
+
+
+CATALOG = (
+    BackendInfo("torch", (cap("cpu", "fp32"), cap("gpu", "fp32"))),
+    BackendInfo("ort", (cap("cpu", "fp32", sources=BOTH), cap("cpu", "int8", "dynamic", sources=BOTH),
+                        cap("cpu", "int8", "static", sources=BOTH), cap("gpu", "fp16", sources=BOTH)),
+                (KnobInfo("threads", (0, 1), frozenset({"cpu"})), KnobInfo("fusion", (True, False),
+                                                                          frozenset({"cpu", "gpu"})))),
+    BackendInfo("ov", (cap("cpu", "fp32"), cap("cpu", "bf16", requires={"avx512_bf16", "amx_bf16"}))),
+    BackendInfo("broken", (cap("cpu", "fp32"),), unavailable="cannot import: boom"),
+)
+
+
+def labels(cands):
+    return [c.label for c in cands]
+
+
+def test_no_threshold_means_fp32_only_baseline_first():
+    cands = derive_candidates(CATALOG, CPU, SpaceSettings(metric_drop_ths=None, baseline_backend="torch"))
+    assert labels(cands) == ["torch fp32", "ort fp32 fusion=True threads=0", "ov fp32"]
+    assert all(c.hardware_key == CPU.key for c in cands)
+
+
+def test_speedster_precision_rules():
+    assert allowed_precisions(0) == {Precision.FP32}
+    assert allowed_precisions(0.01) == {Precision.FP32, Precision.FP16, Precision.BF16}
+    assert Precision.INT8 in allowed_precisions(0.05)
+    assert Precision.INT8 not in allowed_precisions(0.02)
+
+
+def test_reduced_precisions_come_after_fp32_and_need_their_cpu_feature():
+    plain = derive_candidates(CATALOG, CPU, SpaceSettings(metric_drop_ths=0.1))
+    assert [c.precision for c in plain] == [Precision.FP32] * 3 + [Precision.INT8] * 2
+    assert not any(c.precision is Precision.BF16 for c in plain)  # no bf16 unit here
+    bf16 = derive_candidates(CATALOG, BF16_CPU, SpaceSettings(metric_drop_ths=0.1))
+    assert any(c.backend == "ov" and c.precision is Precision.BF16 for c in bf16)
+
+
+def test_device_filters_capabilities_and_knobs():
+    cands = derive_candidates(CATALOG, GPU, SpaceSettings(metric_drop_ths=0.1))
+    assert labels(cands) == ["torch fp32", "ort fp16 fusion=True"]  # the threads knob is CPU-only
+
+
+def test_unavailable_ignored_and_source_format():
+    settings = SpaceSettings(metric_drop_ths=0.1, ignored_backends=frozenset({"ov"}))
+    assert "ov" not in {c.backend for c in derive_candidates(CATALOG, CPU, settings)}
+    assert "broken" not in {c.backend for c in derive_candidates(CATALOG, CPU, SpaceSettings())}
+    onnx = derive_candidates(CATALOG, CPU, SpaceSettings(metric_drop_ths=0.1, source_format="onnx",
+                                                         baseline_backend="ort"))
+    assert {c.backend for c in onnx} == {"ort"}
+    assert onnx[0].label.startswith("ort fp32")
+
+
+@pytest.mark.parametrize("ignored, gone", [
+    ({"int8"}, {"dynamic", "static"}),
+    ({"static_quantization"}, {"static"}),
+    ({"int8_dynamic"}, {"dynamic"}),
+])
+def test_ignore_compressors(ignored, gone):
+    settings = SpaceSettings(metric_drop_ths=0.1, ignored_compressors=frozenset(ignored))
+    techniques = {c.technique for c in derive_candidates(CATALOG, CPU, settings)}
+    assert not techniques & gone
+
+
+def test_tuning_expands_the_knob_grid():
+    settings = SpaceSettings(metric_drop_ths=None, tune_knobs=True)
+    ort = [c for c in derive_candidates(CATALOG, CPU, settings) if c.backend == "ort"]
+    assert sorted(c.knobs for c in ort) == sorted(
+        (("fusion", f), ("threads", t)) for f in (True, False) for t in (0, 1))
+
+
+def test_optimization_time():
+    assert parse_optimization_time("constrained").seconds == 600
+    assert not parse_optimization_time("constrained").tune_knobs
+    assert parse_optimization_time("unconstrained").unlimited
+    assert parse_optimization_time(30).seconds == 30.0
+    for bad in ("fast", 0, -5, float("nan"), True):
+        with pytest.raises(ValueError):
+            parse_optimization_time(bad)

@@ -21,7 +21,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from speedster_dist.api import optimize_model
-    from speedster_dist.learner import HardwareKeyedLearner, InferenceLearner, LearnerMetadata, load_model
+    from speedster_dist.learner import (
+        HardwareKeyedLearner,
+        InferenceLearner,
+        LearnerMetadata,
+        load_model,
+    )
 
 _LAZY = {
     "optimize_model": "speedster_dist.api",

@@ -21,17 +21,45 @@ from speedster_dist.learner import HardwareKeyedLearner, LearnerIO, WinnerEntry
 from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.modelio import OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.records import DeviceKind, TrialResult
-from speedster_dist.runtime import Executor, RayExecutor, SearchOutcome, TrialPayload, connect, run_search
+from speedster_dist.runtime import (
+    Executor,
+    RayExecutor,
+    SearchOutcome,
+    TrialPayload,
+    connect,
+    run_search,
+)
 from speedster_dist.search import Budget, SpaceSettings, parse_optimization_time
 from speedster_dist.summary import format_summary, format_trials, progress_line
 
 __all__ = ["optimize_model"]
 
-_COMPRESSORS = frozenset({"fp16", "bf16", "int8", "int8_dynamic", "int8_static", "half_precision",
-                          "dynamic_quantization", "static_quantization"})
-_SPEEDSTER_COMPRESSORS = frozenset({"sparseml", "intel_pruning"})  # not shipped: ignoring is a no-op
-_EXTRA_KWARGS = frozenset({"cluster", "trial_timeout", "verbose", "batch_size", "measure_settings",
-                           "executor", "progress"})
+_COMPRESSORS = frozenset(
+    {
+        "fp16",
+        "bf16",
+        "int8",
+        "int8_dynamic",
+        "int8_static",
+        "half_precision",
+        "dynamic_quantization",
+        "static_quantization",
+    }
+)
+_SPEEDSTER_COMPRESSORS = frozenset(
+    {"sparseml", "intel_pruning"}
+)  # not shipped: ignoring is a no-op
+_EXTRA_KWARGS = frozenset(
+    {
+        "cluster",
+        "trial_timeout",
+        "verbose",
+        "batch_size",
+        "measure_settings",
+        "executor",
+        "progress",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -74,14 +102,25 @@ def optimize_model(
     """
     unknown = set(kwargs) - _EXTRA_KWARGS
     if unknown:
-        raise TypeError(f"optimize_model got unexpected arguments {sorted(unknown)}; "
-                        f"accepted extras are {sorted(_EXTRA_KWARGS)}")
+        raise TypeError(
+            f"optimize_model got unexpected arguments {sorted(unknown)}; "
+            f"accepted extras are {sorted(_EXTRA_KWARGS)}"
+        )
     if config_file is not None:
         raise InputError("config_file is not supported: pass the settings as arguments")
-    options = _validate_options(metric_drop_ths, metric, optimization_time, ignore_compilers,
-                                ignore_compressors, device)
-    payload, io, batch = _prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args,
-                                  kwargs.get("batch_size", 1), kwargs.get("measure_settings"))
+    options = _validate_options(
+        metric_drop_ths, metric, optimization_time, ignore_compilers, ignore_compressors, device
+    )
+    payload, io, batch = _prepare(
+        model,
+        input_data,
+        options,
+        dynamic_info,
+        tokenizer,
+        tokenizer_args,
+        kwargs.get("batch_size", 1),
+        kwargs.get("measure_settings"),
+    )
     executor: Executor | None = kwargs.get("executor")
     if executor is None:
         connect(kwargs.get("cluster", "auto"))
@@ -94,9 +133,14 @@ def optimize_model(
         tune_knobs=options.budget.tune_knobs,
         baseline_backend=BASELINE_BACKEND if payload.source.module is not None else "onnxruntime",
     )
-    outcome = run_search(executor, payload, settings, options.budget,
-                         on_result=_progress_printer(kwargs.get("progress", True)),
-                         devices=options.devices)
+    outcome = run_search(
+        executor,
+        payload,
+        settings,
+        options.budget,
+        on_result=_progress_printer(kwargs.get("progress", True)),
+        devices=options.devices,
+    )
     learner = _learner(outcome, io)
     learner.summary = format_summary(outcome, batch)
     print(learner.summary, file=sys.stdout)
@@ -118,7 +162,9 @@ def _validate_options(
         metric_fn = resolve_metric(metric)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    if metric_drop_ths is not None and (not isinstance(metric_drop_ths, int | float) or metric_drop_ths < 0):
+    if metric_drop_ths is not None and (
+        not isinstance(metric_drop_ths, int | float) or metric_drop_ths < 0
+    ):
         raise InputError(f"metric_drop_ths must be None or a number >= 0, got {metric_drop_ths!r}")
     ignored = set()
     for name in ignore_compilers or ():
@@ -133,9 +179,17 @@ def _validate_options(
     compressors = {c.strip().lower() for c in ignore_compressors or ()}
     bad = compressors - _COMPRESSORS - _SPEEDSTER_COMPRESSORS
     if bad:
-        raise InputError(f"ignore_compressors: unknown {sorted(bad)}; valid names are {sorted(_COMPRESSORS)}")
-    return _Options(budget, metric_fn, metric_drop_ths, frozenset(ignored), frozenset(compressors),
-                    _devices(device))
+        raise InputError(
+            f"ignore_compressors: unknown {sorted(bad)}; valid names are {sorted(_COMPRESSORS)}"
+        )
+    return _Options(
+        budget,
+        metric_fn,
+        metric_drop_ths,
+        frozenset(ignored),
+        frozenset(compressors),
+        _devices(device),
+    )
 
 
 def _devices(device: str | None) -> frozenset[DeviceKind]:
@@ -165,30 +219,53 @@ def _prepare(
         samples = normalize_inputs(input_data, model, tokenizer, tokenizer_args, batch_size)
         source, io = _torch_source(model, samples, dynamic_info)
     else:
-        raise InputError(f"model must be a torch.nn.Module or a path to an .onnx file, got {type(model).__name__}")
+        raise InputError(
+            "model must be a torch.nn.Module or a path to an .onnx file, "
+            f"got {type(model).__name__}"
+        )
     if options.metric is resolve_metric("accuracy") and samples.labels is None:
-        raise InputError('metric="accuracy" needs labels: pass samples as ((inputs...), label) tuples')
+        raise InputError(
+            'metric="accuracy" needs labels: pass samples as ((inputs...), label) tuples'
+        )
     calibration, validation, labels = _split(samples)
     reference = _reference_outputs(source, validation)
-    payload = TrialPayload(source, calibration, validation, reference, labels, options.metric,
-                           options.metric_drop_ths, measure or MeasureSettings())
+    payload = TrialPayload(
+        source,
+        calibration,
+        validation,
+        reference,
+        labels,
+        options.metric,
+        options.metric_drop_ths,
+        measure or MeasureSettings(),
+    )
     batch = int(samples.samples[0][0].shape[0]) if samples.samples[0][0].dim() else 1
     return payload, io, batch
 
 
-def _axes_from_dynamic_info(names: Sequence[str], specs: Sequence[Mapping[Any, Any]] | None) -> dict[str, dict[int, str]]:
+def _axes_from_dynamic_info(
+    names: Sequence[str], specs: Sequence[Mapping[Any, Any]] | None
+) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     for name, spec in zip(names, specs or (), strict=False):
-        axes[name] = {int(axis): tag if isinstance(tag, str) else f"{name}_dim{axis}" for axis, tag in spec.items()}
+        axes[name] = {
+            int(axis): tag if isinstance(tag, str) else f"{name}_dim{axis}"
+            for axis, tag in spec.items()
+        }
     return {k: v for k, v in axes.items() if v}
 
 
-def _dynamic_axes(samples: SampleSet, dynamic_info: Mapping[str, Any] | None) -> dict[str, dict[int, str]] | None:
+def _dynamic_axes(
+    samples: SampleSet, dynamic_info: Mapping[str, Any] | None
+) -> dict[str, dict[int, str]] | None:
     report = derive_dynamic_axes(samples.input_names, samples.samples)
     if dynamic_info is None:
         if report.problems:
-            raise InputError("samples differ in shape in a way dynamic axes cannot describe: "
-                             + "; ".join(report.problems) + ". Give samples of one rank per input.")
+            raise InputError(
+                "samples differ in shape in a way dynamic axes cannot describe: "
+                + "; ".join(report.problems)
+                + ". Give samples of one rank per input."
+            )
         return None  # derived by make_source_model, outputs included
     if not isinstance(dynamic_info, Mapping) or "inputs" not in dynamic_info:
         raise InputError('dynamic_info must be {"inputs": [{axis: name}, ...], "outputs": [...]}')
@@ -196,18 +273,25 @@ def _dynamic_axes(samples: SampleSet, dynamic_info: Mapping[str, Any] | None) ->
     for name, varying in report.axes.items():
         undeclared = set(varying) - set(axes.get(name, {}))
         if undeclared:
-            raise InputError(f"input {name!r} varies along axes {sorted(undeclared)} across samples, "
-                             "but dynamic_info does not declare them dynamic")
+            raise InputError(
+                f"input {name!r} varies along axes {sorted(undeclared)} across samples, "
+                "but dynamic_info does not declare them dynamic"
+            )
     return axes
 
 
-def _torch_source(model: torch.nn.Module, samples: SampleSet,
-                  dynamic_info: Mapping[str, Any] | None) -> tuple[SourceModel, LearnerIO]:
+def _torch_source(
+    model: torch.nn.Module, samples: SampleSet, dynamic_info: Mapping[str, Any] | None
+) -> tuple[SourceModel, LearnerIO]:
     axes = _dynamic_axes(samples, dynamic_info)
     try:
-        source, spec = make_source_model(model, samples.input_names, samples.samples, samples.keyword, axes)
+        source, spec = make_source_model(
+            model, samples.input_names, samples.samples, samples.keyword, axes
+        )
     except Exception as exc:
-        raise InputError(f"the model raised on the first sample: {type(exc).__name__}: {exc}") from exc
+        raise InputError(
+            f"the model raised on the first sample: {type(exc).__name__}: {exc}"
+        ) from exc
     if dynamic_info is not None and dynamic_info.get("outputs"):
         source.dynamic_axes.update(_axes_from_dynamic_info(spec.names, dynamic_info["outputs"]))
     output_class = _live_output_class(model, samples)
@@ -221,11 +305,15 @@ def _live_output_class(model: torch.nn.Module, samples: SampleSet) -> type | Non
     from speedster_dist.modelio import FlatModule
 
     with torch.inference_mode():
-        out = FlatModule(model, samples.input_names, samples.keyword).call_original(*samples.samples[0])
+        out = FlatModule(model, samples.input_names, samples.keyword).call_original(
+            *samples.samples[0]
+        )
     return type(out) if not isinstance(out, torch.Tensor | tuple | list | dict) else None
 
 
-def _onnx_source(path: Path, input_data: Any, dynamic_info: Mapping[str, Any] | None) -> tuple[SourceModel, SampleSet, LearnerIO]:
+def _onnx_source(
+    path: Path, input_data: Any, dynamic_info: Mapping[str, Any] | None
+) -> tuple[SourceModel, SampleSet, LearnerIO]:
     if path.suffix != ".onnx" or not path.is_file():
         raise InputError(f"model path {path} is not an existing .onnx file")
     try:
@@ -241,13 +329,18 @@ def _onnx_source(path: Path, input_data: Any, dynamic_info: Mapping[str, Any] | 
     data = samples.samples
     if samples.keyword:  # dicts: each value goes to the graph input of its key's name
         if set(samples.input_names) != set(names):
-            raise InputError(f"the ONNX model takes inputs {list(names)}; the sample dicts have "
-                             f"keys {list(samples.input_names)}")
+            raise InputError(
+                f"the ONNX model takes inputs {list(names)}; the sample dicts have "
+                f"keys {list(samples.input_names)}"
+            )
         order = [samples.input_names.index(n) for n in names]
         data = [tuple(s[i] for i in order) for s in data]
     samples = SampleSet(names, data, samples.labels, keyword=False)
     if any(len(s) != len(names) for s in samples.samples):
-        raise InputError(f"the ONNX model takes {len(names)} inputs {list(names)}; samples have a different count")
+        raise InputError(
+            f"the ONNX model takes {len(names)} inputs {list(names)}; "
+            "samples have a different count"
+        )
     axes = _dynamic_axes(samples, dynamic_info) or derive_dynamic_axes(names, samples.samples).axes
     source = SourceModel(names, outputs, samples.samples[0], None, path, axes, fingerprint="")
     kind = "tensor" if len(outputs) == 1 else "tuple"
@@ -265,17 +358,31 @@ def _split(samples: SampleSet) -> tuple[list[Any], list[Any], list[Any] | None]:
     return data[:-n_val], data[-n_val:], labels
 
 
-def _reference_outputs(source: SourceModel, validation: list[Any]) -> list[tuple[torch.Tensor, ...]]:
+def _reference_outputs(
+    source: SourceModel, validation: list[Any]
+) -> list[tuple[torch.Tensor, ...]]:
     if source.module is not None:
         with torch.inference_mode():
-            return [tuple(t.detach().float() if t.is_floating_point() else t.detach()
-                          for t in source.module(*s)) for s in validation]
+            return [
+                tuple(
+                    t.detach().float() if t.is_floating_point() else t.detach()
+                    for t in source.module(*s)
+                )
+                for s in validation
+            ]
     import onnxruntime as ort
 
     try:
         session = ort.InferenceSession(str(source.onnx_path), providers=["CPUExecutionProvider"])
-        return [tuple(torch.from_numpy(o) for o in session.run(None, {
-            n: t.numpy() for n, t in zip(source.input_names, s, strict=True)})) for s in validation]
+        return [
+            tuple(
+                torch.from_numpy(o)
+                for o in session.run(
+                    None, {n: t.numpy() for n, t in zip(source.input_names, s, strict=True)}
+                )
+            )
+            for s in validation
+        ]
     except Exception as exc:
         raise InputError(f"the ONNX model raised on the first sample: {exc}") from exc
 
@@ -304,10 +411,19 @@ def _learner(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyedLearner:
             "metric_drop": result.metric_drop,
         }
         c = result.candidate
-        entries[key] = WinnerEntry(outcome.hardware[key], c.backend, c.precision.value, c.technique,
-                                   c.knob_dict, metrics, outcome.saved[key])
+        entries[key] = WinnerEntry(
+            outcome.hardware[key],
+            c.backend,
+            c.precision.value,
+            c.technique,
+            c.knob_dict,
+            metrics,
+            outcome.saved[key],
+        )
     if not entries:
         reasons = "; ".join(f"{k}: {v}" for k, v in outcome.no_winner.items())
-        raise RuntimeError(f"no candidate completed on any hardware type ({reasons}).\n"
-                           + format_trials(outcome.results))
+        raise RuntimeError(
+            f"no candidate completed on any hardware type ({reasons}).\n"
+            + format_trials(outcome.results)
+        )
     return HardwareKeyedLearner(io, entries, results=list(outcome.results))

@@ -70,7 +70,9 @@ def _materialise(input_data: Any) -> list[Any]:
     if isinstance(input_data, str | torch.Tensor | Mapping):
         return [input_data]
     if not isinstance(input_data, Iterable):
-        raise InputError(f"input_data must be a list or a DataLoader, got {type(input_data).__name__}")
+        raise InputError(
+            f"input_data must be a list or a DataLoader, got {type(input_data).__name__}"
+        )
     return list(input_data)
 
 
@@ -102,7 +104,9 @@ def _from_dicts(dicts: list[Any]) -> SampleSet:
     samples = []
     for index, item in enumerate(dicts):
         if set(item) != set(names):  # same keys in another order are fine: taken by name
-            raise InputError(f"sample {index} has keys {sorted(item)}, sample 0 has {sorted(names)}")
+            raise InputError(
+                f"sample {index} has keys {sorted(item)}, sample 0 has {sorted(names)}"
+            )
         samples.append(tuple(_tensor(item[n], f"sample {index} key {n!r}") for n in names))
     return SampleSet(names, samples, None, keyword=True)
 
@@ -129,10 +133,16 @@ def _split_label(item: Any, index: int) -> tuple[Sequence[Any], Any]:
     if isinstance(item, torch.Tensor):
         return (item,), None
     if not isinstance(item, Sequence) or not item:
-        raise InputError(f"sample {index} is a {type(item).__name__}; expected ((tensor, ...), label)")
+        raise InputError(
+            f"sample {index} is a {type(item).__name__}; expected ((tensor, ...), label)"
+        )
     if len(item) == 2 and isinstance(item[0], Sequence) and not isinstance(item[0], torch.Tensor):
         return item[0], item[1]
-    if len(item) == 2 and isinstance(item[0], torch.Tensor) and not isinstance(item[1], torch.Tensor | Sequence):
+    if (
+        len(item) == 2
+        and isinstance(item[0], torch.Tensor)
+        and not isinstance(item[1], torch.Tensor | Sequence)
+    ):
         return (item[0],), item[1]
     if len(item) == 2 and isinstance(item[0], torch.Tensor) and _looks_like_label(item[0], item[1]):
         return (item[0],), item[1]

@@ -53,15 +53,23 @@ class LearnerIO:
     output_class: type | None = None  # the live ModelOutput class (not saved: re-resolved)
 
     def to_json(self) -> dict[str, Any]:
-        return {"input_names": list(self.input_names), "keyword": self.keyword,
-                "output": self.output.to_json()}
+        return {
+            "input_names": list(self.input_names),
+            "keyword": self.keyword,
+            "output": self.output.to_json(),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LearnerIO:
-        return cls(tuple(str(n) for n in data["input_names"]), bool(data["keyword"]),
-                   OutputSpec.from_json(data["output"]))
+        return cls(
+            tuple(str(n) for n in data["input_names"]),
+            bool(data["keyword"]),
+            OutputSpec.from_json(data["output"]),
+        )
 
-    def flat_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    def flat_inputs(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[torch.Tensor, ...]:
         """Map a call of the original model's signature onto the flat input order."""
         values: dict[str, Any] = dict(zip(self.input_names, args, strict=False))
         if len(args) > len(self.input_names):
@@ -70,7 +78,9 @@ class LearnerIO:
             if name in self.input_names:
                 values[name] = value
             elif isinstance(value, torch.Tensor):
-                raise TypeError(f"unexpected input {name!r}; this model takes {list(self.input_names)}")
+                raise TypeError(
+                    f"unexpected input {name!r}; this model takes {list(self.input_names)}"
+                )
         missing = [n for n in self.input_names if n not in values]
         if missing:
             raise TypeError(f"missing inputs {missing}; this model takes {list(self.input_names)}")
@@ -129,7 +139,9 @@ class HardwareKeyedLearner:
         """The learner for ``hardware_key`` (default: this machine's type or closest match)."""
         key = hardware_key or choose_entry(self.entries, local_hardware_types())
         if key not in self.entries:
-            raise ArtifactError(f"no winner for hardware type {key!r}; this learner has {self.hardware_types()}")
+            raise ArtifactError(
+                f"no winner for hardware type {key!r}; this learner has {self.hardware_types()}"
+            )
         if key not in self._active:
             entry = self.entries[key]
             compiled = _load_entry(entry)
@@ -143,8 +155,12 @@ class HardwareKeyedLearner:
         """Write the manifest and every winner's files under ``path`` (created if needed)."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION,
-                                    "io": self.io.to_json(), "entries": {}}
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "io": self.io.to_json(),
+            "entries": {},
+        }
         for key, entry in self.entries.items():
             folder = root / _folder(key)
             shutil.rmtree(folder, ignore_errors=True)
@@ -175,9 +191,16 @@ def _entry_json(entry: WinnerEntry, folder: str, checksums: dict[str, str]) -> d
         "options": entry.saved.options,
         "files": checksums,
         "metrics": entry.metrics,
-        "hardware": {"key": hw.key, "device": hw.device.value, "description": hw.description,
-                     "features": sorted(hw.features), "cores": hw.cores, "gpu_name": hw.gpu_name,
-                     "gpu_memory_mb": hw.gpu_memory_mb, "compute_capability": hw.compute_capability},
+        "hardware": {
+            "key": hw.key,
+            "device": hw.device.value,
+            "description": hw.description,
+            "features": sorted(hw.features),
+            "cores": hw.cores,
+            "gpu_name": hw.gpu_name,
+            "gpu_memory_mb": hw.gpu_memory_mb,
+            "compute_capability": hw.compute_capability,
+        },
     }
 
 
@@ -188,7 +211,9 @@ def _load_entry(entry: WinnerEntry) -> Compiled:
     for name, data in entry.saved.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-    return get_backend(entry.backend).load(folder, entry.saved.options, DeviceKind(entry.saved.device))
+    return get_backend(entry.backend).load(
+        folder, entry.saved.options, DeviceKind(entry.saved.device)
+    )
 
 
 def choose_entry(entries: Mapping[str, WinnerEntry], local: list[HardwareType]) -> str:
@@ -204,7 +229,10 @@ def choose_entry(entries: Mapping[str, WinnerEntry], local: list[HardwareType]) 
     scored = []
     for key, entry in entries.items():
         for hardware in local:
-            if entry.hardware.device is not hardware.device or not entry.hardware.features <= hardware.features:
+            if (
+                entry.hardware.device is not hardware.device
+                or not entry.hardware.features <= hardware.features
+            ):
                 continue
             if get_backend(entry.backend).unavailable_reason(hardware.device) is None:
                 scored.append((len(entry.hardware.features & hardware.features), key))
@@ -214,8 +242,11 @@ def choose_entry(entries: Mapping[str, WinnerEntry], local: list[HardwareType]) 
             f"({', '.join(h.key for h in local)}); re-run optimize_model here to add one"
         )
     key = max(scored)[1]
-    warnings.warn(f"no winner for this machine's hardware type ({local[0].key}); using the "
-                  f"winner measured on {key}", stacklevel=3)
+    warnings.warn(
+        f"no winner for this machine's hardware type ({local[0].key}); using the "
+        f"winner measured on {key}",
+        stacklevel=3,
+    )
     return key
 
 
@@ -242,11 +273,15 @@ class LearnerMetadata:
     def hardware_types(self) -> list[str]:
         return list(self.manifest["entries"])
 
-    def load_model(self, path: str | Path | None = None, hardware_key: str | None = None) -> HardwareKeyedLearner:
+    def load_model(
+        self, path: str | Path | None = None, hardware_key: str | None = None
+    ) -> HardwareKeyedLearner:
         """Load and verify every entry; the returned learner picks this machine's winner."""
         root = Path(path) if path is not None else self.path
         io = LearnerIO.from_json(self.manifest["io"])
-        entries = {key: _read_entry(root, key, raw) for key, raw in self.manifest["entries"].items()}
+        entries = {
+            key: _read_entry(root, key, raw) for key, raw in self.manifest["entries"].items()
+        }
         learner = HardwareKeyedLearner(io, entries)
         learner.for_hardware(hardware_key)  # load now, so a broken artifact fails here
         return learner
@@ -256,14 +291,18 @@ def _validate_manifest(manifest: Any, where: Path) -> None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{where} is not a speedster-dist learner manifest")
     if manifest.get("version") != FORMAT_VERSION:
-        raise ArtifactError(f"{where} has format version {manifest.get('version')}, "
-                            f"this speedster-dist reads version {FORMAT_VERSION}")
+        raise ArtifactError(
+            f"{where} has format version {manifest.get('version')}, "
+            f"this speedster-dist reads version {FORMAT_VERSION}"
+        )
     entries = manifest.get("entries")
     if not isinstance(entries, dict) or not entries:
         raise ArtifactError(f"{where} holds no winner")
     for key, raw in entries.items():
         if raw.get("backend") not in backend_names():
-            raise ArtifactError(f"{where}: entry {key!r} names unknown backend {raw.get('backend')!r}")
+            raise ArtifactError(
+                f"{where}: entry {key!r} names unknown backend {raw.get('backend')!r}"
+            )
         if not isinstance(raw.get("files"), dict) or not raw["files"]:
             raise ArtifactError(f"{where}: entry {key!r} lists no model file")
 
@@ -279,20 +318,34 @@ def _read_entry(root: Path, key: str, raw: Mapping[str, Any]) -> WinnerEntry:
             raise ArtifactError(f"entry {key!r}: model file {name!r} is missing")
         data = target.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
-            raise ArtifactError(f"entry {key!r}: {name!r} does not match its checksum "
-                                "(the file was changed or corrupted after saving)")
+            raise ArtifactError(
+                f"entry {key!r}: {name!r} does not match its checksum "
+                "(the file was changed or corrupted after saving)"
+            )
         files[name] = data
     hw = raw["hardware"]
-    hardware = HardwareType(hw["key"], DeviceKind(hw["device"]), hw.get("description", ""),
-                            frozenset(hw.get("features", [])), int(hw.get("cores", 0)),
-                            hw.get("gpu_name", ""), int(hw.get("gpu_memory_mb", 0)),
-                            hw.get("compute_capability", ""))
+    hardware = HardwareType(
+        hw["key"],
+        DeviceKind(hw["device"]),
+        hw.get("description", ""),
+        frozenset(hw.get("features", [])),
+        int(hw.get("cores", 0)),
+        hw.get("gpu_name", ""),
+        int(hw.get("gpu_memory_mb", 0)),
+        hw.get("compute_capability", ""),
+    )
     saved = SavedCandidate(raw["backend"], raw["device"], dict(raw["options"]), files)
-    return WinnerEntry(hardware, raw["backend"], raw["precision"], raw.get("technique", ""),
-                       dict(raw.get("knobs", {})), dict(raw.get("metrics", {})), saved)
+    return WinnerEntry(
+        hardware,
+        raw["backend"],
+        raw["precision"],
+        raw.get("technique", ""),
+        dict(raw.get("knobs", {})),
+        dict(raw.get("metrics", {})),
+        saved,
+    )
 
 
 def load_model(path: str | Path, hardware_key: str | None = None) -> HardwareKeyedLearner:
     """Load a learner saved with :meth:`HardwareKeyedLearner.save`."""
     return LearnerMetadata.read(path).load_model(path, hardware_key)
-

@@ -148,7 +148,9 @@ class FlatModule(torch.nn.Module):
 
     def call_original(self, *tensors: torch.Tensor) -> Any:
         if self.keyword:
-            return self.model(**dict(zip(self.input_names, tensors, strict=True)), **self.fixed_kwargs)
+            return self.model(
+                **dict(zip(self.input_names, tensors, strict=True)), **self.fixed_kwargs
+            )
         return self.model(*tensors, **self.fixed_kwargs)
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -180,7 +182,9 @@ class AxesReport:
     problems: list[str] = field(default_factory=list)
 
 
-def derive_dynamic_axes(names: Sequence[str], tensors_per_sample: Sequence[Sequence[torch.Tensor]]) -> AxesReport:
+def derive_dynamic_axes(
+    names: Sequence[str], tensors_per_sample: Sequence[Sequence[torch.Tensor]]
+) -> AxesReport:
     """Axes whose size differs between samples become dynamic (``{name}_dim{axis}``).
 
     Tensors whose number of dimensions differs between samples cannot be described by
@@ -191,7 +195,9 @@ def derive_dynamic_axes(names: Sequence[str], tensors_per_sample: Sequence[Seque
         shapes = {tuple(sample[index].shape) for sample in tensors_per_sample}
         ranks = {len(shape) for shape in shapes}
         if len(ranks) > 1:
-            report.problems.append(f"{name!r} has shapes of different ranks across samples: {sorted(shapes)}")
+            report.problems.append(
+                f"{name!r} has shapes of different ranks across samples: {sorted(shapes)}"
+            )
             continue
         rank = ranks.pop()
         varying = {axis for axis in range(rank) if len({shape[axis] for shape in shapes}) > 1}
@@ -208,7 +214,9 @@ def model_fingerprint(model: torch.nn.Module | None, extra: str = "") -> str:
         for name, tensor in model.state_dict().items():
             digest.update(name.encode())
             digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(
+                tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+            )
     return digest.hexdigest()[:16]
 
 
@@ -251,12 +259,16 @@ def make_source_model(
 
 
 def _output_axes(
-    flat: FlatModule, spec: OutputSpec, samples: Sequence[tuple[torch.Tensor, ...]],
+    flat: FlatModule,
+    spec: OutputSpec,
+    samples: Sequence[tuple[torch.Tensor, ...]],
     input_axes: Mapping[str, Any],
 ) -> dict[str, dict[int, str]]:
     if not input_axes:
         return {}
-    other = next((s for s in samples[1:] if [t.shape for t in s] != [t.shape for t in samples[0]]), None)
+    other = next(
+        (s for s in samples[1:] if [t.shape for t in s] != [t.shape for t in samples[0]]), None
+    )
     if other is None:
         return {}
     with torch.inference_mode():

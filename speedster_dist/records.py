@@ -110,7 +110,9 @@ class Candidate:
         technique: str = "",
         knobs: Mapping[str, Any] | None = None,
     ) -> Candidate:
-        return cls(backend, Precision(precision), hardware_key, technique, _frozen_knobs(knobs or {}))
+        return cls(
+            backend, Precision(precision), hardware_key, technique, _frozen_knobs(knobs or {})
+        )
 
     @property
     def knob_dict(self) -> dict[str, Any]:
@@ -143,7 +145,9 @@ class LatencyStats:
         for name in ("mean", "std", "p50", "p90", "p99", "min", "total_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"latency {name} must be a finite non-negative number, got {value}")
+                raise ValueError(
+                    f"latency {name} must be a finite non-negative number, got {value}"
+                )
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,18 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
         ["backend", base.candidate.backend if base else "n/a", best.candidate.backend, ""],
         ["precision / technique", "fp32", best.candidate.label.split(" ", 1)[1], ""],
         ["latency (p50 per batch)", _ms(base), _ms(best), _ratio(base_lat, best_lat)],
-        ["throughput (samples/s)", f"{base_tp:.1f}" if base_tp else "n/a",
-         f"{best_tp:.1f}" if best_tp else "n/a", _ratio(best_tp, base_tp)],
-        ["model size (MB)", f"{base.model_size_mb:.1f}" if base else "n/a", f"{best.model_size_mb:.1f}",
-         _ratio(base.model_size_mb if base else None, best.model_size_mb)],
+        [
+            "throughput (samples/s)",
+            f"{base_tp:.1f}" if base_tp else "n/a",
+            f"{best_tp:.1f}" if best_tp else "n/a",
+            _ratio(best_tp, base_tp),
+        ],
+        [
+            "model size (MB)",
+            f"{base.model_size_mb:.1f}" if base else "n/a",
+            f"{best.model_size_mb:.1f}",
+            _ratio(base.model_size_mb if base else None, best.model_size_mb),
+        ],
         ["metric drop", _drop(base), _drop(best), ""],
     ]
 
@@ -66,10 +74,18 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
         skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
         blocks.append(f"{title}\n{table}{skipped}")
     if len(outcome.winners) > 1:
-        fastest = min(outcome.winners.values(), key=lambda r: r.latency.p50 if r.latency else float("inf"))
-        blocks.append(f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "
-                      f"({fastest.candidate.label}, {_ms(fastest)})")
-    exhausted = "\n(the optimization_time budget ran out; results are the best found)" if outcome.budget_exhausted else ""
+        fastest = min(
+            outcome.winners.values(), key=lambda r: r.latency.p50 if r.latency else float("inf")
+        )
+        blocks.append(
+            f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "
+            f"({fastest.candidate.label}, {_ms(fastest)})"
+        )
+    exhausted = (
+        "\n(the optimization_time budget ran out; results are the best found)"
+        if outcome.budget_exhausted
+        else ""
+    )
     return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
 
 
@@ -78,9 +94,18 @@ def format_trials(results: Sequence[TrialResult]) -> str:
     rows = []
     for r in results:
         p90 = f"{r.latency.p90 * 1e3:.2f}" if r.latency else ""
-        rows.append([r.candidate.hardware_key, r.candidate.label + (" (baseline)" if r.is_baseline else ""),
-                     r.status.value, _ms(r) if r.latency else "", p90, _drop(r),
-                     f"{r.build_s:.1f}", r.reason[:80].replace("\n", " ")])
+        rows.append(
+            [
+                r.candidate.hardware_key,
+                r.candidate.label + (" (baseline)" if r.is_baseline else ""),
+                r.status.value,
+                _ms(r) if r.latency else "",
+                p90,
+                _drop(r),
+                f"{r.build_s:.1f}",
+                r.reason[:80].replace("\n", " "),
+            ]
+        )
     headers = ["hardware", "candidate", "status", "p50", "p90 ms", "drop", "build s", "reason"]
     return _table(headers, rows)
 
@@ -88,4 +113,6 @@ def format_trials(results: Sequence[TrialResult]) -> str:
 def progress_line(done: int, result: TrialResult) -> str:
     """One line per finished trial, for the progress display."""
     extra = f" {_ms(result)}" if result.latency else f" ({result.reason[:60]})"
-    return f"[trial {done}] {result.candidate.hardware_key} {result.candidate.label}: {result.status.value}{extra}"
+    candidate = result.candidate
+    status = result.status.value
+    return f"[trial {done}] {candidate.hardware_key} {candidate.label}: {status}{extra}"

@@ -58,6 +58,7 @@ class Knob:
     name: str
     choices: tuple[Any, ...]
     devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
+    precisions: frozenset[Precision] = frozenset(Precision)  # where the knob means something
 
     def __post_init__(self) -> None:
         if not self.choices:

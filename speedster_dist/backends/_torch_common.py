@@ -33,8 +33,13 @@ def as_tuple(out: Any) -> Tensors:
 class TorchCompiled:
     """A torch callable on one device; inputs are moved there and outputs brought back."""
 
-    def __init__(self, fn: Any, device: DeviceKind, portable: torch.nn.Module | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        fn: Any,
+        device: DeviceKind,
+        portable: torch.nn.Module | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         self._fn = fn
         self._device = torch_device(device)
         self._dtype = dtype
@@ -62,7 +67,9 @@ class TorchCompiled:
         return {"file": path.name, "format": "torchscript", "dtype": dtype}
 
 
-def load_torchscript(directory: Path, options: Mapping[str, Any], device: DeviceKind) -> TorchCompiled:
+def load_torchscript(
+    directory: Path, options: Mapping[str, Any], device: DeviceKind
+) -> TorchCompiled:
     """Load what :meth:`TorchCompiled.save` wrote (a TorchScript archive: no pickled code)."""
     module = torch.jit.load(str(directory / options["file"]), map_location=torch_device(device))
     dtype = getattr(torch, options["dtype"]) if options.get("dtype") else None
@@ -76,7 +83,9 @@ def trace(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit
     return torch.jit.freeze(traced.eval())
 
 
-def save_portable(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit.ScriptModule:
+def save_portable(
+    module: torch.nn.Module, example: Sequence[torch.Tensor]
+) -> torch.jit.ScriptModule:
     """A TorchScript form of ``module`` for saving (used by the eager baseline)."""
     return trace(module, example)
 

@@ -174,7 +174,12 @@ class OnnxRuntimeBackend:
         Knob("graph_fusion", (True, False)),
         Knob("intra_op_threads", (0, 1, 2, 4), devices=frozenset({_CPU})),
         # int8 only: per-channel weight scales (more accurate, sometimes slower).
-        Knob("per_channel", (False, True), devices=frozenset({_CPU})),
+        Knob(
+            "per_channel",
+            (False, True),
+            devices=frozenset({_CPU}),
+            precisions=frozenset({Precision.INT8}),
+        ),
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:

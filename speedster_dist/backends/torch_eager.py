@@ -68,7 +68,9 @@ class TorchEagerBackend:
         example = tuple(t.to(torch_device(config.device)) for t in model.example_inputs)
         return _EagerCompiled(module.eval(), config.device, example)
 
-    def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> TorchCompiled:
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> TorchCompiled:
         return load_torchscript(directory, options, device)
 
 

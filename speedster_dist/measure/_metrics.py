@@ -48,7 +48,9 @@ def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.mean())
 
 
-def numeric_precision_drop(original: Outputs, optimized: Outputs, labels: Sequence[Any] | None = None) -> float:
+def numeric_precision_drop(
+    original: Outputs, optimized: Outputs, labels: Sequence[Any] | None = None
+) -> float:
     """Speedster's numeric precision: mean over samples of the max over outputs."""
     if len(original) != len(optimized):
         raise ValueError("original and optimized outputs cover different numbers of samples")
@@ -56,7 +58,9 @@ def numeric_precision_drop(original: Outputs, optimized: Outputs, labels: Sequen
     for orig, opt in zip(original, optimized, strict=True):
         if len(orig) != len(opt):
             raise ValueError(f"the candidate returned {len(opt)} outputs, the original {len(orig)}")
-        per_sample.append(max(_relative_difference(_np(a), _np(b)) for a, b in zip(orig, opt, strict=True)))
+        per_sample.append(
+            max(_relative_difference(_np(a), _np(b)) for a, b in zip(orig, opt, strict=True))
+        )
     return float(np.mean(per_sample))
 
 
@@ -67,7 +71,9 @@ def _accuracy(outputs: Outputs, labels: Sequence[Any]) -> float:
         pred = _np(out[0]).argmax(axis=-1).ravel()
         truth = _np(label).ravel()
         if pred.shape != truth.shape:
-            raise ValueError(f"accuracy: {pred.size} predictions against {truth.size} labels per sample")
+            raise ValueError(
+                f"accuracy: {pred.size} predictions against {truth.size} labels per sample"
+            )
         correct += int((pred == truth).sum())
         total += pred.size
     return correct / max(total, 1)
@@ -94,10 +100,14 @@ def resolve_metric(metric: str | MetricFn | None) -> MetricFn:
         return metric
     if metric in BUILTIN_METRICS:
         return BUILTIN_METRICS[metric]
-    raise ValueError(f"unknown metric {metric!r}; use one of {sorted(BUILTIN_METRICS)} or a callable")
+    raise ValueError(
+        f"unknown metric {metric!r}; use one of {sorted(BUILTIN_METRICS)} or a callable"
+    )
 
 
-def metric_drop(metric: MetricFn, original: Outputs, optimized: Outputs, labels: Sequence[Any] | None) -> float:
+def metric_drop(
+    metric: MetricFn, original: Outputs, optimized: Outputs, labels: Sequence[Any] | None
+) -> float:
     """Apply ``metric`` and check it returned a real number."""
     value = float(metric(original, optimized, labels))
     if np.isnan(value):

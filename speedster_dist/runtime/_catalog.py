@@ -37,7 +37,10 @@ def _info(name: str, device: DeviceKind) -> BackendInfo:
         CapabilityInfo(c.device.value, c.precision, c.technique, c.requires_any, c.sources)
         for c in backend.capabilities
     )
-    knobs = tuple(KnobInfo(k.name, k.choices, frozenset(d.value for d in k.devices)) for k in backend.knobs)
+    knobs = tuple(
+        KnobInfo(k.name, k.choices, frozenset(d.value for d in k.devices), k.precisions)
+        for k in backend.knobs
+    )
     try:
         reason = backend.unavailable_reason(device)
     except Exception as exc:

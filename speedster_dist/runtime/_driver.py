@@ -16,7 +16,13 @@ from typing import Any
 from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialResult
 from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
-from speedster_dist.search import Budget, ExhaustiveSearcher, Searcher, SpaceSettings, derive_candidates
+from speedster_dist.search import (
+    Budget,
+    ExhaustiveSearcher,
+    Searcher,
+    SpaceSettings,
+    derive_candidates,
+)
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
 
@@ -67,7 +73,9 @@ def _states(
     for group in groups:
         candidates = derive_candidates(group.catalog, group.hardware, settings)
         baseline = next((c for c in candidates if c.backend == settings.baseline_backend), None)
-        states[group.hardware.key] = _TypeState(group, make_searcher(group.hardware, candidates), baseline)
+        states[group.hardware.key] = _TypeState(
+            group, make_searcher(group.hardware, candidates), baseline
+        )
     return states
 
 

@@ -67,8 +67,12 @@ class Executor(Protocol):
     def fetch(self, artifact: Any) -> SavedCandidate: ...
 
 
-def _failed(candidate: Candidate, reason: str, node_id: str = "", is_baseline: bool = False) -> TrialResult:
-    return TrialResult(candidate, TrialStatus.FAILED, reason, node_id=node_id, is_baseline=is_baseline)
+def _failed(
+    candidate: Candidate, reason: str, node_id: str = "", is_baseline: bool = False
+) -> TrialResult:
+    return TrialResult(
+        candidate, TrialStatus.FAILED, reason, node_id=node_id, is_baseline=is_baseline
+    )
 
 
 class InlineExecutor:
@@ -132,7 +136,7 @@ class RayExecutor:
     def __init__(self, trial_timeout_s: float = 900.0) -> None:
         import ray
 
-        self._ray = ray
+        self._ray: Any = ray  # Ray's stubs do not type .options(num_returns=2) results
         self._timeout = trial_timeout_s
         self._payload_ref: Any = None
         self._running: dict[Any, _Running] = {}
@@ -142,7 +146,9 @@ class RayExecutor:
     # -- discovery -------------------------------------------------------------------
     def discover(self) -> list[HardwareGroup]:
         ray = self._ray
-        alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        alive = [
+            n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0
+        ]
         probes = {n["NodeID"]: self._probe_on(n) for n in alive}
         self._node_cpus = {n["NodeID"]: float(n["Resources"]["CPU"]) for n in alive}
         groups: dict[str, HardwareGroup] = {}
@@ -152,7 +158,9 @@ class RayExecutor:
                 group = groups.get(hardware.key)
                 node_ids = (*group.node_ids, node["NodeID"]) if group else (node["NodeID"],)
                 catalog = group.catalog if group else probe.catalog(_probe_key(probe, hardware))
-                groups[hardware.key] = HardwareGroup(group.hardware if group else hardware, node_ids, catalog)
+                groups[hardware.key] = HardwareGroup(
+                    group.hardware if group else hardware, node_ids, catalog
+                )
         self._groups = groups
         return list(groups.values())
 
@@ -202,9 +210,13 @@ class RayExecutor:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             name=f"trial:{candidate.label}",
         )
-        result_ref, artifact_ref = task.remote(self._payload_ref, candidate, hardware, node_id, is_baseline)
+        result_ref, artifact_ref = task.remote(
+            self._payload_ref, candidate, hardware, node_id, is_baseline
+        )
         deadline = time.monotonic() + self._timeout
-        self._running[result_ref] = _Running(candidate, node_id, is_baseline, deadline, artifact_ref)
+        self._running[result_ref] = _Running(
+            candidate, node_id, is_baseline, deadline, artifact_ref
+        )
 
     def poll(self, timeout_s: float) -> list[TrialOutcome]:
         if not self._running:
@@ -220,7 +232,9 @@ class RayExecutor:
             result: TrialResult = self._ray.get(ref)
         except Exception as exc:  # worker crash, OOM kill, node death, cancellation
             reason = f"{type(exc).__name__}: {str(exc).strip()[-1500:]}"
-            return TrialOutcome(_failed(running.candidate, reason, running.node_id, running.is_baseline))
+            return TrialOutcome(
+                _failed(running.candidate, reason, running.node_id, running.is_baseline)
+            )
         return TrialOutcome(result, running.artifact_ref if result.ok else None)
 
     def _expire(self) -> list[TrialOutcome]:
@@ -231,7 +245,9 @@ class RayExecutor:
     def _cancel(self, ref: Any, reason: str) -> TrialOutcome:
         running = self._running.pop(ref)
         self._ray.cancel(ref, force=True)
-        return TrialOutcome(_failed(running.candidate, reason, running.node_id, running.is_baseline))
+        return TrialOutcome(
+            _failed(running.candidate, reason, running.node_id, running.is_baseline)
+        )
 
     def in_flight(self) -> int:
         return len(self._running)

@@ -45,7 +45,16 @@ _INTERESTING_FLAGS = {
     "sve": "sve",
 }
 # Features shown in the key, most significant first (a key stays short and readable).
-_KEY_FEATURES = ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "neon", "sve")
+_KEY_FEATURES = (
+    "amx_bf16",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512f",
+    "avx2",
+    "neon",
+    "sve",
+)
 
 
 def _slug(text: str) -> str:
@@ -54,7 +63,8 @@ def _slug(text: str) -> str:
 
 
 def _read_cpuinfo() -> tuple[str, str, set[str]]:
-    vendor, model, flags = platform.machine(), platform.processor() or "", set()
+    vendor, model = platform.machine(), platform.processor() or ""
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -84,7 +94,9 @@ def _cpu_count() -> int:
 
 
 def _cpu_key(vendor: str, model: str, features: frozenset[str], cores: int) -> str:
-    vendor_slug = {"genuineintel": "intel", "authenticamd": "amd"}.get(vendor.lower(), _slug(vendor))
+    vendor_slug = {"genuineintel": "intel", "authenticamd": "amd"}.get(
+        vendor.lower(), _slug(vendor)
+    )
     model_slug = _slug(model.replace("Intel", "").replace("AMD", ""))
     shown = [f for f in _KEY_FEATURES if f in features][:2] or ["baseline"]
     return f"cpu-{vendor_slug}-{model_slug}-{'-'.join(shown)}-{cores}c".replace("_", "")
@@ -97,7 +109,9 @@ def local_cpu() -> HardwareType:
     features = cpu_features(flags)
     cores = _cpu_count()
     key = os.environ.get(SIMULATED_TYPE_ENV) or _cpu_key(vendor, model, features, cores)
-    description = f"{model or vendor} ({cores} cores; {', '.join(sorted(features)) or 'no SIMD extensions'})"
+    description = (
+        f"{model or vendor} ({cores} cores; {', '.join(sorted(features)) or 'no SIMD extensions'})"
+    )
     return HardwareType(key, DeviceKind.CPU, description, features, cores)
 
 
@@ -116,8 +130,11 @@ def _local_gpus() -> list[HardwareType]:
         key = f"gpu-{_slug(props.name)}-{round(memory_mb / 1024)}gb-sm{props.major}{props.minor}"
         cuda = getattr(torch.version, "cuda", "") or ""
         description = f"{props.name} ({memory_mb} MiB, compute {capability}, CUDA {cuda})"
-        found.append(HardwareType(key, DeviceKind.GPU, description, frozenset(), 0, props.name,
-                                  memory_mb, capability))
+        found.append(
+            HardwareType(
+                key, DeviceKind.GPU, description, frozenset(), 0, props.name, memory_mb, capability
+            )
+        )
     return found
 
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.backends import BuildConfig, Compiled, SourceModel, UnsupportedCandidate, get_backend
+from speedster_dist.backends import (
+    BuildConfig,
+    Compiled,
+    SourceModel,
+    UnsupportedCandidate,
+    get_backend,
+)
 from speedster_dist.measure import MeasureSettings, MetricFn, measure_latency, metric_drop
 from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialResult, TrialStatus
 
@@ -63,7 +69,9 @@ def _synchronizer(device: DeviceKind) -> Any:
     return None
 
 
-def _check_outputs(compiled: Compiled, payload: TrialPayload, candidate: Candidate) -> tuple[float, str]:
+def _check_outputs(
+    compiled: Compiled, payload: TrialPayload, candidate: Candidate
+) -> tuple[float, str]:
     """The candidate's metric drop on held-out samples and, when over the limit, why."""
     outputs = [tuple(t.detach().cpu() for t in compiled(*sample)) for sample in payload.validation]
     drop = metric_drop(payload.metric, payload.reference_outputs, outputs, payload.labels)
@@ -79,7 +87,9 @@ def _save(compiled: Compiled, backend: str, device: DeviceKind, workdir: Path) -
     out = workdir / "saved"
     out.mkdir()
     options = compiled.save(out)
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    files = {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+    }
     return SavedCandidate(backend, device.value, dict(options), files)
 
 
@@ -100,7 +110,9 @@ def run_trial(
     common: dict[str, Any] = {"node_id": node_id, "is_baseline": is_baseline}
     try:
         backend = get_backend(candidate.backend)
-        config = BuildConfig(candidate.precision, device, candidate.technique, candidate.knob_dict, hardware)
+        config = BuildConfig(
+            candidate.precision, device, candidate.technique, candidate.knob_dict, hardware
+        )
         started = time.perf_counter()
         compiled = backend.build(payload.source, payload.calibration, config, workdir)
         common["build_s"] = time.perf_counter() - started
@@ -111,8 +123,9 @@ def run_trial(
         sample = payload.validation[0]
         latency = measure_latency(lambda: compiled(*sample), payload.measure, _synchronizer(device))
         saved = _save(compiled, candidate.backend, device, workdir)
-        result = TrialResult(candidate, TrialStatus.COMPLETE, latency=latency,
-                             model_size_mb=saved.size_mb, **common)
+        result = TrialResult(
+            candidate, TrialStatus.COMPLETE, latency=latency, model_size_mb=saved.size_mb, **common
+        )
         return result, saved
     except UnsupportedCandidate as exc:
         return _failed(candidate, f"unsupported: {exc}", **common), None
@@ -121,4 +134,3 @@ def run_trial(
         return _failed(candidate, tail, **common), None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-

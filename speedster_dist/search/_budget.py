@@ -31,7 +31,9 @@ def parse_optimization_time(value: str | float | int) -> Budget:
         raise ValueError("optimization_time must be 'constrained', 'unconstrained' or seconds")
     if isinstance(value, int | float):
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"optimization_time in seconds must be positive and finite, got {value}")
+            raise ValueError(
+                f"optimization_time in seconds must be positive and finite, got {value}"
+            )
         return Budget(float(value), tune_knobs=False, label=f"{value:g}s")
     if value == "constrained":
         return Budget(CONSTRAINED_BUDGET_S, tune_knobs=False, label="constrained")

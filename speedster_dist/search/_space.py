@@ -44,6 +44,7 @@ class KnobInfo:
     name: str
     choices: tuple[Any, ...]
     devices: frozenset[str]
+    precisions: frozenset[Precision] = frozenset(Precision)
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,15 @@ def _compressor_ignored(cap: CapabilityInfo, ignored: frozenset[str]) -> bool:
     return bool(names & ignored)
 
 
-def _knob_grid(knobs: Sequence[KnobInfo], device: str, tune: bool) -> list[dict[str, Any]]:
-    relevant = [k for k in knobs if device in k.devices]
+def _knob_grid(knobs: Sequence[KnobInfo], cap: CapabilityInfo, tune: bool) -> list[dict[str, Any]]:
+    relevant = [k for k in knobs if cap.device in k.devices and cap.precision in k.precisions]
     if not tune:
         return [{k.name: k.choices[0] for k in relevant}]
     names = [k.name for k in relevant]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(k.choices for k in relevant))]
+    return [
+        dict(zip(names, combo, strict=True))
+        for combo in itertools.product(*(k.choices for k in relevant))
+    ]
 
 
 def derive_candidates(
@@ -115,9 +119,13 @@ def derive_candidates(
                 or _compressor_ignored(cap, settings.ignored_compressors)
             ):
                 continue
-            for knobs in _knob_grid(info.knobs, cap.device, settings.tune_knobs):
-                found.append(Candidate.make(info.name, cap.precision, hardware.key, cap.technique, knobs))
-    baseline = [c for c in found if c.backend == settings.baseline_backend and c.precision is Precision.FP32]
+            for knobs in _knob_grid(info.knobs, cap, settings.tune_knobs):
+                found.append(
+                    Candidate.make(info.name, cap.precision, hardware.key, cap.technique, knobs)
+                )
+    baseline = [
+        c for c in found if c.backend == settings.baseline_backend and c.precision is Precision.FP32
+    ]
     rest = [c for c in found if c not in baseline[:1]]
     rest.sort(key=lambda c: c.precision is not Precision.FP32)  # stable: fp32 first
     return baseline[:1] + rest

@@ -97,7 +97,9 @@ def check_backend_contract(
     for ref, out in zip(reference, built, strict=True):
         assert [t.shape for t in ref] == [t.shape for t in out], "output shapes differ from eager"
     drop = numeric_precision_drop(reference, built)
-    assert drop <= tolerance, f"{backend_name} {precision}/{technique}: drop {drop:.4g} > {tolerance}"
+    assert drop <= tolerance, (
+        f"{backend_name} {precision}/{technique}: drop {drop:.4g} > {tolerance}"
+    )
 
     save_dir = tmp_path / "saved"
     save_dir.mkdir()
@@ -105,5 +107,7 @@ def check_backend_contract(
     assert any(save_dir.iterdir()), "save() wrote no model file"
     loaded = backend.load(save_dir, options, device)
     reloaded = _outputs(loaded, model.validation)
-    assert numeric_precision_drop(built, reloaded) <= 1e-3, "loaded model differs from the built one"
+    assert numeric_precision_drop(built, reloaded) <= 1e-3, (
+        "loaded model differs from the built one"
+    )
     return drop

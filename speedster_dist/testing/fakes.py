@@ -24,7 +24,12 @@ from typing import Any
 import torch
 
 from speedster_dist.backends._protocol import BuildConfig, Capability, Knob, SourceModel, Tensors
-from speedster_dist.backends._torch_common import TorchCompiled, load_torchscript, require_module, save_portable
+from speedster_dist.backends._torch_common import (
+    TorchCompiled,
+    load_torchscript,
+    require_module,
+    save_portable,
+)
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = ["BACKEND", "DEADLY", "FAKE_BACKENDS", "FAULTY", "Behaviour", "FakeBackend"]
@@ -46,7 +51,9 @@ class Behaviour:
 
 
 class _FakeCompiled(TorchCompiled):
-    def __init__(self, module: torch.nn.Module, example: Tensors, behaviour: Behaviour, scale: float) -> None:
+    def __init__(
+        self, module: torch.nn.Module, example: Tensors, behaviour: Behaviour, scale: float
+    ) -> None:
         super().__init__(module, DeviceKind.CPU)
         self._module = module
         self._example = example
@@ -89,8 +96,9 @@ class FakeBackend:
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         return None if device is DeviceKind.CPU else "fake backends run on CPU only"
 
-    def build(self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig,
-              workdir: Path) -> TorchCompiled:
+    def build(
+        self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+    ) -> TorchCompiled:
         behaviour = self._behaviours[(config.precision, config.technique)]
         time.sleep(behaviour.build_s)
         if behaviour.failure == "raise":
@@ -100,7 +108,9 @@ class FakeBackend:
         scale = float(config.knobs.get("slowdown", 1))
         return _FakeCompiled(require_module(model), model.example_inputs, behaviour, scale)
 
-    def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> TorchCompiled:
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> TorchCompiled:
         return load_torchscript(directory, options, device)
 
 

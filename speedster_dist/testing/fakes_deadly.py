@@ -1,4 +1,4 @@
-"""Registry entry point for the ``fake_deadly`` backend (see :mod:`speedster_dist.testing.fakes`)."""
+"""Registry entry point of the ``fake_deadly`` backend (:mod:`speedster_dist.testing.fakes`)."""
 
 from speedster_dist.testing.fakes import DEADLY as BACKEND
 

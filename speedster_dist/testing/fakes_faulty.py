@@ -1,4 +1,4 @@
-"""Registry entry point for the ``fake_faulty`` backend (see :mod:`speedster_dist.testing.fakes`)."""
+"""Registry entry point of the ``fake_faulty`` backend (:mod:`speedster_dist.testing.fakes`)."""
 
 from speedster_dist.testing.fakes import FAULTY as BACKEND
 

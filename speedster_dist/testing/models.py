@@ -36,8 +36,14 @@ def tiny_bert(seed: int = 0, layers: int = 2) -> torch.nn.Module:
     from transformers import BertConfig, BertModel
 
     _seeded(seed)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     return BertModel(config).eval()
 
 
@@ -45,8 +51,15 @@ def tiny_albert(seed: int = 0) -> torch.nn.Module:
     from transformers import AlbertConfig, AlbertModel
 
     _seeded(seed)
-    config = AlbertConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = AlbertConfig(
+        vocab_size=VOCAB,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     return AlbertModel(config).eval()
 
 
@@ -62,13 +75,25 @@ def tiny_t5(seed: int = 0) -> torch.nn.Module:
     from transformers import T5Config, T5ForConditionalGeneration
 
     _seeded(seed)
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2,
-                      num_decoder_layers=2, num_heads=2, decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+    )
+    config.decoder_start_token_id = 0
     return T5ForConditionalGeneration(config).eval()
 
 
-def token_batch(seq_len: int = 16, batch: int = 1, seed: int = 0, keys: tuple[str, ...] = (
-        "input_ids", "token_type_ids", "attention_mask")) -> dict[str, torch.Tensor]:
+def token_batch(
+    seq_len: int = 16,
+    batch: int = 1,
+    seed: int = 0,
+    keys: tuple[str, ...] = ("input_ids", "token_type_ids", "attention_mask"),
+) -> dict[str, torch.Tensor]:
     """A tokenizer-like dict of random token ids."""
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, Any] = {}

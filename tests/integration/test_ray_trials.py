@@ -1,5 +1,6 @@
 """Trials as real Ray tasks: crashes, hangs and real backends on an embedded local Ray."""
 
+import contextlib
 import math
 import os
 import signal
@@ -27,15 +28,35 @@ def _payload(ths=None):
     model = contract_model("mlp")
     with torch.inference_mode():
         reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(model.source, model.calibration, model.validation, reference, None,
-                        numeric_precision_drop, ths, FAST)
+    return TrialPayload(
+        model.source,
+        model.calibration,
+        model.validation,
+        reference,
+        None,
+        numeric_precision_drop,
+        ths,
+        FAST,
+    )
 
 
 def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray):
     executor = RayExecutor(trial_timeout_s=8)
-    settings = SpaceSettings(metric_drop_ths=None, baseline_backend="fake",
-                             ignored_backends=frozenset({"torch", "torchscript", "torch_compile", "onnxruntime",
-                                                         "openvino", "tensorrt", "fake_faulty"}))
+    settings = SpaceSettings(
+        metric_drop_ths=None,
+        baseline_backend="fake",
+        ignored_backends=frozenset(
+            {
+                "torch",
+                "torchscript",
+                "torch_compile",
+                "onnxruntime",
+                "openvino",
+                "tensorrt",
+                "fake_faulty",
+            }
+        ),
+    )
     started = time.monotonic()
     outcome = run_search(executor, _payload(), settings, Budget(math.inf, False, "test"))
     results = {r.candidate.technique or r.candidate.backend: r for r in outcome.results}
@@ -47,15 +68,24 @@ def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray)
     assert next(iter(outcome.winners.values())).candidate.backend == "fake"
     assert time.monotonic() - started < 60
     # The hung trial's node was freed: a new task runs promptly.
-    assert local_ray.get(local_ray.remote(lambda: 42).options(num_cpus=2).remote(), timeout=30) == 42
+    assert (
+        local_ray.get(local_ray.remote(lambda: 42).options(num_cpus=2).remote(), timeout=30) == 42
+    )
 
 
 @pytest.mark.slow
 def test_real_backends_on_tiny_bert_through_ray(local_ray, tmp_path):
     model = models.tiny_bert()
     data = [models.token_batch(seq_len=n, seed=i) for i, n in enumerate([16, 12, 16, 8, 16])]
-    learner = optimize_model(model, data, metric_drop_ths=0.05, measure_settings=FAST, progress=False,
-                             ignore_compilers=["torch_compile"], store_latencies=True)
+    learner = optimize_model(
+        model,
+        data,
+        metric_drop_ths=0.05,
+        measure_settings=FAST,
+        progress=False,
+        ignore_compilers=["torch_compile"],
+        store_latencies=True,
+    )
     results = learner.results
     backends = {r.candidate.backend for r in results}
     assert {"torch", "onnxruntime", "openvino", "torchscript"} <= backends
@@ -64,7 +94,9 @@ def test_real_backends_on_tiny_bert_through_ray(local_ray, tmp_path):
     node_ids = {r.node_id for r in results}
     assert len(node_ids) == 1 and "" not in node_ids
     for r in results:
-        assert r.status in (TrialStatus.COMPLETE, TrialStatus.REJECTED), f"{r.candidate.label}: {r.reason}"
+        assert r.status in (TrialStatus.COMPLETE, TrialStatus.REJECTED), (
+            f"{r.candidate.label}: {r.reason}"
+        )
         if r.status is TrialStatus.REJECTED:
             assert r.metric_drop > 0.05
     out = learner(**data[1])
@@ -88,9 +120,22 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
     port = "6391"
     env = {**os.environ, **LOOPBACK_ENV, "RAY_DISABLE_USAGE_STATS": "1"}
     head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=1",
-         "--include-dashboard=false", "--block", "--resources={\"marker_of_this_cluster\": 1}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--block",
+            '--resources={"marker_of_this_cluster": 1}',
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         script = (
@@ -101,8 +146,13 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
         )
         out = ""
         for _ in range(10):  # wait for the head to accept clients
-            proc = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
-                                  capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(
+                [sys.executable, "-c", script],
+                env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             out = proc.stdout
             if proc.returncode == 0:
                 break
@@ -115,14 +165,10 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
 def _stop_group(process):
     """Stop a `ray start --block` head and every process it started (same session)."""
     os.killpg(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # raylet/gcs may outlive a terminated parent
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(ProcessLookupError):  # raylet/gcs may outlive a terminated parent
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
 
 

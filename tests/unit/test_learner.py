@@ -7,21 +7,28 @@ import pytest
 import torch
 
 from speedster_dist import LearnerMetadata, load_model
-from speedster_dist.learner import ArtifactError, HardwareKeyedLearner, LearnerIO, WinnerEntry, choose_entry
+from speedster_dist.backends import BuildConfig, get_backend
+from speedster_dist.learner import (
+    ArtifactError,
+    HardwareKeyedLearner,
+    LearnerIO,
+    WinnerEntry,
+    choose_entry,
+)
 from speedster_dist.modelio import OutputSpec
-from speedster_dist.records import DeviceKind, HardwareType
+from speedster_dist.records import DeviceKind, HardwareType, Precision
 from speedster_dist.runtime import local_hardware
 from speedster_dist.runtime._trial import _save
 from speedster_dist.testing.backend_contract import contract_model
-from speedster_dist.backends import BuildConfig, get_backend
-from speedster_dist.records import Precision
 
 LOCAL = local_hardware(DeviceKind.CPU)
 
 
 def _entry(tmp_path, hardware=LOCAL, kind="bert"):
     model = contract_model(kind)
-    compiled = get_backend("torch").build(model.source, [], BuildConfig(Precision.FP32, DeviceKind.CPU), tmp_path)
+    compiled = get_backend("torch").build(
+        model.source, [], BuildConfig(Precision.FP32, DeviceKind.CPU), tmp_path
+    )
     work = tmp_path / f"w-{hardware.key}"
     work.mkdir()
     saved = _save(compiled, "torch", DeviceKind.CPU, work)
@@ -33,7 +40,9 @@ def bert_learner(tmp_path):
     model, entry = _entry(tmp_path)
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions as Out
 
-    spec = OutputSpec("model_output", model.source.output_names, f"{Out.__module__}:{Out.__qualname__}")
+    spec = OutputSpec(
+        "model_output", model.source.output_names, f"{Out.__module__}:{Out.__qualname__}"
+    )
     io = LearnerIO(model.source.input_names, True, spec)
     return model, HardwareKeyedLearner(io, {LOCAL.key: entry})
 
@@ -60,7 +69,9 @@ def test_save_then_load_in_a_fresh_process(bert_learner, tmp_path):
     assert manifest["format"] == "speedster-dist-learner"
     assert list(manifest["entries"]) == [LOCAL.key]
     sample = model.validation[0]
-    torch.save({n: t for n, t in zip(model.source.input_names, sample, strict=True)}, tmp_path / "in.pt")
+    torch.save(
+        {n: t for n, t in zip(model.source.input_names, sample, strict=True)}, tmp_path / "in.pt"
+    )
     expected = learner(*sample).last_hidden_state
     script = (
         "import sys, torch, speedster_dist\n"
@@ -68,8 +79,19 @@ def test_save_then_load_in_a_fresh_process(bert_learner, tmp_path):
         "out = l(**torch.load(sys.argv[2]))\n"
         "print(type(out).__name__); torch.save(out.last_hidden_state, sys.argv[3])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "in.pt"),
-                           str(tmp_path / "out.pt")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(path),
+            str(tmp_path / "in.pt"),
+            str(tmp_path / "out.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "BaseModelOutputWithPoolingAndCrossAttentions" in proc.stdout
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
@@ -84,16 +106,30 @@ def test_tampered_file_is_refused(bert_learner, tmp_path):
         load_model(path)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda m: "{not json", "corrupt"),
-    (lambda m: json.dumps({**m, "format": "other"}), "not a speedster-dist"),
-    (lambda m: json.dumps({**m, "version": 99}), "format version 99"),
-    (lambda m: json.dumps({**m, "entries": {}}), "no winner"),
-    (lambda m: json.dumps({**m, "entries": {k: {**v, "backend": "os.system"} for k, v in m["entries"].items()}}),
-     "unknown backend"),
-    (lambda m: json.dumps({**m, "entries": {k: {**v, "folder": "../.."} for k, v in m["entries"].items()}}),
-     "outside"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda m: "{not json", "corrupt"),
+        (lambda m: json.dumps({**m, "format": "other"}), "not a speedster-dist"),
+        (lambda m: json.dumps({**m, "version": 99}), "format version 99"),
+        (lambda m: json.dumps({**m, "entries": {}}), "no winner"),
+        (
+            lambda m: json.dumps(
+                {
+                    **m,
+                    "entries": {k: {**v, "backend": "os.system"} for k, v in m["entries"].items()},
+                }
+            ),
+            "unknown backend",
+        ),
+        (
+            lambda m: json.dumps(
+                {**m, "entries": {k: {**v, "folder": "../.."} for k, v in m["entries"].items()}}
+            ),
+            "outside",
+        ),
+    ],
+)
 def test_corrupt_manifest_gives_a_clear_error(bert_learner, tmp_path, damage, message):
     _, learner = bert_learner
     path = learner.save(tmp_path / "artifact")
@@ -104,7 +140,7 @@ def test_corrupt_manifest_gives_a_clear_error(bert_learner, tmp_path, damage, me
 
 
 def test_missing_artifact_and_missing_file(bert_learner, tmp_path):
-    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+    with pytest.raises(ArtifactError, match=r"manifest\.json is missing"):
         load_model(tmp_path / "nothing")
     _, learner = bert_learner
     path = learner.save(tmp_path / "artifact")
@@ -117,7 +153,10 @@ def test_output_class_is_only_resolved_from_transformers():
     from speedster_dist.modelio import resolve_output_class
 
     assert resolve_output_class("os:system") is None
-    assert resolve_output_class("transformers.modeling_outputs:BaseModelOutput").__name__ == "BaseModelOutput"
+    assert (
+        resolve_output_class("transformers.modeling_outputs:BaseModelOutput").__name__
+        == "BaseModelOutput"
+    )
     assert resolve_output_class("transformers.utils:is_torch_available") is None
 
 

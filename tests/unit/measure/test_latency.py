@@ -12,8 +12,10 @@ def _spin(seconds):
 
 
 def test_known_latency_is_measured():
-    stats = measure_latency(lambda: _spin(0.002), MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=20,
-                                                                  min_duration_s=0.05))
+    stats = measure_latency(
+        lambda: _spin(0.002),
+        MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=20, min_duration_s=0.05),
+    )
     assert stats.count >= 20
     # A wall-clock spin never returns early; other processes on the machine may delay it.
     assert 0.002 <= stats.p50 < 0.004
@@ -29,8 +31,9 @@ def test_runs_until_both_minimum_count_and_duration():
 
 
 def test_max_duration_caps_slow_calls():
-    settings = MeasureSettings(warmup_calls=0, warmup_s=0, min_calls=1000, min_duration_s=0.05,
-                               max_duration_s=0.1)
+    settings = MeasureSettings(
+        warmup_calls=0, warmup_s=0, min_calls=1000, min_duration_s=0.05, max_duration_s=0.1
+    )
     started = time.perf_counter()
     stats = measure_latency(lambda: _spin(0.01), settings)
     assert time.perf_counter() - started < 0.3
@@ -44,7 +47,9 @@ def test_warmup_calls_are_not_timed():
         calls.append(1)
         _spin(0.05 if len(calls) == 1 else 0.001)  # a slow first call, as compilers do
 
-    stats = measure_latency(call, MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0))
+    stats = measure_latency(
+        call, MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0)
+    )
     assert stats.p99 < 0.02
 
 

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from speedster_dist.measure import accuracy_drop, metric_drop, numeric_precision_drop, resolve_metric
+from speedster_dist.measure import (
+    accuracy_drop,
+    metric_drop,
+    numeric_precision_drop,
+    resolve_metric,
+)
 
 
 def test_numeric_precision_is_speedsters_relative_difference():

@@ -27,5 +27,13 @@ def payload():
     model = contract_model("mlp")
     with torch.inference_mode():
         reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(model.source, model.calibration, model.validation, reference, None,
-                        numeric_precision_drop, 0.01, FAST)
+    return TrialPayload(
+        model.source,
+        model.calibration,
+        model.validation,
+        reference,
+        None,
+        numeric_precision_drop,
+        0.01,
+        FAST,
+    )

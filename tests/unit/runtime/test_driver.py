@@ -30,7 +30,10 @@ def test_fastest_accurate_candidate_wins(fakes, payload):
     # fp16 (2 ms, drop 0.004) beats fp32 (4 ms); int8 is not even tried at 0.01 (Speedster's rule).
     assert outcome.winners[FAKE_HW.key].candidate.label == "fake fp16 slowdown=1"
     assert "fake int8/dynamic slowdown=1" not in results
-    fp16, fp32 = results["fake fp16 slowdown=1"].latency.p50, results["fake fp32 slowdown=1"].latency.p50
+    fp16, fp32 = (
+        results["fake fp16 slowdown=1"].latency.p50,
+        results["fake fp32 slowdown=1"].latency.p50,
+    )
     assert 0.002 <= fp16 < fp32
     assert fp32 >= 0.004
     assert set(outcome.saved) == {FAKE_HW.key}

@@ -12,7 +12,9 @@ from speedster_dist.search import (
 )
 
 CPU = HardwareType("cpu-test-avx2-2c", DeviceKind.CPU, features=frozenset({"avx2"}))
-BF16_CPU = HardwareType("cpu-test-bf16", DeviceKind.CPU, features=frozenset({"avx2", "avx512_bf16"}))
+BF16_CPU = HardwareType(
+    "cpu-test-bf16", DeviceKind.CPU, features=frozenset({"avx2", "avx512_bf16"})
+)
 GPU = HardwareType("gpu-test", DeviceKind.GPU)
 BOTH = frozenset({"torch", "onnx"})
 
@@ -23,11 +25,22 @@ def cap(device, precision, technique="", requires=(), sources=frozenset({"torch"
 
 CATALOG = (
     BackendInfo("torch", (cap("cpu", "fp32"), cap("gpu", "fp32"))),
-    BackendInfo("ort", (cap("cpu", "fp32", sources=BOTH), cap("cpu", "int8", "dynamic", sources=BOTH),
-                        cap("cpu", "int8", "static", sources=BOTH), cap("gpu", "fp16", sources=BOTH)),
-                (KnobInfo("threads", (0, 1), frozenset({"cpu"})), KnobInfo("fusion", (True, False),
-                                                                          frozenset({"cpu", "gpu"})))),
-    BackendInfo("ov", (cap("cpu", "fp32"), cap("cpu", "bf16", requires={"avx512_bf16", "amx_bf16"}))),
+    BackendInfo(
+        "ort",
+        (
+            cap("cpu", "fp32", sources=BOTH),
+            cap("cpu", "int8", "dynamic", sources=BOTH),
+            cap("cpu", "int8", "static", sources=BOTH),
+            cap("gpu", "fp16", sources=BOTH),
+        ),
+        (
+            KnobInfo("threads", (0, 1), frozenset({"cpu"})),
+            KnobInfo("fusion", (True, False), frozenset({"cpu", "gpu"})),
+        ),
+    ),
+    BackendInfo(
+        "ov", (cap("cpu", "fp32"), cap("cpu", "bf16", requires={"avx512_bf16", "amx_bf16"}))
+    ),
     BackendInfo("broken", (cap("cpu", "fp32"),), unavailable="cannot import: boom"),
 )
 
@@ -37,7 +50,9 @@ def labels(cands):
 
 
 def test_no_threshold_means_fp32_only_baseline_first():
-    cands = derive_candidates(CATALOG, CPU, SpaceSettings(metric_drop_ths=None, baseline_backend="torch"))
+    cands = derive_candidates(
+        CATALOG, CPU, SpaceSettings(metric_drop_ths=None, baseline_backend="torch")
+    )
     assert labels(cands) == ["torch fp32", "ort fp32 fusion=True threads=0", "ov fp32"]
     assert all(c.hardware_key == CPU.key for c in cands)
 
@@ -66,17 +81,23 @@ def test_unavailable_ignored_and_source_format():
     settings = SpaceSettings(metric_drop_ths=0.1, ignored_backends=frozenset({"ov"}))
     assert "ov" not in {c.backend for c in derive_candidates(CATALOG, CPU, settings)}
     assert "broken" not in {c.backend for c in derive_candidates(CATALOG, CPU, SpaceSettings())}
-    onnx = derive_candidates(CATALOG, CPU, SpaceSettings(metric_drop_ths=0.1, source_format="onnx",
-                                                         baseline_backend="ort"))
+    onnx = derive_candidates(
+        CATALOG,
+        CPU,
+        SpaceSettings(metric_drop_ths=0.1, source_format="onnx", baseline_backend="ort"),
+    )
     assert {c.backend for c in onnx} == {"ort"}
     assert onnx[0].label.startswith("ort fp32")
 
 
-@pytest.mark.parametrize("ignored, gone", [
-    ({"int8"}, {"dynamic", "static"}),
-    ({"static_quantization"}, {"static"}),
-    ({"int8_dynamic"}, {"dynamic"}),
-])
+@pytest.mark.parametrize(
+    "ignored, gone",
+    [
+        ({"int8"}, {"dynamic", "static"}),
+        ({"static_quantization"}, {"static"}),
+        ({"int8_dynamic"}, {"dynamic"}),
+    ],
+)
 def test_ignore_compressors(ignored, gone):
     settings = SpaceSettings(metric_drop_ths=0.1, ignored_compressors=frozenset(ignored))
     techniques = {c.technique for c in derive_candidates(CATALOG, CPU, settings)}
@@ -87,7 +108,8 @@ def test_tuning_expands_the_knob_grid():
     settings = SpaceSettings(metric_drop_ths=None, tune_knobs=True)
     ort = [c for c in derive_candidates(CATALOG, CPU, settings) if c.backend == "ort"]
     assert sorted(c.knobs for c in ort) == sorted(
-        (("fusion", f), ("threads", t)) for f in (True, False) for t in (0, 1))
+        (("fusion", f), ("threads", t)) for f in (True, False) for t in (0, 1)
+    )
 
 
 def test_optimization_time():

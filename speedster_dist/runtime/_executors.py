@@ -52,7 +52,15 @@ class Executor(Protocol):
 
     def has_capacity(self, hardware_key: str) -> bool: ...
 
-    def submit(self, candidate: Candidate, hardware: HardwareType, is_baseline: bool) -> None: ...
+    def submit(
+        self,
+        candidate: Candidate,
+        hardware: HardwareType,
+        is_baseline: bool,
+        prune_above_s: float | None = None,
+    ) -> None:
+        """Start ``candidate`` on a free node of ``hardware`` (see ``run_trial`` for pruning)."""
+        ...
 
     def poll(self, timeout_s: float) -> list[TrialOutcome]:
         """Trials that finished (or failed, or timed out) since the last poll."""
@@ -81,7 +89,7 @@ class InlineExecutor:
     def __init__(self, probe: NodeProbe | None = None) -> None:
         self._probe = probe
         self._payload: TrialPayload | None = None
-        self._queue: deque[tuple[Candidate, HardwareType, bool]] = deque()
+        self._queue: deque[tuple[Candidate, HardwareType, bool, float | None]] = deque()
 
     def discover(self) -> list[HardwareGroup]:
         probe = self._probe or probe_node("local")
@@ -93,21 +101,27 @@ class InlineExecutor:
     def has_capacity(self, hardware_key: str) -> bool:
         return not self._queue
 
-    def submit(self, candidate: Candidate, hardware: HardwareType, is_baseline: bool) -> None:
-        self._queue.append((candidate, hardware, is_baseline))
+    def submit(
+        self,
+        candidate: Candidate,
+        hardware: HardwareType,
+        is_baseline: bool,
+        prune_above_s: float | None = None,
+    ) -> None:
+        self._queue.append((candidate, hardware, is_baseline, prune_above_s))
 
     def poll(self, timeout_s: float) -> list[TrialOutcome]:
         if not self._queue or self._payload is None:
             return []
-        candidate, hardware, is_baseline = self._queue.popleft()
-        result, saved = run_trial(self._payload, candidate, hardware, "local", is_baseline)
+        candidate, hardware, is_baseline, bar = self._queue.popleft()
+        result, saved = run_trial(self._payload, candidate, hardware, "local", is_baseline, bar)
         return [TrialOutcome(result, saved)]
 
     def in_flight(self) -> int:
         return len(self._queue)
 
     def cancel_all(self, reason: str) -> list[TrialOutcome]:
-        outcomes = [TrialOutcome(_failed(c, reason, "local", b)) for c, _, b in self._queue]
+        outcomes = [TrialOutcome(_failed(c, reason, "local", b)) for c, _, b, _ in self._queue]
         self._queue.clear()
         return outcomes
 
@@ -195,7 +209,13 @@ class RayExecutor:
     def has_capacity(self, hardware_key: str) -> bool:
         return self._free_node(hardware_key) is not None
 
-    def submit(self, candidate: Candidate, hardware: HardwareType, is_baseline: bool) -> None:
+    def submit(
+        self,
+        candidate: Candidate,
+        hardware: HardwareType,
+        is_baseline: bool,
+        prune_above_s: float | None = None,
+    ) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         node_id = self._free_node(candidate.hardware_key)
@@ -211,7 +231,7 @@ class RayExecutor:
             name=f"trial:{candidate.label}",
         )
         result_ref, artifact_ref = task.remote(
-            self._payload_ref, candidate, hardware, node_id, is_baseline
+            self._payload_ref, candidate, hardware, node_id, is_baseline, prune_above_s
         )
         deadline = time.monotonic() + self._timeout
         self._running[result_ref] = _Running(

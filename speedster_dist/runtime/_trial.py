@@ -8,6 +8,7 @@ process itself (segfault, out of memory) escapes, and the executor records that 
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 import time
 import traceback
@@ -93,6 +94,23 @@ def _save(compiled: Compiled, backend: str, device: DeviceKind, workdir: Path) -
     return SavedCandidate(backend, device.value, dict(options), files)
 
 
+PRUNE_MIN_CALLS = 8
+
+
+class _Pruner:
+    """Stops timing once the running median is over the bar (called at measurement steps)."""
+
+    def __init__(self, bar_s: float | None) -> None:
+        self.bar_s = bar_s
+        self.pruned = False
+
+    def should_stop(self, samples: list[float]) -> bool:
+        if self.bar_s is None or len(samples) < PRUNE_MIN_CALLS:
+            return False
+        self.pruned = statistics.median(samples) > self.bar_s
+        return self.pruned
+
+
 def _failed(candidate: Candidate, reason: str, **kw: Any) -> TrialResult:
     return TrialResult(candidate, TrialStatus.FAILED, reason[-_REASON_CHARS:] or "failed", **kw)
 
@@ -103,8 +121,14 @@ def run_trial(
     hardware: HardwareType | None = None,
     node_id: str = "",
     is_baseline: bool = False,
+    prune_above_s: float | None = None,
 ) -> tuple[TrialResult, SavedCandidate | None]:
-    """Build, check, time and save ``candidate``; never raises for a backend's error."""
+    """Build, check, time and save ``candidate``; never raises for a backend's error.
+
+    ``prune_above_s``: the best p50 latency known when the trial was scheduled. Timing stops
+    early, and the trial is PRUNED, once the running median of at least ``PRUNE_MIN_CALLS``
+    calls is over it (the candidate cannot become the winner).
+    """
     device = hardware.device if hardware is not None else DeviceKind.CPU
     workdir = Path(tempfile.mkdtemp(prefix="speedster-trial-"))
     common: dict[str, Any] = {"node_id": node_id, "is_baseline": is_baseline}
@@ -121,7 +145,15 @@ def run_trial(
         if rejection:
             return TrialResult(candidate, TrialStatus.REJECTED, rejection, **common), None
         sample = payload.validation[0]
-        latency = measure_latency(lambda: compiled(*sample), payload.measure, _synchronizer(device))
+        pruner = _Pruner(prune_above_s)
+        latency = measure_latency(
+            lambda: compiled(*sample), payload.measure, _synchronizer(device), pruner.should_stop
+        )
+        if pruner.pruned:
+            reason = f"pruned: median {latency.p50 * 1e3:.3g} ms after {latency.count} calls " + (
+                f"cannot beat the best {prune_above_s * 1e3:.3g} ms" if prune_above_s else ""
+            )
+            return TrialResult(candidate, TrialStatus.PRUNED, reason, latency, **common), None
         saved = _save(compiled, candidate.backend, device, workdir)
         result = TrialResult(
             candidate, TrialStatus.COMPLETE, latency=latency, model_size_mb=saved.size_mb, **common

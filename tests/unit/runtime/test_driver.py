@@ -103,3 +103,21 @@ def test_no_hardware_of_the_requested_device(fakes, payload):
 
     with pytest.raises(ValueError, match="no gpu node"):
         search(payload, "fake", devices=frozenset({DeviceKind.GPU}))
+
+
+def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
+    from speedster_dist.records import Candidate
+    from speedster_dist.runtime import run_trial
+
+    from speedster_dist.measure import MeasureSettings
+
+    payload.metric_drop_ths = None
+    payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=64, min_duration_s=1.0)
+    slow = Candidate.make("fake", "fp32", FAKE_HW.key, knobs={"slowdown": 4})  # 16 ms a call
+    result, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=0.004)
+    assert result.status is TrialStatus.PRUNED and saved is None
+    assert "cannot beat the best 4 ms" in result.reason
+    assert result.latency.count < 64 and result.latency.total_s < 0.6
+    payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.1)
+    fast, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=1.0)
+    assert fast.ok and saved is not None

@@ -1,0 +1,57 @@
+"""`import speedster_dist` must work without any optional backend library installed."""
+
+import subprocess
+import sys
+import textwrap
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Missing(importlib.abc.MetaPathFinder):
+        blocked = {"onnxruntime", "openvino", "tensorrt", "onnx"}
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in self.blocked:
+                raise ImportError(f"No module named {name!r} (blocked by the test)")
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    """
+)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_import_is_light_and_needs_no_backend_library():
+    proc = _run(
+        """
+        import speedster_dist
+        assert speedster_dist.__version__
+        heavy = {"torch", "ray", "onnxruntime", "openvino", "tensorrt"} & set(sys.modules)
+        assert not heavy, heavy
+        from speedster_dist import optimize_model, load_model, LearnerMetadata  # noqa: F401
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"
+
+
+def test_missing_backend_libraries_show_as_unavailable_with_a_reason():
+    proc = _run(
+        """
+        from speedster_dist.records import DeviceKind
+        from speedster_dist.runtime import backend_catalog
+        catalog = {info.name: info.unavailable for info in backend_catalog(DeviceKind.CPU)}
+        for name in ("onnxruntime", "openvino", "tensorrt"):
+            assert catalog[name], (name, catalog[name])
+        assert catalog["torch"] is None and catalog["torchscript"] is None
+        print(catalog["onnxruntime"])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "onnxruntime" in proc.stdout or "blocked" in proc.stdout

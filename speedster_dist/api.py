@@ -6,6 +6,7 @@ is scheduled, and says what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
+from speedster_dist.backends._onnx import cache_root
 from speedster_dist.inputs import InputError, SampleSet, normalize_inputs
 from speedster_dist.learner import HardwareKeyedLearner, LearnerIO, WinnerEntry
 from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric
@@ -27,12 +29,21 @@ from speedster_dist.runtime import (
     SearchOutcome,
     TrialPayload,
     connect,
+    package_runtime_env,
     run_search,
 )
-from speedster_dist.search import Budget, SpaceSettings, parse_optimization_time
+from speedster_dist.search import (
+    DEFAULT_SEED,
+    Budget,
+    ExhaustiveSearcher,
+    SearcherFactory,
+    SpaceSettings,
+    optuna_searcher_factory,
+    parse_optimization_time,
+)
 from speedster_dist.summary import format_summary, format_trials, progress_line
 
-__all__ = ["optimize_model"]
+__all__ = ["optimize_model", "prepare_payload"]
 
 _COMPRESSORS = frozenset(
     {
@@ -58,8 +69,15 @@ _EXTRA_KWARGS = frozenset(
         "measure_settings",
         "executor",
         "progress",
+        "runtime_env",
+        "study_storage",
+        "resume",
+        "searcher",
+        "search_seed",
+        "history",
     }
 )
+_SEARCHERS = ("optuna", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,15 @@ def optimize_model(
     ``device`` None searches every hardware type the cluster has; ``"cpu"`` or ``"gpu"``
     (``"cuda"``, ``"cuda:N"``) only that kind. Extra keyword arguments: ``cluster``
     ("auto" or an address), ``trial_timeout`` (seconds), ``verbose``, ``batch_size`` (for
-    string inputs), ``measure_settings`` (:class:`MeasureSettings`), ``progress``.
+    string inputs), ``measure_settings`` (:class:`MeasureSettings`), ``progress``,
+    ``study_storage`` (where the Optuna studies live: a directory, a file or any Optuna
+    storage URL; default ``~/.cache/speedster-dist/studies/``), ``resume`` (continue the
+    stored study of the same model, hardware type and settings; default False: start over),
+    ``searcher`` ("optuna", the default, or "exhaustive"), ``search_seed`` (default 0)
+    (docs/search.md), ``runtime_env`` (the Ray job's runtime environment, or ``"package"`` to
+    ship this speedster_dist to nodes where it is not installed; docs/cluster.md).
+    ``history`` (a folder, or a :class:`speedster_dist.results.HistoryTarget`)
+    appends every trial to that Parquet history as soon as it finishes (docs/cli.md).
 
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """
@@ -111,6 +137,7 @@ def optimize_model(
     options = _validate_options(
         metric_drop_ths, metric, optimization_time, ignore_compilers, ignore_compressors, device
     )
+    make_searcher = _searcher_factory(kwargs)
     payload, io, batch = _prepare(
         model,
         input_data,
@@ -123,7 +150,8 @@ def optimize_model(
     )
     executor: Executor | None = kwargs.get("executor")
     if executor is None:
-        connect(kwargs.get("cluster", "auto"))
+        runtime_env = _runtime_env(kwargs.get("runtime_env"))
+        connect(_cluster_address(kwargs.get("cluster", "auto")), runtime_env)
         executor = RayExecutor(trial_timeout_s=float(kwargs.get("trial_timeout", 900.0)))
     settings = SpaceSettings(
         metric_drop_ths=options.metric_drop_ths,
@@ -138,7 +166,8 @@ def optimize_model(
         payload,
         settings,
         options.budget,
-        on_result=_progress_printer(kwargs.get("progress", True)),
+        on_result=_on_result(kwargs, model, payload, batch, options),
+        make_searcher=make_searcher(payload, options),
         devices=options.devices,
     )
     learner = _learner(outcome, io)
@@ -147,6 +176,45 @@ def optimize_model(
     if store_latencies or kwargs.get("verbose", False):
         print(format_trials(outcome.results), file=sys.stdout)
     return learner
+
+
+def _searcher_factory(
+    kwargs: Mapping[str, Any],
+) -> Callable[[TrialPayload, _Options], SearcherFactory]:
+    """Validate the search extras now; build the factory once the model is known."""
+    kind = kwargs.get("searcher", "optuna")
+    if kind not in _SEARCHERS:
+        raise InputError(f"searcher must be one of {list(_SEARCHERS)}, got {kind!r}")
+    seed = kwargs.get("search_seed", DEFAULT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"search_seed must be an int, got {seed!r}")
+    storage = kwargs.get("study_storage") or Path(cache_root()) / "studies"
+    resume = bool(kwargs.get("resume", False))
+
+    def build(payload: TrialPayload, options: _Options) -> SearcherFactory:
+        if kind == "exhaustive":
+            return lambda hardware, space: ExhaustiveSearcher(space)
+        identity = {
+            "metric_drop_ths": options.metric_drop_ths,
+            "metric": getattr(options.metric, "__qualname__", repr(options.metric)),
+            "optimization_time": options.budget.label,
+            "ignored_backends": sorted(options.ignored_backends),
+            "ignored_compressors": sorted(options.ignored_compressors),
+        }
+        fingerprint = _study_fingerprint(payload.source)
+        return optuna_searcher_factory(storage, fingerprint, identity, resume=resume, seed=seed)
+
+    return build
+
+
+def _study_fingerprint(source: SourceModel) -> str:
+    if source.fingerprint or source.onnx_path is None:
+        return source.fingerprint
+    digest = hashlib.sha256()  # an ONNX file: its bytes identify the model
+    with open(source.onnx_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _validate_options(
@@ -387,6 +455,57 @@ def _reference_outputs(
         raise InputError(f"the ONNX model raised on the first sample: {exc}") from exc
 
 
+def _on_result(
+    kwargs: Mapping[str, Any], model: Any, payload: TrialPayload, batch: int, options: _Options
+) -> Callable[[TrialResult], None]:
+    """Progress lines, plus one history row per trial when ``history=`` is given."""
+    show = _progress_printer(kwargs.get("progress", True))
+    if kwargs.get("history") is None:
+        return show
+    from speedster_dist.measure import BUILTIN_METRICS
+    from speedster_dist.results import open_history
+
+    metric = next((k for k, f in BUILTIN_METRICS.items() if f is options.metric), "custom")
+    settings = {
+        "metric_drop_ths": options.metric_drop_ths,
+        "metric": metric,
+        "optimization_time": options.budget.label,
+        "ignored_backends": sorted(options.ignored_backends),
+        "devices": sorted(d.value for d in options.devices),
+    }
+    writer = open_history(
+        kwargs["history"], model, _study_fingerprint(payload.source), batch, settings
+    )
+
+    def record(result: TrialResult) -> None:
+        writer.append(result)
+        show(result)
+
+    return record
+
+
+def prepare_payload(
+    model: torch.nn.Module | str | Path,
+    input_data: Any,
+    metric_drop_ths: float | None = None,
+    metric: str | MetricFn | None = None,
+    tokenizer: Any = None,
+    tokenizer_args: Mapping[str, Any] | None = None,
+    batch_size: int = 1,
+    measure_settings: MeasureSettings | None = None,
+) -> tuple[TrialPayload, int]:
+    """The trial payload (and batch size) ``optimize_model`` builds for these arguments.
+
+    Used by ``speedster-dist rebench`` to re-measure saved winners exactly as they were
+    searched. Raises :class:`InputError` like ``optimize_model``.
+    """
+    options = _validate_options(metric_drop_ths, metric, "constrained", None, None, None)
+    payload, _, batch = _prepare(
+        model, input_data, options, None, tokenizer, tokenizer_args, batch_size, measure_settings
+    )
+    return payload, batch
+
+
 def _progress_printer(enabled: bool) -> Callable[[TrialResult], None]:
     started = time.monotonic()
     count = [0]
@@ -398,6 +517,26 @@ def _progress_printer(enabled: bool) -> Callable[[TrialResult], None]:
             print(f"{elapsed:7.1f}s {progress_line(count[0], result)}", file=sys.stderr, flush=True)
 
     return show
+
+
+def _cluster_address(cluster: Any) -> str:
+    if cluster is None:
+        return "auto"
+    if not isinstance(cluster, str) or not cluster.strip():
+        raise InputError(
+            f"cluster must be 'auto' or an address (host:port, ray://host:port), got {cluster!r}"
+        )
+    return cluster.strip()
+
+
+def _runtime_env(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if value == "package":
+        return package_runtime_env()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise InputError(f"runtime_env must be None, 'package' or a dict, got {value!r}")
 
 
 def _learner(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyedLearner:
@@ -426,4 +565,6 @@ def _learner(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyedLearner:
             f"no candidate completed on any hardware type ({reasons}).\n"
             + format_trials(outcome.results)
         )
-    return HardwareKeyedLearner(io, entries, results=list(outcome.results))
+    return HardwareKeyedLearner(
+        io, entries, results=list(outcome.results), portable=outcome.portable
+    )

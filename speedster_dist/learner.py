@@ -1,9 +1,16 @@
 """The result users get: a learner called exactly like the original model.
 
 :class:`HardwareKeyedLearner` holds one winner per hardware type and runs the one for the
-machine it is on. Saved, it is data, not code: ``manifest.json`` plus standard model files
-(ONNX, OpenVINO IR, TorchScript, TensorRT engines), each with its SHA-256. Loading checks
-every checksum and never unpickles or ``exec``s anything read from the artifact.
+machine it is on, plus a *portable fallback*: the original model in a standard format (the
+baseline trial's files), for machines of a type nobody measured. Saved, it is data, not
+code: ``manifest.json`` plus standard model files (ONNX, OpenVINO IR, TorchScript, TensorRT
+engines), each with its SHA-256. Loading checks every checksum and never unpickles or
+``exec``s anything read from the artifact.
+
+Which entry runs where: this machine's own hardware type; else the closest compatible
+winner (same device kind, every CPU feature it needs present here, its backend available
+here, and for GPU engines the same compute capability); else the portable fallback. Both
+fallbacks are announced with a warning and recorded in :attr:`HardwareKeyedLearner.selection`.
 """
 
 from __future__ import annotations
@@ -22,14 +29,21 @@ import torch
 from speedster_dist.backends import Compiled, backend_names, get_backend
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, HardwareType, TrialResult
-from speedster_dist.runtime import SavedCandidate, local_hardware_types
+from speedster_dist.runtime import (
+    SavedCandidate,
+    hardware_from_json,
+    hardware_to_json,
+    local_hardware_types,
+)
 
 __all__ = [
+    "PORTABLE_KEY",
     "ArtifactError",
     "HardwareKeyedLearner",
     "InferenceLearner",
     "LearnerIO",
     "LearnerMetadata",
+    "Selection",
     "WinnerEntry",
     "load_model",
 ]
@@ -37,6 +51,9 @@ __all__ = [
 FORMAT = "speedster-dist-learner"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# The key (and ``hardware_key=`` value) of the portable fallback; its folder in an artifact.
+PORTABLE_KEY = "portable"
+_PORTABLE_FOLDER = "_portable"
 
 
 class ArtifactError(RuntimeError):
@@ -105,6 +122,24 @@ class WinnerEntry:
         return f"{self.backend} {self.precision}{tech}"
 
 
+def _portable_entry(saved: SavedCandidate) -> WinnerEntry:
+    hardware = HardwareType(
+        PORTABLE_KEY, DeviceKind(saved.device), "the original model, not optimized for any type"
+    )
+    return WinnerEntry(hardware, saved.backend, "fp32", "", {}, {}, saved)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entry a learner runs and why: ``how`` is ``"own"`` (this machine's type),
+    ``"compatible"`` (closest compatible winner), ``"portable"`` (the fallback) or
+    ``"explicit"`` (asked for by key)."""
+
+    key: str
+    how: str
+    message: str = ""
+
+
 class InferenceLearner:
     """One compiled model behind the original model's call signature and output type."""
 
@@ -124,28 +159,71 @@ class InferenceLearner:
 
 @dataclass
 class HardwareKeyedLearner:
-    """Winners keyed by hardware type; calling it runs the winner for this machine."""
+    """Winners keyed by hardware type; calling it runs the winner for this machine.
+
+    ``portable`` (optional) is the original model in a standard format, used where no
+    winner fits the machine. ``selection`` says what the last default call chose and why.
+    """
 
     io: LearnerIO
     entries: dict[str, WinnerEntry]
     summary: str = ""
     results: list[TrialResult] = field(default_factory=list)  # every trial of the search
+    portable: SavedCandidate | None = None
+    selection: Selection | None = None
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
 
     def hardware_types(self) -> list[str]:
+        """The hardware types with a winner (the portable fallback is not one)."""
         return list(self.entries)
 
+    def select(self, hardware_key: str | None = None) -> Selection:
+        """What :meth:`for_hardware` would run for ``hardware_key`` (None: this machine)."""
+        if hardware_key is not None:
+            if hardware_key == PORTABLE_KEY and self.portable is not None:
+                return Selection(PORTABLE_KEY, "explicit")
+            if hardware_key not in self.entries:
+                has = self.hardware_types() + ([PORTABLE_KEY] if self.portable else [])
+                raise ArtifactError(
+                    f"no winner for hardware type {hardware_key!r}; this learner has {has}"
+                )
+            return Selection(hardware_key, "explicit")
+        local = local_hardware_types()
+        own = next((h.key for h in local if h.key in self.entries), None)
+        if own is not None:
+            return Selection(own, "own")
+        closest = _closest(self.entries, local)
+        if closest is not None:
+            key, _ = closest
+            return Selection(key, "compatible", _fallback_message(local, key))
+        if self.portable is None:
+            raise _none_fits(self.entries, local)
+        message = (
+            f"no winner of this learner ({', '.join(self.entries)}) can run on this machine "
+            f"({', '.join(h.key for h in local)}); using the portable fallback: the original "
+            f"model, not optimized ({self.portable.backend}, {self.portable.device})"
+        )
+        return Selection(PORTABLE_KEY, "portable", message)
+
     def for_hardware(self, hardware_key: str | None = None) -> InferenceLearner:
-        """The learner for ``hardware_key`` (default: this machine's type or closest match)."""
-        key = hardware_key or choose_entry(self.entries, local_hardware_types())
-        if key not in self.entries:
-            raise ArtifactError(
-                f"no winner for hardware type {key!r}; this learner has {self.hardware_types()}"
-            )
+        """The learner for ``hardware_key`` (default: this machine's type, else the closest
+        compatible winner, else the portable fallback; a fallback warns once)."""
+        if hardware_key is not None:
+            selection = self.select(hardware_key)
+        else:
+            if self.selection is None:  # decided once: a fallback warns once, not per call
+                self.selection = self.select()
+                if self.selection.message:
+                    warnings.warn(self.selection.message, stacklevel=3)
+            selection = self.selection
+        key = selection.key
         if key not in self._active:
-            entry = self.entries[key]
-            compiled = _load_entry(entry)
-            self._active[key] = InferenceLearner(compiled, self.io, entry)
+            if key == PORTABLE_KEY:
+                assert self.portable is not None
+                entry = _portable_entry(self.portable)
+            else:
+                entry = self.entries[key]
+            self._active[key] = InferenceLearner(_load_entry(entry), self.io, entry)
         return self._active[key]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -162,45 +240,49 @@ class HardwareKeyedLearner:
             "entries": {},
         }
         for key, entry in self.entries.items():
-            folder = root / _folder(key)
-            shutil.rmtree(folder, ignore_errors=True)
-            checksums = {}
-            for name, data in entry.saved.files.items():
-                target = folder / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                checksums[name] = hashlib.sha256(data).hexdigest()
+            checksums = _write_files(root / _folder(key), entry.saved)
             manifest["entries"][key] = _entry_json(entry, _folder(key), checksums)
+        if self.portable is not None:
+            checksums = _write_files(root / _PORTABLE_FOLDER, self.portable)
+            manifest["portable"] = _saved_json(self.portable, _PORTABLE_FOLDER, checksums)
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return root
 
 
+def _write_files(folder: Path, saved: SavedCandidate) -> dict[str, str]:
+    shutil.rmtree(folder, ignore_errors=True)
+    checksums = {}
+    for name, data in saved.files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        checksums[name] = hashlib.sha256(data).hexdigest()
+    return checksums
+
+
 def _folder(key: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+    folder = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+    return folder if folder != _PORTABLE_FOLDER else f"{folder}_"
+
+
+def _saved_json(saved: SavedCandidate, folder: str, checksums: dict[str, str]) -> dict[str, Any]:
+    return {
+        "folder": folder,
+        "backend": saved.backend,
+        "device": saved.device,
+        "options": saved.options,
+        "files": checksums,
+    }
 
 
 def _entry_json(entry: WinnerEntry, folder: str, checksums: dict[str, str]) -> dict[str, Any]:
-    hw = entry.hardware
     return {
-        "folder": folder,
-        "backend": entry.backend,
-        "device": entry.saved.device,
+        **_saved_json(entry.saved, folder, checksums),
         "precision": entry.precision,
         "technique": entry.technique,
         "knobs": entry.knobs,
-        "options": entry.saved.options,
-        "files": checksums,
         "metrics": entry.metrics,
-        "hardware": {
-            "key": hw.key,
-            "device": hw.device.value,
-            "description": hw.description,
-            "features": sorted(hw.features),
-            "cores": hw.cores,
-            "gpu_name": hw.gpu_name,
-            "gpu_memory_mb": hw.gpu_memory_mb,
-            "compute_capability": hw.compute_capability,
-        },
+        "hardware": hardware_to_json(entry.hardware),
     }
 
 
@@ -216,38 +298,66 @@ def _load_entry(entry: WinnerEntry) -> Compiled:
     )
 
 
+def _compatible(entry: WinnerEntry, hardware: HardwareType) -> bool:
+    """Can ``entry`` run on ``hardware``? Same device kind; every CPU feature it needs; a GPU
+    engine (device-specific, e.g. TensorRT) only on the compute capability it was built for."""
+    wanted = entry.hardware
+    if wanted.device is not hardware.device or not wanted.features <= hardware.features:
+        return False
+    if wanted.device is DeviceKind.GPU and "engine" in entry.saved.options:
+        return wanted.compute_capability == hardware.compute_capability
+    try:
+        return get_backend(entry.backend).unavailable_reason(hardware.device) is None
+    except Exception:  # a backend that cannot even be imported here
+        return False
+
+
+def _closest(
+    entries: Mapping[str, WinnerEntry], local: list[HardwareType]
+) -> tuple[str, HardwareType] | None:
+    """The compatible entry with the most features in common with this machine, if any."""
+    scored = [
+        (len(entry.hardware.features & hardware.features), key, hardware)
+        for key, entry in entries.items()
+        for hardware in local
+        if _compatible(entry, hardware)
+    ]
+    if not scored:
+        return None
+    _, key, hardware = max(scored, key=lambda s: (s[0], s[1]))
+    return key, hardware
+
+
+def _fallback_message(local: list[HardwareType], key: str) -> str:
+    return (
+        f"no winner for this machine's hardware type ({local[0].key}); using the "
+        f"closest compatible winner, measured on {key}"
+    )
+
+
+def _none_fits(entries: Mapping[str, WinnerEntry], local: list[HardwareType]) -> ArtifactError:
+    return ArtifactError(
+        f"this learner has winners for {list(entries)} but none can run on this machine "
+        f"({', '.join(h.key for h in local)}) and it has no portable fallback; "
+        "re-run optimize_model here to add one"
+    )
+
+
 def choose_entry(entries: Mapping[str, WinnerEntry], local: list[HardwareType]) -> str:
     """This machine's own hardware type when present, else the closest compatible one.
 
-    Compatible: same device kind, every CPU feature it needs is here, and its backend runs
-    here. Among compatible entries the one with the most features in common wins. A
-    fallback is announced with a warning, because its speed was measured elsewhere.
+    Compatible: see :func:`_compatible`. Among compatible entries the one with the most
+    features in common wins. A fallback is announced with a warning, because its speed was
+    measured elsewhere. Raises :class:`ArtifactError` when none is compatible.
     """
     for hardware in local:  # CPU first, then GPUs: an exact match on any device wins
         if hardware.key in entries:
             return hardware.key
-    scored = []
-    for key, entry in entries.items():
-        for hardware in local:
-            if (
-                entry.hardware.device is not hardware.device
-                or not entry.hardware.features <= hardware.features
-            ):
-                continue
-            if get_backend(entry.backend).unavailable_reason(hardware.device) is None:
-                scored.append((len(entry.hardware.features & hardware.features), key))
-    if not scored:
-        raise ArtifactError(
-            f"this learner has winners for {list(entries)} but none can run on this machine "
-            f"({', '.join(h.key for h in local)}); re-run optimize_model here to add one"
-        )
-    key = max(scored)[1]
-    warnings.warn(
-        f"no winner for this machine's hardware type ({local[0].key}); using the "
-        f"winner measured on {key}",
-        stacklevel=3,
-    )
-    return key
+    closest = _closest(entries, local)
+    if closest is None:
+        raise _none_fits(entries, local)
+    warnings.warn(_fallback_message(local, closest[0]), stacklevel=3)
+    return closest[0]
 
 
 @dataclass(frozen=True)
@@ -271,19 +381,67 @@ class LearnerMetadata:
         return cls(root, manifest)
 
     def hardware_types(self) -> list[str]:
+        """The hardware types with a winner (see :attr:`has_portable` for the fallback)."""
         return list(self.manifest["entries"])
+
+    @property
+    def has_portable(self) -> bool:
+        return "portable" in self.manifest
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per entry (then the portable fallback): what it is and what it measured."""
+        rows = []
+        for key, raw in self.manifest["entries"].items():
+            metrics = raw.get("metrics", {})
+            p50, base = metrics.get("latency_p50_s"), metrics.get("baseline_p50_s")
+            rows.append(
+                {
+                    "hardware_type": key,
+                    "description": raw.get("hardware", {}).get("description", ""),
+                    "backend": raw["backend"],
+                    "precision": raw.get("precision", ""),
+                    "technique": raw.get("technique", ""),
+                    "device": raw["device"],
+                    "latency_p50_ms": p50 * 1e3 if p50 else None,
+                    "speedup": base / p50 if p50 and base else None,
+                    "metric_drop": metrics.get("metric_drop"),
+                }
+            )
+        if self.has_portable:
+            raw = self.manifest["portable"]
+            rows.append(
+                {
+                    "hardware_type": PORTABLE_KEY,
+                    "description": "the original model, not optimized (fallback)",
+                    "backend": raw["backend"],
+                    "precision": "fp32",
+                    "technique": "",
+                    "device": raw["device"],
+                    "latency_p50_ms": None,
+                    "speedup": None,
+                    "metric_drop": 0.0,
+                }
+            )
+        return rows
 
     def load_model(
         self, path: str | Path | None = None, hardware_key: str | None = None
     ) -> HardwareKeyedLearner:
-        """Load and verify every entry; the returned learner picks this machine's winner."""
+        """Load and verify every entry; the returned learner runs ``hardware_key``'s entry
+        (``"portable"`` for the fallback) or, by default, picks this machine's as described
+        in the module docstring, warning when it falls back."""
         root = Path(path) if path is not None else self.path
         io = LearnerIO.from_json(self.manifest["io"])
         entries = {
             key: _read_entry(root, key, raw) for key, raw in self.manifest["entries"].items()
         }
-        learner = HardwareKeyedLearner(io, entries)
-        learner.for_hardware(hardware_key)  # load now, so a broken artifact fails here
+        portable = None
+        if self.has_portable:
+            portable = _read_saved(root, PORTABLE_KEY, self.manifest["portable"])
+        learner = HardwareKeyedLearner(io, entries, portable=portable)
+        if hardware_key is not None:  # calling the learner runs the asked-for entry
+            learner.selection = learner.select(hardware_key)
+        learner.for_hardware()  # load now, so a broken artifact fails here
         return learner
 
 
@@ -298,16 +456,19 @@ def _validate_manifest(manifest: Any, where: Path) -> None:
     entries = manifest.get("entries")
     if not isinstance(entries, dict) or not entries:
         raise ArtifactError(f"{where} holds no winner")
-    for key, raw in entries.items():
-        if raw.get("backend") not in backend_names():
-            raise ArtifactError(
-                f"{where}: entry {key!r} names unknown backend {raw.get('backend')!r}"
-            )
+    parts = [(f"entry {key!r}", raw) for key, raw in entries.items()]
+    if "portable" in manifest:
+        parts.append(("the portable fallback", manifest["portable"]))
+    for name, raw in parts:
+        if not isinstance(raw, dict) or raw.get("backend") not in backend_names():
+            backend = raw.get("backend") if isinstance(raw, dict) else None
+            raise ArtifactError(f"{where}: {name} names unknown backend {backend!r}")
         if not isinstance(raw.get("files"), dict) or not raw["files"]:
-            raise ArtifactError(f"{where}: entry {key!r} lists no model file")
+            raise ArtifactError(f"{where}: {name} lists no model file")
 
 
-def _read_entry(root: Path, key: str, raw: Mapping[str, Any]) -> WinnerEntry:
+def _read_saved(root: Path, key: str, raw: Mapping[str, Any]) -> SavedCandidate:
+    """An entry's files, each verified against its checksum and kept inside the artifact."""
     folder = (root / str(raw["folder"])).resolve()
     if root.resolve() not in folder.parents:
         raise ArtifactError(f"entry {key!r} points outside the artifact folder")
@@ -323,18 +484,12 @@ def _read_entry(root: Path, key: str, raw: Mapping[str, Any]) -> WinnerEntry:
                 "(the file was changed or corrupted after saving)"
             )
         files[name] = data
-    hw = raw["hardware"]
-    hardware = HardwareType(
-        hw["key"],
-        DeviceKind(hw["device"]),
-        hw.get("description", ""),
-        frozenset(hw.get("features", [])),
-        int(hw.get("cores", 0)),
-        hw.get("gpu_name", ""),
-        int(hw.get("gpu_memory_mb", 0)),
-        hw.get("compute_capability", ""),
-    )
-    saved = SavedCandidate(raw["backend"], raw["device"], dict(raw["options"]), files)
+    return SavedCandidate(raw["backend"], raw["device"], dict(raw["options"]), files)
+
+
+def _read_entry(root: Path, key: str, raw: Mapping[str, Any]) -> WinnerEntry:
+    saved = _read_saved(root, key, raw)
+    hardware = hardware_from_json(raw["hardware"])
     return WinnerEntry(
         hardware,
         raw["backend"],

@@ -73,6 +73,12 @@ class HardwareType:
     gpu_name: str = ""
     gpu_memory_mb: int = 0
     compute_capability: str = ""
+    # Fingerprint details that do not enter the key (or only through the fields above).
+    cpu_vendor: str = ""
+    cpu_model: str = ""
+    arch: str = ""  # instruction-set architecture: x86_64, aarch64...
+    gpu_driver: str = ""
+    cuda_version: str = ""
 
     def __post_init__(self) -> None:
         if not self.key or any(ch.isspace() for ch in self.key):
@@ -164,6 +170,9 @@ class TrialResult:
     node_id: str = ""
     is_baseline: bool = False
     extra: tuple[tuple[str, Any], ...] = field(default=())
+    # Wall-clock (epoch) seconds on the node when the trial body started and ended; 0 unknown.
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.COMPLETE and self.latency is None:

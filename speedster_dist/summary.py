@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from speedster_dist.records import TrialResult
 from speedster_dist.runtime import SearchOutcome
 
-__all__ = ["format_summary", "format_trials", "progress_line"]
+__all__ = ["format_fleet", "format_summary", "format_trials", "progress_line"]
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -73,20 +73,55 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
         table = _table(["metric", "original", "optimized", "improvement"], rows)
         skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
         blocks.append(f"{title}\n{table}{skipped}")
-    if len(outcome.winners) > 1:
-        fastest = min(
-            outcome.winners.values(), key=lambda r: r.latency.p50 if r.latency else float("inf")
-        )
-        blocks.append(
-            f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "
-            f"({fastest.candidate.label}, {_ms(fastest)})"
-        )
+    if len(outcome.hardware) > 1:
+        blocks.append(format_fleet(outcome))
     exhausted = (
         "\n(the optimization_time budget ran out; results are the best found)"
         if outcome.budget_exhausted
         else ""
     )
     return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+
+
+def _fleet_note(outcome: SearchOutcome, key: str) -> str:
+    notes = []
+    if key in outcome.joined_late:
+        notes.append("joined mid-search")
+    if key in outcome.lost:
+        notes.append("its nodes left mid-search")
+    if key not in outcome.winners:
+        notes.append(f"no winner: {outcome.no_winner.get(key, 'unknown')}")
+    retried = sum(
+        1
+        for r in outcome.results
+        if r.candidate.hardware_key == key and any(k == "retried_after" for k, _ in r.extra)
+    )
+    if retried:
+        notes.append(f"{retried} trial(s) retried after a node left")
+    return "; ".join(notes)
+
+
+def format_fleet(outcome: SearchOutcome) -> str:
+    """One row per hardware type (winner, latency, speedup over the baseline measured on
+    that same hardware, metric drop), then the fleet-wide fastest type for this model."""
+    rows = []
+    for key in outcome.hardware:
+        best, base = outcome.winners.get(key), outcome.baseline(key)
+        best_lat = best.latency.p50 if best and best.latency else None
+        base_lat = base.latency.p50 if base and base.latency else None
+        winner = best.candidate.label if best else "-"
+        note = _fleet_note(outcome, key)
+        rows.append([key, winner, _ms(best), _ratio(base_lat, best_lat), _drop(best), note])
+    headers = ["hardware type", "winner", "latency (p50)", "speedup", "metric drop", "note"]
+    lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows)]
+    timed = [r for r in outcome.winners.values() if r.latency]
+    if timed:
+        fastest = min(timed, key=lambda r: r.latency.p50 if r.latency else float("inf"))
+        lines.append(
+            f"Fastest hardware type for this model: {fastest.candidate.hardware_key} "
+            f"({fastest.candidate.label}, {_ms(fastest)})"
+        )
+    return "\n".join(lines)
 
 
 def format_trials(results: Sequence[TrialResult]) -> str:
@@ -103,10 +138,21 @@ def format_trials(results: Sequence[TrialResult]) -> str:
                 p90,
                 _drop(r),
                 f"{r.build_s:.1f}",
+                r.node_id[:8],
                 r.reason[:80].replace("\n", " "),
             ]
         )
-    headers = ["hardware", "candidate", "status", "p50", "p90 ms", "drop", "build s", "reason"]
+    headers = [
+        "hardware",
+        "candidate",
+        "status",
+        "p50",
+        "p90 ms",
+        "drop",
+        "build s",
+        "node",
+        "reason",
+    ]
     return _table(headers, rows)
 
 

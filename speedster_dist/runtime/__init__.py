@@ -10,17 +10,21 @@ from speedster_dist.runtime._executors import (
     TrialOutcome,
 )
 from speedster_dist.runtime._hardware import (
+    GPU_HARDWARE_LABEL,
     HARDWARE_LABEL,
     SIMULATED_TYPE_ENV,
+    hardware_from_json,
+    hardware_to_json,
     local_hardware,
     local_hardware_types,
 )
-from speedster_dist.runtime._ray import ClusterConnectionError, connect
+from speedster_dist.runtime._ray import ClusterConnectionError, connect, package_runtime_env
 from speedster_dist.runtime._trial import FP32_TOLERANCE, SavedCandidate, TrialPayload, run_trial
 
 __all__ = [
     "BUDGET_EXHAUSTED",
     "FP32_TOLERANCE",
+    "GPU_HARDWARE_LABEL",
     "HARDWARE_LABEL",
     "SIMULATED_TYPE_ENV",
     "ClusterConnectionError",
@@ -35,8 +39,11 @@ __all__ = [
     "TrialPayload",
     "backend_catalog",
     "connect",
+    "hardware_from_json",
+    "hardware_to_json",
     "local_hardware",
     "local_hardware_types",
+    "package_runtime_env",
     "probe_node",
     "run_search",
     "run_trial",

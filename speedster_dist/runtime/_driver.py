@@ -17,18 +17,16 @@ from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialRes
 from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
 from speedster_dist.search import (
+    BUDGET_EXHAUSTED,
     Budget,
     ExhaustiveSearcher,
     Searcher,
+    SearcherFactory,
     SpaceSettings,
-    derive_candidates,
+    derive_space,
 )
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
-
-BUDGET_EXHAUSTED = "cancelled: the optimization_time budget ran out while it was running"
-
-SearcherFactory = Callable[[HardwareType, list[Candidate]], Searcher]
 
 
 @dataclass
@@ -43,6 +41,10 @@ class SearchOutcome:
     skipped: dict[str, list[str]] = field(default_factory=dict)  # key -> "backend: why" lines
     wall_s: float = 0.0
     budget_exhausted: bool = False
+    # The baseline's files (the original model in a standard format), a CPU one if any ran.
+    portable: SavedCandidate | None = None
+    lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
+    joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         return next(
@@ -71,10 +73,9 @@ def _states(
 ) -> dict[str, _TypeState]:
     states = {}
     for group in groups:
-        candidates = derive_candidates(group.catalog, group.hardware, settings)
-        baseline = next((c for c in candidates if c.backend == settings.baseline_backend), None)
+        space = derive_space(group.catalog, group.hardware, settings)
         states[group.hardware.key] = _TypeState(
-            group, make_searcher(group.hardware, candidates), baseline
+            group, make_searcher(group.hardware, space), space.baseline
         )
     return states
 
@@ -85,7 +86,10 @@ def _submit_ready(executor: Executor, states: dict[str, _TypeState]) -> None:
             candidate = state.searcher.ask()
             if candidate is None:
                 break
-            executor.submit(candidate, state.group.hardware, candidate == state.baseline)
+            is_baseline = candidate == state.baseline
+            # The baseline is always timed in full: every speedup is relative to it.
+            bar = None if is_baseline else state.searcher.prune_bar(candidate)
+            executor.submit(candidate, state.group.hardware, is_baseline, bar)
 
 
 def run_search(
@@ -94,12 +98,16 @@ def run_search(
     settings: SpaceSettings,
     budget: Budget,
     on_result: Callable[[TrialResult], Any] = lambda r: None,
-    make_searcher: SearcherFactory = lambda hw, cands: ExhaustiveSearcher(cands),
+    make_searcher: SearcherFactory = lambda hw, space: ExhaustiveSearcher(space),
     poll_s: float = 0.5,
     devices: frozenset[DeviceKind] = frozenset(DeviceKind),
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
+    ``make_searcher`` gives each hardware type its searcher over the space derived for it;
+    every non-baseline trial is submitted with its searcher's ``prune_bar(candidate)``. When the
+    budget runs out, the trials in flight are cancelled and told as FAILED with reason
+    ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
@@ -120,8 +128,11 @@ def run_search(
         on_result(item.result)
         if item.result.ok and _faster(item.result, state.best):
             state.best = item  # the previous best's files are released with its handle
+        if item.result.ok and item.result.is_baseline:
+            _keep_portable(outcome, executor, item)
 
     while True:
+        _adopt_joined(executor, states, outcome, settings, make_searcher, devices)
         _submit_ready(executor, states)
         if executor.in_flight() == 0:
             break
@@ -134,12 +145,12 @@ def run_search(
         for item in executor.poll(min(poll_s, remaining)):
             record(item)
 
+    outcome.lost = executor.lost_types()
     for key, state in states.items():
         if state.best is None:
-            outcome.no_winner[key] = _why_no_winner(outcome.results, key)
+            outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
             continue
-        outcome.winners[key] = state.best.result
-        outcome.saved[key] = executor.fetch(state.best.artifact)
+        _keep_winner(outcome, executor, key, state.best)
     outcome.wall_s = time.monotonic() - started
     return outcome
 
@@ -160,3 +171,55 @@ def _why_no_winner(results: list[TrialResult], key: str) -> str:
     if not mine:
         return "no candidate could run on this hardware type"
     return f"all {len(mine)} trials failed or were rejected"
+
+
+# -- the cluster changing under a search (nodes joining, leaving) ------------------------
+
+
+def _adopt_joined(
+    executor: Executor,
+    states: dict[str, _TypeState],
+    outcome: SearchOutcome,
+    settings: SpaceSettings,
+    make_searcher: SearcherFactory,
+    devices: frozenset[DeviceKind],
+) -> None:
+    """A hardware type whose first node joined mid-search is searched too, from then on,
+    with what is left of the budget (new nodes of known types the executor uses itself)."""
+    new = [
+        g
+        for g in executor.joined()
+        if g.hardware.device in devices and g.hardware.key not in states
+    ]
+    if not new:
+        return
+    states.update(_states(new, settings, make_searcher))
+    for group in new:
+        outcome.hardware[group.hardware.key] = group.hardware
+        outcome.skipped[group.hardware.key] = _skipped_backends(group, settings)
+        outcome.joined_late.append(group.hardware.key)
+
+
+def _keep_portable(outcome: SearchOutcome, executor: Executor, item: TrialOutcome) -> None:
+    """Keep a baseline's files as the learner's portable fallback (a CPU one preferred: it
+    loads on any machine); a baseline whose files cannot be fetched is simply not kept."""
+    if outcome.portable is not None and outcome.portable.device == "cpu":
+        return
+    try:
+        saved = executor.fetch(item.artifact)
+    except Exception:  # its node left with the files: another type's baseline may do
+        return
+    if outcome.portable is None or saved.device == "cpu":
+        outcome.portable = saved
+
+
+def _keep_winner(outcome: SearchOutcome, executor: Executor, key: str, best: TrialOutcome) -> None:
+    try:
+        outcome.saved[key] = executor.fetch(best.artifact)
+    except Exception as exc:  # the node holding the files left before they were fetched
+        outcome.no_winner[key] = (
+            f"the winner ({best.result.candidate.label}) was measured, but its files were "
+            f"lost with its node: {type(exc).__name__}: {str(exc)[:200]}"
+        )
+        return
+    outcome.winners[key] = best.result

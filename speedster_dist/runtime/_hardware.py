@@ -2,9 +2,14 @@
 
 Nodes with the same key measure alike and share one winner. The key keeps only what changes
 which backend and precision win: vendor, model, the instruction-set extensions that matter for
-inference (AVX2, AVX-512, VNNI, BF16, AMX) and the core count; for GPUs, the GPU name and
-memory. A node can carry a *simulated* hardware type (env var ``SPEEDSTER_DIST_HARDWARE_TYPE``
-or a Ray node label) so that tests can build a heterogeneous cluster on one machine.
+inference (AVX2, AVX-512, VNNI, BF16, AMX) and the core count; for GPUs, the GPU name,
+memory and compute capability. The rest of the fingerprint (architecture, GPU driver and
+CUDA versions) is recorded with every winner but does not split types.
+
+A node can carry a *simulated* hardware type so that tests can build a heterogeneous
+cluster on one machine: the Ray node label ``speedster-dist/hardware-type`` (``ray start
+--labels``, ``Cluster.add_node(labels=...)``), or the env var ``SPEEDSTER_DIST_HARDWARE_TYPE``
+in the environment the node's raylet (hence its workers) starts with.
 """
 
 from __future__ import annotations
@@ -12,22 +17,33 @@ from __future__ import annotations
 import os
 import platform
 import re
-from collections.abc import Iterable
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import cache
+from typing import Any
 
 from speedster_dist.records import DeviceKind, HardwareType
 
 __all__ = [
+    "GPU_HARDWARE_LABEL",
     "HARDWARE_LABEL",
     "SIMULATED_TYPE_ENV",
     "cpu_features",
+    "hardware_from_json",
+    "hardware_to_json",
     "local_hardware",
     "local_hardware_types",
+    "with_node_labels",
 ]
 
-# Ray node label (and env var) that overrides the detected hardware type of a node.
+# Ray node label (and env var) that overrides the detected CPU hardware type of a node.
 HARDWARE_LABEL = "speedster-dist/hardware-type"
+# The same for the node's GPU type (every GPU of a node is assumed to be one model).
+GPU_HARDWARE_LABEL = "speedster-dist/gpu-type"
 SIMULATED_TYPE_ENV = "SPEEDSTER_DIST_HARDWARE_TYPE"
+_SMI_TIMEOUT_S = 5.0
 
 # /proc/cpuinfo flag -> feature name, for the extensions that change which backend wins.
 _INTERESTING_FLAGS = {
@@ -112,7 +128,45 @@ def local_cpu() -> HardwareType:
     description = (
         f"{model or vendor} ({cores} cores; {', '.join(sorted(features)) or 'no SIMD extensions'})"
     )
-    return HardwareType(key, DeviceKind.CPU, description, features, cores)
+    return HardwareType(
+        key,
+        DeviceKind.CPU,
+        description,
+        features,
+        cores,
+        cpu_vendor=vendor,
+        cpu_model=model,
+        arch=platform.machine(),
+    )
+
+
+def _gpu_driver() -> str:
+    """The NVIDIA driver version, from NVML when installed, else nvidia-smi; "" if unknown."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # not installed, or no NVIDIA driver: try the command line tool
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ""
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=_SMI_TIMEOUT_S,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.strip().splitlines()[0].strip() if out.strip() else ""
 
 
 def _local_gpus() -> list[HardwareType]:
@@ -123,16 +177,30 @@ def _local_gpus() -> list[HardwareType]:
     if not torch.cuda.is_available():
         return []
     found = []
+    driver = _gpu_driver()
+    cuda = getattr(torch.version, "cuda", "") or ""
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         memory_mb = int(props.total_memory // 2**20)
         capability = f"{props.major}.{props.minor}"
         key = f"gpu-{_slug(props.name)}-{round(memory_mb / 1024)}gb-sm{props.major}{props.minor}"
-        cuda = getattr(torch.version, "cuda", "") or ""
-        description = f"{props.name} ({memory_mb} MiB, compute {capability}, CUDA {cuda})"
+        description = (
+            f"{props.name} ({memory_mb} MiB, compute {capability}, CUDA {cuda or '?'}, "
+            f"driver {driver or '?'})"
+        )
         found.append(
             HardwareType(
-                key, DeviceKind.GPU, description, frozenset(), 0, props.name, memory_mb, capability
+                key,
+                DeviceKind.GPU,
+                description,
+                frozenset(),
+                0,
+                props.name,
+                memory_mb,
+                capability,
+                arch=platform.machine(),
+                gpu_driver=driver,
+                cuda_version=cuda,
             )
         )
     return found
@@ -149,3 +217,55 @@ def local_hardware_types() -> list[HardwareType]:
 def local_hardware(device: DeviceKind = DeviceKind.CPU) -> HardwareType | None:
     """This machine's hardware type for ``device``, or None (e.g. no GPU)."""
     return next((h for h in local_hardware_types() if h.device is device), None)
+
+
+def with_node_labels(
+    hardware: Iterable[HardwareType], labels: Mapping[str, str]
+) -> list[HardwareType]:
+    """``hardware`` probed on a node, with the node's simulated-type labels applied.
+
+    A node started with :data:`HARDWARE_LABEL` (or :data:`GPU_HARDWARE_LABEL`) is that type,
+    whatever it detects: this is how a heterogeneous cluster is simulated on one machine.
+    """
+    simulated = {
+        DeviceKind.CPU: labels.get(HARDWARE_LABEL, ""),
+        DeviceKind.GPU: labels.get(GPU_HARDWARE_LABEL, ""),
+    }
+    return [replace(h, key=simulated[h.device]) if simulated[h.device] else h for h in hardware]
+
+
+_JSON_FIELDS = (
+    "description",
+    "cores",
+    "gpu_name",
+    "gpu_memory_mb",
+    "compute_capability",
+    "cpu_vendor",
+    "cpu_model",
+    "arch",
+    "gpu_driver",
+    "cuda_version",
+)
+
+
+def hardware_to_json(hardware: HardwareType) -> dict[str, Any]:
+    """The fingerprint as JSON-able data (what a saved learner records per winner)."""
+    data: dict[str, Any] = {"key": hardware.key, "device": hardware.device.value}
+    data["features"] = sorted(hardware.features)
+    data.update({name: getattr(hardware, name) for name in _JSON_FIELDS})
+    return data
+
+
+def hardware_from_json(data: Mapping[str, Any]) -> HardwareType:
+    """Inverse of :func:`hardware_to_json`; unknown fields are ignored, missing ones default."""
+    kwargs: dict[str, Any] = {}
+    for name in _JSON_FIELDS:
+        if name in data:
+            value = data[name]
+            kwargs[name] = int(value) if name in ("cores", "gpu_memory_mb") else str(value)
+    return HardwareType(
+        str(data["key"]),
+        DeviceKind(data["device"]),
+        features=frozenset(str(f) for f in data.get("features", [])),
+        **kwargs,
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["LOOPBACK_ENV", "ClusterConnectionError", "connect"]
+__all__ = ["LOOPBACK_ENV", "ClusterConnectionError", "connect", "package_runtime_env"]
 
 _CHECK_TIMEOUT_S = 5.0
 
@@ -57,19 +59,31 @@ def _use_token_if_available() -> None:
         pass
 
 
-def _init_kwargs() -> dict[str, object]:
+def _init_kwargs(runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]:
     # Trial workers print exporter warnings and progress bars of their own; the driver
     # reports every trial's outcome itself, so worker logs stay in Ray's log files.
-    return {"log_to_driver": False, "configure_logging": False, "ignore_reinit_error": True}
+    kwargs: dict[str, Any] = {
+        "log_to_driver": False,
+        "configure_logging": False,
+        "ignore_reinit_error": True,
+    }
+    if runtime_env:
+        kwargs["runtime_env"] = dict(runtime_env)
+    return kwargs
 
 
-def connect(cluster: str | None = "auto") -> str:
+def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None = None) -> str:
     """Make sure this process is connected to Ray; return how ("existing", "address", "embedded").
 
     ``"auto"`` (or None): an already initialised Ray is reused; else ``RAY_ADDRESS``; else a
     cluster running on this machine (``ray start --head``); else an embedded local Ray is
     started with every core of this machine. Any other value is a cluster address
     (``host:port`` or ``ray://host:port``) that must be reachable.
+
+    ``runtime_env`` becomes the job's Ray runtime environment (e.g.
+    :func:`package_runtime_env`): Ray uploads local folders only at this level. It cannot be
+    applied to a Ray this process initialised before (ValueError: pass it to that
+    ``ray.init`` instead).
     """
     import ray
 
@@ -77,22 +91,52 @@ def connect(cluster: str | None = "auto") -> str:
     if cluster != "auto":
         _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
     if ray.is_initialized():
+        if runtime_env:
+            raise ValueError(
+                "Ray is already initialised in this process, so runtime_env cannot be applied; "
+                "pass it to that ray.init(runtime_env=...) instead"
+            )
         return "existing"
     _use_token_if_available()
+    kwargs = _init_kwargs(runtime_env)
     if cluster != "auto":
-        ray.init(address=cluster, **_init_kwargs())  # type: ignore[arg-type]
+        ray.init(address=cluster, **kwargs)
         return "address"
     env_address = os.environ.get("RAY_ADDRESS", "")
     if env_address and env_address != "auto":
         _check_reachable(env_address)
-        ray.init(address=env_address, **_init_kwargs())  # type: ignore[arg-type]
+        ray.init(address=env_address, **kwargs)
         return "address"
     try:
-        ray.init(address="auto", **_init_kwargs())  # type: ignore[arg-type]
+        ray.init(address="auto", **kwargs)
         return "existing"
     except ConnectionError:
         pass
     for name, value in LOOPBACK_ENV.items():
         os.environ.setdefault(name, value)
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **_init_kwargs())  # type: ignore[arg-type]
+    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return "embedded"
+
+
+# Environment variables a worker needs to see the same backends as the driver.
+_SHIPPED_ENV = ("SPEEDSTER_DIST_BACKENDS",)
+
+
+def package_runtime_env(base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A Ray runtime environment that ships this ``speedster_dist`` to every worker.
+
+    For clusters where the package is not installed on the nodes: given to :func:`connect`
+    (``optimize_model(..., runtime_env="package")``), Ray uploads the package folder once
+    (content-addressed, cached on each node) and puts it on the workers' ``sys.path``; the
+    backend-plugin variable set here is passed on too. Its dependencies (torch,
+    onnxruntime...) must be on the nodes already, or be added to ``base`` (e.g.
+    ``{"pip": [...]}``, or an image with them). Anything in ``base`` is kept.
+    """
+    import speedster_dist
+
+    env: dict[str, Any] = dict(base or {})
+    package_dir = str(Path(speedster_dist.__file__).resolve().parent)  # Ray uploads the folder
+    env["py_modules"] = [*env.get("py_modules", []), package_dir]
+    shipped = {name: os.environ[name] for name in _SHIPPED_ENV if os.environ.get(name)}
+    env["env_vars"] = {**shipped, **env.get("env_vars", {})}
+    return env

@@ -1,26 +1,60 @@
-"""Search: what to try next and when to stop. Never imports torch or a backend library."""
+"""Search: what to try next and when to stop. Never imports torch or a backend library.
 
-from speedster_dist.search._budget import CONSTRAINED_BUDGET_S, Budget, parse_optimization_time
-from speedster_dist.search._searcher import ExhaustiveSearcher, Searcher
+Optuna is imported only when an :class:`OptunaSearcher` is created.
+"""
+
+from speedster_dist.search._budget import (
+    BUDGET_EXHAUSTED,
+    CONSTRAINED_BUDGET_S,
+    Budget,
+    parse_optimization_time,
+)
+from speedster_dist.search._optuna import (
+    DEFAULT_SEED,
+    MAX_CONSECUTIVE_DUPLICATES,
+    PATIENCE,
+    PRUNE_MARGIN,
+    OptunaSearcher,
+    optuna_searcher_factory,
+)
+from speedster_dist.search._searcher import ExhaustiveSearcher, Searcher, SearcherFactory
 from speedster_dist.search._space import (
+    Arm,
     BackendInfo,
     CapabilityInfo,
     KnobInfo,
+    SearchSpace,
     SpaceSettings,
     allowed_precisions,
     derive_candidates,
+    derive_space,
 )
+from speedster_dist.search._study import StudyStorage, open_study, study_name
 
 __all__ = [
+    "BUDGET_EXHAUSTED",
     "CONSTRAINED_BUDGET_S",
+    "DEFAULT_SEED",
+    "MAX_CONSECUTIVE_DUPLICATES",
+    "PATIENCE",
+    "PRUNE_MARGIN",
+    "Arm",
     "BackendInfo",
     "Budget",
     "CapabilityInfo",
     "ExhaustiveSearcher",
     "KnobInfo",
+    "OptunaSearcher",
+    "SearchSpace",
     "Searcher",
+    "SearcherFactory",
     "SpaceSettings",
+    "StudyStorage",
     "allowed_precisions",
     "derive_candidates",
+    "derive_space",
+    "open_study",
+    "optuna_searcher_factory",
     "parse_optimization_time",
+    "study_name",
 ]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["CONSTRAINED_BUDGET_S", "Budget", "parse_optimization_time"]
+__all__ = ["BUDGET_EXHAUSTED", "CONSTRAINED_BUDGET_S", "Budget", "parse_optimization_time"]
 
 # A constrained search (every backend with its default knobs) ends within this many seconds;
 # what is running when it expires is cancelled and recorded as failed ("budget exhausted").
 CONSTRAINED_BUDGET_S = 600.0
+
+# The reason of a trial cancelled when the budget ran out: not a verdict on the candidate, so
+# a resumed search measures it again.
+BUDGET_EXHAUSTED = "cancelled: the optimization_time budget ran out while it was running"
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,11 @@ class Budget:
 
 
 def parse_optimization_time(value: str | float | int) -> Budget:
-    """Validate and interpret the user's ``optimization_time``."""
+    """Validate and interpret the user's ``optimization_time``.
+
+    A number of seconds up to :data:`CONSTRAINED_BUDGET_S` is a constrained search with that
+    budget (default knobs only); a larger number also tunes the knobs, default configs first.
+    """
     if isinstance(value, bool):
         raise ValueError("optimization_time must be 'constrained', 'unconstrained' or seconds")
     if isinstance(value, int | float):
@@ -34,7 +42,8 @@ def parse_optimization_time(value: str | float | int) -> Budget:
             raise ValueError(
                 f"optimization_time in seconds must be positive and finite, got {value}"
             )
-        return Budget(float(value), tune_knobs=False, label=f"{value:g}s")
+        tune = value > CONSTRAINED_BUDGET_S
+        return Budget(float(value), tune_knobs=tune, label=f"{value:g}s")
     if value == "constrained":
         return Budget(CONSTRAINED_BUDGET_S, tune_knobs=False, label="constrained")
     if value == "unconstrained":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from speedster_dist.records import Candidate, TrialResult
+from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.search._space import SearchSpace
 
-__all__ = ["ExhaustiveSearcher", "Searcher"]
+__all__ = ["ExhaustiveSearcher", "Searcher", "SearcherFactory"]
 
 
 class Searcher(Protocol):
@@ -28,6 +29,18 @@ class Searcher(Protocol):
         """True when no candidate will ever be proposed again."""
         ...
 
+    def prune_bar(self, candidate: Candidate) -> float | None:
+        """Latency (s) above which ``candidate``, submitted now, cannot win; None: time it all.
+
+        The driver calls it right after ``ask`` returned ``candidate`` (never for the
+        baseline) and passes it as ``prune_above_s``.
+        """
+        ...
+
+
+# What the driver calls once per hardware type to get that type's searcher.
+SearcherFactory = Callable[[HardwareType, SearchSpace], Searcher]
+
 
 class ExhaustiveSearcher:
     """Tries every candidate once, in the given order (the baseline first)."""
@@ -44,3 +57,6 @@ class ExhaustiveSearcher:
 
     def finished(self) -> bool:
         return not self._pending
+
+    def prune_bar(self, candidate: Candidate) -> float | None:
+        return None  # exhaustive means every candidate is timed in full

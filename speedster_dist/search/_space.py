@@ -9,19 +9,23 @@ imports torch or any backend library.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from speedster_dist.records import Candidate, HardwareType, Precision
 
 __all__ = [
+    "Arm",
     "BackendInfo",
     "CapabilityInfo",
     "KnobInfo",
+    "SearchSpace",
     "SpaceSettings",
     "allowed_precisions",
     "derive_candidates",
+    "derive_space",
 ]
 
 # Speedster's rules for trying reduced precision: half precision only when some metric drop
@@ -90,42 +94,139 @@ def _compressor_ignored(cap: CapabilityInfo, ignored: frozenset[str]) -> bool:
     return bool(names & ignored)
 
 
-def _knob_grid(knobs: Sequence[KnobInfo], cap: CapabilityInfo, tune: bool) -> list[dict[str, Any]]:
+def _relevant_knobs(
+    knobs: Sequence[KnobInfo], cap: CapabilityInfo, tune: bool
+) -> tuple[KnobInfo, ...]:
     relevant = [k for k in knobs if cap.device in k.devices and cap.precision in k.precisions]
-    if not tune:
-        return [{k.name: k.choices[0] for k in relevant}]
-    names = [k.name for k in relevant]
-    return [
-        dict(zip(names, combo, strict=True))
-        for combo in itertools.product(*(k.choices for k in relevant))
-    ]
+    # Without tuning a knob keeps only its default, so the space is the defaults, exactly.
+    return tuple(k if tune else replace(k, choices=k.choices[:1]) for k in relevant)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One (backend, precision, technique) for a hardware type and the knobs that apply to it.
+
+    ``knobs`` hold the choices the search may take (only the default, ``choices[0]``, when
+    knobs are not tuned): the arm's configs are their full product.
+    """
+
+    backend: str
+    precision: Precision
+    technique: str
+    knobs: tuple[KnobInfo, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}/{self.precision.value}/{self.technique}"
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(k.choices) for k in self.knobs)
+
+    def default(self, hardware_key: str) -> Candidate:
+        knobs = {k.name: k.choices[0] for k in self.knobs}
+        return Candidate.make(self.backend, self.precision, hardware_key, self.technique, knobs)
+
+    def candidates(self, hardware_key: str) -> list[Candidate]:
+        """Every config of the arm, the default first."""
+        names = [k.name for k in self.knobs]
+        return [
+            Candidate.make(
+                self.backend,
+                self.precision,
+                hardware_key,
+                self.technique,
+                dict(zip(names, combo, strict=True)),
+            )
+            for combo in itertools.product(*(k.choices for k in self.knobs))
+        ]
+
+
+def _ordered(found: list[Candidate], baseline_backend: str) -> list[Candidate]:
+    """The baseline (the baseline backend's first fp32 config) first, then fp32, then the rest."""
+    baseline = [c for c in found if c.backend == baseline_backend and c.precision is Precision.FP32]
+    rest = [c for c in found if c not in baseline[:1]]
+    rest.sort(key=lambda c: c.precision is not Precision.FP32)  # stable: fp32 first
+    return baseline[:1] + rest
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The conditional space of one hardware type: arms, then knobs that depend on the arm.
+
+    Iterating yields every config (what an exhaustive search measures), the baseline first.
+    """
+
+    hardware_key: str
+    arms: tuple[Arm, ...]
+    baseline_backend: str = "torch"
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.candidates())
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def size(self) -> int:
+        return sum(arm.size for arm in self.arms)
+
+    @property
+    def baseline(self) -> Candidate | None:
+        """The config the driver times as the baseline (never pruned), when there is one."""
+        return next((c for c in self.defaults() if c.backend == self.baseline_backend), None)
+
+    def arm(self, key: str) -> Arm | None:
+        return next((a for a in self.arms if a.key == key), None)
+
+    def candidates(self) -> list[Candidate]:
+        found = [c for arm in self.arms for c in arm.candidates(self.hardware_key)]
+        return _ordered(found, self.baseline_backend)
+
+    def defaults(self) -> list[Candidate]:
+        """Each arm with its default knobs, in the order an exhaustive search tries them."""
+        found = [arm.default(self.hardware_key) for arm in self.arms]
+        return _ordered(found, self.baseline_backend)
+
+
+def _arm_allowed(
+    cap: CapabilityInfo,
+    hardware: HardwareType,
+    settings: SpaceSettings,
+    allowed: frozenset[Precision],
+) -> bool:
+    return (
+        cap.device == hardware.device.value
+        and cap.precision in allowed
+        and settings.source_format in cap.sources
+        and hardware.has_any(cap.requires_any)
+        and not _compressor_ignored(cap, settings.ignored_compressors)
+    )
+
+
+def derive_space(
+    catalog: Iterable[BackendInfo], hardware: HardwareType, settings: SpaceSettings
+) -> SearchSpace:
+    """The space for ``hardware``: every available backend x allowed precision x technique,
+    each with the knobs it declares for that device and precision (in catalog order)."""
+    allowed = allowed_precisions(settings.metric_drop_ths)
+    arms = tuple(
+        Arm(
+            info.name,
+            cap.precision,
+            cap.technique,
+            _relevant_knobs(info.knobs, cap, settings.tune_knobs),
+        )
+        for info in catalog
+        if info.unavailable is None and info.name not in settings.ignored_backends
+        for cap in info.capabilities
+        if _arm_allowed(cap, hardware, settings, allowed)
+    )
+    return SearchSpace(hardware.key, arms, settings.baseline_backend)
 
 
 def derive_candidates(
     catalog: Iterable[BackendInfo], hardware: HardwareType, settings: SpaceSettings
 ) -> list[Candidate]:
     """Candidates for ``hardware``: the baseline first, then fp32, then reduced precisions."""
-    allowed = allowed_precisions(settings.metric_drop_ths)
-    found: list[Candidate] = []
-    for info in catalog:
-        if info.unavailable is not None or info.name in settings.ignored_backends:
-            continue
-        for cap in info.capabilities:
-            if (
-                cap.device != hardware.device.value
-                or cap.precision not in allowed
-                or settings.source_format not in cap.sources
-                or not hardware.has_any(cap.requires_any)
-                or _compressor_ignored(cap, settings.ignored_compressors)
-            ):
-                continue
-            for knobs in _knob_grid(info.knobs, cap, settings.tune_knobs):
-                found.append(
-                    Candidate.make(info.name, cap.precision, hardware.key, cap.technique, knobs)
-                )
-    baseline = [
-        c for c in found if c.backend == settings.baseline_backend and c.precision is Precision.FP32
-    ]
-    rest = [c for c in found if c not in baseline[:1]]
-    rest.sort(key=lambda c: c.precision is not Precision.FP32)  # stable: fp32 first
-    return baseline[:1] + rest
+    return derive_space(catalog, hardware, settings).candidates()

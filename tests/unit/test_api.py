@@ -80,9 +80,9 @@ class SpyExecutor(InlineExecutor):
         self.calls.append("prepare")
         super().prepare(payload)
 
-    def submit(self, candidate, hardware, is_baseline):
+    def submit(self, candidate, hardware, is_baseline, prune_above_s=None):
         self.calls.append(("submit", candidate.label))
-        super().submit(candidate, hardware, is_baseline)
+        super().submit(candidate, hardware, is_baseline, prune_above_s)
 
 
 def _optimize(model, input_data, executor=None, **kwargs):

@@ -106,10 +106,9 @@ def test_no_hardware_of_the_requested_device(fakes, payload):
 
 
 def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
+    from speedster_dist.measure import MeasureSettings
     from speedster_dist.records import Candidate
     from speedster_dist.runtime import run_trial
-
-    from speedster_dist.measure import MeasureSettings
 
     payload.metric_drop_ths = None
     payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=64, min_duration_s=1.0)

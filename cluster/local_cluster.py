@@ -1,0 +1,68 @@
+"""The supervisor behind ``cluster/local.sh up``: a multi-node Ray cluster on loopback.
+
+One head (no CPUs: it only coordinates) and one node per simulated hardware type, each with
+its own raylet, object store and workers, all bound to 127.0.0.1. They are started with
+Ray's own one-machine multi-node launcher (``ray.cluster_utils``) because ``ray start
+--address`` refuses to start a worker node with loopback-only networking on: with that
+switch off it canonicalises 127.0.0.1 to the machine's routable address. Token
+authentication is on (``RAY_AUTH_MODE=token``, ``~/.ray/auth_token``); no dashboard.
+
+Runs until SIGTERM/SIGINT, then removes every node it started. Usage (local.sh does this):
+``python cluster/local_cluster.py PORT CPUS STORE_MB TYPE [TYPE ...]``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+# Both before Ray is imported: its constants are read once, at import.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+LABEL = "speedster-dist/hardware-type"  # speedster_dist.runtime.HARDWARE_LABEL
+
+
+def main(argv: list[str]) -> int:
+    import ray._private.utils
+    from ray.cluster_utils import Cluster
+
+    port, cpus, store_mb, *types = argv
+    # Do not become this machine's default cluster for ray.init(address="auto"): other
+    # people's Ray on this machine stays theirs. Clients export RAY_ADDRESS instead.
+    ray._private.utils.write_ray_address = lambda *args, **kwargs: None
+    store = int(store_mb) * 2**20
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "gcs_server_port": int(port),
+            "node_ip_address": "127.0.0.1",
+            "include_dashboard": False,
+            "object_store_memory": store,
+        },
+    )
+    for hardware_type in types:
+        cluster.add_node(
+            num_cpus=float(cpus),
+            labels={LABEL: hardware_type},
+            node_ip_address="127.0.0.1",
+            object_store_memory=store,
+        )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        cluster.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"ready: head 127.0.0.1:{port}, nodes {' '.join(types)}", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,103 @@
+"""The ``speedster-dist`` command: optimize, sweep, rebench, report, cluster.
+
+Exit codes: 0 success; 1 the work failed (no winner, a sweep job or a learner failed);
+2 wrong arguments or unreadable inputs; 3 ``rebench`` found a regression; 130 interrupted.
+See docs/cli.md and docs/nightly.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from speedster_dist.cli import _inspect, _optimize, _rebench, _sweep
+from speedster_dist.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    EXIT_USAGE,
+    CliError,
+)
+from speedster_dist.cli._kit import read_kit, write_kit
+from speedster_dist.cli._loading import detect_inputs, detect_model
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REGRESSION",
+    "EXIT_USAGE",
+    "build_parser",
+    "detect_inputs",
+    "detect_model",
+    "main",
+    "read_kit",
+    "write_kit",
+]
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        help="auto (default: RAY_ADDRESS, a cluster on this machine, else an embedded Ray), "
+        "local (always a private embedded Ray), or host:port / ray://host:port",
+    )
+    parser.add_argument(
+        "--quick-measure",
+        action="store_true",
+        help="advanced: time each candidate briefly (smoke tests; latencies are noisy)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speedster-dist",
+        description="Optimize models for every hardware type of a Ray cluster, and keep "
+        "watching them: trial history, nightly re-benchmarks, reports.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _optimize.add_parser(sub)
+    _sweep.add_parser(sub)
+    _rebench.add_parser(sub)
+    _inspect.add_parsers(sub)
+    for command in sub.choices.values():
+        _common_options(command)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"speedster-dist: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (the console script exits with it)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.run(args)
+        return code
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        return _fail("interrupted; every trial that finished is in the history", EXIT_INTERRUPTED)
+    except Exception as exc:
+        from speedster_dist.inputs import InputError
+
+        if args.debug:
+            traceback.print_exc()
+        code = EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED
+        return _fail(f"{type(exc).__name__}: {exc}" if code == EXIT_FAILED else str(exc), code)

@@ -1,0 +1,99 @@
+"""``speedster-dist report`` (the HTML page) and ``speedster-dist cluster`` (what is there)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, say, table
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="write the HTML report of a trial history",
+        description="One self-contained HTML page (inline SVG, no script, nothing fetched).",
+    )
+    report.add_argument("--history", type=Path, required=True)
+    report.add_argument("--out", type=Path, required=True, help="the .html file to write")
+    report.add_argument("--title", default="speedster-dist report")
+    report.add_argument("--threshold", type=float, default=0.2, help="as for rebench")
+    report.add_argument("--tail-threshold", type=float, default=0.5, help="as for rebench")
+    report.add_argument("--window", type=int, default=7, help="as for rebench")
+    report.add_argument("--min-history", type=int, default=3, help="as for rebench")
+    report.set_defaults(run=run_report)
+    cluster = sub.add_parser(
+        "cluster",
+        help="list the hardware types and nodes of the cluster",
+        description="Probe every alive node: its hardware types and usable backends.",
+    )
+    cluster.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cluster.set_defaults(run=run_cluster)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from speedster_dist.results import RegressionSettings, read_history, render_report
+
+    try:
+        rows = read_history(args.history).to_pylist()
+        settings = RegressionSettings(
+            args.threshold, args.window, args.min_history, tail_threshold=args.tail_threshold
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    if not rows:
+        raise CliError(f"the history {args.history} holds no trial", EXIT_FAILED)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render_report(rows, args.title, settings), encoding="utf-8")
+    runs = len({r["run_id"] for r in rows})
+    say(f"report of {len(rows)} trials from {runs} runs written to {args.out}")
+    print(args.out)
+    return EXIT_OK
+
+
+def _addresses() -> dict[str, str]:
+    import ray
+
+    return {n["NodeID"]: n.get("NodeManagerAddress", "") for n in ray.nodes() if n.get("Alive")}
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from speedster_dist.runtime import RayExecutor
+
+    connect_cluster(args.cluster or "auto")
+    groups = RayExecutor().discover()
+    addresses = _addresses()
+    described: list[dict[str, Any]] = [
+        {
+            "hardware_type": g.hardware.key,
+            "device": g.hardware.device.value,
+            "description": g.hardware.description,
+            "nodes": [{"node_id": n, "address": addresses.get(n, "")} for n in g.node_ids],
+            "backends": [i.name for i in g.catalog if i.unavailable is None],
+            "unavailable": {i.name: i.unavailable for i in g.catalog if i.unavailable},
+        }
+        for g in groups
+    ]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return EXIT_OK
+    rows = [
+        [
+            d["hardware_type"],
+            d["device"],
+            str(len(d["nodes"])),
+            ", ".join(f"{n['node_id'][:12]}@{n['address']}" for n in d["nodes"]),
+            ", ".join(d["backends"]),
+        ]
+        for d in described
+    ]
+    print(table(["hardware type", "device", "nodes", "node ids", "backends"], rows))
+    for d in described:
+        print(f"\n{d['hardware_type']}: {d['description']}")
+        for name, why in d["unavailable"].items():
+            print(f"  not usable: {name}: {why}")
+    return EXIT_OK

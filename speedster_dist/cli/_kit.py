@@ -1,0 +1,161 @@
+"""The re-benchmark kit: what ``rebench`` needs of a learner that the learner itself lacks.
+
+A saved learner holds each hardware type's winner, not the original model nor the samples,
+yet re-measuring a winner against its baseline, or searching a hardware type that joined the
+fleet, needs both. ``optimize`` and ``sweep`` therefore write, next to the learner's
+``manifest.json``, a ``rebench/`` folder::
+
+    rebench/kit.json      format, model name, how to read the model and the inputs, the
+                          search settings, and the SHA-256 of every file below
+    rebench/model/ | rebench/model.onnx | model.pt | model.pt2
+                          the original model in its own standard format (a Hugging Face
+                          folder keeps its safetensors and tokenizer files, no pickle)
+    rebench/tokenizer/    the tokenizer, when it is not in the model folder
+    rebench/inputs.*      the sample inputs (texts or arrays)
+
+Like the learner it is data: reading it verifies every checksum, loads only safetensors,
+ONNX, TorchScript or torch.export files, and never unpickles or executes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.cli._common import EXIT_FAILED, CliError
+from speedster_dist.cli._loading import PICKLED_WEIGHTS, InputSource, ModelSource
+
+__all__ = ["KIT_DIR", "Kit", "read_kit", "write_kit"]
+
+KIT_DIR = "rebench"
+_FORMAT = "speedster-dist-rebench-kit"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Kit:
+    """A verified kit: the model and inputs to load, and the settings of the search."""
+
+    model_name: str
+    model: ModelSource
+    inputs: InputSource
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    # Top-level files only (config, safetensors, tokenizer); never pickled weights.
+    target.mkdir(parents=True)
+    for item in sorted(source.iterdir()):
+        if item.is_file() and item.suffix.lower() not in PICKLED_WEIGHTS:
+            shutil.copy2(item, target / item.name)
+    if not any(target.glob("*.safetensors")):
+        raise CliError(f"{source} has no .safetensors weights: the rebench kit needs them")
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        _copy_folder(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def write_kit(
+    learner_dir: str | Path,
+    model_name: str,
+    model: ModelSource,
+    inputs: InputSource,
+    options: dict[str, Any],
+) -> Path:
+    """Write the kit of a learner saved under ``learner_dir`` (replacing an older one)."""
+    root = Path(learner_dir) / KIT_DIR
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    model_name_in_kit = "model" if model.kind == "hf" else f"model{model.path.suffix.lower()}"
+    _copy(model.path, root / model_name_in_kit)
+    tokenizer = None
+    if inputs.tokenizer is not None:
+        same = model.kind == "hf" and inputs.tokenizer.resolve() == model.path.resolve()
+        tokenizer = "model" if same else "tokenizer"
+        if not same:
+            shutil.copytree(inputs.tokenizer, root / "tokenizer")
+    inputs_name = f"inputs{inputs.path.suffix.lower()}"
+    shutil.copy2(inputs.path, root / inputs_name)
+    files = {
+        p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+    manifest = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "model_name": model_name,
+        "model": {"kind": model.kind, "path": model_name_in_kit, "class": model.model_class},
+        "inputs": {
+            "path": inputs_name,
+            "tokenizer": tokenizer,
+            "max_length": inputs.max_length,
+            "batch_size": inputs.batch_size,
+        },
+        "options": options,
+        "files": files,
+    }
+    (root / "kit.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return root
+
+
+def _inside(root: Path, relative: str) -> Path:
+    target = (root / relative).resolve()
+    if root.resolve() != target and root.resolve() not in target.parents:
+        raise CliError(f"{root}/kit.json points outside the kit: {relative!r}", EXIT_FAILED)
+    return target
+
+
+def _verify(root: Path, files: dict[str, str]) -> None:
+    for name, digest in files.items():
+        target = _inside(root, name)
+        if not target.is_file():
+            raise CliError(f"rebench kit {root}: {name} is missing", EXIT_FAILED)
+        if _sha256(target) != digest:
+            raise CliError(
+                f"rebench kit {root}: {name} does not match its checksum (changed after saving)",
+                EXIT_FAILED,
+            )
+
+
+def read_kit(learner_dir: str | Path) -> Kit:
+    """The verified kit of a learner; CliError (exit 1) when missing, corrupt or tampered."""
+    root = Path(learner_dir) / KIT_DIR
+    if not (root / "kit.json").is_file():
+        raise CliError(
+            f"{learner_dir} has no rebench kit ({KIT_DIR}/kit.json): save it with "
+            "`speedster-dist optimize --out` or `sweep` so that it can be re-measured",
+            EXIT_FAILED,
+        )
+    try:
+        raw = json.loads((root / "kit.json").read_text())
+        if raw.get("format") != _FORMAT or raw.get("version") != _VERSION:
+            raise CliError(f"{root}/kit.json is not a version {_VERSION} rebench kit", EXIT_FAILED)
+        _verify(root, dict(raw["files"]))
+        model = raw["model"]
+        source = ModelSource(_inside(root, model["path"]), model["kind"], model["class"])
+        spec = raw["inputs"]
+        tokenizer = _inside(root, spec["tokenizer"]) if spec.get("tokenizer") else None
+        inputs = InputSource(
+            _inside(root, spec["path"]),
+            tokenizer,
+            spec.get("max_length"),
+            int(spec.get("batch_size", 1)),
+        )
+        return Kit(str(raw["model_name"]), source, inputs, dict(raw.get("options", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"{root}/kit.json is corrupt: {exc}", EXIT_FAILED) from exc

@@ -1,0 +1,188 @@
+"""``speedster-dist rebench LEARNERS_DIR --history DIR``: the nightly fleet re-benchmark.
+
+For every saved learner: re-measure each hardware type's winner and its baseline on that
+type (when the cluster has it tonight), search the hardware types that have no winner yet
+and add their winners to the learner, append every trial to the history; then judge every
+re-measured figure against its trailing median. Exit 3 when anything regressed, so that a
+scheduler alerts; exit 1 when a learner could not be re-measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    CliError,
+    connect_cluster,
+    say,
+    table,
+)
+from speedster_dist.cli._nightly import (
+    LearnerRebench,
+    NightlySettings,
+    find_learners,
+    rebench_learner,
+)
+
+__all__ = ["add_parser", "exit_code", "format_comparisons"]
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "rebench",
+        help="nightly: re-measure saved learners on every hardware type, flag regressions",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("learners", type=Path, help="a saved learner, or a folder of them")
+    parser.add_argument("--history", type=Path, required=True, help="the trial history")
+    parser.add_argument(
+        "--threshold", type=float, default=0.2, help="p50 slow-down flagged (default 0.2)"
+    )
+    parser.add_argument(
+        "--tail-threshold", type=float, default=0.5, help="the same for p90 (default 0.5)"
+    )
+    parser.add_argument("--window", type=int, default=7, help="trailing runs in the median")
+    parser.add_argument(
+        "--min-history", type=int, default=3, help="earlier runs needed to judge latency"
+    )
+    parser.add_argument(
+        "--drop-tolerance", type=float, default=0.01, help="metric drop increase flagged"
+    )
+    parser.add_argument("--no-search", action="store_true", help="do not search new hardware")
+    parser.add_argument("--search-time", help="budget of each new-hardware search")
+    parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
+    parser.add_argument("--json", type=Path, help="also write the verdicts as JSON here")
+    parser.add_argument("--report", type=Path, help="also write the HTML report here")
+    parser.set_defaults(run=run)
+
+
+def _fmt(figure: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.3g} ms" if figure.startswith("latency") else f"{value:.3g}"
+
+
+def format_comparisons(comparisons: list[Any]) -> str:
+    """The verdict table printed at the end of a rebench."""
+    rows = [
+        [
+            c.learner,
+            c.hardware_type,
+            c.role,
+            c.figure,
+            _fmt(c.figure, c.value),
+            f"{_fmt(c.figure, c.median)} (n={c.history})",
+            "" if c.change is None else f"{c.change:+.0%}",
+            "REGRESSION" if c.regressed else "ok",
+            c.note[:70],
+        ]
+        for c in comparisons
+    ]
+    headers = ["learner", "hardware", "role", "figure", "now", "median", "change", "verdict"]
+    return table([*headers, "note"], rows)
+
+
+def exit_code(regressions: int, errors: int) -> int:
+    """3 when anything regressed (whatever else happened), 1 on errors only, else 0."""
+    if regressions:
+        return EXIT_REGRESSION
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _executor_factory(trial_timeout: float) -> Any:
+    def make() -> Any:
+        from speedster_dist.runtime import RayExecutor
+
+        return RayExecutor(trial_timeout_s=trial_timeout)
+
+    return make
+
+
+def _run_learners(args: argparse.Namespace, settings: NightlySettings) -> list[LearnerRebench]:
+    learners = find_learners(args.learners)
+    if not learners:
+        raise CliError(f"no saved learner (manifest.json) under {args.learners}")
+    make = _executor_factory(args.trial_timeout)
+    reports = []
+    for name, path in learners:
+        try:
+            reports.append(rebench_learner(name, path, make, settings))
+        except Exception as exc:  # one broken learner must not hide the others' results
+            message = str(exc) if isinstance(exc, CliError) else f"{type(exc).__name__}: {exc}"
+            say(f"{name}: NOT re-measured: {message}")
+            if args.debug:
+                traceback.print_exc()
+            reports.append(LearnerRebench(name, error=message))
+    return reports
+
+
+def run(args: argparse.Namespace) -> int:
+    from speedster_dist.results import RegressionSettings, compare_run, new_run_id
+
+    if not args.learners.is_dir():
+        raise CliError(f"{args.learners} is not a folder")
+    try:
+        verdict = RegressionSettings(
+            args.threshold, args.window, args.min_history, args.drop_tolerance, args.tail_threshold
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    settings = NightlySettings(
+        args.history, new_run_id(), not args.no_search, args.search_time, args.quick_measure
+    )
+    connect_cluster(args.cluster or "auto")
+    say(f"rebench run {settings.run_id}")
+    reports = _run_learners(args, settings)
+    rows = _nightly_rows(args.history)
+    comparisons = compare_run(rows, settings.run_id, verdict)
+    regressions = [c for c in comparisons if c.regressed]
+    errors = [r for r in reports if r.error]
+    print(f"\nRebench run {settings.run_id}")
+    for r in reports:
+        added = f", added {', '.join(r.added)}" if r.added else ""
+        absent = f", not in the cluster: {', '.join(r.absent)}" if r.absent else ""
+        state = f"ERROR: {r.error}" if r.error else f"{r.remeasured} re-measured{added}{absent}"
+        print(f"  {r.name}: {state}")
+    if comparisons:
+        print("\n" + format_comparisons(comparisons))
+    print(f"\n{len(regressions)} regressions, {len(errors)} learners with errors")
+    code = exit_code(len(regressions), len(errors))
+    if args.json:
+        _write_json(args.json, settings.run_id, code, reports, comparisons)
+    if args.report and rows:
+        from speedster_dist.results import write_report
+
+        say(f"report written to {write_report(args.history, args.report, settings=verdict)}")
+    return code
+
+
+def _nightly_rows(history: Path) -> list[dict[str, Any]]:
+    """The rebench rows of the history: the only ones a verdict looks at."""
+    import pyarrow.dataset as ds
+
+    from speedster_dist.results import read_history
+
+    if not history.is_dir():
+        return []
+    return read_history(history, filter=ds.field("run_kind") == "rebench").to_pylist()
+
+
+def _write_json(
+    path: Path, run_id: str, code: int, reports: list[LearnerRebench], comparisons: list[Any]
+) -> None:
+    data = {
+        "run_id": run_id,
+        "exit_code": code,
+        "learners": [asdict(r) for r in reports],
+        "comparisons": [{**asdict(c), "change": c.change} for c in comparisons],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,50 @@
+"""Results: the trial history (Parquet), regression detection and the HTML report.
+
+Nothing here imports torch, Ray or a backend library: reading the history and drawing the
+report work on any machine with pyarrow.
+"""
+
+from speedster_dist.results._history import (
+    HistoryTarget,
+    HistoryWriter,
+    describe_model,
+    open_history,
+    read_history,
+)
+from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
+from speedster_dist.results._report import render_report, write_report
+from speedster_dist.results._schema import (
+    HISTORY_SCHEMA,
+    PARTITION_SCHEMA,
+    ROLES,
+    RUN_KINDS,
+    SCHEMA_VERSION,
+    TRIAL_SCHEMA,
+    RunInfo,
+    library_versions,
+    new_run_id,
+    trial_row,
+)
+
+__all__ = [
+    "HISTORY_SCHEMA",
+    "PARTITION_SCHEMA",
+    "ROLES",
+    "RUN_KINDS",
+    "SCHEMA_VERSION",
+    "TRIAL_SCHEMA",
+    "Comparison",
+    "HistoryTarget",
+    "HistoryWriter",
+    "RegressionSettings",
+    "RunInfo",
+    "compare_run",
+    "describe_model",
+    "library_versions",
+    "new_run_id",
+    "open_history",
+    "read_history",
+    "render_report",
+    "trial_row",
+    "write_report",
+]

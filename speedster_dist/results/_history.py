@@ -1,0 +1,197 @@
+"""The trial history: a Hive-partitioned Parquet dataset that only ever grows.
+
+Layout::
+
+    HISTORY/date=2024-01-05/hardware_type=cpu-intel-xeon-avx512vnni-8c/
+        20240105T021503-<run id>-<writer>-00007.parquet
+
+Each finished trial is one small file, written to a hidden temporary name and renamed into
+place, so a run killed at any moment leaves every finished trial readable and never a torn
+file (readers skip names starting with ``.``). Existing files are never rewritten, so any
+number of runs may append at once. Read it with :func:`read_history` or with plain pyarrow::
+
+    pyarrow.dataset.dataset(HISTORY, format="parquet", partitioning="hive").to_table()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from speedster_dist.records import TrialResult
+from speedster_dist.results._schema import (
+    HISTORY_SCHEMA,
+    PARTITION_SCHEMA,
+    TRIAL_SCHEMA,
+    RunInfo,
+    new_run_id,
+    trial_row,
+)
+
+__all__ = [
+    "HistoryTarget",
+    "HistoryWriter",
+    "describe_model",
+    "open_history",
+    "read_history",
+]
+
+
+@dataclass(frozen=True)
+class HistoryTarget:
+    """Where (and as what) ``optimize_model(..., history=...)`` records its trials.
+
+    A plain path is enough; the CLI uses this to name the model and the learner, to share a
+    run id, or to watch trials as they are written (``on_trial``, called after each write).
+    """
+
+    root: Path
+    run_id: str = ""
+    kind: str = "optimize"
+    model_name: str = ""
+    learner: str = ""
+    on_trial: Callable[[TrialResult], Any] | None = None
+
+
+class HistoryWriter:
+    """Appends the trials of one run to the history; safe to call from several threads."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        run: RunInfo,
+        on_write: Callable[[TrialResult], Any] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.run = run
+        self.on_write = on_write  # called after each append (progress displays)
+        self.written = 0
+        self.failures = 0
+        self._seq = itertools.count()
+        self._token = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def append(self, result: TrialResult, role: str | None = None) -> Path | None:
+        """Write ``result`` now. Returns its file, or None (with a warning) if it could not.
+
+        A full disk or a lost mount must not kill a search that is hours in: the trial stays
+        in the learner's results and the failure is counted and announced.
+        """
+        role = role or ("baseline" if result.is_baseline else "candidate")
+        row = trial_row(result, self.run, role, _finished(result))
+        try:
+            written: Path | None = self._write(row)
+        except OSError as exc:
+            with self._lock:
+                self.failures += 1
+            warnings.warn(
+                f"could not write a trial to the history {self.root}: {exc}", stacklevel=2
+            )
+            written = None
+        if self.on_write is not None:
+            self.on_write(result)
+        return written
+
+    def _write(self, row: dict[str, Any]) -> Path:
+        folder = (
+            self.root
+            / f"date={row['date']}"
+            / f"hardware_type={quote(str(row['hardware_type']), safe='')}"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            seq = next(self._seq)
+        stamp = row["time"].strftime("%Y%m%dT%H%M%S")
+        # The writer's token: writers of one run id (the learners of a rebench) never collide.
+        final = folder / f"{stamp}-{self.run.run_id}-{self._token}-{seq:05d}.parquet"
+        temporary = folder / f".{final.name}.tmp"
+        table = pa.Table.from_pylist([row], schema=TRIAL_SCHEMA)
+        pq.write_table(table, temporary)
+        os.replace(temporary, final)  # atomic: readers see the whole file or nothing
+        with self._lock:
+            self.written += 1
+        return final
+
+
+def _finished(result: TrialResult) -> datetime:
+    # The node's clock when the trial body ended, when the runtime recorded it.
+    finished = float(getattr(result, "finished_at", 0.0) or 0.0)
+    if finished > 0:
+        return datetime.fromtimestamp(finished, tz=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def describe_model(model: Any) -> str:
+    """A readable default model name: the Hugging Face name, the file name or the class."""
+    if isinstance(model, str | Path):
+        return Path(model).name
+    config = getattr(model, "config", None)
+    for name in (getattr(model, "name_or_path", ""), getattr(config, "_name_or_path", "")):
+        if isinstance(name, str) and name:
+            return Path(name).name if os.path.isabs(name) else name
+    return type(model).__name__
+
+
+def _file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def open_history(
+    target: str | Path | HistoryTarget,
+    model: Any,
+    fingerprint: str,
+    batch_size: int,
+    settings: Mapping[str, Any],
+) -> HistoryWriter:
+    """The writer ``optimize_model`` uses for ``history=target`` (called once per search)."""
+    if not isinstance(target, HistoryTarget):
+        target = HistoryTarget(Path(target))
+    if not fingerprint and isinstance(model, str | Path) and Path(model).is_file():
+        fingerprint = _file_fingerprint(Path(model))  # an ONNX file: its bytes
+    run = RunInfo(
+        run_id=target.run_id or new_run_id(),
+        kind=target.kind,
+        model_name=target.model_name or describe_model(model),
+        model_fingerprint=fingerprint,
+        learner=target.learner,
+        batch_size=batch_size,
+        settings=settings,
+    )
+    return HistoryWriter(target.root, run, target.on_trial)
+
+
+def _dataset(root: Path) -> ds.Dataset:
+    partitioning = ds.partitioning(PARTITION_SCHEMA, flavor="hive")
+    return ds.dataset(root, format="parquet", partitioning=partitioning, schema=HISTORY_SCHEMA)
+
+
+def read_history(root: str | Path, filter: ds.Expression | None = None) -> pa.Table:
+    """Every trial recorded under ``root`` (oldest first), with the partition columns.
+
+    Files written by older versions of the schema read with the missing columns as nulls.
+    Raises FileNotFoundError when ``root`` does not exist.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no trial history at {folder}")
+    table = _dataset(folder).to_table(filter=filter)
+    return table.sort_by([("time", "ascending"), ("run_id", "ascending")])

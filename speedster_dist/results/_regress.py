@@ -1,0 +1,169 @@
+"""Regression detection: each re-measured figure against its own trailing median.
+
+A *series* is one figure of one learner on one hardware type: the deployed winner or the
+baseline, as re-measured by the nightly ``rebench`` (rows with ``run_kind == "rebench"`` and
+role ``winner`` or ``baseline``). The winner's configuration is not part of the key on
+purpose: what is watched is "what this learner runs on this hardware", whatever it is.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Comparison", "RegressionSettings", "candidate_label", "compare_run"]
+
+_LATENCIES = ("latency_p50_s", "latency_p90_s")
+_SERIES_ROLES = ("winner", "baseline")
+
+
+@dataclass(frozen=True)
+class RegressionSettings:
+    """When a figure counts as a regression.
+
+    ``threshold``: relative increase of the median latency (p50) over its trailing median
+    that is a regression (0.2 = 20% slower). ``tail_threshold``: the same for the p90, whose
+    estimate from a few dozen calls is noisier, hence the larger default.
+    ``window``: how many earlier complete measurements form the trailing median.
+    ``min_history``: fewer earlier measurements than this and latency is not judged yet.
+    ``drop_tolerance``: absolute increase of the metric drop that counts as a regression.
+    """
+
+    threshold: float = 0.2
+    window: int = 7
+    min_history: int = 3
+    drop_tolerance: float = 0.01
+    tail_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.threshold <= 0 or self.tail_threshold <= 0 or self.drop_tolerance < 0:
+            raise ValueError("thresholds must be > 0 and drop_tolerance >= 0")
+        if self.window < 1 or self.min_history < 1 or self.min_history > self.window:
+            raise ValueError("need 1 <= min_history <= window")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure of one series in one run, next to its trailing median."""
+
+    learner: str
+    model_name: str
+    hardware_type: str
+    role: str
+    candidate: str
+    figure: str  # "latency_p50_s", "latency_p90_s", "metric_drop" or "status"
+    value: float | None
+    median: float | None
+    history: int  # earlier complete measurements the median was taken over
+    regressed: bool
+    note: str = ""
+
+    @property
+    def change(self) -> float | None:
+        """Relative change against the median (0.25 = 25% higher), when both are numbers."""
+        if self.value is None or not self.median:
+            return None
+        return self.value / self.median - 1.0
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (row["learner"], row["model_fingerprint"], row["hardware_type"], row["role"])
+
+
+def candidate_label(row: Mapping[str, Any]) -> str:
+    """``backend precision/technique knob=value...``, as the CLI prints candidates."""
+    tech = f"/{row['technique']}" if row.get("technique") else ""
+    knobs = json.loads(row.get("knobs") or "{}")
+    suffix = "".join(f" {k}={v}" for k, v in sorted(knobs.items()))
+    return f"{row['backend']} {row['precision']}{tech}{suffix}"
+
+
+def _judge_latency(
+    row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
+) -> list[Comparison]:
+    out = []
+    for figure, threshold in zip(_LATENCIES, (s.threshold, s.tail_threshold), strict=True):
+        values = [r[figure] for r in earlier if r[figure] is not None]
+        median = statistics.median(values) if values else None
+        enough = len(values) >= s.min_history
+        value = row[figure]
+        regressed = bool(enough and median and value > median * (1 + threshold))
+        note = "" if enough else f"not judged: {len(values)} earlier of {s.min_history} needed"
+        out.append(_comparison(row, figure, value, median, len(values), regressed, note))
+    return out
+
+
+def _judge_drop(
+    row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
+) -> Comparison | None:
+    values = [r["metric_drop"] for r in earlier if r["metric_drop"] is not None]
+    if row["metric_drop"] is None or len(values) < s.min_history:
+        return None
+    median = statistics.median(values)
+    regressed = row["metric_drop"] > median + s.drop_tolerance
+    return _comparison(row, "metric_drop", row["metric_drop"], median, len(values), regressed)
+
+
+def _comparison(
+    row: Mapping[str, Any],
+    figure: str,
+    value: float | None,
+    median: float | None,
+    history: int,
+    regressed: bool,
+    note: str = "",
+) -> Comparison:
+    return Comparison(
+        row["learner"],
+        row["model_name"],
+        row["hardware_type"],
+        row["role"],
+        candidate_label(row),
+        figure,
+        value,
+        median,
+        history,
+        regressed,
+        note,
+    )
+
+
+def _judge(
+    row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
+) -> list[Comparison]:
+    complete = [r for r in earlier if r["status"] == "complete"][-s.window :]
+    if row["status"] != "complete":
+        # A figure that measured fine before and now fails (or drifts past the accuracy
+        # threshold) is the worst regression of all; judged from a single earlier success.
+        why = f"{row['status']}: {row['reason'][:300]}"
+        return [_comparison(row, "status", None, None, len(complete), bool(complete), why)]
+    found = _judge_latency(row, complete, s)
+    drop = _judge_drop(row, complete, s)
+    return found + ([drop] if drop else [])
+
+
+def compare_run(
+    rows: Iterable[Mapping[str, Any]], run_id: str, settings: RegressionSettings | None = None
+) -> list[Comparison]:
+    """Every figure that run ``run_id`` re-measured, judged against the runs before it.
+
+    ``rows`` are history rows (``read_history(...).to_pylist()``), in any order.
+    """
+    settings = settings or RegressionSettings()
+    series: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["run_kind"] == "rebench" and row["role"] in _SERIES_ROLES:
+            series[_key(row)].append(row)
+    found: list[Comparison] = []
+    for members in series.values():
+        members.sort(key=lambda r: r["time"])
+        for index, row in enumerate(members):
+            if row["run_id"] != run_id:
+                continue
+            earlier = [r for r in members[:index] if r["run_id"] != run_id]
+            found.extend(_judge(row, earlier, settings))
+    return sorted(found, key=lambda c: (c.learner, c.hardware_type, c.role, c.figure))

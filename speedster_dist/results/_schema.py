@@ -1,0 +1,189 @@
+"""The Arrow schema of one trial record, and the conversion of a :class:`TrialResult` to a row.
+
+One row per trial, whatever its outcome. Knobs, settings and library versions are JSON strings
+so that the schema stays flat and any Parquet reader (pyarrow, DuckDB, Spark, pandas) reads it.
+The two partition columns (``date``, ``hardware_type``) live in the directory names.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import pyarrow as pa
+
+from speedster_dist.records import TrialResult
+
+__all__ = [
+    "HISTORY_SCHEMA",
+    "PARTITION_SCHEMA",
+    "ROLES",
+    "RUN_KINDS",
+    "SCHEMA_VERSION",
+    "TRIAL_SCHEMA",
+    "RunInfo",
+    "library_versions",
+    "new_run_id",
+    "trial_row",
+]
+
+SCHEMA_VERSION = "1"
+
+# What a row is: a trial of a search ("candidate" or "baseline"), or a re-measurement by the
+# nightly rebench of a saved learner's "winner" or of its "baseline".
+ROLES = ("candidate", "baseline", "winner")
+RUN_KINDS = ("optimize", "sweep", "rebench")
+
+# Columns stored inside each Parquet file.
+TRIAL_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("run_kind", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("model_name", pa.string()),
+        ("model_fingerprint", pa.string()),
+        ("learner", pa.string()),
+        ("role", pa.string()),
+        ("node_id", pa.string()),
+        ("backend", pa.string()),
+        ("precision", pa.string()),
+        ("technique", pa.string()),
+        ("knobs", pa.string()),
+        ("is_baseline", pa.bool_()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("latency_p50_s", pa.float64()),
+        ("latency_p90_s", pa.float64()),
+        ("latency_p99_s", pa.float64()),
+        ("latency_mean_s", pa.float64()),
+        ("latency_std_s", pa.float64()),
+        ("latency_count", pa.int64()),
+        ("throughput", pa.float64()),
+        ("batch_size", pa.int64()),
+        ("metric_drop", pa.float64()),
+        ("build_s", pa.float64()),
+        ("artifact_mb", pa.float64()),
+        ("settings", pa.string()),
+        ("versions", pa.string()),
+        ("host", pa.string()),
+    ],
+    metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
+)
+
+# Columns held by the directory layout: ``date=YYYY-MM-DD/hardware_type=<key>/``.
+PARTITION_SCHEMA = pa.schema([("date", pa.string()), ("hardware_type", pa.string())])
+
+HISTORY_SCHEMA = pa.schema(
+    list(TRIAL_SCHEMA) + list(PARTITION_SCHEMA), metadata=TRIAL_SCHEMA.metadata
+)
+
+_DISTRIBUTIONS = (
+    "speedster-dist",
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "tensorrt",
+    "ray",
+    "optuna",
+    "numpy",
+)
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide how fast a candidate runs.
+
+    Read from package metadata, so nothing heavy is imported; absent packages are left out.
+    """
+    found = {"python": platform.python_version()}
+    for name in _DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique: ``20240105T021500-1a2b3c4d``."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every row of one run shares: who measured what, with which libraries."""
+
+    run_id: str
+    kind: str
+    model_name: str
+    model_fingerprint: str = ""
+    learner: str = ""
+    batch_size: int = 1
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=library_versions)
+    host: str = field(default_factory=socket.gethostname)
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise ValueError("a run needs a run id")
+        if self.kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}, got {self.kind!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+def _latency(result: TrialResult, name: str) -> float | None:
+    return float(getattr(result.latency, name)) if result.latency is not None else None
+
+
+def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> dict[str, Any]:
+    """The history row of ``result`` (partition columns included)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    c = result.candidate
+    p50 = _latency(result, "p50")
+    return {
+        "run_id": run.run_id,
+        "run_kind": run.kind,
+        "time": when,
+        "model_name": run.model_name,
+        "model_fingerprint": run.model_fingerprint,
+        "learner": run.learner,
+        "role": role,
+        "node_id": result.node_id,
+        "backend": c.backend,
+        "precision": c.precision.value,
+        "technique": c.technique,
+        "knobs": json.dumps(c.knob_dict, sort_keys=True, default=str),
+        "is_baseline": result.is_baseline,
+        "status": result.status.value,
+        "reason": result.reason,
+        "latency_p50_s": p50,
+        "latency_p90_s": _latency(result, "p90"),
+        "latency_p99_s": _latency(result, "p99"),
+        "latency_mean_s": _latency(result, "mean"),
+        "latency_std_s": _latency(result, "std"),
+        "latency_count": result.latency.count if result.latency is not None else None,
+        "throughput": run.batch_size / p50 if p50 else None,
+        "batch_size": run.batch_size,
+        "metric_drop": result.metric_drop,
+        "build_s": result.build_s,
+        "artifact_mb": result.model_size_mb,
+        "settings": json.dumps(dict(run.settings), sort_keys=True, default=str),
+        "versions": json.dumps(dict(run.versions), sort_keys=True),
+        "host": run.host,
+        "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
+        "hardware_type": c.hardware_key,
+    }

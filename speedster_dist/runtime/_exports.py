@@ -1,0 +1,98 @@
+"""ONNX exports made once per search and shared by every node, instead of once per node.
+
+Exporting a transformer to ONNX takes seconds to minutes and gives the same file on every
+node, so the executor runs :func:`make_shared_export` once (as a task that has a node to
+itself), keeps the files in the object store, and hands them to every trial whose backend
+consumes ONNX. :func:`use_shared_export` writes them once per node and points the trial's
+source model at them; the backends then take the file as they would a user's ONNX model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from speedster_dist.backends._onnx import cache_root, export_onnx
+from speedster_dist.runtime._trial import TrialPayload
+from speedster_dist.search import BackendInfo
+
+__all__ = ["SharedExport", "consumes_onnx", "make_shared_export", "use_shared_export"]
+
+_SHARED_DIR = "shared-onnx"
+
+
+@dataclass(frozen=True)
+class SharedExport:
+    """An export's files (relative path -> bytes); ``key`` hashes their content."""
+
+    key: str
+    main: str = ""  # the graph file among ``files``
+    files: dict[str, bytes] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.key and self.main in self.files)
+
+
+def consumes_onnx(info: BackendInfo) -> bool:
+    """A backend that accepts ONNX models builds from the export of a torch model."""
+    return any("onnx" in cap.sources for cap in info.capabilities)
+
+
+def make_shared_export(payload: TrialPayload) -> SharedExport:
+    """Export the payload's torch model once; never raises (the error is recorded)."""
+    workdir = Path(tempfile.mkdtemp(prefix="speedster-export-"))
+    try:
+        path = export_onnx(payload.source, workdir)
+        folder = path.parent
+        files = {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+        digest = hashlib.sha256()
+        for name, data in sorted(files.items()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return SharedExport(digest.hexdigest()[:24], path.name, files)
+    except Exception as exc:  # each trial then exports (and fails) on its own
+        tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return SharedExport("", error=tail[-1000:])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _materialize(export: SharedExport) -> Path:
+    """The export's folder on this node, written once (whole, then renamed into place)."""
+    for root in (cache_root(), Path(tempfile.gettempdir()) / "speedster-dist"):
+        final = root / _SHARED_DIR / export.key
+        if (final / export.main).is_file():
+            return final
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{export.key}-", dir=final.parent))
+            for name, data in export.files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(data)
+            try:
+                staging.rename(final)
+            except OSError:  # another trial on this node published it first
+                shutil.rmtree(staging, ignore_errors=True)
+            if (final / export.main).is_file():
+                return final
+        except OSError:  # unwritable cache: try the next root
+            continue
+    raise OSError("no writable folder for the shared ONNX export")
+
+
+def use_shared_export(payload: TrialPayload, export: SharedExport | None) -> TrialPayload:
+    """``payload`` whose source model points at the shared export (unchanged without one)."""
+    if export is None or not export.ok or payload.source.onnx_path is not None:
+        return payload
+    folder = _materialize(export)
+    source = replace(payload.source, onnx_path=folder / export.main)
+    return replace(payload, source=source)

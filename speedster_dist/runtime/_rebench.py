@@ -1,0 +1,145 @@
+"""Re-measuring saved winners: fixed trials on chosen hardware types, through an executor.
+
+The nightly ``speedster-dist rebench`` re-measures what a saved learner runs (each hardware
+type's winner, rebuilt from the original model with the libraries installed today) and the
+baseline next to it. Each measurement is an ordinary trial: the same ``run_trial`` body, the
+same executor, placement and time limit as a search, so a figure of the night is comparable
+with the figures of the search that chose the winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
+from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
+from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
+from speedster_dist.search import SpaceSettings, derive_space
+
+__all__ = ["FixedTrial", "OnlyTypes", "baseline_candidate", "run_fixed_trials", "winner_candidate"]
+
+
+@dataclass(frozen=True)
+class FixedTrial:
+    """One measurement to make: ``role`` is "winner" or "baseline" (as in the history)."""
+
+    candidate: Candidate
+    hardware: HardwareType
+    role: str
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.role == "baseline"
+
+
+def winner_candidate(entry: Mapping[str, Any], hardware_key: str) -> Candidate:
+    """The candidate a learner manifest entry was built from (backend, precision, knobs)."""
+    return Candidate.make(
+        str(entry["backend"]),
+        str(entry["precision"]),
+        hardware_key,
+        str(entry.get("technique", "")),
+        dict(entry.get("knobs", {})),
+    )
+
+
+def baseline_candidate(group: HardwareGroup, settings: SpaceSettings) -> Candidate | None:
+    """The baseline a search of ``group`` with ``settings`` times first (None: none runs)."""
+    return derive_space(group.catalog, group.hardware, settings).baseline
+
+
+def _unplaceable(trial: FixedTrial) -> TrialResult:
+    return TrialResult(
+        trial.candidate,
+        TrialStatus.FAILED,
+        f"no node of hardware type {trial.hardware.key} could take the trial",
+        is_baseline=trial.is_baseline,
+    )
+
+
+def run_fixed_trials(
+    executor: Executor,
+    payload: TrialPayload,
+    trials: Iterable[FixedTrial],
+    on_result: Callable[[FixedTrial, TrialResult], Any] = lambda t, r: None,
+    poll_s: float = 0.5,
+) -> list[tuple[FixedTrial, TrialResult]]:
+    """Run every trial (each once, never pruned) and report each as soon as it finishes.
+
+    The executor must have discovered the hardware types of ``trials``. Trials of different
+    types run at the same time; the executor keeps one trial per node.
+    """
+    pending = list(trials)
+    executor.prepare(payload)
+    running: dict[tuple[Candidate, bool], FixedTrial] = {}
+    done: list[tuple[FixedTrial, TrialResult]] = []
+
+    def finish(trial: FixedTrial, result: TrialResult) -> None:
+        done.append((trial, result))
+        on_result(trial, result)
+
+    while pending or running:
+        for trial in list(pending):
+            if executor.has_capacity(trial.hardware.key):
+                pending.remove(trial)
+                running[(trial.candidate, trial.is_baseline)] = trial
+                executor.submit(trial.candidate, trial.hardware, trial.is_baseline)
+        if not running:  # nothing could start and nothing runs: no node will free up
+            for trial in pending:
+                finish(trial, _unplaceable(trial))
+            break
+        for outcome in executor.poll(poll_s):
+            trial = running.pop((outcome.result.candidate, outcome.result.is_baseline))
+            finish(trial, outcome.result)
+    return done
+
+
+class OnlyTypes:
+    """An executor that shows the driver only some hardware types (to search just those)."""
+
+    def __init__(self, inner: Executor, keys: Collection[str]) -> None:
+        self.inner = inner
+        self.keys = frozenset(keys)
+
+    def discover(self) -> list[HardwareGroup]:
+        return [g for g in self.inner.discover() if g.hardware.key in self.keys]
+
+    def joined(self) -> list[HardwareGroup]:
+        # A type that joins tonight is searched by the next night's run, with the others.
+        return [g for g in self.inner.joined() if g.hardware.key in self.keys]
+
+    def lost_types(self) -> dict[str, str]:
+        return {k: v for k, v in self.inner.lost_types().items() if k in self.keys}
+
+    def prepare(self, payload: TrialPayload) -> None:
+        self.inner.prepare(payload)
+
+    def has_capacity(self, hardware_key: str) -> bool:
+        return self.inner.has_capacity(hardware_key)
+
+    def submit(
+        self,
+        candidate: Candidate,
+        hardware: HardwareType,
+        is_baseline: bool,
+        prune_above_s: float | None = None,
+    ) -> None:
+        self.inner.submit(candidate, hardware, is_baseline, prune_above_s)
+
+    def poll(self, timeout_s: float) -> list[TrialOutcome]:
+        return self.inner.poll(timeout_s)
+
+    def in_flight(self) -> int:
+        return self.inner.in_flight()
+
+    def cancel_all(self, reason: str) -> list[TrialOutcome]:
+        return self.inner.cancel_all(reason)
+
+    def fetch(self, artifact: Any) -> SavedCandidate:
+        return self.inner.fetch(artifact)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything the executor protocol gains later is passed through unchanged.
+        return getattr(self.inner, name)

@@ -1,0 +1,42 @@
+"""The body of a trial task, around :func:`run_trial`: shared export in, timestamps out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.runtime._exports import SharedExport, use_shared_export
+from speedster_dist.runtime._trial import SavedCandidate, TrialPayload, run_trial
+
+__all__ = ["trial_task"]
+
+
+def trial_task(
+    payload: TrialPayload,
+    export: SharedExport | None,
+    candidate: Candidate,
+    hardware: HardwareType,
+    node_id: str,
+    is_baseline: bool,
+    prune_above_s: float | None,
+) -> tuple[TrialResult, SavedCandidate | None]:
+    """Run one trial on this node and stamp when it started and ended (node clock).
+
+    Called by the executors, in a Ray task or in-process. ``export``: the search's shared
+    ONNX export, for backends that consume ONNX (None for the others).
+    """
+    started = time.time()
+    extra: list[tuple[str, Any]] = []
+    if export is not None and export.ok:
+        try:
+            payload = use_shared_export(payload, export)
+            extra.append(("onnx_export", f"shared:{export.key}"))
+        except OSError as exc:  # the backend exports for itself, as without sharing
+            extra.append(("onnx_export", f"own: the shared export is unusable here ({exc})"))
+    result, saved = run_trial(payload, candidate, hardware, node_id, is_baseline, prune_above_s)
+    stamped = replace(
+        result, extra=(*result.extra, *extra), started_at=started, finished_at=time.time()
+    )
+    return stamped, saved

@@ -1,0 +1,354 @@
+"""Optuna over the conditional space of one hardware type, driven by the driver's ask/tell.
+
+The study's parameters are ``arm`` (``backend/precision/technique``) and, conditional on it,
+one categorical per knob of that arm's backend (``<backend>.<knob>``). Each arm's default
+config is enqueued first (the baseline first) and timed in full; then a seeded TPE sampler
+proposes configs, which the driver submits with a pruning bar (:meth:`prune_bar`).
+
+What the study records: COMPLETE with the p50 latency (seconds, minimised); PRUNED with the
+running median reported at step = timed calls; FAIL for a failed or rejected candidate, with
+the reason and metric drop as user attributes. A proposal already measured (or running) is
+told again with the earlier outcome, marked ``duplicate_of``, and never measured twice.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
+from speedster_dist.search._budget import BUDGET_EXHAUSTED
+from speedster_dist.search._searcher import SearcherFactory
+from speedster_dist.search._space import SearchSpace
+from speedster_dist.search._study import StudyStorage, open_study, study_name
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "DEFAULT_SEED",
+    "MAX_CONSECUTIVE_DUPLICATES",
+    "PATIENCE",
+    "PRUNE_MARGIN",
+    "OptunaSearcher",
+    "optuna_searcher_factory",
+]
+
+# The TPE sampler's seed: the same seed, space and outcomes give the same proposals.
+DEFAULT_SEED = 0
+# A trial is pruned once its running median is over the best p50 so far times this margin:
+# 10% keeps measurement noise on a shared machine from stopping a config that ties the best.
+PRUNE_MARGIN = 1.1
+# The search ends when every config of the space has been measured, when the sampler proposes
+# only configs already measured this many times in a row (it has converged)...
+MAX_CONSECUTIVE_DUPLICATES = 30
+# ...or when this many configs in a row, proposed by the sampler after the defaults, did not
+# beat the best p50 of the session (None: no such limit).
+PATIENCE: int | None = 10
+
+_ARM = "arm"
+_PRIMITIVE = (str, int, float, bool, type(None))
+_STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned"}
+
+
+@dataclass(frozen=True)
+class _Told:
+    """What the study already knows of one config (to answer a duplicate proposal)."""
+
+    number: int
+    state: str  # "complete" | "pruned" | "fail"
+    value: float | None = None
+    step: int | None = None
+
+
+def _encode(choices: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Optuna categoricals hold primitives; anything else is stored as its index.
+    if all(isinstance(c, _PRIMITIVE) for c in choices):
+        return choices
+    return tuple(range(len(choices)))
+
+
+def _result_attrs(result: TrialResult) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "label": result.candidate.label,
+        "status": result.status.value,
+        "is_baseline": result.is_baseline,
+        "build_s": result.build_s,
+        "metric_drop": result.metric_drop,
+    }
+    if result.reason:
+        attrs["reason"] = result.reason[-1000:]
+    if result.latency is not None:
+        attrs.update(p50_s=result.latency.p50, p90_s=result.latency.p90)
+        attrs["calls"] = result.latency.count
+    if result.reason == BUDGET_EXHAUSTED:
+        attrs["retry"] = True  # not a verdict on the config: a resumed search tries it again
+    return attrs
+
+
+class OptunaSearcher:
+    """A :class:`~speedster_dist.search.Searcher` backed by an Optuna study (ask/tell).
+
+    Created by the driver's searcher factory, one per hardware type. ``storage`` and
+    ``resume`` select the study (see :func:`open_study`); on resume, configs measured before
+    are not measured again, except the baseline and the previous best, which are re-measured
+    first: the baseline for a same-session speedup, the best because a winner needs its
+    files and the driver keeps only files of trials measured in this session.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        storage: StudyStorage = None,
+        name: str | None = None,
+        resume: bool = False,
+        seed: int = DEFAULT_SEED,
+        prune_margin: float = PRUNE_MARGIN,
+        max_duplicates: int = MAX_CONSECUTIVE_DUPLICATES,
+        patience: int | None = PATIENCE,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        import optuna
+
+        if prune_margin < 1.0 or max_duplicates < 1 or (patience is not None and patience < 1):
+            raise ValueError("prune_margin must be >= 1, max_duplicates and patience >= 1")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver prints progress
+        self.space = space
+        self._margin = prune_margin
+        self._max_duplicates = max_duplicates
+        self._patience = patience
+        self._sampled: set[Candidate] = set()  # running configs the sampler proposed
+        self._stale = 0  # sampled configs told in a row without a new best
+        with warnings.catch_warnings():  # group=True is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        self.study = open_study(
+            name or f"search-{space.hardware_key}", storage, sampler, resume, attrs
+        )
+        self._running: dict[Candidate, optuna.Trial] = {}
+        self._told: dict[Candidate, _Told] = {}
+        self._fixed: deque[tuple[Candidate, bool]] = deque()  # (config, re-measure)
+        self._duplicates = 0
+        self._converged = False
+        self._best_p50: float | None = None
+        self.resumed = self._load()
+
+    # -- the Searcher protocol ---------------------------------------------------------
+    def ask(self) -> Candidate | None:
+        """The next new config; None when finished or when only running ones are proposed."""
+        while not self.finished():
+            trial, fixed = self._next_trial()
+            candidate = self._suggest(trial)
+            remeasure = bool(trial.user_attrs.get("remeasure"))
+            if candidate not in self._running and (remeasure or candidate not in self._told):
+                self._running[candidate] = trial
+                self._duplicates = 0
+                if not fixed:
+                    self._sampled.add(candidate)
+                return candidate
+            running = candidate in self._running
+            self._tell_duplicate(trial, candidate)
+            if running:
+                return None  # a running config: ask again after the next result, do not count
+            if not fixed:
+                self._duplicates += 1
+                self._converged = self._duplicates >= self._max_duplicates
+        return None
+
+    def tell(self, result: TrialResult) -> None:
+        """Record ``result`` in the study; the driver calls it once per asked candidate."""
+        from optuna.trial import TrialState
+
+        trial = self._running.pop(result.candidate, None)
+        if trial is None:
+            raise ValueError(f"{result.candidate.label} was not asked or was told already")
+        for key, value in _result_attrs(result).items():
+            trial.set_user_attr(key, value)
+        latency = result.latency
+        improved = False
+        if result.status is TrialStatus.COMPLETE and latency is not None:
+            self.study.tell(trial, latency.p50)
+            told = _Told(trial.number, "complete", latency.p50)
+            improved = self._best_p50 is None or latency.p50 < self._best_p50
+            self._best_p50 = min(latency.p50, self._best_p50 or latency.p50)
+        elif result.status is TrialStatus.PRUNED and latency is not None:
+            trial.report(latency.p50, step=latency.count)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            told = _Told(trial.number, "pruned", latency.p50, latency.count)
+        else:  # FAILED, REJECTED (never timed), or PRUNED without a latency
+            self.study.tell(trial, state=TrialState.FAIL)
+            told = _Told(trial.number, "fail")
+        if result.reason != BUDGET_EXHAUSTED:
+            self._told[result.candidate] = told
+        if result.candidate in self._sampled:
+            self._sampled.discard(result.candidate)
+            self._stale = 0 if improved else self._stale + 1
+
+    def _stalled(self) -> bool:
+        return self._patience is not None and self._stale >= self._patience
+
+    def finished(self) -> bool:
+        if self._fixed:
+            return False
+        measured = len(self._told.keys() | self._running.keys())
+        return self._converged or self._stalled() or measured >= self.space.size
+
+    def prune_bar(self, candidate: Candidate) -> float | None:
+        """The best p50 measured in this session times the margin, for configs the sampler
+        proposed; None before any result and for the enqueued ones (defaults, re-measures),
+        which are timed in full: one noisy 8-call window must not write off a whole arm."""
+        if self._best_p50 is None or candidate not in self._sampled:
+            return None
+        return self._best_p50 * self._margin
+
+    # -- study <-> configs -------------------------------------------------------------
+    def _params(self, candidate: Candidate) -> dict[str, Any]:
+        arm = self.space.arm(
+            f"{candidate.backend}/{candidate.precision.value}/{candidate.technique}"
+        )
+        assert arm is not None, candidate
+        params: dict[str, Any] = {_ARM: arm.key}
+        values = candidate.knob_dict
+        for knob in arm.knobs:
+            encoded = _encode(knob.choices)
+            params[f"{arm.backend}.{knob.name}"] = encoded[knob.choices.index(values[knob.name])]
+        return params
+
+    def _suggest(self, trial: optuna.Trial) -> Candidate:
+        """Sample (or read an enqueued trial's fixed) params into a config of the space."""
+        arm_key = trial.suggest_categorical(_ARM, [a.key for a in self.space.arms])
+        arm = self.space.arm(str(arm_key))
+        assert arm is not None
+        knobs = {}
+        for knob in arm.knobs:
+            encoded = _encode(knob.choices)
+            value = trial.suggest_categorical(f"{arm.backend}.{knob.name}", list(encoded))
+            knobs[knob.name] = knob.choices[encoded.index(value)]
+        return Candidate.make(
+            arm.backend, arm.precision, self.space.hardware_key, arm.technique, knobs
+        )
+
+    def _decode(self, params: Mapping[str, Any]) -> Candidate | None:
+        """The config of a stored trial's params; None when it is not in this space."""
+        arm = self.space.arm(str(params.get(_ARM)))
+        if arm is None:
+            return None
+        knobs = {}
+        for knob in arm.knobs:
+            encoded = _encode(knob.choices)
+            value = params.get(f"{arm.backend}.{knob.name}")
+            if value not in encoded:
+                return None
+            knobs[knob.name] = knob.choices[encoded.index(value)]
+        return Candidate.make(
+            arm.backend, arm.precision, self.space.hardware_key, arm.technique, knobs
+        )
+
+    def _next_trial(self) -> tuple[optuna.Trial, bool]:
+        """A trial from the fixed queue (enqueued, then popped by ``ask``) or the sampler."""
+        while self._fixed:
+            candidate, remeasure = self._fixed.popleft()
+            if candidate in self._running or (candidate in self._told and not remeasure):
+                continue
+            attrs = {"remeasure": True} if remeasure else None
+            self.study.enqueue_trial(self._params(candidate), user_attrs=attrs)
+            return self.study.ask(), True
+        return self.study.ask(), False
+
+    def _tell_duplicate(self, trial: optuna.Trial, candidate: Candidate) -> None:
+        from optuna.trial import TrialState
+
+        known = self._told.get(candidate)
+        if known is None:  # running: nothing to tell yet
+            trial.set_user_attr("duplicate_of", self._running[candidate].number)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr("duplicate_of", known.number)
+        if known.state == "complete":
+            self.study.tell(trial, known.value)
+        elif known.state == "pruned" and known.value is not None:
+            trial.report(known.value, step=known.step or 0)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    # -- resume ------------------------------------------------------------------------
+    def _load(self) -> int:
+        """Learn what the stored study measured and queue what runs first.
+
+        Returns how many configs are re-used from the study without being measured again.
+        """
+        from optuna.trial import TrialState
+
+        self._close_stale()
+        best: tuple[float, Candidate] | None = None
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        for trial in self.study.get_trials(deepcopy=False, states=finished):
+            attrs = trial.user_attrs
+            if "status" not in attrs or "duplicate_of" in attrs or attrs.get("retry"):
+                continue  # interrupted, superseded, a duplicate or cancelled: not a verdict
+            candidate = self._decode(trial.params)
+            if candidate is None:
+                continue  # no longer in this space (a backend became unavailable...)
+            state = _STATE_NAMES.get(trial.state.name, "fail")
+            told = _Told(trial.number, state, trial.value, trial.last_step)
+            self._told[candidate] = told
+            value = trial.value
+            if trial.state is TrialState.COMPLETE and value is not None:
+                best = min(best or (value, candidate), (value, candidate), key=lambda b: b[0])
+        self._queue_first(best[1] if best else None)
+        return len(self._told)
+
+    def _close_stale(self) -> None:
+        """Fail the trials an interrupted session left running or waiting."""
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(trial.number, state=TrialState.FAIL)  # never told: interrupted
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        for _ in waiting:  # enqueued but never started: popped and closed, oldest first
+            popped = self.study.ask()
+            popped.set_user_attr("superseded", True)
+            self.study.tell(popped, state=TrialState.FAIL)
+
+    def _queue_first(self, previous_best: Candidate | None) -> None:
+        """The baseline, the previous best (both re-measured when known), then the defaults."""
+        first = [c for c in (self.space.baseline, previous_best) if c is not None]
+        for candidate in dict.fromkeys(first):
+            self._fixed.append((candidate, candidate in self._told))
+        for candidate in self.space.defaults():
+            if candidate not in self._told and candidate not in first:
+                self._fixed.append((candidate, False))
+
+
+def optuna_searcher_factory(
+    storage: StudyStorage,
+    model_fingerprint: str,
+    settings: Mapping[str, Any],
+    *,
+    resume: bool = False,
+    seed: int = DEFAULT_SEED,
+    prune_margin: float = PRUNE_MARGIN,
+) -> SearcherFactory:
+    """A ``SearcherFactory`` for the driver: one study per hardware type, named by
+    :func:`study_name` from the model fingerprint, the hardware key and ``settings``."""
+
+    def make(hardware: HardwareType, space: SearchSpace) -> OptunaSearcher:
+        name = study_name(model_fingerprint, hardware.key, settings)
+        attrs = {"hardware": hardware.key, "model": model_fingerprint, **settings}
+        return OptunaSearcher(
+            space,
+            storage=storage,
+            name=name,
+            resume=resume,
+            seed=seed,
+            prune_margin=prune_margin,
+            attrs=json.loads(json.dumps(attrs, default=str)),  # user attrs must be JSON
+        )
+
+    return make

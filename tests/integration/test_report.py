@@ -1,0 +1,110 @@
+"""The report page rendered by a real browser: headless Chromium takes a screenshot, and the
+plots must be on it (their colours counted in the decoded pixels), not only in the HTML."""
+
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from speedster_dist.cli import EXIT_OK, main
+from speedster_dist.results._svg import PALETTE
+
+from ..unit.results.fleet import fleet
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="headless Chromium is not installed (apt-get install -y chromium; .ci/run does it)",
+)
+WIDTH, HEIGHT = 1400, 2600
+
+
+def chromium(page, user_data, *args):
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={user_data}",
+        *args,
+        page.as_uri(),
+    ]
+    return subprocess.run([CHROMIUM, *flags], capture_output=True, text=True, timeout=120)
+
+
+def _unfilter(data, width, channels, height):
+    """PNG scanline filters (None, Sub, Up, Average, Paeth) undone: raw rows of bytes."""
+    stride, rows, previous, at = width * channels, [], bytearray(width * channels), 0
+    for _ in range(height):
+        kind, line = data[at], bytearray(data[at + 1 : at + 1 + stride])
+        at += 1 + stride
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        previous = line
+    return rows
+
+
+def pixel_counts(png):
+    """How many pixels of each exact RGB colour an 8-bit RGB(A) PNG holds."""
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    assert depth == 8 and color in (2, 6), (depth, color)
+    channels, at, idat = (3 if color == 2 else 4), 8, b""
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind == b"IDAT":
+            idat += data[at + 8 : at + 8 + length]
+        at += 12 + length
+    counts = {}
+    for row in _unfilter(zlib.decompress(idat), width, channels, height):
+        for x in range(0, len(row), channels):
+            rgb = row[x : x + 3]
+            counts[rgb] = counts.get(rgb, 0) + 1
+    return (width, height), counts
+
+
+@needs_chromium
+def test_the_report_renders_in_headless_chromium_with_its_plots(tmp_path):
+    history, page = tmp_path / "history", tmp_path / "report.html"
+    fleet(history)
+    assert main(["report", "--history", str(history), "--out", str(page)]) == EXIT_OK
+
+    shot = tmp_path / "report.png"
+    done = chromium(
+        page, tmp_path / "profile", f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={shot}"
+    )
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    size, counts = pixel_counts(shot)
+    assert size == (WIDTH, HEIGHT)
+    colour = {h: bytes.fromhex(h[1:]) for h in PALETTE}
+    # The speed-up bars are solid blocks of the first two palette colours (one per hardware
+    # type); the regression ring is pure red; the white page is mostly background.
+    assert counts.get(colour[PALETTE[0]], 0) > 1500
+    assert counts.get(colour[PALETTE[1]], 0) > 1500
+    assert counts.get(bytes.fromhex("dd0000"), 0) > 20
+    assert counts.get(b"\xff\xff\xff", 0) > WIDTH * HEIGHT // 2
+
+    dom = chromium(page, tmp_path / "profile", "--dump-dom").stdout
+    assert dom.count("<svg") == 5 and dom.count("<polyline") >= 2
+    assert dom.count("<circle") >= 20 and "Regressions (nightly re-benchmarks)" in dom

@@ -107,15 +107,40 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
         _check_reachable(env_address)
         ray.init(address=env_address, **kwargs)
         return "address"
-    try:
-        ray.init(address="auto", **kwargs)
-        return "existing"
-    except ConnectionError:
-        pass
+    if _recorded_cluster_is_up():
+        try:
+            ray.init(address="auto", **kwargs)
+            return "existing"
+        except ConnectionError:
+            pass
     for name, value in LOOPBACK_ENV.items():
         os.environ.setdefault(name, value)
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    # "local": a new Ray even when a (possibly stale) cluster address is recorded on disk.
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return "embedded"
+
+
+def _recorded_cluster_is_up() -> bool:
+    """Whether the cluster ``ray start`` recorded on this machine still answers.
+
+    A cluster killed without ``ray stop`` leaves its address behind; Ray would then try it
+    (through the machine's routable address) for many seconds before giving up. A recorded
+    address that nothing listens on is skipped at once. With nothing recorded, Ray's own
+    detection of a running cluster decides.
+    """
+    try:
+        from ray._private.utils import read_ray_address
+
+        recorded = read_ray_address()
+    except Exception:  # a Ray without the address file: let Ray decide
+        return True
+    if not recorded:
+        return True
+    try:
+        _check_reachable(recorded)
+    except ClusterConnectionError:
+        return False
+    return True
 
 
 # Environment variables a worker needs to see the same backends as the driver.

@@ -22,7 +22,14 @@ def local_ray():
     os.environ.update(LOOPBACK_ENV)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # "local": a new Ray even if a stale cluster address is recorded in /tmp/ray.
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield ray
     finally:

@@ -137,7 +137,13 @@ def cluster():
             cl.shutdown()
             patcher.undo()
     if was_initialized:  # the session's embedded Ray (tests/integration/conftest.py)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
 
 
 def _payload(ths=0.01):

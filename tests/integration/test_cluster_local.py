@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,16 @@ from speedster_dist.testing.fakes import FAKE_BACKENDS
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 6397  # not Ray's default: other Ray clusters on this machine stay untouched
+
+
+def _free_port() -> int:
+    # Not Ray's default, and free now: other Ray clusters on this machine stay untouched.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PORT = _free_port()
 
 _DRIVER = """
 import json

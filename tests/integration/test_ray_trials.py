@@ -161,6 +161,16 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
         assert out.strip().endswith("address 1.0"), out
     finally:
         _stop_group(head)
+        _forget_address(f"127.0.0.1:{port}")
+
+
+def _forget_address(address):
+    """`ray start` records its address for `ray.init()`; killed, it leaves it behind."""
+    from ray._common.utils import reset_ray_address
+    from ray._private.utils import read_ray_address
+
+    if read_ray_address() == address:
+        reset_ray_address()
 
 
 def _stop_group(process):

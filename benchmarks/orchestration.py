@@ -95,25 +95,9 @@ BACKEND = SyntheticBackend()
 
 
 def _payload(measure: Any) -> Any:
-    import torch
+    from speedster_dist.testing.backend_contract import contract_payload
 
-    from speedster_dist.measure import numeric_precision_drop
-    from speedster_dist.runtime import TrialPayload
-    from speedster_dist.testing.backend_contract import contract_model
-
-    model = contract_model("mlp")
-    with torch.inference_mode():
-        reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        None,
-        measure,
-    )
+    return contract_payload("mlp", None, measure)
 
 
 def _gaps(results: Sequence[Any]) -> list[float]:

@@ -111,3 +111,29 @@ def check_backend_contract(
         "loaded model differs from the built one"
     )
     return drop
+
+
+def contract_payload(
+    kind: str = "mlp", metric_drop_ths: float | None = None, measure: Any = None
+) -> Any:
+    """A :class:`TrialPayload` for the tiny ``kind`` contract model, with eager reference outputs.
+
+    Shared by the driver, executor and cluster tests and the orchestration benchmark.
+    """
+    from speedster_dist.measure import MeasureSettings
+    from speedster_dist.runtime import TrialPayload
+
+    model = contract_model(kind)
+    assert model.source.module is not None
+    with torch.inference_mode():
+        reference = [tuple(model.source.module(*s)) for s in model.validation]
+    return TrialPayload(
+        model.source,
+        model.calibration,
+        model.validation,
+        reference,
+        None,
+        numeric_precision_drop,
+        metric_drop_ths,
+        measure or MeasureSettings(),
+    )

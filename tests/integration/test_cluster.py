@@ -23,20 +23,19 @@ import torch
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.learner import PORTABLE_KEY, load_model
-from speedster_dist.measure import MeasureSettings, numeric_precision_drop
+from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import (
     HARDWARE_LABEL,
     SIMULATED_TYPE_ENV,
     RayExecutor,
-    TrialPayload,
     _hardware,
     run_search,
 )
 from speedster_dist.runtime._ray import LOOPBACK_ENV
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.summary import format_summary
-from speedster_dist.testing.backend_contract import contract_model
+from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
 
 pytestmark = pytest.mark.integration
@@ -147,19 +146,7 @@ def cluster():
 
 
 def _payload(ths=0.01):
-    model = contract_model("mlp")
-    with torch.inference_mode():
-        reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        ths,
-        MEASURE,
-    )
+    return contract_payload("mlp", ths, MEASURE)
 
 
 def _settings(ignored=ONLY_TYPED, baseline="typed"):

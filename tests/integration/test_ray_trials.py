@@ -14,30 +14,18 @@ import torch
 from speedster_dist import optimize_model
 from speedster_dist.measure import MeasureSettings, numeric_precision_drop
 from speedster_dist.records import DeviceKind, TrialStatus
-from speedster_dist.runtime import RayExecutor, TrialPayload, connect, run_search
+from speedster_dist.runtime import RayExecutor, connect, run_search
 from speedster_dist.runtime._ray import LOOPBACK_ENV, ClusterConnectionError
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing import models
-from speedster_dist.testing.backend_contract import contract_model
+from speedster_dist.testing.backend_contract import contract_payload
 
 pytestmark = pytest.mark.integration
 FAST = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1)
 
 
 def _payload(ths=None):
-    model = contract_model("mlp")
-    with torch.inference_mode():
-        reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        ths,
-        FAST,
-    )
+    return contract_payload("mlp", ths, FAST)
 
 
 def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray):

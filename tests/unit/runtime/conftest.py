@@ -1,11 +1,10 @@
 import pytest
-import torch
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
-from speedster_dist.measure import MeasureSettings, numeric_precision_drop
+from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import DeviceKind, HardwareType
-from speedster_dist.runtime import NodeProbe, TrialPayload, backend_catalog
-from speedster_dist.testing.backend_contract import contract_model
+from speedster_dist.runtime import NodeProbe, backend_catalog
+from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 FAKE_HW = HardwareType("cpu-fake-2c", DeviceKind.CPU, "fake test CPU", frozenset({"avx2"}), 2)
@@ -24,16 +23,4 @@ def fake_probe(*names, hardware=FAKE_HW):
 
 @pytest.fixture
 def payload():
-    model = contract_model("mlp")
-    with torch.inference_mode():
-        reference = [tuple(model.source.module(*s)) for s in model.validation]
-    return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        0.01,
-        FAST,
-    )
+    return contract_payload("mlp", 0.01, FAST)

@@ -23,7 +23,7 @@ from speedster_dist.runtime._catalog import NodeProbe, probe_node
 from speedster_dist.runtime._exports import SharedExport, consumes_onnx, make_shared_export
 from speedster_dist.runtime._hardware import with_node_labels
 from speedster_dist.runtime._placement import NodePool
-from speedster_dist.runtime._task import trial_task
+from speedster_dist.runtime._task import size_torch_threads, trial_task
 from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
 from speedster_dist.search import BackendInfo
 
@@ -195,7 +195,8 @@ class _Export:
 _PROBE_CACHE: dict[tuple[str, str], NodeProbe] = {}  # (node id, runtime env) -> probe
 
 
-def _shared_export_task(payload: TrialPayload) -> tuple[str, SharedExport]:
+def _shared_export_task(payload: TrialPayload, cpus: float) -> tuple[str, SharedExport]:
+    size_torch_threads(cpus)
     export = make_shared_export(payload)
     return export.error, export
 
@@ -448,6 +449,7 @@ class RayExecutor:
             node_id,
             item.is_baseline,
             item.prune_above_s,
+            reservation.num_cpus,
         )
         deadline = time.monotonic() + self._timeout
         self._running[result_ref] = _Running(item, node_id, deadline, artifact_ref)
@@ -465,7 +467,7 @@ class RayExecutor:
             scheduling_strategy=self._affinity(node_id),
             name="speedster-onnx-export",
             **self._task_options,
-        ).remote(self._payload_ref)
+        ).remote(self._payload_ref, reservation.num_cpus)
         deadline = time.monotonic() + self._timeout
         self._export = _Export("running", status_ref, export_ref, node_id, deadline)
         self.stats["exports"] += 1

@@ -82,6 +82,9 @@ def test_real_backends_on_tiny_bert_through_ray(local_ray, tmp_path):
     assert len(baseline) == 1 and baseline[0].ok
     node_ids = {r.node_id for r in results}
     assert len(node_ids) == 1 and "" not in node_ids
+    # Each trial reserved the node's 2 CPUs and torch ran on both, whatever the Ray worker
+    # ran before (a zero-CPU probe leaves torch on one thread in a reused worker).
+    assert {dict(r.extra)["torch_threads"] for r in results} == {2}
     for r in results:
         assert r.status in (TrialStatus.COMPLETE, TrialStatus.REJECTED), (
             f"{r.candidate.label}: {r.reason}"

@@ -160,7 +160,8 @@ class FakeRay:
         elif task.fn is trial_task:
             # Like Ray, object refs passed as arguments arrive as their values.
             args = tuple(self.get(a) if isinstance(a, Ref) else a for a in task.args)
-            _, export, candidate, hardware, node_id, is_baseline, _ = args
+            _, export, candidate, hardware, node_id, is_baseline, _, cpus = args
+            assert cpus == task.options["num_cpus"]  # torch's threads are sized to it
             start = next(self.clock)
             result = TrialResult(
                 candidate,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -230,9 +232,17 @@ class HardwareKeyedLearner:
         return self.for_hardware()(*args, **kwargs)
 
     def save(self, path: str | Path) -> Path:
-        """Write the manifest and every winner's files under ``path`` (created if needed)."""
+        """Write the manifest and every winner's files under ``path`` (created if needed).
+
+        Saving over a saved learner (the nightly run adding a hardware type) is atomic: new
+        files go to folders the current manifest does not use, the manifest is replaced in
+        one rename, and only then are the folders it no longer names removed. An interrupted
+        save leaves the previous learner loadable (and, at worst, an unused folder behind).
+        Other files in ``path`` are left alone.
+        """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        previous = _folders_in_use(root)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -240,13 +250,40 @@ class HardwareKeyedLearner:
             "entries": {},
         }
         for key, entry in self.entries.items():
-            checksums = _write_files(root / _folder(key), entry.saved)
-            manifest["entries"][key] = _entry_json(entry, _folder(key), checksums)
+            folder = _free_folder(root, _folder(key))
+            checksums = _write_files(root / folder, entry.saved)
+            manifest["entries"][key] = _entry_json(entry, folder, checksums)
         if self.portable is not None:
-            checksums = _write_files(root / _PORTABLE_FOLDER, self.portable)
-            manifest["portable"] = _saved_json(self.portable, _PORTABLE_FOLDER, checksums)
-        (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            folder = _free_folder(root, _PORTABLE_FOLDER)
+            checksums = _write_files(root / folder, self.portable)
+            manifest["portable"] = _saved_json(self.portable, folder, checksums)
+        staged = root / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
+        staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        os.replace(staged, root / MANIFEST)
+        kept = {raw["folder"] for raw in manifest["entries"].values()}
+        kept |= {manifest["portable"]["folder"]} if "portable" in manifest else set()
+        for folder in previous - kept:
+            shutil.rmtree(root / folder, ignore_errors=True)
         return root
+
+
+def _folders_in_use(root: Path) -> set[str]:
+    """The folders the manifest in ``root`` names (none when there is no readable one)."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        raws = [*manifest.get("entries", {}).values(), manifest.get("portable") or {}]
+        names = {str(raw["folder"]) for raw in raws if isinstance(raw, dict) and "folder" in raw}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+    # Only plain sub-folders: a hand-edited manifest must not make save delete elsewhere.
+    return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+
+
+def _free_folder(root: Path, name: str) -> str:
+    """``name``, or a fresh variant of it when that folder exists already (in use)."""
+    while (root / name).exists():
+        name = f"{name.split('~')[0]}~{uuid.uuid4().hex[:8]}"
+    return name
 
 
 def _write_files(folder: Path, saved: SavedCandidate) -> dict[str, str]:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,9 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from speedster_dist.backends._protocol import SourceModel, UnsupportedCandidate
+from speedster_dist.backends._protocol import Knob, SourceModel, UnsupportedCandidate
+from speedster_dist.records import DeviceKind, Precision
 
 __all__ = [
+    "CALIBRATION_METHODS",
+    "DEFAULT_CALIBRATION_SAMPLES",
     "cache_root",
     "convert_float16",
     "copy_onnx",
@@ -34,8 +38,11 @@ __all__ = [
     "graph_input_names",
     "is_large",
     "optimize_transformer",
+    "pick_calibration",
     "quantize_dynamic_int8",
     "quantize_static_qdq",
+    "quantize_static_with_knobs",
+    "static_int8_knobs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -455,23 +462,106 @@ def _preprocess(onnx_path: Path, out_path: Path) -> Path:
     return onnx_path
 
 
+# How activation ranges are calibrated: min/max (fast, the default), or from histograms
+# (slower, and they need every calibration output in memory), which clip outliers.
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# Static int8 calibrates on at most this many held-in samples by default (a bounded build
+# time whatever the user passes); an unconstrained search also tries all of them.
+DEFAULT_CALIBRATION_SAMPLES = 32
+
+
+def static_int8_knobs(devices: frozenset[DeviceKind]) -> tuple[Knob, ...]:
+    """The calibration knobs of a backend's static int8 (QDQ) capability on ``devices``.
+
+    ``calibration_samples`` 0 means every held-in sample.
+    """
+    where: dict[str, Any] = {
+        "devices": devices,
+        "precisions": frozenset({Precision.INT8}),
+        "techniques": frozenset({"static"}),
+    }
+    return (
+        Knob("calibration_samples", (DEFAULT_CALIBRATION_SAMPLES, 0), **where),
+        Knob("calibration_method", CALIBRATION_METHODS, **where),
+    )
+
+
+def pick_calibration(samples: Sequence[Any], count: int) -> list[Any]:
+    """``count`` of ``samples``, spread evenly over them (all when ``count`` is 0 or more
+    than there are): the held-in data may be ordered, by length or by class."""
+    chosen = list(samples)
+    if count <= 0 or count >= len(chosen):
+        return chosen
+    step = len(chosen) / count
+    return [chosen[int(i * step)] for i in range(count)]
+
+
+def quantize_static_with_knobs(
+    onnx_path: Path,
+    model: SourceModel,
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+    knobs: Mapping[str, Any],
+    out_path: Path,
+    *,
+    symmetric: bool = False,
+) -> Path:
+    """:func:`quantize_static_qdq` as a candidate's knobs (:func:`static_int8_knobs` and
+    ``per_channel``) say; without held-in samples the example input gives the ranges."""
+    count = int(knobs.get("calibration_samples", DEFAULT_CALIBRATION_SAMPLES))
+    samples = pick_calibration(calibration, count) or [tuple(model.example_inputs)]
+    return quantize_static_qdq(
+        onnx_path,
+        model.input_names,
+        samples,
+        out_path,
+        bool(knobs.get("per_channel", False)),
+        method=str(knobs.get("calibration_method", CALIBRATION_METHODS[0])),
+        symmetric=symmetric,
+    )
+
+
 def quantize_static_qdq(
     onnx_path: Path,
     input_names: Sequence[str],
     calibration: Sequence[tuple[torch.Tensor, ...]],
     out_path: Path,
     per_channel: bool = False,
+    *,
+    method: str = "minmax",
+    symmetric: bool = False,
 ) -> Path:
-    """Static int8 quantization in QDQ form (runs on ONNX Runtime and on OpenVINO).
+    """Static int8 quantization in QDQ form (runs on ONNX Runtime, OpenVINO, TensorRT).
 
     ``calibration`` holds positional samples named by ``input_names``; they may differ in
-    shape (dynamic axes). Only MatMul/Gemm/Conv are quantized. Raises
-    :class:`UnsupportedCandidate` without samples.
+    shape (dynamic axes). Only MatMul/Gemm/Conv are quantized. ``method`` is one of
+    :data:`CALIBRATION_METHODS`. ``symmetric``: int8 activations and weights with zero
+    points of 0 (what TensorRT accepts); otherwise uint8 activations. Raises
+    :class:`UnsupportedCandidate` without samples or for an unknown method.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not calibration:
         raise UnsupportedCandidate("static int8 quantization needs calibration samples")
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if method not in methods:
+        raise UnsupportedCandidate(
+            f"unknown calibration method {method!r}; use one of {', '.join(methods)}"
+        )
+    shapes = {tuple(tuple(t.shape) for t in sample) for sample in calibration}
+    if method != "minmax" and len(shapes) > 1:
+        # ONNX Runtime's histogram collectors stack every sample's outputs into one array.
+        raise UnsupportedCandidate(
+            f"calibration method {method!r} needs held-in samples of one shape; these have "
+            f"{len(shapes)} different shapes (minmax calibrates on any)"
+        )
+    # uint8 activations, int8 weights: x86's native int8 kernels (and OpenVINO's layout).
+    # MiniLM on AVX2: 2x faster than int8/int8, same outputs.
+    activations = QuantType.QInt8 if symmetric else QuantType.QUInt8
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
     prepared = _preprocess(Path(onnx_path), out_path.with_suffix(".pre.onnx"))
     reader = _SampleReader(input_names, calibration, set(graph_input_names(prepared)))
     try:
@@ -481,12 +571,12 @@ def quantize_static_qdq(
             reader,  # duck-typed: CalibrationDataReader checks for get_next()
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
-            # uint8 activations, int8 weights: x86's native int8 kernels (and OpenVINO's
-            # layout). MiniLM on AVX2: 2x faster than int8/int8, same outputs.
-            activation_type=QuantType.QUInt8,
+            activation_type=activations,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=_STATIC_OPS,
             use_external_data_format=is_large(prepared),
+            calibrate_method=methods[method],
+            extra_options=extra,
         )
     finally:
         _remove_intermediate(prepared, onnx_path)
@@ -534,11 +624,16 @@ def optimize_transformer(
     nothing fused, or the optimizer failed on this graph (logged). The result contains
     com.microsoft ops, so only ONNX Runtime can run it; ``use_gpu`` picks GPU fusions.
     A CPU result is checked by loading it: some fused graphs (static-shape BERT exports)
-    make ONNX Runtime's own constant folding fail at session creation.
+    make ONNX Runtime's own constant folding fail at session creation. The fused form of a
+    cached export is cached beside it (the fusion takes seconds, and every fused trial on
+    the node needs the same file): then the cached file is returned, not ``out_path``.
     """
     model_type = _OPTIMIZER_TYPES.get(str((hf_config or {}).get("model_type", "")))
     if hf_config is None or model_type is None:
         return None
+    cached = _fused_cache_path(Path(onnx_path), use_gpu)
+    if cached is not None and cached.exists():
+        return cached
     from onnxruntime.transformers.optimizer import optimize_model
 
     try:
@@ -562,7 +657,36 @@ def optimize_transformer(
     except Exception as exc:
         logger.warning("ORT transformer optimizer failed (%s); using the plain graph", _short(exc))
         return None
+    if cached is not None:
+        _publish_file(out_path, cached)
     return out_path
+
+
+def _fused_cache_path(onnx_path: Path, use_gpu: bool) -> Path | None:
+    """Where the fused form of a cached export (this module's, or a search's shared one) is
+    kept; None for a file outside the node cache (a user's file, an uncached export) or one
+    with external data."""
+    import onnxruntime
+
+    try:
+        cached_export = cache_root().resolve() in onnx_path.resolve().parents
+    except OSError:
+        return None
+    if not cached_export or is_large(onnx_path):
+        return None
+    device = "gpu" if use_gpu else "cpu"
+    return onnx_path.parent / f"fused-{device}-ort{onnxruntime.__version__}.onnx"
+
+
+def _publish_file(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically (a reader sees all of it or nothing)."""
+    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(source, staging)
+        os.replace(staging, target)
+    except OSError as exc:  # a read-only or full cache only costs the next trial a fusion
+        logger.info("could not cache the fused graph at %s: %s", target, exc)
+        staging.unlink(missing_ok=True)
 
 
 def _check_loads(path: Path) -> None:

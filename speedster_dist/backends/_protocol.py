@@ -59,6 +59,7 @@ class Knob:
     choices: tuple[Any, ...]
     devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
     precisions: frozenset[Precision] = frozenset(Precision)  # where the knob means something
+    techniques: frozenset[str] = frozenset()  # the techniques it applies to; empty: all
 
     def __post_init__(self) -> None:
         if not self.choices:

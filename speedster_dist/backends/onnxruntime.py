@@ -22,7 +22,8 @@ from speedster_dist.backends._onnx import (
     feeds,
     optimize_transformer,
     quantize_dynamic_int8,
-    quantize_static_qdq,
+    quantize_static_with_knobs,
+    static_int8_knobs,
 )
 from speedster_dist.backends._protocol import (
     BuildConfig,
@@ -180,6 +181,7 @@ class OnnxRuntimeBackend:
             devices=frozenset({_CPU}),
             precisions=frozenset({Precision.INT8}),
         ),
+        *static_int8_knobs(frozenset({_CPU})),
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
@@ -264,14 +266,12 @@ def _convert(
     config: BuildConfig,
     workdir: Path,
 ) -> Path:
-    per_channel = bool(config.knobs.get("per_channel", False))
     if config.precision is Precision.INT8 and config.technique == "dynamic":
+        per_channel = bool(config.knobs.get("per_channel", False))
         return quantize_dynamic_int8(path, workdir / "int8_dynamic.onnx", per_channel)
     if config.precision is Precision.INT8:
-        # Without held-in samples, the example input still gives usable ranges.
-        samples = list(calibration) or [tuple(model.example_inputs)]
-        return quantize_static_qdq(
-            path, model.input_names, samples, workdir / "int8_static.onnx", per_channel
+        return quantize_static_with_knobs(
+            path, model, calibration, config.knobs, workdir / "int8_static.onnx"
         )
     if config.precision is Precision.FP16 and config.technique != TRT_EP:
         return convert_float16(path, workdir / "fp16.onnx")

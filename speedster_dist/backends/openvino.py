@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from speedster_dist.backends._onnx import export_onnx, feeds, quantize_static_qdq
+from speedster_dist.backends._onnx import (
+    export_onnx,
+    feeds,
+    quantize_static_with_knobs,
+    static_int8_knobs,
+)
 from speedster_dist.backends._protocol import (
     BuildConfig,
     Capability,
@@ -163,8 +168,8 @@ def _read_model(
             raise UnsupportedCandidate(
                 f"openvino int8 supports technique 'static', not {config.technique!r}"
             )
-        onnx_path = quantize_static_qdq(
-            onnx_path, model.input_names, calibration, workdir / "model.qdq.onnx"
+        onnx_path = quantize_static_with_knobs(
+            onnx_path, model, calibration, config.knobs, workdir / "model.qdq.onnx"
         )
     ov_model = _core().read_model(str(onnx_path))
     _make_axes_dynamic(ov_model, model)
@@ -200,6 +205,14 @@ class OpenVinoBackend:
         Knob("performance_hint", ("LATENCY", "THROUGHPUT"), devices=frozenset({_CPU})),
         Knob("num_streams", (0, 1, 2), devices=frozenset({_CPU})),  # 0: from the hint
         Knob("inference_num_threads", (0, 1, 2, 4), devices=frozenset({_CPU})),  # 0: all cores
+        Knob(
+            "per_channel",
+            (False, True),
+            devices=frozenset({_CPU}),
+            precisions=frozenset({Precision.INT8}),
+            techniques=frozenset({"static"}),
+        ),
+        *static_int8_knobs(frozenset({_CPU})),
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:

@@ -20,7 +20,12 @@ from typing import Any
 
 import torch
 
-from speedster_dist.backends._onnx import convert_float16, export_onnx, quantize_static_qdq
+from speedster_dist.backends._onnx import (
+    convert_float16,
+    export_onnx,
+    quantize_static_with_knobs,
+    static_int8_knobs,
+)
 from speedster_dist.backends._protocol import (
     BuildConfig,
     Capability,
@@ -103,8 +108,9 @@ def _onnx_file(
             raise UnsupportedCandidate(
                 f"tensorrt int8 needs technique 'static', not {config.technique!r}"
             )
-        return quantize_static_qdq(
-            onnx_path, model.input_names, calibration, workdir / "model.qdq.onnx"
+        # TensorRT's parser takes symmetric Q/DQ only (zero points of 0).
+        return quantize_static_with_knobs(
+            onnx_path, model, calibration, config.knobs, workdir / "model.qdq.onnx", symmetric=True
         )
     if config.precision is Precision.FP16 and not hasattr(_trt().BuilderFlag, "FP16"):
         # TensorRT 11 removed the precision flags: networks are strongly typed, so fp16 must
@@ -290,6 +296,7 @@ class TensorRTBackend:
     knobs: tuple[Knob, ...] = (
         Knob("builder_optimization_level", (3, 5), devices=frozenset({_GPU})),
         Knob("workspace_gb", (4, 8), devices=frozenset({_GPU})),
+        *static_int8_knobs(frozenset({_GPU})),
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:

@@ -38,7 +38,9 @@ def _info(name: str, device: DeviceKind) -> BackendInfo:
         for c in backend.capabilities
     )
     knobs = tuple(
-        KnobInfo(k.name, k.choices, frozenset(d.value for d in k.devices), k.precisions)
+        KnobInfo(
+            k.name, k.choices, frozenset(d.value for d in k.devices), k.precisions, k.techniques
+        )
         for k in backend.knobs
     )
     try:

@@ -93,9 +93,10 @@ class Executor(Protocol):
         ...
 
 
-def _failed(
+def failed_result(
     candidate: Candidate, reason: str, node_id: str = "", is_baseline: bool = False
 ) -> TrialResult:
+    """A FAILED result the executor (not the trial) records: crash, loss, cancellation..."""
     return TrialResult(
         candidate, TrialStatus.FAILED, reason, node_id=node_id, is_baseline=is_baseline
     )
@@ -141,7 +142,9 @@ class InlineExecutor:
         return len(self._queue)
 
     def cancel_all(self, reason: str) -> list[TrialOutcome]:
-        outcomes = [TrialOutcome(_failed(c, reason, "local", b)) for c, _, b, _ in self._queue]
+        outcomes = [
+            TrialOutcome(failed_result(c, reason, "local", b)) for c, _, b, _ in self._queue
+        ]
         self._queue.clear()
         return outcomes
 
@@ -416,7 +419,9 @@ class RayExecutor:
                 self._queue.remove(item)
                 reason = self._lost.get(item.key, "no node of this hardware type is left")
                 self._finished.append(
-                    TrialOutcome(_failed(item.candidate, f"lost: {reason}", "", item.is_baseline))
+                    TrialOutcome(
+                        failed_result(item.candidate, f"lost: {reason}", "", item.is_baseline)
+                    )
                 )
                 continue
             export_ref = None
@@ -554,7 +559,9 @@ class RayExecutor:
         item = running.queued
         reason = f"{type(exc).__name__}: {str(exc).strip()[-1500:]}"
         if not self._is_node_loss(exc, running.node_id):
-            return TrialOutcome(_failed(item.candidate, reason, running.node_id, item.is_baseline))
+            return TrialOutcome(
+                failed_result(item.candidate, reason, running.node_id, item.is_baseline)
+            )
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else reason
         self._node_left(running.node_id, first_line)
         note = f"node {running.node_id[:12]} left the cluster: {first_line}"
@@ -569,7 +576,7 @@ class RayExecutor:
         )
         self.stats["lost"] += 1
         return TrialOutcome(
-            _failed(item.candidate, f"lost: {note}; {why}", running.node_id, item.is_baseline)
+            failed_result(item.candidate, f"lost: {note}; {why}", running.node_id, item.is_baseline)
         )
 
     def _expire(self) -> list[TrialOutcome]:
@@ -585,7 +592,9 @@ class RayExecutor:
         self._ray.cancel(ref, force=True)
         self._pool.release(running.node_id, running.queued.key)
         item = running.queued
-        return TrialOutcome(_failed(item.candidate, reason, running.node_id, item.is_baseline))
+        return TrialOutcome(
+            failed_result(item.candidate, reason, running.node_id, item.is_baseline)
+        )
 
     def in_flight(self) -> int:
         return len(self._running) + len(self._queue) + len(self._finished)
@@ -593,7 +602,7 @@ class RayExecutor:
     def cancel_all(self, reason: str) -> list[TrialOutcome]:
         outcomes = [self._cancel(ref, reason) for ref in list(self._running)]
         outcomes += [
-            TrialOutcome(_failed(q.candidate, reason, "", q.is_baseline)) for q in self._queue
+            TrialOutcome(failed_result(q.candidate, reason, "", q.is_baseline)) for q in self._queue
         ]
         self._queue.clear()
         outcomes += self._finished

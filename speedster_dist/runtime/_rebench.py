@@ -13,8 +13,13 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
-from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
+from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.runtime._executors import (
+    Executor,
+    HardwareGroup,
+    TrialOutcome,
+    failed_result,
+)
 from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
 from speedster_dist.search import SpaceSettings, derive_space
 
@@ -51,12 +56,8 @@ def baseline_candidate(group: HardwareGroup, settings: SpaceSettings) -> Candida
 
 
 def _unplaceable(trial: FixedTrial) -> TrialResult:
-    return TrialResult(
-        trial.candidate,
-        TrialStatus.FAILED,
-        f"no node of hardware type {trial.hardware.key} could take the trial",
-        is_baseline=trial.is_baseline,
-    )
+    reason = f"no node of hardware type {trial.hardware.key} could take the trial"
+    return failed_result(trial.candidate, reason, is_baseline=trial.is_baseline)
 
 
 def run_fixed_trials(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SEED",
     "MAX_CONSECUTIVE_DUPLICATES",
+    "MIN_IMPROVEMENT",
     "PATIENCE",
     "PRUNE_MARGIN",
     "OptunaSearcher",
@@ -47,8 +48,11 @@ PRUNE_MARGIN = 1.1
 # only configs already measured this many times in a row (it has converged)...
 MAX_CONSECUTIVE_DUPLICATES = 30
 # ...or when this many configs in a row, proposed by the sampler after the defaults, did not
-# beat the best p50 of the session (None: no such limit).
+# beat the best p50 of the session (None: no such limit)...
 PATIENCE: int | None = 10
+# ...by at least this fraction: a gain smaller than the run-to-run noise of a latency
+# measurement (a few percent on a shared node) is a tie, and does not extend the search.
+MIN_IMPROVEMENT = 0.02
 
 _ARM = "arm"
 _PRIMITIVE = (str, int, float, bool, type(None))
@@ -111,17 +115,21 @@ class OptunaSearcher:
         prune_margin: float = PRUNE_MARGIN,
         max_duplicates: int = MAX_CONSECUTIVE_DUPLICATES,
         patience: int | None = PATIENCE,
+        min_improvement: float = MIN_IMPROVEMENT,
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         import optuna
 
         if prune_margin < 1.0 or max_duplicates < 1 or (patience is not None and patience < 1):
             raise ValueError("prune_margin must be >= 1, max_duplicates and patience >= 1")
+        if not 0.0 <= min_improvement < 1.0:
+            raise ValueError("min_improvement must be in [0, 1)")
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver prints progress
         self.space = space
         self._margin = prune_margin
         self._max_duplicates = max_duplicates
         self._patience = patience
+        self._min_improvement = min_improvement
         self._sampled: set[Candidate] = set()  # running configs the sampler proposed
         self._stale = 0  # sampled configs told in a row without a new best
         with warnings.catch_warnings():  # group=True is marked experimental
@@ -174,7 +182,9 @@ class OptunaSearcher:
         if result.status is TrialStatus.COMPLETE and latency is not None:
             self.study.tell(trial, latency.p50)
             told = _Told(trial.number, "complete", latency.p50)
-            improved = self._best_p50 is None or latency.p50 < self._best_p50
+            improved = self._best_p50 is None or latency.p50 < self._best_p50 * (
+                1.0 - self._min_improvement
+            )
             self._best_p50 = min(latency.p50, self._best_p50 or latency.p50)
         elif result.status is TrialStatus.PRUNED and latency is not None:
             trial.report(latency.p50, step=latency.count)

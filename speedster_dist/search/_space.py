@@ -49,6 +49,14 @@ class KnobInfo:
     choices: tuple[Any, ...]
     devices: frozenset[str]
     precisions: frozenset[Precision] = frozenset(Precision)
+    techniques: frozenset[str] = frozenset()  # empty: every technique
+
+    def applies_to(self, cap: CapabilityInfo) -> bool:
+        return (
+            cap.device in self.devices
+            and cap.precision in self.precisions
+            and (not self.techniques or cap.technique in self.techniques)
+        )
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ def _compressor_ignored(cap: CapabilityInfo, ignored: frozenset[str]) -> bool:
 def _relevant_knobs(
     knobs: Sequence[KnobInfo], cap: CapabilityInfo, tune: bool
 ) -> tuple[KnobInfo, ...]:
-    relevant = [k for k in knobs if cap.device in k.devices and cap.precision in k.precisions]
+    relevant = [k for k in knobs if k.applies_to(cap)]
     # Without tuning a knob keeps only its default, so the space is the defaults, exactly.
     return tuple(k if tune else replace(k, choices=k.choices[:1]) for k in relevant)
 

@@ -189,3 +189,45 @@ def test_explicit_hardware_type_and_listing(tmp_path):
     torch.testing.assert_close(loaded(x), model.source.module(x)[0])
     with pytest.raises(ArtifactError, match="no winner for hardware type"):
         loaded.for_hardware("cpu-missing")
+
+
+def test_saving_over_a_learner_is_atomic_and_keeps_other_files(tmp_path, monkeypatch):
+    import speedster_dist.learner as learner_module
+
+    model, own = _entry(tmp_path, LOCAL, kind="mlp")
+    _, other = _entry(tmp_path, replace(LOCAL, key="cpu-other"), kind="mlp")
+    io = LearnerIO(model.source.input_names, False, OutputSpec("tensor", ("output_0",)))
+    path = HardwareKeyedLearner(io, {LOCAL.key: own}).save(tmp_path / "artifact")
+    (path / "kit").mkdir()  # e.g. the rebench kit the nightly run keeps beside the winners
+    (path / "kit" / "model.pt").write_bytes(b"kept")
+    before = (path / "manifest.json").read_text()
+
+    # Adding a hardware type; the save dies while writing the new winner's files.
+    grown = HardwareKeyedLearner(io, {LOCAL.key: own, "cpu-other": other})
+    real_write = learner_module._write_files
+    calls = []
+
+    def dying_write(folder, saved):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_write(folder, saved)
+
+    monkeypatch.setattr(learner_module, "_write_files", dying_write)
+    with pytest.raises(OSError, match="disk full"):
+        grown.save(path)
+    assert (path / "manifest.json").read_text() == before
+    assert load_model(path).hardware_types() == [LOCAL.key]  # the old learner still loads
+
+    monkeypatch.setattr(learner_module, "_write_files", real_write)
+    grown.save(path)
+    loaded = load_model(path, hardware_key="cpu-other")
+    assert sorted(loaded.hardware_types()) == sorted([LOCAL.key, "cpu-other"])
+    x = model.validation[0][0]
+    torch.testing.assert_close(loaded(x), model.source.module(x)[0])
+    folders = {raw["folder"] for raw in LearnerMetadata.read(path).manifest["entries"].values()}
+    on_disk = {p.name for p in path.iterdir() if p.is_dir()}
+    assert (path / "kit" / "model.pt").read_bytes() == b"kept"
+    # Only the manifest's folders, the kit and the orphan of the interrupted save remain.
+    assert folders <= on_disk and len(on_disk - folders - {"kit"}) == 1
+    assert not list(path.glob(".manifest.json.*"))

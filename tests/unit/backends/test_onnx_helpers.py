@@ -261,6 +261,114 @@ def test_static_qdq_needs_samples(mlp: ContractModel, tmp_path: Path) -> None:
         _onnx.quantize_static_qdq(plain, ["input"], [], tmp_path / "q.onnx")
 
 
+def _zero_points(path: Path) -> list[np.ndarray]:
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+def test_symmetric_qdq_has_int8_zero_points_only(mlp: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    asym = _onnx.quantize_static_qdq(plain, ["input"], mlp.calibration, tmp_path / "a.onnx")
+    sym = _onnx.quantize_static_qdq(
+        plain, ["input"], mlp.calibration, tmp_path / "s.onnx", symmetric=True
+    )
+    assert any(zp.dtype == np.uint8 for zp in _zero_points(asym))  # x86's u8 activations
+    points = _zero_points(sym)
+    assert points and all(zp.dtype == np.int8 and not zp.any() for zp in points)
+    got, want = (
+        _run(sym, mlp.source, mlp.validation[0])[0],
+        _eager(mlp.source, mlp.validation[0])[0],
+    )
+    cosine = float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
+    assert cosine > 0.9
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_methods(method: str, mlp: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    varied = mlp.calibration  # batches of 1, 3, 2 and 4 rows
+    with pytest.raises(UnsupportedCandidate, match="one shape; these have 4"):
+        _onnx.quantize_static_qdq(plain, ["input"], varied, tmp_path / "v.onnx", method=method)
+    generator = torch.Generator().manual_seed(0)
+    uniform = [(torch.randn(4, 16, generator=generator) * 3,) for _ in range(4)]
+    out = _onnx.quantize_static_qdq(plain, ["input"], uniform, tmp_path / "q.onnx", method=method)
+    minmax = _onnx.quantize_static_qdq(plain, ["input"], uniform, tmp_path / "m.onnx")
+    if method == "percentile":  # the 99.999th percentile clips the range min/max keeps
+        assert any(
+            not np.array_equal(a, b) for a, b in zip(_scales(out), _scales(minmax), strict=True)
+        )
+    sample = mlp.validation[0]
+    got, want = _run(out, mlp.source, sample)[0], _eager(mlp.source, sample)[0]
+    cosine = float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
+    assert np.isfinite(got).all() and cosine > 0.9
+
+
+def _scales(path: Path) -> list[np.ndarray]:
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [inits[n.input[1]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+def test_unknown_calibration_method_is_unsupported(mlp: ContractModel, tmp_path: Path) -> None:
+    plain = _onnx.export_onnx(mlp.source, tmp_path)
+    with pytest.raises(UnsupportedCandidate, match=r"calibration method 'kl'.*minmax"):
+        _onnx.quantize_static_qdq(
+            plain, ["input"], mlp.calibration, tmp_path / "q.onnx", method="kl"
+        )
+
+
+def test_calibration_subset_is_spread_over_the_samples() -> None:
+    samples = list(range(10))
+    assert _onnx.pick_calibration(samples, 5) == [0, 2, 4, 6, 8]
+    assert _onnx.pick_calibration(samples, 3) == [0, 3, 6]
+    assert _onnx.pick_calibration(samples, 0) == samples  # 0: all of them
+    assert _onnx.pick_calibration(samples, 50) == samples
+    assert _onnx.pick_calibration([], 4) == []
+
+
+def test_knobs_choose_the_calibration(
+    mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_quantize(path, names, samples, out, per_channel=False, *, method, symmetric):
+        seen.update(count=len(samples), per_channel=per_channel, method=method, sym=symmetric)
+        return out
+
+    monkeypatch.setattr(_onnx, "quantize_static_qdq", fake_quantize)
+    many = [mlp.calibration[0]] * 40
+    knobs = {"calibration_samples": 0, "calibration_method": "entropy", "per_channel": True}
+    _onnx.quantize_static_with_knobs(tmp_path / "m.onnx", mlp.source, many, knobs, tmp_path / "q")
+    assert seen == {"count": 40, "per_channel": True, "method": "entropy", "sym": False}
+    _onnx.quantize_static_with_knobs(
+        tmp_path / "m.onnx", mlp.source, many, {}, tmp_path / "q", symmetric=True
+    )
+    assert seen == {
+        "count": _onnx.DEFAULT_CALIBRATION_SAMPLES,
+        "per_channel": False,
+        "method": "minmax",
+        "sym": True,
+    }
+    _onnx.quantize_static_with_knobs(tmp_path / "m.onnx", mlp.source, [], {}, tmp_path / "q")
+    assert seen["count"] == 1  # no held-in samples: the example input gives the ranges
+
+
+def test_static_int8_knobs_apply_to_static_int8_only() -> None:
+    from speedster_dist.records import DeviceKind, Precision
+
+    knobs = _onnx.static_int8_knobs(frozenset({DeviceKind.CPU}))
+    assert [k.name for k in knobs] == ["calibration_samples", "calibration_method"]
+    for knob in knobs:
+        assert knob.precisions == {Precision.INT8} and knob.techniques == {"static"}
+    assert knobs[0].choices == (_onnx.DEFAULT_CALIBRATION_SAMPLES, 0)
+    assert knobs[1].choices[0] == "minmax"
+
+
 def test_dynamic_int8_on_a_fused_graph(bert: ContractModel, tmp_path: Path) -> None:
     plain = _onnx.export_onnx(bert.source, tmp_path)
     fused = _onnx.optimize_transformer(plain, tmp_path / "fused.onnx", bert.source.hf_config)
@@ -281,6 +389,35 @@ def test_transformer_optimizer_fuses_bert(bert: ContractModel, tmp_path: Path) -
         _run(fused, bert.source, sample), _eager(bert.source, sample), strict=True
     ):
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_fused_graph_of_a_cached_export_is_cached(
+    bert: ContractModel, tmp_path: Path, _private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = _onnx.export_onnx(bert.source, tmp_path / "w1")
+    first = _onnx.optimize_transformer(plain, tmp_path / "f1.onnx", bert.source.hf_config)
+    assert first == tmp_path / "f1.onnx"
+    from onnxruntime.transformers import optimizer
+
+    fusions: list[object] = []
+
+    def no_fusion(*args: object, **kwargs: object) -> None:
+        fusions.append(args)
+        raise RuntimeError("the optimizer ran")
+
+    monkeypatch.setattr(optimizer, "optimize_model", no_fusion)
+    second = _onnx.optimize_transformer(plain, tmp_path / "f2.onnx", bert.source.hf_config)
+    assert second is not None and second.is_relative_to(_private_cache)
+    assert second.read_bytes() == first.read_bytes()
+    assert not fusions and not (tmp_path / "f2.onnx").exists()
+    assert not [p for p in plain.parent.iterdir() if p.name.startswith(".")], "staging left"
+    # A file outside the cache (a user's ONNX model) is fused every time, never cached.
+    user_file = tmp_path / "user.onnx"
+    user_file.write_bytes(plain.read_bytes())
+    assert (
+        _onnx.optimize_transformer(user_file, tmp_path / "f3.onnx", bert.source.hf_config) is None
+    )
+    assert len(fusions) == 1
 
 
 def test_transformer_optimizer_on_a_static_shape_export(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ def test_cpu_contract(tmp_path: Path, kind: str, precision: str, technique: str)
         ("fp32", "", {"graph_fusion": False, "intra_op_threads": 1}),
         ("int8", "dynamic", {"per_channel": True, "intra_op_threads": 2}),
         ("int8", "static", {"per_channel": True, "graph_fusion": False}),
+        ("int8", "static", {"calibration_samples": 2, "calibration_method": "minmax"}),
     ],
 )
 def test_cpu_contract_with_knobs(
@@ -154,6 +155,8 @@ def test_capabilities_and_knobs_are_data() -> None:
         "graph_fusion": True,
         "intra_op_threads": 0,
         "per_channel": False,
+        "calibration_samples": 32,
+        "calibration_method": "minmax",
     }
 
 

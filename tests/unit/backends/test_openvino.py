@@ -114,3 +114,12 @@ def test_openvino_builds_a_static_onnx_file_with_dynamic_axes(tmp_path):
     with torch.inference_mode():
         (expected,) = module(batch)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_openvino_int8_with_tuned_calibration(tmp_path):
+    # The unconstrained search's calibration knobs: every held-in sample, per-channel scales.
+    knobs = {"per_channel": True, "calibration_samples": 0, "calibration_method": "minmax"}
+    drop = check_backend_contract(
+        "openvino", "int8", "static", tmp_path, tolerance=0.3, kind="bert", knobs=knobs
+    )
+    assert drop > 0

@@ -22,7 +22,12 @@ def test_tensorrt_module_imports_and_declares_gpu_capabilities():
         (DeviceKind.GPU, Precision.INT8, "static"),
     }
     assert all(c.sources == frozenset({"torch", "onnx"}) for c in backend.capabilities)
-    assert {k.name for k in backend.knobs} == {"builder_optimization_level", "workspace_gb"}
+    assert {k.name for k in backend.knobs} == {
+        "builder_optimization_level",
+        "workspace_gb",
+        "calibration_samples",
+        "calibration_method",
+    }
 
 
 def test_tensorrt_is_unavailable_on_cpu():
@@ -64,14 +69,7 @@ def test_profile_keeps_static_dims():
     [
         ("fp32", "", 1e-3),
         ("fp16", "", 5e-2),
-        pytest.param(
-            "int8",
-            "static",
-            1.0,
-            # TensorRT only accepts symmetric Q/DQ (zero points of 0); quantize_static_qdq
-            # makes asymmetric activations (ActivationSymmetric=False), which its parser rejects.
-            marks=pytest.mark.xfail(reason="needs symmetric QDQ from quantize_static_qdq"),
-        ),
+        ("int8", "static", 1.0),  # symmetric Q/DQ: TensorRT's parser takes no zero points
     ],
 )
 @pytest.mark.parametrize("kind", ["mlp", "bert"])

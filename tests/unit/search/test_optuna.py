@@ -228,6 +228,22 @@ def test_stops_after_patience_sampled_configs_without_a_new_best():
     assert all(not r.ok or r.latency.p50 >= best_before for r in results[-3:])
 
 
+@pytest.mark.parametrize(("min_improvement", "stops"), [(0.05, True), (0.0, False)])
+def test_gains_within_the_noise_do_not_extend_the_search(min_improvement, stops):
+    searcher = OptunaSearcher(
+        space(), patience=2, max_duplicates=10_000, min_improvement=min_improvement
+    )
+    drive(searcher, max_tells=len(space().defaults()))
+    best_p50 = searcher._best_p50
+    for _ in range(2):  # two sampled configs, each 3% faster than the best so far
+        candidate = searcher.ask()
+        best_p50 *= 0.97
+        searcher.tell(TrialResult(candidate, TrialStatus.COMPLETE, latency=stats(best_p50)))
+    assert searcher.finished() is stops
+    if not stops:  # the pruning bar follows the best p50 itself, however small the gain
+        assert searcher.prune_bar(searcher.ask()) == pytest.approx(best_p50 * PRUNE_MARGIN)
+
+
 def test_a_killed_search_resumes_without_measuring_completed_configs():
     storage = optuna.storages.InMemoryStorage()  # outlives the searchers, like a file would
     first = OptunaSearcher(space(), storage=storage, name="s", resume=True)

@@ -120,3 +120,32 @@ def test_optimization_time():
     for bad in ("fast", 0, -5, float("nan"), True):
         with pytest.raises(ValueError):
             parse_optimization_time(bad)
+
+
+def test_a_knob_limited_to_a_technique_exists_only_on_its_arm():
+    int8 = frozenset({Precision.INT8})
+    catalog = (
+        BackendInfo(
+            "ort",
+            (cap("cpu", "fp32"), cap("cpu", "int8", "dynamic"), cap("cpu", "int8", "static")),
+            (
+                KnobInfo("per_channel", (False, True), frozenset({"cpu"}), int8),
+                KnobInfo(
+                    "calibration_samples", (32, 0), frozenset({"cpu"}), int8, frozenset({"static"})
+                ),
+            ),
+        ),
+    )
+    settings = SpaceSettings(metric_drop_ths=0.1, tune_knobs=True, baseline_backend="ort")
+    found = {}
+    for c in derive_candidates(catalog, CPU, settings):
+        found.setdefault(c.technique, set()).add(c.knobs)
+    assert found[""] == {()}
+    assert found["dynamic"] == {(("per_channel", False),), (("per_channel", True),)}
+    assert found["static"] == {
+        (("calibration_samples", n), ("per_channel", p)) for n in (32, 0) for p in (False, True)
+    }
+    # Constrained: the static arm keeps the default, a bounded calibration.
+    constrained = SpaceSettings(metric_drop_ths=0.1, baseline_backend="ort")
+    static = [c for c in derive_candidates(catalog, CPU, constrained) if c.technique == "static"]
+    assert [c.knob_dict for c in static] == [{"calibration_samples": 32, "per_channel": False}]

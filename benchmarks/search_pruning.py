@@ -96,6 +96,14 @@ def _curve(arrivals: list[tuple[float, Any]]) -> list[dict[str, Any]]:
     return points
 
 
+def _common_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "metric_drop_ths": args.ths,
+        "metric": "numeric_precision",
+        "ignore_compilers": args.ignore or None,
+    }
+
+
 def _run(
     searcher: str, model: Any, data: Any, seed: int, args: argparse.Namespace
 ) -> tuple[dict[str, Any], Any]:
@@ -108,10 +116,8 @@ def _run(
     learner = optimize_model(
         model,
         data,
-        metric_drop_ths=args.ths,
-        metric="numeric_precision",
+        **_common_options(args),
         optimization_time="unconstrained",
-        ignore_compilers=args.ignore or None,
         executor=executor,
         searcher=searcher,
         search_seed=seed,
@@ -155,10 +161,8 @@ def _warm_up(model: Any, data: Any, args: argparse.Namespace) -> None:
     optimize_model(
         model,
         data,
-        metric_drop_ths=args.ths,
-        metric="numeric_precision",
+        **_common_options(args),
         optimization_time="constrained",
-        ignore_compilers=args.ignore or None,
         searcher="exhaustive",
         progress=False,
     )

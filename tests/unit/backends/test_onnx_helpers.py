@@ -261,12 +261,20 @@ def test_static_qdq_needs_samples(mlp: ContractModel, tmp_path: Path) -> None:
         _onnx.quantize_static_qdq(plain, ["input"], [], tmp_path / "q.onnx")
 
 
-def _zero_points(path: Path) -> list[np.ndarray]:
+def _quantize_inputs(path: Path, index: int) -> list[np.ndarray]:
+    """Input ``index`` (1: scale, 2: zero point) of every QuantizeLinear of the graph."""
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    return [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    return [inits[n.input[index]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+def _cosine_to_eager(path: Path, model: ContractModel) -> float:
+    sample = model.validation[0]
+    got, want = _run(path, model.source, sample)[0], _eager(model.source, sample)[0]
+    assert np.isfinite(got).all()
+    return float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
 
 
 def test_symmetric_qdq_has_int8_zero_points_only(mlp: ContractModel, tmp_path: Path) -> None:
@@ -275,15 +283,10 @@ def test_symmetric_qdq_has_int8_zero_points_only(mlp: ContractModel, tmp_path: P
     sym = _onnx.quantize_static_qdq(
         plain, ["input"], mlp.calibration, tmp_path / "s.onnx", symmetric=True
     )
-    assert any(zp.dtype == np.uint8 for zp in _zero_points(asym))  # x86's u8 activations
-    points = _zero_points(sym)
+    assert any(zp.dtype == np.uint8 for zp in _quantize_inputs(asym, 2))  # x86's u8 activations
+    points = _quantize_inputs(sym, 2)
     assert points and all(zp.dtype == np.int8 and not zp.any() for zp in points)
-    got, want = (
-        _run(sym, mlp.source, mlp.validation[0])[0],
-        _eager(mlp.source, mlp.validation[0])[0],
-    )
-    cosine = float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
-    assert cosine > 0.9
+    assert _cosine_to_eager(sym, mlp) > 0.9
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
@@ -297,21 +300,9 @@ def test_histogram_calibration_methods(method: str, mlp: ContractModel, tmp_path
     out = _onnx.quantize_static_qdq(plain, ["input"], uniform, tmp_path / "q.onnx", method=method)
     minmax = _onnx.quantize_static_qdq(plain, ["input"], uniform, tmp_path / "m.onnx")
     if method == "percentile":  # the 99.999th percentile clips the range min/max keeps
-        assert any(
-            not np.array_equal(a, b) for a, b in zip(_scales(out), _scales(minmax), strict=True)
-        )
-    sample = mlp.validation[0]
-    got, want = _run(out, mlp.source, sample)[0], _eager(mlp.source, sample)[0]
-    cosine = float(got.ravel() @ want.ravel() / np.linalg.norm(got) / np.linalg.norm(want))
-    assert np.isfinite(got).all() and cosine > 0.9
-
-
-def _scales(path: Path) -> list[np.ndarray]:
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    return [inits[n.input[1]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        pairs = zip(_quantize_inputs(out, 1), _quantize_inputs(minmax, 1), strict=True)
+        assert any(not np.array_equal(a, b) for a, b in pairs)
+    assert _cosine_to_eager(out, mlp) > 0.9
 
 
 def test_unknown_calibration_method_is_unsupported(mlp: ContractModel, tmp_path: Path) -> None:

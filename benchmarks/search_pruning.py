@@ -304,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="re-print the figures of a JSON result")
     args = parser.parse_args(argv)
     if args.report is not None:
-        _print_report(json.loads(args.report.read_text()))
+        saved = json.loads(args.report.read_text())
+        if "repeats" not in saved:
+            parser.error(f"{args.report} is in the single-run format of before 2026-11-25 16:50")
+        _print_report(saved)
         return 0
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

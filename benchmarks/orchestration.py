@@ -160,8 +160,8 @@ def _scaling(node_counts: Sequence[int], trials: int) -> list[dict[str, Any]]:
     import ray._private.utils
     from ray.cluster_utils import Cluster
 
+    from speedster_dist.hardware import HARDWARE_LABEL
     from speedster_dist.measure import MeasureSettings
-    from speedster_dist.runtime import HARDWARE_LABEL
 
     # Do not become (then unregister) this machine's default cluster: other Rays stay theirs.
     ray._private.utils.write_ray_address = lambda *a, **k: None
@@ -232,9 +232,10 @@ def _task_overhead(backends: Sequence[str], reps: int) -> list[dict[str, Any]]:
     """One real trial at a time: in-process run_trial vs the same trial as a Ray task."""
     import ray
 
+    from speedster_dist.hardware import local_hardware
     from speedster_dist.measure import MeasureSettings
     from speedster_dist.records import Candidate
-    from speedster_dist.runtime import RayExecutor, local_hardware, run_trial
+    from speedster_dist.runtime import RayExecutor, run_trial
 
     payload = _payload(
         MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=20, min_duration_s=0.2)
@@ -334,7 +335,7 @@ def _prepare_environment() -> None:
     from speedster_dist.runtime._ray import LOOPBACK_ENV
 
     os.environ.update(LOOPBACK_ENV)
-    os.environ[EXTRA_BACKENDS_ENV] = "synthetic=benchmarks.orchestration"
+    os.environ[EXTRA_BACKENDS_ENV] = "synthetic=benchmarks.orchestration:BACKEND"
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
     )

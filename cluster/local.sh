@@ -91,7 +91,8 @@ status() {
     echo "supervisor: process group $(cat "$STATE/cluster.pid")"
     client - <<'PY'
 import ray
-from speedster_dist.runtime import HARDWARE_LABEL, connect
+from speedster_dist.hardware import HARDWARE_LABEL
+from speedster_dist.runtime import connect
 
 connect("auto")
 for node in ray.nodes():

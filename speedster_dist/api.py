@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
-from speedster_dist.backends._onnx import cache_root
+from speedster_dist.cache import cache_root
 from speedster_dist.inputs import InputError, SampleSet, normalize_inputs
 from speedster_dist.learner import HardwareKeyedLearner, LearnerIO, WinnerEntry
 from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric

@@ -29,14 +29,9 @@ from typing import Any
 import torch
 
 from speedster_dist.backends import Compiled, backend_names, get_backend
+from speedster_dist.hardware import hardware_from_json, hardware_to_json, local_hardware_types
 from speedster_dist.modelio import OutputSpec
-from speedster_dist.records import DeviceKind, HardwareType, TrialResult
-from speedster_dist.runtime import (
-    SavedCandidate,
-    hardware_from_json,
-    hardware_to_json,
-    local_hardware_types,
-)
+from speedster_dist.records import DeviceKind, HardwareType, SavedCandidate, TrialResult
 
 __all__ = [
     "PORTABLE_KEY",

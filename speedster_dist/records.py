@@ -13,11 +13,15 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "BackendInfo",
     "Candidate",
+    "Capability",
     "DeviceKind",
     "HardwareType",
+    "Knob",
     "LatencyStats",
     "Precision",
+    "SavedCandidate",
     "TrialResult",
     "TrialStatus",
 ]
@@ -54,6 +58,92 @@ class TrialStatus(str, Enum):
 
 def _frozen_knobs(knobs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(knobs.items()))
+
+
+def _coerce(record: Any, name: str, kind: type[Enum]) -> None:
+    """Accept an enum's value (``"cpu"``) where the enum member is meant (frozen records)."""
+    value = getattr(record, name)
+    if not isinstance(value, kind):
+        object.__setattr__(record, name, kind(value))
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One (device, precision, technique) a backend can build: data the search space is
+    derived from.
+
+    ``requires_any``: CPU/GPU features of which at least one must be present on the
+    hardware type (e.g. ``{"avx512_bf16", "amx_bf16"}`` for native bf16); empty = none.
+    ``sources``: model formats this capability accepts (``"torch"``, ``"onnx"``).
+    """
+
+    device: DeviceKind
+    precision: Precision
+    technique: str = ""
+    requires_any: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset({"torch"})
+
+    def __post_init__(self) -> None:
+        _coerce(self, "device", DeviceKind)
+        _coerce(self, "precision", Precision)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A tunable backend option: ``choices[0]`` is the default used by constrained searches.
+
+    It applies to the capabilities of its ``devices`` and ``precisions`` and, when
+    ``techniques`` is not empty, only to those techniques.
+    """
+
+    name: str
+    choices: tuple[Any, ...]
+    devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
+    precisions: frozenset[Precision] = frozenset(Precision)
+    techniques: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError(f"knob {self.name!r} needs at least one choice")
+        object.__setattr__(self, "devices", frozenset(DeviceKind(d) for d in self.devices))
+        object.__setattr__(self, "precisions", frozenset(Precision(p) for p in self.precisions))
+
+    @property
+    def default(self) -> Any:
+        return self.choices[0]
+
+    def applies_to(self, capability: Capability) -> bool:
+        return (
+            capability.device in self.devices
+            and capability.precision in self.precisions
+            and (not self.techniques or capability.technique in self.techniques)
+        )
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What the search needs to know of one backend on one node: its declared capabilities
+    and knobs, and why it cannot run there (None when it can)."""
+
+    name: str
+    capabilities: tuple[Capability, ...]
+    knobs: tuple[Knob, ...] = ()
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class SavedCandidate:
+    """A kept candidate's model files (name -> bytes) and the JSON-able options that load
+    them with its backend's ``load``."""
+
+    backend: str
+    device: str
+    options: dict[str, Any]
+    files: dict[str, bytes]
+
+    @property
+    def size_mb(self) -> float:
+        return sum(len(b) for b in self.files.values()) / 2**20
 
 
 @dataclass(frozen=True)

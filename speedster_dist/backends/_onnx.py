@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from speedster_dist.backends._protocol import Knob, SourceModel, UnsupportedCandidate
+from speedster_dist.cache import cache_root
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = [
     "CALIBRATION_METHODS",
     "DEFAULT_CALIBRATION_SAMPLES",
-    "cache_root",
     "convert_float16",
     "copy_onnx",
     "export_onnx",
@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "SPEEDSTER_DIST_CACHE"
 MODEL_FILE = "model.onnx"
 # A protobuf cannot exceed 2 GiB; keep a margin for the graph itself.
 EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -74,12 +73,6 @@ _OPTIMIZER_TYPES: dict[str, str] = {
 
 
 # --------------------------------------------------------------------------- export
-
-
-def cache_root() -> Path:
-    """Node-local cache folder: ``$SPEEDSTER_DIST_CACHE`` or ``~/.cache/speedster-dist``."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured) if configured else Path.home() / ".cache" / "speedster-dist"
 
 
 def export_onnx(model: SourceModel, workdir: Path, opset: int = 17) -> Path:

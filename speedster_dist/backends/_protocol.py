@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from speedster_dist.records import DeviceKind, HardwareType, Precision
+from speedster_dist.records import Capability, DeviceKind, HardwareType, Knob, Precision
 
 if TYPE_CHECKING:
     import torch
@@ -33,41 +33,6 @@ Tensors = tuple["torch.Tensor", ...]
 
 class UnsupportedCandidate(RuntimeError):
     """Raised by ``build`` when this model cannot be built this way (recorded as failed)."""
-
-
-@dataclass(frozen=True)
-class Capability:
-    """One (device, precision, technique) a backend can build.
-
-    ``requires_any``: CPU/GPU features of which at least one must be present on the
-    hardware type (e.g. ``{"avx512_bf16", "amx_bf16"}`` for native bf16); empty = none.
-    ``sources``: model formats this capability accepts (``"torch"``, ``"onnx"``).
-    """
-
-    device: DeviceKind
-    precision: Precision
-    technique: str = ""
-    requires_any: frozenset[str] = frozenset()
-    sources: frozenset[str] = frozenset({"torch"})
-
-
-@dataclass(frozen=True)
-class Knob:
-    """A tunable backend option: ``choices[0]`` is the default used by constrained searches."""
-
-    name: str
-    choices: tuple[Any, ...]
-    devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
-    precisions: frozenset[Precision] = frozenset(Precision)  # where the knob means something
-    techniques: frozenset[str] = frozenset()  # the techniques it applies to; empty: all
-
-    def __post_init__(self) -> None:
-        if not self.choices:
-            raise ValueError(f"knob {self.name!r} needs at least one choice")
-
-    @property
-    def default(self) -> Any:
-        return self.choices[0]
 
 
 @dataclass

@@ -1,4 +1,13 @@
-"""Backend registry: name -> module path, imported only when a backend is asked for.
+"""Backend registry: name -> ``"module:attribute"``, imported only when a backend is asked for.
+
+Three sources, later ones overriding earlier ones on a name clash:
+
+1. the built-in backends below (adding one: its module, one line here, its test);
+2. installed plugins, declared by any distribution as entry points of the group
+   ``speedster_dist.backends`` (``name = "package.module:BACKEND"`` in its pyproject);
+3. ``SPEEDSTER_DIST_BACKENDS="name=package.module:attr,..."`` (the fakes of the tests, or a
+   plugin that is not installed as a distribution). An environment variable rather than a
+   call, so that Ray worker processes see the same registry as the driver.
 
 Importing this module imports no backend library; a backend whose library is missing or
 broken shows up as unavailable (with the reason) instead of crashing ``import speedster_dist``.
@@ -9,11 +18,13 @@ from __future__ import annotations
 import importlib
 import os
 from functools import cache
+from importlib.metadata import entry_points
 
 from speedster_dist.backends._protocol import Backend
 
 __all__ = [
     "BASELINE_BACKEND",
+    "ENTRY_POINT_GROUP",
     "EXTRA_BACKENDS_ENV",
     "SPEEDSTER_ALIASES",
     "UnknownBackendError",
@@ -22,18 +33,16 @@ __all__ = [
     "resolve_backend_name",
 ]
 
-# Adding a backend: its module, one line here, its test.
-_REGISTRY: dict[str, str] = {
-    "torch": "speedster_dist.backends.torch_eager",
-    "torchscript": "speedster_dist.backends.torchscript",
-    "torch_compile": "speedster_dist.backends.torch_compile",
-    "onnxruntime": "speedster_dist.backends.onnxruntime",
-    "openvino": "speedster_dist.backends.openvino",
-    "tensorrt": "speedster_dist.backends.tensorrt",
+_BUILTIN: dict[str, str] = {
+    "torch": "speedster_dist.backends.torch_eager:BACKEND",
+    "torchscript": "speedster_dist.backends.torchscript:BACKEND",
+    "torch_compile": "speedster_dist.backends.torch_compile:BACKEND",
+    "onnxruntime": "speedster_dist.backends.onnxruntime:BACKEND",
+    "openvino": "speedster_dist.backends.openvino:BACKEND",
+    "tensorrt": "speedster_dist.backends.tensorrt:BACKEND",
 }
 
-# Extra backends as "name=module.path,other=pkg.mod" (a plugin, or the fakes in tests). An
-# environment variable rather than a call, so Ray worker processes see the same registry.
+ENTRY_POINT_GROUP = "speedster_dist.backends"
 EXTRA_BACKENDS_ENV = "SPEEDSTER_DIST_BACKENDS"
 
 BASELINE_BACKEND = "torch"
@@ -59,18 +68,30 @@ class UnknownBackendError(ValueError):
     """A backend name that is neither registered nor a known Speedster alias."""
 
 
-def _registry() -> dict[str, str]:
+@cache
+def _plugins() -> dict[str, str]:
+    """Backends installed distributions declare (read once per process)."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _from_environment() -> dict[str, str]:
     extra = {}
     for item in filter(None, os.environ.get(EXTRA_BACKENDS_ENV, "").split(",")):
-        name, sep, module = item.partition("=")
-        if not sep or not name.strip() or not module.strip():
-            raise UnknownBackendError(f"{EXTRA_BACKENDS_ENV}: {item!r} is not name=module.path")
-        extra[name.strip()] = module.strip()
-    return {**_REGISTRY, **extra}
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or ":" not in target or not all(target.split(":")):
+            raise UnknownBackendError(
+                f"{EXTRA_BACKENDS_ENV}: {item!r} is not name=package.module:attribute"
+            )
+        extra[name.strip()] = target.strip()
+    return extra
+
+
+def _registry() -> dict[str, str]:
+    return {**_BUILTIN, **_plugins(), **_from_environment()}
 
 
 def backend_names() -> tuple[str, ...]:
-    """Every registered backend name, in registry order (extra backends last)."""
+    """Every registered backend name: built-ins first, then plugins, then the variable's."""
     return tuple(_registry())
 
 
@@ -96,6 +117,6 @@ def get_backend(name: str) -> Backend:
     if name not in registry:
         resolve_backend_name(name)  # raises with the list of valid names
         raise UnknownBackendError(f"{name!r} is an alias; resolve it first")
-    module = importlib.import_module(registry[name])
-    backend: Backend = module.BACKEND
+    module_name, _, attribute = registry[name].partition(":")
+    backend: Backend = getattr(importlib.import_module(module_name), attribute)
     return backend

@@ -9,40 +9,23 @@ from speedster_dist.runtime._executors import (
     RayExecutor,
     TrialOutcome,
 )
-from speedster_dist.runtime._hardware import (
-    GPU_HARDWARE_LABEL,
-    HARDWARE_LABEL,
-    SIMULATED_TYPE_ENV,
-    hardware_from_json,
-    hardware_to_json,
-    local_hardware,
-    local_hardware_types,
-)
 from speedster_dist.runtime._ray import ClusterConnectionError, connect, package_runtime_env
-from speedster_dist.runtime._trial import FP32_TOLERANCE, SavedCandidate, TrialPayload, run_trial
+from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial
 
 __all__ = [
     "BUDGET_EXHAUSTED",
     "FP32_TOLERANCE",
-    "GPU_HARDWARE_LABEL",
-    "HARDWARE_LABEL",
-    "SIMULATED_TYPE_ENV",
     "ClusterConnectionError",
     "Executor",
     "HardwareGroup",
     "InlineExecutor",
     "NodeProbe",
     "RayExecutor",
-    "SavedCandidate",
     "SearchOutcome",
     "TrialOutcome",
     "TrialPayload",
     "backend_catalog",
     "connect",
-    "hardware_from_json",
-    "hardware_to_json",
-    "local_hardware",
-    "local_hardware_types",
     "package_runtime_env",
     "probe_node",
     "run_search",

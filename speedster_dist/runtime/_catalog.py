@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from speedster_dist.backends import backend_names, get_backend
-from speedster_dist.records import DeviceKind, HardwareType
-from speedster_dist.runtime._hardware import local_hardware_types
-from speedster_dist.search import BackendInfo, CapabilityInfo, KnobInfo
+from speedster_dist.hardware import local_hardware_types
+from speedster_dist.records import BackendInfo, DeviceKind, HardwareType
 
 __all__ = ["NodeProbe", "backend_catalog", "probe_node"]
 
@@ -33,21 +32,11 @@ def _info(name: str, device: DeviceKind) -> BackendInfo:
         backend = get_backend(name)
     except Exception as exc:  # a broken backend library must not break the search
         return BackendInfo(name, (), (), f"cannot import: {exc}")
-    caps = tuple(
-        CapabilityInfo(c.device.value, c.precision, c.technique, c.requires_any, c.sources)
-        for c in backend.capabilities
-    )
-    knobs = tuple(
-        KnobInfo(
-            k.name, k.choices, frozenset(d.value for d in k.devices), k.precisions, k.techniques
-        )
-        for k in backend.knobs
-    )
     try:
         reason = backend.unavailable_reason(device)
     except Exception as exc:
         reason = f"availability check failed: {exc}"
-    return BackendInfo(name, caps, knobs, reason)
+    return BackendInfo(name, tuple(backend.capabilities), tuple(backend.knobs), reason)
 
 
 def backend_catalog(device: DeviceKind) -> tuple[BackendInfo, ...]:

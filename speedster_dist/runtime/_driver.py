@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialResult
+from speedster_dist.records import Candidate, DeviceKind, HardwareType, SavedCandidate, TrialResult
 from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
-from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
+from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
     Budget,

@@ -18,14 +18,20 @@ from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
+from speedster_dist.hardware import with_node_labels
+from speedster_dist.records import (
+    BackendInfo,
+    Candidate,
+    HardwareType,
+    SavedCandidate,
+    TrialResult,
+    TrialStatus,
+)
 from speedster_dist.runtime._catalog import NodeProbe, probe_node
 from speedster_dist.runtime._exports import SharedExport, consumes_onnx, make_shared_export
-from speedster_dist.runtime._hardware import with_node_labels
 from speedster_dist.runtime._placement import NodePool
 from speedster_dist.runtime._task import size_torch_threads, trial_task
-from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
-from speedster_dist.search import BackendInfo
+from speedster_dist.runtime._trial import TrialPayload
 
 __all__ = ["Executor", "HardwareGroup", "InlineExecutor", "RayExecutor", "TrialOutcome"]
 

@@ -16,9 +16,10 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from speedster_dist.backends._onnx import cache_root, export_onnx
+from speedster_dist.backends._onnx import export_onnx
+from speedster_dist.cache import cache_root
+from speedster_dist.records import BackendInfo
 from speedster_dist.runtime._trial import TrialPayload
-from speedster_dist.search import BackendInfo
 
 __all__ = ["SharedExport", "consumes_onnx", "make_shared_export", "use_shared_export"]
 

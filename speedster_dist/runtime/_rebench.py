@@ -13,14 +13,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
 from speedster_dist.runtime._executors import (
     Executor,
     HardwareGroup,
     TrialOutcome,
     failed_result,
 )
-from speedster_dist.runtime._trial import SavedCandidate, TrialPayload
+from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import SpaceSettings, derive_space
 
 __all__ = ["FixedTrial", "OnlyTypes", "baseline_candidate", "run_fixed_trials", "winner_candidate"]

@@ -6,9 +6,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
 from speedster_dist.runtime._exports import SharedExport, use_shared_export
-from speedster_dist.runtime._trial import SavedCandidate, TrialPayload, run_trial
+from speedster_dist.runtime._trial import TrialPayload, run_trial
 
 __all__ = ["size_torch_threads", "trial_task"]
 

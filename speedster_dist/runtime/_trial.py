@@ -24,7 +24,14 @@ from speedster_dist.backends import (
     get_backend,
 )
 from speedster_dist.measure import MeasureSettings, MetricFn, measure_latency, metric_drop
-from speedster_dist.records import Candidate, DeviceKind, HardwareType, TrialResult, TrialStatus
+from speedster_dist.records import (
+    Candidate,
+    DeviceKind,
+    HardwareType,
+    SavedCandidate,
+    TrialResult,
+    TrialStatus,
+)
 
 __all__ = ["FP32_TOLERANCE", "SavedCandidate", "TrialPayload", "run_trial"]
 
@@ -46,20 +53,6 @@ class TrialPayload:
     metric: MetricFn
     metric_drop_ths: float | None
     measure: MeasureSettings = field(default_factory=MeasureSettings)
-
-
-@dataclass(frozen=True)
-class SavedCandidate:
-    """A kept candidate's model files (name -> bytes) and the options that load them."""
-
-    backend: str
-    device: str
-    options: dict[str, Any]
-    files: dict[str, bytes]
-
-    @property
-    def size_mb(self) -> float:
-        return sum(len(b) for b in self.files.values()) / 2**20
 
 
 def _synchronizer(device: DeviceKind) -> Any:

@@ -20,9 +20,6 @@ from speedster_dist.search._optuna import (
 from speedster_dist.search._searcher import ExhaustiveSearcher, Searcher, SearcherFactory
 from speedster_dist.search._space import (
     Arm,
-    BackendInfo,
-    CapabilityInfo,
-    KnobInfo,
     SearchSpace,
     SpaceSettings,
     allowed_precisions,
@@ -39,11 +36,8 @@ __all__ = [
     "PATIENCE",
     "PRUNE_MARGIN",
     "Arm",
-    "BackendInfo",
     "Budget",
-    "CapabilityInfo",
     "ExhaustiveSearcher",
-    "KnobInfo",
     "OptunaSearcher",
     "SearchSpace",
     "Searcher",

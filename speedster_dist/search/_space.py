@@ -14,13 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, Precision
+from speedster_dist.records import BackendInfo, Candidate, Capability, HardwareType, Knob, Precision
 
 __all__ = [
     "Arm",
-    "BackendInfo",
-    "CapabilityInfo",
-    "KnobInfo",
     "SearchSpace",
     "SpaceSettings",
     "allowed_precisions",
@@ -32,41 +29,6 @@ __all__ = [
 # is accepted at all, int8 only above 0.02.
 HALF_PRECISION_MIN_THS = 0.0
 INT8_MIN_THS = 0.02
-
-
-@dataclass(frozen=True)
-class CapabilityInfo:
-    device: str
-    precision: Precision
-    technique: str
-    requires_any: frozenset[str]
-    sources: frozenset[str]
-
-
-@dataclass(frozen=True)
-class KnobInfo:
-    name: str
-    choices: tuple[Any, ...]
-    devices: frozenset[str]
-    precisions: frozenset[Precision] = frozenset(Precision)
-    techniques: frozenset[str] = frozenset()  # empty: every technique
-
-    def applies_to(self, cap: CapabilityInfo) -> bool:
-        return (
-            cap.device in self.devices
-            and cap.precision in self.precisions
-            and (not self.techniques or cap.technique in self.techniques)
-        )
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    """What the search needs to know of one backend on one hardware type."""
-
-    name: str
-    capabilities: tuple[CapabilityInfo, ...]
-    knobs: tuple[KnobInfo, ...] = ()
-    unavailable: str | None = None  # why it cannot run on that hardware, None when it can
 
 
 @dataclass(frozen=True)
@@ -93,7 +55,7 @@ def allowed_precisions(metric_drop_ths: float | None) -> frozenset[Precision]:
     return frozenset(allowed)
 
 
-def _compressor_ignored(cap: CapabilityInfo, ignored: frozenset[str]) -> bool:
+def _compressor_ignored(cap: Capability, ignored: frozenset[str]) -> bool:
     names = {cap.precision.value, f"{cap.precision.value}_{cap.technique}" if cap.technique else ""}
     if cap.technique:
         names.add(f"{cap.technique}_quantization")
@@ -102,9 +64,7 @@ def _compressor_ignored(cap: CapabilityInfo, ignored: frozenset[str]) -> bool:
     return bool(names & ignored)
 
 
-def _relevant_knobs(
-    knobs: Sequence[KnobInfo], cap: CapabilityInfo, tune: bool
-) -> tuple[KnobInfo, ...]:
+def _relevant_knobs(knobs: Sequence[Knob], cap: Capability, tune: bool) -> tuple[Knob, ...]:
     relevant = [k for k in knobs if k.applies_to(cap)]
     # Without tuning a knob keeps only its default, so the space is the defaults, exactly.
     return tuple(k if tune else replace(k, choices=k.choices[:1]) for k in relevant)
@@ -121,7 +81,7 @@ class Arm:
     backend: str
     precision: Precision
     technique: str
-    knobs: tuple[KnobInfo, ...] = ()
+    knobs: tuple[Knob, ...] = ()
 
     @property
     def key(self) -> str:
@@ -198,13 +158,13 @@ class SearchSpace:
 
 
 def _arm_allowed(
-    cap: CapabilityInfo,
+    cap: Capability,
     hardware: HardwareType,
     settings: SpaceSettings,
     allowed: frozenset[Precision],
 ) -> bool:
     return (
-        cap.device == hardware.device.value
+        cap.device is hardware.device
         and cap.precision in allowed
         and settings.source_format in cap.sources
         and hardware.has_any(cap.requires_any)

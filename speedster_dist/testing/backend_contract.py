@@ -1,10 +1,12 @@
 """The contract every backend passes: build, run, save, load, compare with eager.
 
-A backend's test calls :func:`check_backend_contract` for each capability it wants covered::
+``tests/unit/backends/test_contract.py`` runs it for every registered backend and every
+capability it declares (:func:`contract_cases`), like Optuna's storage test case: a new
+backend is covered by registering it. Its own test adds what is particular to it, calling
+:func:`check_backend_contract` with knobs or tighter tolerances::
 
-    @pytest.mark.parametrize("precision,technique,tolerance", [("fp32", "", 1e-3), ...])
-    def test_contract(tmp_path, precision, technique, tolerance):
-        check_backend_contract("onnxruntime", precision, technique, tmp_path, tolerance=tolerance)
+    check_backend_contract("onnxruntime", "int8", "static", tmp_path, tolerance=0.2,
+                           knobs={"per_channel": True})
 """
 
 from __future__ import annotations
@@ -17,14 +19,83 @@ from typing import Any
 import pytest
 import torch
 
-from speedster_dist.backends import BuildConfig, SourceModel, get_backend
+from speedster_dist.backends import BuildConfig, SourceModel, UnsupportedCandidate, get_backend
 from speedster_dist.inputs import normalize_inputs
 from speedster_dist.measure import numeric_precision_drop
 from speedster_dist.modelio import make_source_model
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.testing import models
 
-__all__ = ["ContractModel", "check_backend_contract", "contract_model"]
+__all__ = [
+    "ContractCase",
+    "ContractModel",
+    "check_backend_contract",
+    "contract_cases",
+    "contract_model",
+    "contract_tolerance",
+]
+
+# Speedster's relative metric on the tiny random models. int8: the mlp's outputs sit near
+# zero, so a correct build reads ~0.6 (bert ~0.1); the contract still catches wrong shapes,
+# NaN, inf and reloads that differ from the build.
+_TOLERANCES: dict[Precision, dict[str, float]] = {
+    Precision.FP32: {"mlp": 1e-4, "bert": 1e-4},
+    Precision.FP16: {"mlp": 5e-2, "bert": 5e-2},
+    Precision.BF16: {"mlp": 1e-1, "bert": 1e-1},
+    Precision.INT8: {"mlp": 1.0, "bert": 0.5},
+}
+# GPU fp32 (TensorRT's kernels, the CUDA EP) sums in other orders: a little more slack.
+_GPU_FP32_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ContractCase:
+    """One declared capability of one registered backend."""
+
+    backend: str
+    device: DeviceKind
+    precision: Precision
+    technique: str
+    requires_any: frozenset[str]
+
+    @property
+    def id(self) -> str:
+        tech = f"-{self.technique}" if self.technique else ""
+        return f"{self.backend}-{self.device.value}-{self.precision.value}{tech}"
+
+
+def contract_cases() -> list[ContractCase]:
+    """Every (backend, capability) of the registry; a backend that cannot even be imported
+    here is left out (the import test covers that it shows as unavailable)."""
+    from speedster_dist.backends import backend_names
+
+    cases = []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+        except Exception:  # its library is missing: nothing to build
+            continue
+        for cap in backend.capabilities:
+            case = ContractCase(name, cap.device, cap.precision, cap.technique, cap.requires_any)
+            cases.append(case)
+    return cases
+
+
+def contract_tolerance(
+    precision: Precision | str, kind: str, device: DeviceKind = DeviceKind.CPU
+) -> float:
+    """The largest metric drop the contract accepts for ``precision`` on model ``kind``."""
+    if device is DeviceKind.GPU and Precision(precision) is Precision.FP32:
+        return _GPU_FP32_TOLERANCE
+    return _TOLERANCES[Precision(precision)][kind]
+
+
+def _skip_without_features(requires_any: frozenset[str], device: DeviceKind) -> None:
+    from speedster_dist.hardware import local_hardware
+
+    hardware = local_hardware(device)
+    if requires_any and (hardware is None or not hardware.has_any(requires_any)):
+        pytest.skip(f"this machine has none of {sorted(requires_any)}")
 
 
 @dataclass
@@ -71,25 +142,36 @@ def check_backend_contract(
     device: DeviceKind = DeviceKind.CPU,
     kind: str = "bert",
     knobs: dict[str, Any] | None = None,
+    skip_unsupported: bool = False,
 ) -> float:
     """Build -> run -> save -> load -> run; return the built candidate's metric drop.
 
-    Skips (with the backend's own reason) when the backend is unavailable on ``device``.
+    Skips (with the reason) when the backend is unavailable on ``device`` or the machine
+    lacks the CPU features the capability needs; with ``skip_unsupported``, also when the
+    build raises :class:`UnsupportedCandidate` (a GPU image without TensorRT's provider...).
     """
     backend = get_backend(backend_name)
     reason = backend.unavailable_reason(device)
     if reason is not None:
         pytest.skip(f"{backend_name} unavailable on {device.value}: {reason}")
-    assert any(
-        c.device is device and c.precision is Precision(precision) and c.technique == technique
+    declared = [
+        c
         for c in backend.capabilities
-    ), f"{backend_name} does not declare {device.value}/{precision}/{technique}"
+        if c.device is device and c.precision is Precision(precision) and c.technique == technique
+    ]
+    assert declared, f"{backend_name} does not declare {device.value}/{precision}/{technique}"
+    _skip_without_features(declared[0].requires_any, device)
 
     model = contract_model(kind)
     config = BuildConfig(Precision(precision), device, technique, knobs or {})
     build_dir = tmp_path / "build"
     build_dir.mkdir()
-    compiled = backend.build(model.source, model.calibration, config, build_dir)
+    try:
+        compiled = backend.build(model.source, model.calibration, config, build_dir)
+    except UnsupportedCandidate as exc:
+        if not skip_unsupported:
+            raise
+        pytest.skip(f"{backend_name} cannot build {precision}/{technique} here: {exc}")
 
     assert model.source.module is not None
     reference = _outputs(model.source.module, model.validation)

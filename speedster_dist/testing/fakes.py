@@ -35,8 +35,8 @@ from speedster_dist.records import DeviceKind, Precision
 __all__ = ["BACKEND", "DEADLY", "FAKE_BACKENDS", "FAULTY", "Behaviour", "FakeBackend"]
 
 FAKE_BACKENDS = (
-    "fake=speedster_dist.testing.fakes,fake_faulty=speedster_dist.testing.fakes_faulty,"
-    "fake_deadly=speedster_dist.testing.fakes_deadly"
+    "fake=speedster_dist.testing.fakes:BACKEND,fake_faulty=speedster_dist.testing.fakes:FAULTY,"
+    "fake_deadly=speedster_dist.testing.fakes:DEADLY"
 )
 
 

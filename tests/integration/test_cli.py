@@ -246,7 +246,7 @@ def test_rebench_without_a_kit_reports_the_learner_and_exits_1(optimized, tmp_pa
 
 
 def test_cluster_lists_this_machines_hardware_type(local_ray, capsys):
-    from speedster_dist.runtime import local_hardware
+    from speedster_dist.hardware import local_hardware
 
     assert cli("cluster", "--json") == EXIT_OK
     described = json.loads(capsys.readouterr().out)

@@ -24,9 +24,9 @@ import torch
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.cli import EXIT_OK, main
+from speedster_dist.hardware import SIMULATED_TYPE_ENV, local_hardware
 from speedster_dist.learner import load_model
 from speedster_dist.results import read_history
-from speedster_dist.runtime import SIMULATED_TYPE_ENV, local_hardware
 from speedster_dist.testing import models
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 

@@ -21,17 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from speedster_dist import hardware as _hardware
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
+from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
 from speedster_dist.learner import PORTABLE_KEY, load_model
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
-from speedster_dist.runtime import (
-    HARDWARE_LABEL,
-    SIMULATED_TYPE_ENV,
-    RayExecutor,
-    _hardware,
-    run_search,
-)
+from speedster_dist.runtime import RayExecutor, run_search
 from speedster_dist.runtime._ray import LOOPBACK_ENV
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.summary import format_summary
@@ -74,7 +70,7 @@ class _TypedFake:
 
 
 BACKEND = _TypedFake()
-BACKENDS = f"{FAKE_BACKENDS},typed={__name__}"
+BACKENDS = f"{FAKE_BACKENDS},typed={__name__}:BACKEND"
 ONLY_TYPED = frozenset(
     {
         "torch",

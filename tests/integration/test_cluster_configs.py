@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speedster_dist.runtime import HARDWARE_LABEL
+from speedster_dist.hardware import HARDWARE_LABEL
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 GROUP_LABEL = "speedster-dist/node-group"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speedster_dist.backends import BuildConfig, get_backend
+from speedster_dist.hardware import hardware_from_json, hardware_to_json, local_hardware
 from speedster_dist.learner import (
     PORTABLE_KEY,
     ArtifactError,
@@ -27,12 +28,7 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import (
-    SearchOutcome,
-    hardware_from_json,
-    hardware_to_json,
-    local_hardware,
-)
+from speedster_dist.runtime import SearchOutcome
 from speedster_dist.runtime._trial import _save
 from speedster_dist.summary import format_fleet, format_summary
 from speedster_dist.testing.backend_contract import contract_model

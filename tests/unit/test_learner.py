@@ -8,6 +8,7 @@ import torch
 
 from speedster_dist import LearnerMetadata, load_model
 from speedster_dist.backends import BuildConfig, get_backend
+from speedster_dist.hardware import local_hardware
 from speedster_dist.learner import (
     ArtifactError,
     HardwareKeyedLearner,
@@ -17,7 +18,6 @@ from speedster_dist.learner import (
 )
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, HardwareType, Precision
-from speedster_dist.runtime import local_hardware
 from speedster_dist.runtime._trial import _save
 from speedster_dist.testing.backend_contract import contract_model
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from speedster_dist.backends import SourceModel, UnsupportedCandidate, _onnx
+from speedster_dist.cache import CACHE_ENV
 from speedster_dist.testing.backend_contract import ContractModel, contract_model
 
 onnx = pytest.importorskip("onnx")
@@ -21,7 +22,7 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
-    monkeypatch.setenv(_onnx.CACHE_ENV, str(cache))
+    monkeypatch.setenv(CACHE_ENV, str(cache))
     return cache
 
 

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,6 +16,7 @@ from speedster_dist.backends import (
     _onnx,
     get_backend,
 )
+from speedster_dist.cache import CACHE_ENV
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.testing.backend_contract import check_backend_contract, contract_model
 
@@ -30,7 +30,7 @@ CPU, GPU = DeviceKind.CPU, DeviceKind.GPU
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
     # One cache for the module: later builds of the same model reuse the export, as on a node.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(_onnx.CACHE_ENV, str(tmp_path_factory.mktemp("onnx-cache")))
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("onnx-cache")))
         yield
 
 
@@ -68,17 +68,11 @@ _INT8_MIN_COSINE = {"mlp": 0.8, "bert": 0.99}
 
 
 @pytest.mark.parametrize("kind", ["mlp", "bert"])
-@pytest.mark.parametrize(
-    ("precision", "technique"), [("fp32", ""), ("int8", "dynamic"), ("int8", "static")]
-)
-def test_cpu_contract(tmp_path: Path, kind: str, precision: str, technique: str) -> None:
-    tolerance = _TOLERANCE[precision][kind]
-    check_backend_contract(
-        "onnxruntime", precision, technique, tmp_path, tolerance=tolerance, kind=kind
-    )
-    if precision == "int8":
-        compiled = _build(kind, precision, technique, tmp_path / "again")
-        assert _min_cosine(compiled, kind) > _INT8_MIN_COSINE[kind]
+@pytest.mark.parametrize("technique", ["dynamic", "static"])
+def test_int8_keeps_the_direction_of_the_outputs(tmp_path: Path, kind: str, technique: str) -> None:
+    # The contract itself (every precision): tests/unit/backends/test_contract.py.
+    compiled = _build(kind, "int8", technique, tmp_path)
+    assert _min_cosine(compiled, kind) > _INT8_MIN_COSINE[kind]
 
 
 @pytest.mark.parametrize(
@@ -177,25 +171,3 @@ def test_gpu_unavailable_reason_is_explicit() -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
         pytest.skip("a usable GPU is present")
     assert BACKEND.unavailable_reason(GPU)
-
-
-_GPU_CASES = [
-    ("fp32", "", 1e-4),
-    ("fp16", "", 5e-2),
-    ("fp32", "trt_ep", 1e-3),
-    ("fp16", "trt_ep", 5e-2),
-]
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize(("precision", "technique", "tolerance"), _GPU_CASES)
-def test_gpu_contract(tmp_path: Path, precision: str, technique: str, tolerance: float) -> None:
-    import onnxruntime as ort
-
-    if technique == "trt_ep" and "TensorrtExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("onnxruntime has no TensorrtExecutionProvider")
-    drop = check_backend_contract(
-        "onnxruntime", precision, technique, tmp_path, tolerance=tolerance, device=GPU
-    )
-    assert np.isfinite(drop)

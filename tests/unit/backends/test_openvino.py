@@ -18,23 +18,6 @@ def _cpu_has_native_bf16() -> bool:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "bert"])
-def test_openvino_fp32_contract(tmp_path, kind):
-    drop = check_backend_contract("openvino", "fp32", "", tmp_path, tolerance=1e-4, kind=kind)
-    assert drop < 1e-4
-
-
-@pytest.mark.parametrize(("kind", "tolerance"), [("mlp", 1.0), ("bert", 0.3)])
-def test_openvino_int8_static_contract(tmp_path, kind, tolerance):
-    # Measured drops: mlp 0.61, bert 0.09 (ONNX Runtime runs the same QDQ file at 0.61 and
-    # 0.07: the loss is the quantization's). The mlp's logits are ~0.1, so the relative
-    # metric is large for an absolute error of ~0.07.
-    drop = check_backend_contract(
-        "openvino", "int8", "static", tmp_path, tolerance=tolerance, kind=kind
-    )
-    assert drop > 0, "int8 outputs identical to fp32: the QDQ graph did not run as int8"
-
-
-@pytest.mark.parametrize("kind", ["mlp", "bert"])
 def test_openvino_knobs_contract(tmp_path, kind):
     knobs = {"performance_hint": "THROUGHPUT", "num_streams": 1, "inference_num_threads": 1}
     check_backend_contract("openvino", "fp32", "", tmp_path, tolerance=1e-4, kind=kind, knobs=knobs)

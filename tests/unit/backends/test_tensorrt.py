@@ -7,7 +7,6 @@ import torch
 from speedster_dist.backends import get_backend
 from speedster_dist.backends.tensorrt import profile_shapes
 from speedster_dist.records import DeviceKind, Precision
-from speedster_dist.testing.backend_contract import check_backend_contract
 
 _HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -61,28 +60,6 @@ def test_profile_covers_dynamic_dims_with_headroom():
 def test_profile_keeps_static_dims():
     low, opt, high = profile_shapes("x", (-1, 16), [torch.zeros(3, 16), torch.zeros(5, 16)])
     assert (low, opt, high) == ((1, 16), (3, 16), (10, 16))
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize(
-    ("precision", "technique", "tolerance"),
-    [
-        ("fp32", "", 1e-3),
-        ("fp16", "", 5e-2),
-        ("int8", "static", 1.0),  # symmetric Q/DQ: TensorRT's parser takes no zero points
-    ],
-)
-@pytest.mark.parametrize("kind", ["mlp", "bert"])
-def test_tensorrt_gpu_contract(tmp_path, kind, precision, technique, tolerance):
-    check_backend_contract(
-        "tensorrt",
-        precision,
-        technique,
-        tmp_path,
-        tolerance=tolerance,
-        kind=kind,
-        device=DeviceKind.GPU,
-    )
 
 
 @pytest.mark.gpu

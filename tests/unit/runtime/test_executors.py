@@ -15,21 +15,22 @@ from typing import Any, ClassVar
 
 import pytest
 
+from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
     HardwareType,
     LatencyStats,
+    SavedCandidate,
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import HARDWARE_LABEL, RayExecutor, run_search
+from speedster_dist.runtime import RayExecutor, run_search
 from speedster_dist.runtime._catalog import probe_node
 from speedster_dist.runtime._executors import _shared_export_task
 from speedster_dist.runtime._exports import SharedExport
 from speedster_dist.runtime._placement import NodePool
 from speedster_dist.runtime._task import trial_task
-from speedster_dist.runtime._trial import SavedCandidate
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 
 from .conftest import fake_probe

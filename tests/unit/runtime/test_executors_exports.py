@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from speedster_dist.backends._onnx import CACHE_ENV
-from speedster_dist.records import Candidate
+from speedster_dist.cache import CACHE_ENV
+from speedster_dist.records import BackendInfo, Candidate, Capability
 from speedster_dist.runtime._exports import (
     SharedExport,
     consumes_onnx,
@@ -14,7 +14,6 @@ from speedster_dist.runtime._exports import (
     use_shared_export,
 )
 from speedster_dist.runtime._task import trial_task
-from speedster_dist.search import BackendInfo, CapabilityInfo
 
 from .conftest import FAKE_HW
 
@@ -65,7 +64,7 @@ def test_a_failed_export_is_recorded_not_raised_and_trials_go_on_without_it(payl
 
 def test_only_backends_that_accept_onnx_consume_the_export():
     def info(*sources):
-        cap = CapabilityInfo("cpu", "fp32", "", frozenset(), frozenset(sources))
+        cap = Capability("cpu", "fp32", "", frozenset(), frozenset(sources))
         return BackendInfo("b", (cap,))
 
     assert consumes_onnx(info("torch", "onnx"))

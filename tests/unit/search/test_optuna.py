@@ -4,9 +4,12 @@ import optuna
 import pytest
 
 from speedster_dist.records import (
+    BackendInfo,
     Candidate,
+    Capability,
     DeviceKind,
     HardwareType,
+    Knob,
     LatencyStats,
     Precision,
     TrialResult,
@@ -15,9 +18,6 @@ from speedster_dist.records import (
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
     PRUNE_MARGIN,
-    BackendInfo,
-    CapabilityInfo,
-    KnobInfo,
     OptunaSearcher,
     SpaceSettings,
     derive_space,
@@ -29,7 +29,7 @@ CPU = frozenset({"cpu"})
 
 
 def cap(precision, technique=""):
-    return CapabilityInfo("cpu", Precision(precision), technique, frozenset(), frozenset({"torch"}))
+    return Capability("cpu", Precision(precision), technique, frozenset(), frozenset({"torch"}))
 
 
 CATALOG = (
@@ -38,15 +38,15 @@ CATALOG = (
         "fast",
         (cap("fp32"), cap("int8", "dynamic")),
         (
-            KnobInfo("threads", (0, 1, 2, 4), CPU),
-            KnobInfo("fusion", (True, False), CPU),
-            KnobInfo("per_channel", (False, True), CPU, frozenset({Precision.INT8})),
+            Knob("threads", (0, 1, 2, 4), CPU),
+            Knob("fusion", (True, False), CPU),
+            Knob("per_channel", (False, True), CPU, frozenset({Precision.INT8})),
         ),
     ),
     BackendInfo(
         "ov",
         (cap("fp32"),),
-        (KnobInfo("hint", ("LATENCY", "THROUGHPUT"), CPU), KnobInfo("streams", (0, 1, 2), CPU)),
+        (Knob("hint", ("LATENCY", "THROUGHPUT"), CPU), Knob("streams", (0, 1, 2), CPU)),
     ),
 )
 BEST = "fast int8/dynamic fusion=True per_channel=True threads=2"

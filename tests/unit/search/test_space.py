@@ -1,10 +1,14 @@
 import pytest
 
-from speedster_dist.records import DeviceKind, HardwareType, Precision
-from speedster_dist.search import (
+from speedster_dist.records import (
     BackendInfo,
-    CapabilityInfo,
-    KnobInfo,
+    Capability,
+    DeviceKind,
+    HardwareType,
+    Knob,
+    Precision,
+)
+from speedster_dist.search import (
     SpaceSettings,
     allowed_precisions,
     derive_candidates,
@@ -20,7 +24,7 @@ BOTH = frozenset({"torch", "onnx"})
 
 
 def cap(device, precision, technique="", requires=(), sources=frozenset({"torch"})):
-    return CapabilityInfo(device, Precision(precision), technique, frozenset(requires), sources)
+    return Capability(device, Precision(precision), technique, frozenset(requires), sources)
 
 
 CATALOG = (
@@ -34,8 +38,8 @@ CATALOG = (
             cap("gpu", "fp16", sources=BOTH),
         ),
         (
-            KnobInfo("threads", (0, 1), frozenset({"cpu"})),
-            KnobInfo("fusion", (True, False), frozenset({"cpu", "gpu"})),
+            Knob("threads", (0, 1), frozenset({"cpu"})),
+            Knob("fusion", (True, False), frozenset({"cpu", "gpu"})),
         ),
     ),
     BackendInfo(
@@ -129,8 +133,8 @@ def test_a_knob_limited_to_a_technique_exists_only_on_its_arm():
             "ort",
             (cap("cpu", "fp32"), cap("cpu", "int8", "dynamic"), cap("cpu", "int8", "static")),
             (
-                KnobInfo("per_channel", (False, True), frozenset({"cpu"}), int8),
-                KnobInfo(
+                Knob("per_channel", (False, True), frozenset({"cpu"}), int8),
+                Knob(
                     "calibration_samples", (32, 0), frozenset({"cpu"}), int8, frozenset({"static"})
                 ),
             ),

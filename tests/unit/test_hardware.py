@@ -1,6 +1,6 @@
+from speedster_dist import hardware as _hardware
+from speedster_dist.hardware import cpu_features
 from speedster_dist.records import DeviceKind
-from speedster_dist.runtime import _hardware
-from speedster_dist.runtime._hardware import cpu_features
 
 
 def test_cpu_features_keep_only_what_matters():

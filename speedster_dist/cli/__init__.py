@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from speedster_dist.artifacts import ArtifactError
 from speedster_dist.cli import _inspect, _optimize, _rebench, _sweep
 from speedster_dist.cli._common import (
     EXIT_FAILED,
@@ -22,8 +23,6 @@ from speedster_dist.cli._common import (
     EXIT_USAGE,
     CliError,
 )
-from speedster_dist.cli._kit import read_kit, write_kit
-from speedster_dist.cli._loading import detect_inputs, detect_model
 
 __all__ = [
     "EXIT_FAILED",
@@ -32,11 +31,7 @@ __all__ = [
     "EXIT_REGRESSION",
     "EXIT_USAGE",
     "build_parser",
-    "detect_inputs",
-    "detect_model",
     "main",
-    "read_kit",
-    "write_kit",
 ]
 
 
@@ -92,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except CliError as exc:
         return _fail(str(exc), exc.code)
+    except ArtifactError as exc:  # a damaged learner or kit: the work cannot be done
+        return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted; every trial that finished is in the history", EXIT_INTERRUPTED)
     except Exception as exc:

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, say, table
+from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
+from speedster_dist.fleet import say
 
 __all__ = ["add_parsers"]
 

@@ -22,14 +22,15 @@ from speedster_dist.cli._common import (
     EXIT_REGRESSION,
     CliError,
     connect_cluster,
-    say,
     table,
 )
-from speedster_dist.cli._nightly import (
+from speedster_dist.fleet import (
     LearnerRebench,
     NightlySettings,
     find_learners,
-    rebench_learner,
+    rebench_all,
+    rebench_rows,
+    say,
 )
 
 __all__ = ["add_parser", "exit_code", "format_comparisons"]
@@ -97,31 +98,21 @@ def exit_code(regressions: int, errors: int) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
-def _executor_factory(trial_timeout: float) -> Any:
-    def make() -> Any:
-        from speedster_dist.runtime import RayExecutor
-
-        return RayExecutor(trial_timeout_s=trial_timeout)
-
-    return make
-
-
 def _run_learners(args: argparse.Namespace, settings: NightlySettings) -> list[LearnerRebench]:
+    from speedster_dist.runtime import RayExecutor
+
     learners = find_learners(args.learners)
     if not learners:
         raise CliError(f"no saved learner (manifest.json) under {args.learners}")
-    make = _executor_factory(args.trial_timeout)
-    reports = []
-    for name, path in learners:
-        try:
-            reports.append(rebench_learner(name, path, make, settings))
-        except Exception as exc:  # one broken learner must not hide the others' results
-            message = str(exc) if isinstance(exc, CliError) else f"{type(exc).__name__}: {exc}"
-            say(f"{name}: NOT re-measured: {message}")
-            if args.debug:
-                traceback.print_exc()
-            reports.append(LearnerRebench(name, error=message))
-    return reports
+
+    def make() -> RayExecutor:
+        return RayExecutor(trial_timeout_s=args.trial_timeout)
+
+    def error(name: str, exc: BaseException) -> None:
+        if args.debug:
+            traceback.print_exception(exc)
+
+    return rebench_all(learners, make, settings, on_error=error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     connect_cluster(args.cluster or "auto")
     say(f"rebench run {settings.run_id}")
     reports = _run_learners(args, settings)
-    rows = _nightly_rows(args.history)
+    rows = rebench_rows(args.history)
     comparisons = compare_run(rows, settings.run_id, verdict)
     regressions = [c for c in comparisons if c.regressed]
     errors = [r for r in reports if r.error]
@@ -162,17 +153,6 @@ def run(args: argparse.Namespace) -> int:
 
         say(f"report written to {write_report(args.history, args.report, settings=verdict)}")
     return code
-
-
-def _nightly_rows(history: Path) -> list[dict[str, Any]]:
-    """The rebench rows of the history: the only ones a verdict looks at."""
-    import pyarrow.dataset as ds
-
-    from speedster_dist.results import read_history
-
-    if not history.is_dir():
-        return []
-    return read_history(history, filter=ds.field("run_kind") == "rebench").to_pylist()
 
 
 def _write_json(

@@ -35,6 +35,14 @@ class MeasureSettings:
         if self.max_duration_s < self.min_duration_s:
             raise ValueError("max_duration_s must be at least min_duration_s")
 
+    @classmethod
+    def quick(cls) -> MeasureSettings:
+        """A few timed calls instead of the trustworthy default: smoke tests only (the
+        CLI's ``--quick-measure``); latencies are noisy and runs are marked as such."""
+        return cls(
+            warmup_calls=2, warmup_s=0.0, min_calls=10, min_duration_s=0.05, max_duration_s=2.0
+        )
+
 
 def latency_stats(samples_s: list[float]) -> LatencyStats:
     """Summarise per-call latencies (seconds)."""

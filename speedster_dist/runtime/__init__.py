@@ -1,33 +1,54 @@
-"""Runtime: where trials run (Ray, hardware discovery) and the driver that runs the search."""
+"""Runtime: where trials run (Ray, node probes, placement) and the driver that runs a search.
+
+Ray is imported only when a :class:`RayExecutor` is created or :func:`connect` is called.
+"""
 
 from speedster_dist.runtime._catalog import NodeProbe, backend_catalog, probe_node
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
-from speedster_dist.runtime._executors import (
+from speedster_dist.runtime._inline import InlineExecutor
+from speedster_dist.runtime._protocol import (
+    Cluster,
     Executor,
     HardwareGroup,
-    InlineExecutor,
-    RayExecutor,
     TrialOutcome,
+    TrialRunner,
+    failed_result,
 )
 from speedster_dist.runtime._ray import ClusterConnectionError, connect, package_runtime_env
+from speedster_dist.runtime._ray_executor import RayExecutor
+from speedster_dist.runtime._rebench import (
+    FixedTrial,
+    OnlyTypes,
+    baseline_candidate,
+    run_fixed_trials,
+    winner_candidate,
+)
 from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial
 
 __all__ = [
     "BUDGET_EXHAUSTED",
     "FP32_TOLERANCE",
+    "Cluster",
     "ClusterConnectionError",
     "Executor",
+    "FixedTrial",
     "HardwareGroup",
     "InlineExecutor",
     "NodeProbe",
+    "OnlyTypes",
     "RayExecutor",
     "SearchOutcome",
     "TrialOutcome",
     "TrialPayload",
+    "TrialRunner",
     "backend_catalog",
+    "baseline_candidate",
     "connect",
+    "failed_result",
     "package_runtime_env",
     "probe_node",
+    "run_fixed_trials",
     "run_search",
     "run_trial",
+    "winner_candidate",
 ]

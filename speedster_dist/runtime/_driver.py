@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speedster_dist.records import Candidate, DeviceKind, HardwareType, SavedCandidate, TrialResult
-from speedster_dist.runtime._executors import Executor, HardwareGroup, TrialOutcome
+from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
@@ -101,9 +101,12 @@ def run_search(
     make_searcher: SearcherFactory = lambda hw, space: ExhaustiveSearcher(space),
     poll_s: float = 0.5,
     devices: frozenset[DeviceKind] = frozenset(DeviceKind),
+    cluster: Cluster | None = None,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
+    ``cluster`` (default: the executor) decides which hardware types the search sees, e.g.
+    :class:`OnlyTypes` of the executor to search some of them only.
     ``make_searcher`` gives each hardware type its searcher over the space derived for it;
     every non-baseline trial is submitted with its searcher's ``prune_bar(candidate)``. When the
     budget runs out, the trials in flight are cancelled and told as FAILED with reason
@@ -112,7 +115,8 @@ def run_search(
     """
     started = time.monotonic()
     deadline = started + budget.seconds
-    groups = [g for g in executor.discover() if g.hardware.device in devices]
+    view: Cluster = cluster if cluster is not None else executor
+    groups = [g for g in view.discover() if g.hardware.device in devices]
     if not groups:
         wanted = "/".join(sorted(d.value for d in devices))
         raise ValueError(f"the cluster has no {wanted} node to optimize for")
@@ -132,7 +136,7 @@ def run_search(
             _keep_portable(outcome, executor, item)
 
     while True:
-        _adopt_joined(executor, states, outcome, settings, make_searcher, devices)
+        _adopt_joined(view, states, outcome, settings, make_searcher, devices)
         _submit_ready(executor, states)
         if executor.in_flight() == 0:
             break
@@ -145,7 +149,7 @@ def run_search(
         for item in executor.poll(min(poll_s, remaining)):
             record(item)
 
-    outcome.lost = executor.lost_types()
+    outcome.lost = view.lost_types()
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
@@ -177,7 +181,7 @@ def _why_no_winner(results: list[TrialResult], key: str) -> str:
 
 
 def _adopt_joined(
-    executor: Executor,
+    cluster: Cluster,
     states: dict[str, _TypeState],
     outcome: SearchOutcome,
     settings: SpaceSettings,
@@ -187,9 +191,7 @@ def _adopt_joined(
     """A hardware type whose first node joined mid-search is searched too, from then on,
     with what is left of the budget (new nodes of known types the executor uses itself)."""
     new = [
-        g
-        for g in executor.joined()
-        if g.hardware.device in devices and g.hardware.key not in states
+        g for g in cluster.joined() if g.hardware.device in devices and g.hardware.key not in states
     ]
     if not new:
         return

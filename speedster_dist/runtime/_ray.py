@@ -77,7 +77,8 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
 
     ``"auto"`` (or None): an already initialised Ray is reused; else ``RAY_ADDRESS``; else a
     cluster running on this machine (``ray start --head``); else an embedded local Ray is
-    started with every core of this machine. Any other value is a cluster address
+    started with every core of this machine. ``"local"``: always a private embedded Ray
+    (unless this process is connected already). Any other value is a cluster address
     (``host:port`` or ``ray://host:port``) that must be reachable.
 
     ``runtime_env`` becomes the job's Ray runtime environment (e.g.
@@ -88,7 +89,7 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     import ray
 
     cluster = cluster or "auto"
-    if cluster != "auto":
+    if cluster not in ("auto", "local"):
         _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
     if ray.is_initialized():
         if runtime_env:
@@ -99,6 +100,8 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
         return "existing"
     _use_token_if_available()
     kwargs = _init_kwargs(runtime_env)
+    if cluster == "local":
+        return _start_embedded(kwargs)
     if cluster != "auto":
         ray.init(address=cluster, **kwargs)
         return "address"
@@ -113,9 +116,15 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
             return "existing"
         except ConnectionError:
             pass
+    return _start_embedded(kwargs)
+
+
+def _start_embedded(kwargs: Mapping[str, Any]) -> str:
+    """A new Ray on this machine, even when a (possibly stale) cluster address is recorded."""
+    import ray
+
     for name, value in LOOPBACK_ENV.items():
         os.environ.setdefault(name, value)
-    # "local": a new Ray even when a (possibly stale) cluster address is recorded on disk.
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return "embedded"
 

@@ -13,13 +13,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
-from speedster_dist.runtime._executors import (
-    Executor,
-    HardwareGroup,
-    TrialOutcome,
-    failed_result,
-)
+from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, failed_result
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import SpaceSettings, derive_space
 
@@ -98,9 +93,10 @@ def run_fixed_trials(
 
 
 class OnlyTypes:
-    """An executor that shows the driver only some hardware types (to search just those)."""
+    """A :class:`~._protocol.Cluster` that shows only some hardware types of another, so
+    that a search covers just those (the nightly search of types that joined the fleet)."""
 
-    def __init__(self, inner: Executor, keys: Collection[str]) -> None:
+    def __init__(self, inner: Cluster, keys: Collection[str]) -> None:
         self.inner = inner
         self.keys = frozenset(keys)
 
@@ -113,34 +109,3 @@ class OnlyTypes:
 
     def lost_types(self) -> dict[str, str]:
         return {k: v for k, v in self.inner.lost_types().items() if k in self.keys}
-
-    def prepare(self, payload: TrialPayload) -> None:
-        self.inner.prepare(payload)
-
-    def has_capacity(self, hardware_key: str) -> bool:
-        return self.inner.has_capacity(hardware_key)
-
-    def submit(
-        self,
-        candidate: Candidate,
-        hardware: HardwareType,
-        is_baseline: bool,
-        prune_above_s: float | None = None,
-    ) -> None:
-        self.inner.submit(candidate, hardware, is_baseline, prune_above_s)
-
-    def poll(self, timeout_s: float) -> list[TrialOutcome]:
-        return self.inner.poll(timeout_s)
-
-    def in_flight(self) -> int:
-        return self.inner.in_flight()
-
-    def cancel_all(self, reason: str) -> list[TrialOutcome]:
-        return self.inner.cancel_all(reason)
-
-    def fetch(self, artifact: Any) -> SavedCandidate:
-        return self.inner.fetch(artifact)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything the executor protocol gains later is passed through unchanged.
-        return getattr(self.inner, name)

@@ -22,9 +22,10 @@ import pytest
 import torch
 
 from speedster_dist import hardware as _hardware
+from speedster_dist.artifacts import PORTABLE_KEY
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
-from speedster_dist.learner import PORTABLE_KEY, load_model
+from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import RayExecutor, run_search

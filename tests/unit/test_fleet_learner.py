@@ -6,18 +6,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from speedster_dist.backends import BuildConfig, get_backend
-from speedster_dist.hardware import hardware_from_json, hardware_to_json, local_hardware
-from speedster_dist.learner import (
+from speedster_dist.artifacts import (
     PORTABLE_KEY,
     ArtifactError,
-    HardwareKeyedLearner,
     LearnerIO,
     LearnerMetadata,
     WinnerEntry,
-    _compatible,
-    load_model,
 )
+from speedster_dist.artifacts import compatible as _compatible
+from speedster_dist.backends import BuildConfig, get_backend
+from speedster_dist.hardware import hardware_from_json, hardware_to_json, local_hardware
+from speedster_dist.learner import HardwareKeyedLearner, load_model
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import (
     Candidate,

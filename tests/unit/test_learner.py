@@ -7,15 +7,10 @@ import pytest
 import torch
 
 from speedster_dist import LearnerMetadata, load_model
+from speedster_dist.artifacts import ArtifactError, LearnerIO, WinnerEntry, select_entry
 from speedster_dist.backends import BuildConfig, get_backend
 from speedster_dist.hardware import local_hardware
-from speedster_dist.learner import (
-    ArtifactError,
-    HardwareKeyedLearner,
-    LearnerIO,
-    WinnerEntry,
-    choose_entry,
-)
+from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, HardwareType, Precision
 from speedster_dist.runtime._trial import _save
@@ -160,18 +155,26 @@ def test_output_class_is_only_resolved_from_transformers():
     assert resolve_output_class("transformers.utils:is_torch_available") is None
 
 
-def test_choose_entry_prefers_own_type_then_compatible_with_a_warning(tmp_path):
+def test_selection_prefers_own_type_then_compatible_with_a_message(tmp_path):
     _, own = _entry(tmp_path, LOCAL, kind="mlp")
     weaker = replace(LOCAL, key="cpu-older", features=frozenset())
-    stronger = replace(LOCAL, key="cpu-newer", features=LOCAL.features | {"amx_bf16"})
+    # A feature no real CPU has: this machine can never run "cpu-newer", whatever it is.
+    stronger = replace(LOCAL, key="cpu-newer", features=LOCAL.features | {"made_up_isa"})
     _, older = _entry(tmp_path, weaker, kind="mlp")
     _, newer = _entry(tmp_path, stronger, kind="mlp")
-    assert choose_entry({LOCAL.key: own, "cpu-older": older}, [LOCAL]) == LOCAL.key
+    assert select_entry({LOCAL.key: own, "cpu-older": older}, None, [LOCAL]).key == LOCAL.key
+    chosen = select_entry({"cpu-older": older, "cpu-newer": newer}, None, [LOCAL])
+    assert (chosen.key, chosen.how) == ("cpu-older", "compatible")
+    assert "cpu-older" in chosen.message
+    learner = HardwareKeyedLearner(
+        LearnerIO(("x",), False, OutputSpec("tensor", ("output_0",))),
+        {"cpu-older": older, "cpu-newer": newer},
+    )
     with pytest.warns(UserWarning, match="cpu-older"):
-        assert choose_entry({"cpu-older": older, "cpu-newer": newer}, [LOCAL]) == "cpu-older"
+        learner.for_hardware()
     gpu = HardwareType("gpu-x", DeviceKind.GPU)
     with pytest.raises(ArtifactError, match="none can run"):
-        choose_entry({"cpu-newer": newer, "gpu-x": replace(older, hardware=gpu)}, [LOCAL])
+        select_entry({"cpu-newer": newer, "gpu-x": replace(older, hardware=gpu)}, None, [LOCAL])
 
 
 def test_explicit_hardware_type_and_listing(tmp_path):
@@ -192,7 +195,7 @@ def test_explicit_hardware_type_and_listing(tmp_path):
 
 
 def test_saving_over_a_learner_is_atomic_and_keeps_other_files(tmp_path, monkeypatch):
-    import speedster_dist.learner as learner_module
+    from speedster_dist.artifacts import _store as store_module
 
     model, own = _entry(tmp_path, LOCAL, kind="mlp")
     _, other = _entry(tmp_path, replace(LOCAL, key="cpu-other"), kind="mlp")
@@ -204,7 +207,7 @@ def test_saving_over_a_learner_is_atomic_and_keeps_other_files(tmp_path, monkeyp
 
     # Adding a hardware type; the save dies while writing the new winner's files.
     grown = HardwareKeyedLearner(io, {LOCAL.key: own, "cpu-other": other})
-    real_write = learner_module._write_files
+    real_write = store_module._write_files
     calls = []
 
     def dying_write(folder, saved):
@@ -213,13 +216,13 @@ def test_saving_over_a_learner_is_atomic_and_keeps_other_files(tmp_path, monkeyp
             raise OSError("disk full")
         return real_write(folder, saved)
 
-    monkeypatch.setattr(learner_module, "_write_files", dying_write)
+    monkeypatch.setattr(store_module, "_write_files", dying_write)
     with pytest.raises(OSError, match="disk full"):
         grown.save(path)
     assert (path / "manifest.json").read_text() == before
     assert load_model(path).hardware_types() == [LOCAL.key]  # the old learner still loads
 
-    monkeypatch.setattr(learner_module, "_write_files", real_write)
+    monkeypatch.setattr(store_module, "_write_files", real_write)
     grown.save(path)
     loaded = load_model(path, hardware_key="cpu-other")
     assert sorted(loaded.hardware_types()) == sorted([LOCAL.key, "cpu-other"])

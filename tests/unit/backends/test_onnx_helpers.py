@@ -12,6 +12,9 @@ import pytest
 import torch
 
 from speedster_dist.backends import SourceModel, UnsupportedCandidate, _onnx
+from speedster_dist.backends._onnx import export as onnx_export
+from speedster_dist.backends._onnx import files as onnx_files
+from speedster_dist.backends._onnx import quantize as onnx_quantize
 from speedster_dist.cache import CACHE_ENV
 from speedster_dist.testing.backend_contract import ContractModel, contract_model
 
@@ -116,15 +119,18 @@ def test_export_is_cached_per_node(
 def test_export_race_lost_to_another_process(
     mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export_into = _onnx._export_into
+    real_export_into = onnx_export._export_into
 
     def export_while_another_process_publishes(source: SourceModel, path: Path, opset: int) -> None:
         real_export_into(source, path, opset)
-        other = path.parent.parent / f"{mlp.source.fingerprint}-{_onnx._io_key(mlp.source)}-opset17"
+        other = (
+            path.parent.parent
+            / f"{mlp.source.fingerprint}-{onnx_export._io_key(mlp.source)}-opset17"
+        )
         other.mkdir()
         (other / "model.onnx").write_bytes(path.read_bytes())
 
-    monkeypatch.setattr(_onnx, "_export_into", export_while_another_process_publishes)
+    monkeypatch.setattr(onnx_export, "_export_into", export_while_another_process_publishes)
     path = _onnx.export_onnx(mlp.source, tmp_path)
     assert path.exists()
     assert [p.name for p in path.parent.parent.iterdir()] == [path.parent.name]  # no staging
@@ -203,7 +209,7 @@ def test_dynamo_fallback_when_legacy_fails(
     def broken(*args: object) -> None:
         raise RuntimeError("legacy exporter broke")
 
-    monkeypatch.setattr(_onnx, "_export_legacy", broken)
+    monkeypatch.setattr(onnx_export, "_export_legacy", broken)
     path = _onnx.export_onnx(mlp.source, tmp_path)
     sample = (torch.randn(5, 16),)  # a batch size the export never saw
     got = _run(path, mlp.source, sample)
@@ -216,8 +222,8 @@ def test_both_exporters_failing_is_unsupported(
     def broken(*args: object) -> None:
         raise RuntimeError("exporter broke\n" + "details " * 500)
 
-    monkeypatch.setattr(_onnx, "_export_legacy", broken)
-    monkeypatch.setattr(_onnx, "_export_dynamo", broken)
+    monkeypatch.setattr(onnx_export, "_export_legacy", broken)
+    monkeypatch.setattr(onnx_export, "_export_dynamo", broken)
     with pytest.raises(UnsupportedCandidate, match=r"legacy exporter.*dynamo exporter") as info:
         _onnx.export_onnx(mlp.source, tmp_path)
     assert len(str(info.value)) < 1000
@@ -226,7 +232,8 @@ def test_both_exporters_failing_is_unsupported(
 def test_large_models_get_one_external_data_file(
     mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_onnx, "EXTERNAL_DATA_BYTES", 0)  # every model counts as large
+    for module in (onnx_export, onnx_files):  # every model counts as large
+        monkeypatch.setattr(module, "EXTERNAL_DATA_BYTES", 0)
     path = _onnx.export_onnx(mlp.source, tmp_path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
     copied = _onnx.copy_onnx(path, tmp_path / "copy" / "model.onnx")
@@ -332,7 +339,7 @@ def test_knobs_choose_the_calibration(
         seen.update(count=len(samples), per_channel=per_channel, method=method, sym=symmetric)
         return out
 
-    monkeypatch.setattr(_onnx, "quantize_static_qdq", fake_quantize)
+    monkeypatch.setattr(onnx_quantize, "quantize_static_qdq", fake_quantize)
     many = [mlp.calibration[0]] * 40
     knobs = {"calibration_samples": 0, "calibration_method": "entropy", "per_channel": True}
     _onnx.quantize_static_with_knobs(tmp_path / "m.onnx", mlp.source, many, knobs, tmp_path / "q")

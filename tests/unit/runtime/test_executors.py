@@ -27,7 +27,7 @@ from speedster_dist.records import (
 )
 from speedster_dist.runtime import RayExecutor, run_search
 from speedster_dist.runtime._catalog import probe_node
-from speedster_dist.runtime._executors import _shared_export_task
+from speedster_dist.runtime._export_task import _shared_export_task
 from speedster_dist.runtime._exports import SharedExport
 from speedster_dist.runtime._placement import NodePool
 from speedster_dist.runtime._task import trial_task
@@ -362,7 +362,7 @@ def test_nodes_that_join_are_probed_and_used_new_types_reported(executor_for):
     ray.nodes_spec["a2"]["alive"] = False
     ray.held.add("a2")
     executor.poll(0)
-    assert "a2" not in executor._pool.node_ids()
+    assert "a2" not in executor.membership.pool.node_ids()
 
 
 def test_onnx_trials_wait_for_one_shared_export_others_do_not(executor_for):
@@ -389,6 +389,23 @@ def test_onnx_trials_wait_for_one_shared_export_others_do_not(executor_for):
     assert dict(by_backend["fake", B].result.extra)["export"] == ""
     assert executor.stats["exports"] == 1
     assert len([t for t in ray.tasks if t.fn is _shared_export_task]) == 1
+
+
+def test_an_export_whose_node_is_gone_restarts_on_another_node(executor_for):
+    # A node a previous search probed may be listed alive after it died: the export sent
+    # there is unschedulable. The node is dropped and the export made once elsewhere.
+    ray = _fake_ray(a1=A, a2=A)
+    executor = executor_for(ray)
+    ray.nodes_spec["a1"]["dead"] = True  # Ray still lists it as alive
+    executor.submit(Candidate.make("onnxruntime", "fp32", A), _hw(A), False)
+    outcomes = []
+    for _ in range(5):
+        outcomes += executor.poll(0)
+    exports = [t for t in ray.tasks if t.fn is _shared_export_task]
+    assert [t.node_id for t in exports] == ["a1", "a2"]
+    assert executor.stats["exports"] == 2 and "a1" not in executor.membership.pool.node_ids()
+    (outcome,) = outcomes
+    assert outcome.result.ok and dict(outcome.result.extra)["export"] == "k1"
 
 
 def test_a_trial_past_its_limit_is_cancelled_and_its_node_freed(executor_for):

@@ -11,83 +11,40 @@ tokenizer; or arrays in an ``.npz`` (see :func:`_npz_samples`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import CliError
+from speedster_dist.artifacts import TEXT_SUFFIXES, InputSource, ModelSource
+from speedster_dist.inputs import InputError
 
-__all__ = [
-    "MODEL_KINDS",
-    "InputSource",
-    "ModelSource",
-    "detect_inputs",
-    "detect_model",
-    "load_inputs",
-    "load_model",
-]
-
-MODEL_KINDS = ("hf", "onnx", "torchscript", "torch_export")
+__all__ = ["detect_inputs", "detect_model", "read_inputs", "read_model"]
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
-TEXT_SUFFIXES = (".json", ".jsonl", ".txt")
-PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the model is and how to read it (``kind``: hf, onnx, torchscript, torch_export)."""
-
-    path: Path
-    kind: str
-    model_class: str = "AutoModel"
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise CliError(f"unknown model kind {self.kind!r}; known: {MODEL_KINDS}")
-        if self.kind == "hf" and not self.model_class.startswith("Auto"):
-            raise CliError(
-                f"--model-class must be a transformers Auto class, got {self.model_class!r}"
-            )
-
-
-@dataclass(frozen=True)
-class InputSource:
-    """Where the samples are; ``tokenizer`` is a folder (texts only)."""
-
-    path: Path
-    tokenizer: Path | None = None
-    max_length: int | None = None
-    batch_size: int = 1
-
-    @property
-    def is_text(self) -> bool:
-        return self.path.suffix.lower() in TEXT_SUFFIXES
 
 
 def detect_model(path: str | Path, model_class: str = "AutoModel") -> ModelSource:
-    """Which kind of model ``path`` is; raises CliError when it is none of them."""
+    """Which kind of model ``path`` is; raises InputError when it is none of them."""
     where = Path(path)
     suffix = where.suffix.lower()
     if where.is_dir():
         if not (where / "config.json").is_file():
-            raise CliError(f"{where} is a folder without config.json: not a Hugging Face model")
+            raise InputError(f"{where} is a folder without config.json: not a Hugging Face model")
         return ModelSource(where, "hf", model_class)
     if not where.is_file():
-        raise CliError(f"model {where} does not exist")
+        raise InputError(f"model {where} does not exist")
     if suffix == ".onnx":
         return ModelSource(where, "onnx")
     if suffix in TORCHSCRIPT_SUFFIXES:
         return ModelSource(where, "torchscript")
     if suffix == ".pt2":
         return ModelSource(where, "torch_export")
-    raise CliError(
+    raise InputError(
         f"cannot tell what model {where} is: give a Hugging Face folder, an .onnx file, a "
         f"TorchScript archive ({', '.join(TORCHSCRIPT_SUFFIXES)}) or a torch.export .pt2 file"
     )
 
 
-def load_model(source: ModelSource) -> Any:
+def read_model(source: ModelSource) -> Any:
     """The model object ``optimize_model`` takes (an ``nn.Module``, or the ONNX path)."""
     if source.kind == "onnx":
         return source.path
@@ -99,19 +56,19 @@ def load_model(source: ModelSource) -> Any:
 
             auto = getattr(transformers, source.model_class, None)
             if auto is None or not hasattr(auto, "from_pretrained"):
-                raise CliError(f"transformers has no Auto class {source.model_class!r}")
+                raise InputError(f"transformers has no Auto class {source.model_class!r}")
             # safetensors only: weights are data, never a pickle.
             model = auto.from_pretrained(source.path, local_files_only=True, use_safetensors=True)
         elif source.kind == "torchscript":
-            from speedster_dist.cli._scripted import ScriptedModel
+            from speedster_dist.fleet._scripted import ScriptedModel
 
             model = ScriptedModel(torch.jit.load(str(source.path), map_location="cpu"))
         else:
             model = torch.export.load(str(source.path)).module()
-    except CliError:
+    except InputError:
         raise
     except Exception as exc:
-        raise CliError(f"cannot load {source.kind} model {source.path}: {exc}") from exc
+        raise InputError(f"cannot load {source.kind} model {source.path}: {exc}") from exc
     return model.eval() if hasattr(model, "eval") else model
 
 
@@ -125,19 +82,21 @@ def detect_inputs(
     """Check the inputs file and find the tokenizer texts need (the model's folder)."""
     where = Path(path)
     if not where.is_file():
-        raise CliError(f"inputs file {where} does not exist")
+        raise InputError(f"inputs file {where} does not exist")
     suffix = where.suffix.lower()
     if suffix not in (*TEXT_SUFFIXES, ".npz"):
-        raise CliError(f"inputs must be .json, .jsonl, .txt (texts) or .npz (arrays), got {where}")
+        raise InputError(
+            f"inputs must be .json, .jsonl, .txt (texts) or .npz (arrays), got {where}"
+        )
     if batch_size < 1:
-        raise CliError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     folder = Path(tokenizer) if tokenizer else None
     if suffix in TEXT_SUFFIXES and folder is None:
         if model.kind != "hf":
-            raise CliError("texts need a tokenizer: pass --tokenizer FOLDER")
+            raise InputError("texts need a tokenizer: pass --tokenizer FOLDER")
         folder = model.path
     if folder is not None and not folder.is_dir():
-        raise CliError(f"tokenizer folder {folder} does not exist")
+        raise InputError(f"tokenizer folder {folder} does not exist")
     return InputSource(where, folder, max_length, batch_size)
 
 
@@ -152,13 +111,13 @@ def _texts(path: Path) -> list[str]:
         else:
             items = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise CliError(f"{path} is not valid JSON: {exc}") from exc
+        raise InputError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(items, list) or not items:
-        raise CliError(f"{path} holds no text: expected a non-empty list of strings")
+        raise InputError(f"{path} holds no text: expected a non-empty list of strings")
     texts = [item.get("text") if isinstance(item, dict) else item for item in items]
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t), None)
     if bad is not None:
-        raise CliError(f"{path}: item {bad} is not a text (a string, or an object with 'text')")
+        raise InputError(f"{path}: item {bad} is not a text (a string, or an object with 'text')")
     return [str(t) for t in texts]
 
 
@@ -176,16 +135,16 @@ def _npz_samples(path: Path, batch_size: int) -> list[Any]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as exc:
-        raise CliError(f"cannot read arrays from {path}: {exc}") from exc
+        raise InputError(f"cannot read arrays from {path}: {exc}") from exc
     labels = arrays.pop("labels", None)
     if not arrays:
-        raise CliError(f"{path} holds no input array")
+        raise InputError(f"{path} holds no input array")
     rows = {len(a) if a.ndim else 0 for a in arrays.values()}
     if len(rows) != 1 or 0 in rows or (labels is not None and len(labels) not in rows):
-        raise CliError(f"{path}: every array needs the same number of rows (samples) on axis 0")
+        raise InputError(f"{path}: every array needs the same number of rows (samples) on axis 0")
     count = rows.pop() // batch_size
     if count == 0:
-        raise CliError(f"{path} has fewer rows than one batch of {batch_size}")
+        raise InputError(f"{path} has fewer rows than one batch of {batch_size}")
     positional = labels is not None or all(n.startswith("arr_") for n in arrays)
     samples: list[Any] = []
     for i in range(count):
@@ -198,7 +157,7 @@ def _npz_samples(path: Path, batch_size: int) -> list[Any]:
     return samples
 
 
-def load_inputs(source: InputSource) -> tuple[list[Any], Any, dict[str, Any] | None]:
+def read_inputs(source: InputSource) -> tuple[list[Any], Any, dict[str, Any] | None]:
     """``(input_data, tokenizer, tokenizer_args)`` for ``optimize_model``."""
     if not source.is_text:
         return _npz_samples(source.path, source.batch_size), None, None
@@ -208,7 +167,7 @@ def load_inputs(source: InputSource) -> tuple[list[Any], Any, dict[str, Any] | N
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, local_files_only=True)
     except Exception as exc:
-        raise CliError(f"cannot load a tokenizer from {source.tokenizer}: {exc}") from exc
+        raise InputError(f"cannot load a tokenizer from {source.tokenizer}: {exc}") from exc
     args = None
     if source.max_length:
         args = {"padding": "max_length", "truncation": True, "max_length": source.max_length}

@@ -13,27 +13,73 @@ fleet, needs both. ``optimize`` and ``sweep`` therefore write, next to the learn
     rebench/tokenizer/    the tokenizer, when it is not in the model folder
     rebench/inputs.*      the sample inputs (texts or arrays)
 
-Like the learner it is data: reading it verifies every checksum, loads only safetensors,
-ONNX, TorchScript or torch.export files, and never unpickles or executes anything.
+Like the learner it is data: reading it verifies every checksum and keeps every name inside
+the kit; the model is then read by :mod:`speedster_dist.fleet` (safetensors, ONNX,
+TorchScript or torch.export files, never a pickle).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_FAILED, CliError
-from speedster_dist.cli._loading import PICKLED_WEIGHTS, InputSource, ModelSource
+from speedster_dist.artifacts._files import atomic_write_text, sha256_file
+from speedster_dist.artifacts._manifest import ArtifactError
+from speedster_dist.inputs import InputError
 
-__all__ = ["KIT_DIR", "Kit", "read_kit", "write_kit"]
+__all__ = [
+    "KIT_DIR",
+    "MODEL_KINDS",
+    "PICKLED_WEIGHTS",
+    "TEXT_SUFFIXES",
+    "InputSource",
+    "Kit",
+    "ModelSource",
+    "read_kit",
+    "write_kit",
+]
 
 KIT_DIR = "rebench"
 _FORMAT = "speedster-dist-rebench-kit"
 _VERSION = 1
+
+MODEL_KINDS = ("hf", "onnx", "torchscript", "torch_export")
+TEXT_SUFFIXES = (".json", ".jsonl", ".txt")
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model is and how to read it (``kind``: hf, onnx, torchscript, torch_export)."""
+
+    path: Path
+    kind: str
+    model_class: str = "AutoModel"
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise InputError(f"unknown model kind {self.kind!r}; known: {MODEL_KINDS}")
+        if self.kind == "hf" and not self.model_class.startswith("Auto"):
+            raise InputError(
+                f"--model-class must be a transformers Auto class, got {self.model_class!r}"
+            )
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where the samples are; ``tokenizer`` is a folder (texts only)."""
+
+    path: Path
+    tokenizer: Path | None = None
+    max_length: int | None = None
+    batch_size: int = 1
+
+    @property
+    def is_text(self) -> bool:
+        return self.path.suffix.lower() in TEXT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -46,14 +92,6 @@ class Kit:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_folder(source: Path, target: Path) -> None:
     # Top-level files only (config, safetensors, tokenizer); never pickled weights.
     target.mkdir(parents=True)
@@ -61,7 +99,7 @@ def _copy_folder(source: Path, target: Path) -> None:
         if item.is_file() and item.suffix.lower() not in PICKLED_WEIGHTS:
             shutil.copy2(item, target / item.name)
     if not any(target.glob("*.safetensors")):
-        raise CliError(f"{source} has no .safetensors weights: the rebench kit needs them")
+        raise InputError(f"{source} has no .safetensors weights: the rebench kit needs them")
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -93,7 +131,9 @@ def write_kit(
     inputs_name = f"inputs{inputs.path.suffix.lower()}"
     shutil.copy2(inputs.path, root / inputs_name)
     files = {
-        p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
     manifest = {
         "format": _FORMAT,
@@ -109,14 +149,14 @@ def write_kit(
         "options": options,
         "files": files,
     }
-    (root / "kit.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    atomic_write_text(root / "kit.json", json.dumps(manifest, indent=2, sort_keys=True))
     return root
 
 
 def _inside(root: Path, relative: str) -> Path:
     target = (root / relative).resolve()
     if root.resolve() != target and root.resolve() not in target.parents:
-        raise CliError(f"{root}/kit.json points outside the kit: {relative!r}", EXIT_FAILED)
+        raise ArtifactError(f"{root}/kit.json points outside the kit: {relative!r}")
     return target
 
 
@@ -124,27 +164,26 @@ def _verify(root: Path, files: dict[str, str]) -> None:
     for name, digest in files.items():
         target = _inside(root, name)
         if not target.is_file():
-            raise CliError(f"rebench kit {root}: {name} is missing", EXIT_FAILED)
-        if _sha256(target) != digest:
-            raise CliError(
-                f"rebench kit {root}: {name} does not match its checksum (changed after saving)",
-                EXIT_FAILED,
+            raise ArtifactError(f"rebench kit {root}: {name} is missing")
+        if sha256_file(target) != digest:
+            raise ArtifactError(
+                f"rebench kit {root}: {name} does not match its checksum (changed after saving)"
             )
 
 
 def read_kit(learner_dir: str | Path) -> Kit:
-    """The verified kit of a learner; CliError (exit 1) when missing, corrupt or tampered."""
+    """The verified kit of a learner; :class:`ArtifactError` when missing, corrupt or
+    tampered with."""
     root = Path(learner_dir) / KIT_DIR
     if not (root / "kit.json").is_file():
-        raise CliError(
+        raise ArtifactError(
             f"{learner_dir} has no rebench kit ({KIT_DIR}/kit.json): save it with "
-            "`speedster-dist optimize --out` or `sweep` so that it can be re-measured",
-            EXIT_FAILED,
+            "`speedster-dist optimize --out` or `sweep` so that it can be re-measured"
         )
     try:
         raw = json.loads((root / "kit.json").read_text())
         if raw.get("format") != _FORMAT or raw.get("version") != _VERSION:
-            raise CliError(f"{root}/kit.json is not a version {_VERSION} rebench kit", EXIT_FAILED)
+            raise ArtifactError(f"{root}/kit.json is not a version {_VERSION} rebench kit")
         _verify(root, dict(raw["files"]))
         model = raw["model"]
         source = ModelSource(_inside(root, model["path"]), model["kind"], model["class"])
@@ -158,4 +197,4 @@ def read_kit(learner_dir: str | Path) -> Kit:
         )
         return Kit(str(raw["model_name"]), source, inputs, dict(raw.get("options", {})))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CliError(f"{root}/kit.json is corrupt: {exc}", EXIT_FAILED) from exc
+        raise ArtifactError(f"{root}/kit.json is corrupt: {exc}") from exc

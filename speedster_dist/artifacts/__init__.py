@@ -1,0 +1,55 @@
+"""Everything written to disk: the learner's manifest and files, load-time selection of the
+entry for a machine, and the rebench kit. No Ray, Optuna or pyarrow here: a service that only
+loads a learner imports this and the backends, nothing of the search.
+"""
+
+from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry, portable_entry
+from speedster_dist.artifacts._files import atomic_write_text, sha256_file
+from speedster_dist.artifacts._kit import (
+    KIT_DIR,
+    MODEL_KINDS,
+    PICKLED_WEIGHTS,
+    TEXT_SUFFIXES,
+    InputSource,
+    Kit,
+    ModelSource,
+    read_kit,
+    write_kit,
+)
+from speedster_dist.artifacts._manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    ArtifactError,
+    LearnerMetadata,
+)
+from speedster_dist.artifacts._selection import Selection, compatible, select_entry
+from speedster_dist.artifacts._store import load_compiled, save_learner
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "KIT_DIR",
+    "MANIFEST",
+    "MODEL_KINDS",
+    "PICKLED_WEIGHTS",
+    "PORTABLE_KEY",
+    "TEXT_SUFFIXES",
+    "ArtifactError",
+    "InputSource",
+    "Kit",
+    "LearnerIO",
+    "LearnerMetadata",
+    "ModelSource",
+    "Selection",
+    "WinnerEntry",
+    "atomic_write_text",
+    "compatible",
+    "load_compiled",
+    "portable_entry",
+    "read_kit",
+    "save_learner",
+    "select_entry",
+    "sha256_file",
+    "write_kit",
+]

@@ -1,0 +1,99 @@
+"""Which entry of a learner runs on this machine: its own type, a compatible one, the fallback.
+
+``own``: this machine's hardware type has a winner. ``compatible``: the closest winner that
+can run here (same device kind, every CPU feature it needs present here, its backend
+available here, and for GPU engines the same compute capability). ``portable``: the original
+model in a standard format, for machines no winner fits. ``explicit``: asked for by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from speedster_dist.artifacts._entries import PORTABLE_KEY, WinnerEntry
+from speedster_dist.artifacts._manifest import ArtifactError
+from speedster_dist.backends import get_backend
+from speedster_dist.records import DeviceKind, HardwareType, SavedCandidate
+
+__all__ = ["Selection", "compatible", "select_entry"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entry a learner runs and why: ``how`` is ``"own"``, ``"compatible"``,
+    ``"portable"`` or ``"explicit"``; ``message`` explains a fallback (shown as a warning)."""
+
+    key: str
+    how: str
+    message: str = ""
+
+
+def compatible(entry: WinnerEntry, hardware: HardwareType) -> bool:
+    """Can ``entry`` run on ``hardware``? Same device kind; every CPU feature it needs; a GPU
+    engine (device-specific, e.g. TensorRT) only on the compute capability it was built for."""
+    wanted = entry.hardware
+    if wanted.device is not hardware.device or not wanted.features <= hardware.features:
+        return False
+    if wanted.device is DeviceKind.GPU and "engine" in entry.saved.options:
+        return wanted.compute_capability == hardware.compute_capability
+    try:
+        return get_backend(entry.backend).unavailable_reason(hardware.device) is None
+    except Exception:  # a backend that cannot even be imported here
+        return False
+
+
+def _closest(entries: Mapping[str, WinnerEntry], local: Sequence[HardwareType]) -> str | None:
+    """The compatible entry with the most features in common with this machine, if any."""
+    scored = [
+        (len(entry.hardware.features & hardware.features), key)
+        for key, entry in entries.items()
+        for hardware in local
+        if compatible(entry, hardware)
+    ]
+    return max(scored)[1] if scored else None
+
+
+def _explicit(
+    entries: Mapping[str, WinnerEntry], portable: SavedCandidate | None, key: str
+) -> Selection:
+    if key == PORTABLE_KEY and portable is not None:
+        return Selection(PORTABLE_KEY, "explicit")
+    if key not in entries:
+        has = list(entries) + ([PORTABLE_KEY] if portable else [])
+        raise ArtifactError(f"no winner for hardware type {key!r}; this learner has {has}")
+    return Selection(key, "explicit")
+
+
+def select_entry(
+    entries: Mapping[str, WinnerEntry],
+    portable: SavedCandidate | None,
+    local: Sequence[HardwareType],
+    hardware_key: str | None = None,
+) -> Selection:
+    """The entry to run on a machine of hardware types ``local`` (see the module docstring);
+    ``hardware_key`` picks one explicitly. Raises :class:`ArtifactError` when none fits."""
+    if hardware_key is not None:
+        return _explicit(entries, portable, hardware_key)
+    own = next((h.key for h in local if h.key in entries), None)
+    if own is not None:
+        return Selection(own, "own")
+    closest = _closest(entries, local)
+    if closest is not None:
+        message = (
+            f"no winner for this machine's hardware type ({local[0].key}); using the "
+            f"closest compatible winner, measured on {closest}"
+        )
+        return Selection(closest, "compatible", message)
+    here = ", ".join(h.key for h in local)
+    if portable is None:
+        raise ArtifactError(
+            f"this learner has winners for {list(entries)} but none can run on this machine "
+            f"({here}) and it has no portable fallback; re-run optimize_model here to add one"
+        )
+    message = (
+        f"no winner of this learner ({', '.join(entries)}) can run on this machine ({here}); "
+        f"using the portable fallback: the original model, not optimized "
+        f"({portable.backend}, {portable.device})"
+    )
+    return Selection(PORTABLE_KEY, "portable", message)

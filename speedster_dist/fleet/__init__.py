@@ -1,0 +1,48 @@
+"""Fleet workflows: optimize a model described by files, sweeps, the nightly re-benchmark.
+
+Typed functions the CLI calls (it keeps argparse, printing and exit codes only); errors in
+the user's files are :class:`speedster_dist.inputs.InputError`, damaged artifacts
+:class:`speedster_dist.artifacts.ArtifactError`.
+"""
+
+from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, optimization_time, run_job
+from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
+from speedster_dist.fleet._nightly import (
+    LearnerRebench,
+    NightlySettings,
+    find_learners,
+    rebench_all,
+    rebench_learner,
+    rebench_rows,
+)
+from speedster_dist.fleet._progress import say
+from speedster_dist.fleet._sweep import (
+    SweepJobResult,
+    SweepPlan,
+    node_count,
+    plan_from_mapping,
+    run_sweep,
+)
+
+__all__ = [
+    "JOB_OPTIONS",
+    "JobSpec",
+    "LearnerRebench",
+    "NightlySettings",
+    "SweepJobResult",
+    "SweepPlan",
+    "detect_inputs",
+    "detect_model",
+    "find_learners",
+    "node_count",
+    "optimization_time",
+    "plan_from_mapping",
+    "read_inputs",
+    "read_model",
+    "rebench_all",
+    "rebench_learner",
+    "rebench_rows",
+    "run_job",
+    "run_sweep",
+    "say",
+]

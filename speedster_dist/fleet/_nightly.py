@@ -1,0 +1,229 @@
+"""The nightly fleet re-benchmark of saved learners.
+
+For every saved learner: re-measure each hardware type's winner and its baseline on that
+type (when the cluster has it tonight), search the hardware types that have no winner yet
+and add their winners to the learner, append every trial to the history. A learner that
+cannot be re-measured is reported and the others go on. Each learner gets a fresh executor
+(an executor's state, such as the search's shared ONNX export, belongs to one model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.artifacts import KIT_DIR, MANIFEST, Kit, LearnerMetadata, read_kit
+from speedster_dist.fleet._jobs import optimization_time
+from speedster_dist.fleet._loading import read_inputs, read_model
+from speedster_dist.fleet._progress import say
+from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.measure import MeasureSettings
+from speedster_dist.options import RunOptions
+from speedster_dist.prepare import prepare_payload
+from speedster_dist.records import DeviceKind, TrialResult
+from speedster_dist.results import HistoryTarget, HistoryWriter, open_history
+from speedster_dist.runtime import (
+    Executor,
+    FixedTrial,
+    HardwareGroup,
+    OnlyTypes,
+    TrialPayload,
+    baseline_candidate,
+    run_fixed_trials,
+    run_search,
+    winner_candidate,
+)
+from speedster_dist.search import SpaceSettings, parse_optimization_time
+from speedster_dist.winners import winner_entries
+
+__all__ = [
+    "LearnerRebench",
+    "NightlySettings",
+    "find_learners",
+    "rebench_all",
+    "rebench_learner",
+    "rebench_rows",
+]
+
+
+@dataclass(frozen=True)
+class NightlySettings:
+    """What the command line decides for every learner of the night."""
+
+    history: Path
+    run_id: str
+    search_new: bool = True
+    search_time: str | float | None = None  # None: the learner's own optimization_time
+    quick: bool = False
+
+
+@dataclass
+class LearnerRebench:
+    """What happened to one learner tonight."""
+
+    name: str
+    remeasured: int = 0
+    added: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # its hardware types not in the cluster
+    error: str = ""
+
+
+def find_learners(root: Path) -> list[tuple[str, Path]]:
+    """Every saved learner under ``root`` (``root`` itself, or folders below it), by name."""
+    if (root / MANIFEST).is_file():
+        return [(root.name, root)]
+    found = sorted(p.parent for p in root.rglob(MANIFEST))
+    # A manifest inside a learner's rebench kit (a model folder's own file) is not a learner.
+    found = [p for p in found if KIT_DIR not in p.relative_to(root).parts]
+    return [(p.relative_to(root).as_posix(), p) for p in found]
+
+
+@dataclass(frozen=True)
+class _Learner:
+    """A learner opened for tonight: its kit's model as a payload, and its history writer."""
+
+    name: str
+    path: Path
+    entries: dict[str, Any]
+    kit: Kit
+    payload: TrialPayload
+    options: RunOptions
+    space: SpaceSettings
+    writer: HistoryWriter
+
+
+def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
+    entries = LearnerMetadata.read(path).manifest["entries"]
+    kit = read_kit(path)
+    say(f"{name}: loading {kit.model.kind} model {kit.model_name} from its rebench kit")
+    model = read_model(kit.model)
+    input_data, tokenizer, tokenizer_args = read_inputs(kit.inputs)
+    extras = {
+        "batch_size": kit.inputs.batch_size,
+        "measure_settings": MeasureSettings.quick() if settings.quick else None,
+    }
+    # The kit records the command line's text ("120"); the API takes seconds as a number.
+    recorded = kit.options.get("optimization_time", "constrained")
+    settings_of_search = {**kit.options, "optimization_time": optimization_time(recorded)}
+    payload, options, batch = prepare_payload(
+        model, input_data, settings_of_search, tokenizer, tokenizer_args, extras
+    )
+    target = HistoryTarget(settings.history, settings.run_id, "rebench", kit.model_name, name)
+    writer = open_history(target, model, payload.source.fingerprint, batch, kit.options)
+    space = options.space_settings(payload.source)
+    return _Learner(name, path, dict(entries), kit, payload, options, space, writer)
+
+
+def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[HardwareGroup]:
+    return [g for g in executor.discover() if g.hardware.device in devices]
+
+
+def _show(name: str, role: str, result: TrialResult) -> None:
+    detail = f"{result.latency.p50 * 1e3:.3g} ms" if result.latency else result.reason[:70]
+    say(
+        f"{name}: {result.candidate.hardware_key} {role} {result.candidate.label}: "
+        f"{result.status.value} {detail}"
+    )
+
+
+def rebench_learner(
+    name: str, path: Path, make_executor: Callable[[], Executor], settings: NightlySettings
+) -> LearnerRebench:
+    """Re-measure ``path``'s winners and baselines where their hardware type is present,
+    search the types that have no winner yet, and append every trial to the history."""
+    learner = _open(name, path, settings)
+    executor = make_executor()
+    groups = _groups(executor, learner.options.devices)
+    report = LearnerRebench(name, remeasured=_remeasure(learner, executor, groups))
+    report.absent = sorted(set(learner.entries) - {g.hardware.key for g in groups})
+    missing = [g for g in groups if g.hardware.key not in learner.entries]
+    if missing and settings.search_new:
+        report.added = _search_new(learner, executor, missing, settings.search_time)
+    return report
+
+
+def rebench_all(
+    learners: list[tuple[str, Path]],
+    make_executor: Callable[[], Executor],
+    settings: NightlySettings,
+    on_error: Callable[[str, BaseException], Any] = lambda name, exc: None,
+) -> list[LearnerRebench]:
+    """Every learner of the night; one broken learner never hides the others' results."""
+    reports = []
+    for name, path in learners:
+        try:
+            reports.append(rebench_learner(name, path, make_executor, settings))
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, ValueError | RuntimeError) else repr(exc)
+            say(f"{name}: NOT re-measured: {message}")
+            on_error(name, exc)
+            reports.append(LearnerRebench(name, error=message))
+    return reports
+
+
+def _remeasure(learner: _Learner, executor: Executor, groups: list[HardwareGroup]) -> int:
+    trials = []
+    for group in groups:
+        entry = learner.entries.get(group.hardware.key)
+        if entry is None:
+            continue
+        base = baseline_candidate(group, learner.space)
+        if base is not None:
+            trials.append(FixedTrial(base, group.hardware, "baseline"))
+        winner = winner_candidate(entry, group.hardware.key)
+        trials.append(FixedTrial(winner, group.hardware, "winner"))
+
+    def measured(trial: FixedTrial, result: TrialResult) -> None:
+        learner.writer.append(result, trial.role)
+        _show(learner.name, trial.role, result)
+
+    return len(run_fixed_trials(executor, learner.payload, trials, measured))
+
+
+def _search_new(
+    learner: _Learner,
+    executor: Executor,
+    missing: list[HardwareGroup],
+    search_time: str | float | None,
+) -> list[str]:
+    keys = [g.hardware.key for g in missing]
+    say(f"{learner.name}: no winner yet for {', '.join(keys)}: searching")
+    budget_value = search_time or learner.kit.options.get("optimization_time", "constrained")
+    budget = parse_optimization_time(optimization_time(budget_value))
+
+    def searched(result: TrialResult) -> None:
+        learner.writer.append(result)
+        _show(learner.name, "baseline" if result.is_baseline else "candidate", result)
+
+    space = learner.options.space_settings(learner.payload.source, budget)
+    outcome = run_search(
+        executor,
+        learner.payload,
+        space,
+        budget,
+        on_result=searched,
+        cluster=OnlyTypes(executor, keys),
+    )
+    for key, why in outcome.no_winner.items():
+        say(f"{learner.name}: still no winner for {key}: {why}")
+    if outcome.winners:
+        meta = LearnerMetadata.read(learner.path)
+        updated = HardwareKeyedLearner(
+            meta.io(), {**meta.entries(), **winner_entries(outcome)}, portable=meta.portable()
+        )
+        updated.save(learner.path)
+        say(f"{learner.name}: added winners for {', '.join(outcome.winners)} to {learner.path}")
+    return sorted(outcome.winners)
+
+
+def rebench_rows(history: Path) -> list[dict[str, Any]]:
+    """The rebench rows of the history: the only ones a nightly verdict looks at."""
+    import pyarrow.dataset as ds
+
+    from speedster_dist.results import read_history
+
+    if not history.is_dir():
+        return []
+    return read_history(history, filter=ds.field("run_kind") == "rebench").to_pylist()

@@ -1,0 +1,200 @@
+"""Many models x settings, one history: the sweep plan and its run.
+
+The plan comes from a mapping (the CLI parses the YAML; see docs/cli.md for the format)::
+
+    out: learners            # each job's learner (and rebench kit) goes to out/<job name>
+    history: history         # every trial of every job
+    concurrency: 2           # searches at once (default: the number of Ray nodes)
+    defaults: {metric_drop_ths: 0.05}
+    jobs:
+      - name: minilm
+        model: models/minilm           # a Hugging Face folder, .onnx, TorchScript or .pt2
+        inputs: data/texts.jsonl
+        settings:                      # optional: one learner per entry, named <job>-<name>
+          - {name: exact, metric_drop_ths: 0}
+          - {name: fast, optimization_time: 120}
+
+Concurrent jobs are ``optimize_model`` calls in threads of this one Ray driver; each keeps
+its own search, and Ray's placement keeps one trial per node across all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, run_job
+from speedster_dist.fleet._progress import say
+from speedster_dist.inputs import InputError
+from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.records import TrialResult
+
+__all__ = ["SweepJobResult", "SweepPlan", "plan_from_mapping", "run_sweep"]
+
+_TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
+_PATHS = frozenset({"model", "inputs", "tokenizer"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
+_CONVERT: dict[str, Any] = {
+    "max_length": int,
+    "batch_size": int,
+    "metric_drop_ths": lambda v: None if v is None else float(v),
+    "trial_timeout": float,
+    "kit": bool,
+    "ignore_compilers": lambda v: tuple(str(x) for x in v),
+    "ignore_compressors": lambda v: tuple(str(x) for x in v),
+}
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A parsed sweep: every job to run, where their learners and trials go."""
+
+    jobs: tuple[JobSpec, ...]
+    out: Path
+    history: Path | None
+    cluster: str | None
+    concurrency: int | None
+
+
+@dataclass(frozen=True)
+class SweepJobResult:
+    """How one job of a sweep ended: its learner, or the error that stopped it."""
+
+    spec: JobSpec
+    learner: HardwareKeyedLearner | None = None
+    error: BaseException | None = None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _settings(raw: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    unknown = set(raw) - _SETTABLE - {"name"} - (_PATHS if where.startswith("job") else set())
+    if unknown:
+        raise InputError(
+            f"sweep {where}: unknown settings {sorted(unknown)}; allowed: {sorted(_SETTABLE)}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        try:
+            out[key] = (base / str(value)) if key in _PATHS else _CONVERT.get(key, _same)(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"sweep {where}: {key}={value!r} is invalid: {exc}") from exc
+    return out
+
+
+def _variants(job: Mapping[str, Any], name: str) -> list[tuple[str, dict[str, Any]]]:
+    variants = job.get("settings") or [{}]
+    named = []
+    for number, variant in enumerate(variants):
+        if not isinstance(variant, dict):
+            raise InputError(f"sweep job {name}: settings must be a list of mappings")
+        suffix = str(variant.get("name", number)) if len(variants) > 1 else ""
+        full = f"{name}-{suffix}" if suffix else name
+        if not _NAME.match(full):
+            raise InputError(f"sweep job name {full!r} must be letters, digits, '_', '.', '-'")
+        named.append((full, variant))
+    return named
+
+
+def _jobs(raw: Mapping[str, Any], base: Path, out: Path) -> list[JobSpec]:
+    defaults = _settings(dict(raw.get("defaults") or {}), "defaults", base)
+    specs = []
+    for index, job in enumerate(raw.get("jobs") or []):
+        if not isinstance(job, dict) or "model" not in job or "inputs" not in job:
+            raise InputError(f"sweep job {index} needs at least 'model' and 'inputs'")
+        name = str(job.get("name") or Path(str(job["model"])).stem)
+        own = _settings({k: v for k, v in job.items() if k != "settings"}, f"job {name}", base)
+        for full, variant in _variants(job, name):
+            merged = {**defaults, **own, **_settings(variant, f"settings of {full}", base)}
+            specs.append(JobSpec(name=full, out=out / full, **merged))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"sweep job names must be unique; repeated: {duplicates}")
+    if not specs:
+        raise InputError("the sweep has no job")
+    return specs
+
+
+def plan_from_mapping(raw: Any, base: Path, where: str = "the sweep") -> SweepPlan:
+    """Validate a sweep description (paths relative to ``base``); InputError says what is
+    wrong, naming ``where`` it came from."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where} must hold a mapping with a 'jobs' list")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    out = base / str(raw.get("out", "learners"))
+    history = base / str(raw["history"]) if raw.get("history") else None
+    concurrency = raw.get("concurrency")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise InputError(f"{where}: concurrency must be a positive integer, got {concurrency!r}")
+    return SweepPlan(tuple(_jobs(raw, base, out)), out, history, raw.get("cluster"), concurrency)
+
+
+def node_count() -> int:
+    """Alive nodes of the connected Ray cluster (the default number of searches at once)."""
+    import ray
+
+    return max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+
+
+def _one(
+    spec: JobSpec, history: Path, quick: bool, quiet: bool, concurrent: bool
+) -> HardwareKeyedLearner:
+    started = time.monotonic()
+    say(f"{spec.name}: started")
+
+    def trial(result: TrialResult) -> None:  # with concurrent jobs, say whose trial finished
+        detail = f"{result.latency.p50 * 1e3:.3g} ms" if result.latency else result.reason[:60]
+        say(
+            f"{spec.name}: {result.candidate.hardware_key} {result.candidate.label}: "
+            f"{result.status.value} {detail}"
+        )
+
+    show = not quiet
+    try:
+        learner = run_job(
+            spec,
+            history,
+            "sweep",
+            quick,
+            progress=show and not concurrent,
+            on_trial=trial if show and concurrent else None,
+        )
+    except Exception as exc:  # reported now, and again in the summary; the others go on
+        say(f"{spec.name}: FAILED after {time.monotonic() - started:.0f} s: {exc}")
+        raise
+    say(f"{spec.name}: finished in {time.monotonic() - started:.0f} s")
+    return learner
+
+
+def run_sweep(
+    specs: tuple[JobSpec, ...],
+    history: Path,
+    workers: int,
+    quick: bool = False,
+    quiet: bool = False,
+) -> list[SweepJobResult]:
+    """Run every job, ``workers`` at a time; one job's failure never stops the others."""
+    say(f"sweep: {len(specs)} jobs, {workers} at a time, history {history}")
+    futures: dict[str, Future[HardwareKeyedLearner]] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+        for spec in specs:
+            futures[spec.name] = pool.submit(_one, spec, history, quick, quiet, workers > 1)
+    results = []
+    for spec in specs:
+        error = futures[spec.name].exception()
+        learner = None if error is not None else futures[spec.name].result()
+        results.append(SweepJobResult(spec, learner, error))
+    return results

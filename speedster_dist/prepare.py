@@ -1,0 +1,278 @@
+"""The user's model and samples, turned into what every trial needs: the trial payload.
+
+A torch model becomes the flat source module (dynamic axes derived from the samples or taken
+from ``dynamic_info``); an ``.onnx`` path is read as it is. Samples are split 80/20 into
+held-in (calibration) and held-out (validation) samples, and the original model's outputs on
+the held-out ones become the reference every candidate is judged against. Everything that
+can be wrong with the user's model or data fails here, before any trial, as
+:class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedster_dist.artifacts import LearnerIO, sha256_file
+from speedster_dist.backends import BuildConfig, SourceModel, get_backend
+from speedster_dist.inputs import InputError, SampleSet, normalize_inputs
+from speedster_dist.measure import resolve_metric
+from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
+from speedster_dist.options import RunOptions, parse_run_options
+from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.runtime import TrialPayload
+
+__all__ = ["Prepared", "prepare", "prepare_payload"]
+
+Sample = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The payload of every trial, how the learner is called, and the samples' batch size."""
+
+    payload: TrialPayload
+    io: LearnerIO
+    batch: int
+
+
+def prepare(
+    model: torch.nn.Module | str | Path,
+    input_data: Any,
+    options: RunOptions,
+    dynamic_info: Mapping[str, Any] | None = None,
+    tokenizer: Any = None,
+    tokenizer_args: Mapping[str, Any] | None = None,
+) -> Prepared:
+    """Validate and prepare ``model`` and ``input_data``; raises :class:`InputError`."""
+    if isinstance(model, str | Path):
+        source, samples, io = _onnx_source(Path(model), input_data, dynamic_info)
+    elif isinstance(model, torch.nn.Module):
+        samples = normalize_inputs(input_data, model, tokenizer, tokenizer_args, options.batch_size)
+        source, io = _torch_source(model, samples, dynamic_info)
+    else:
+        raise InputError(
+            "model must be a torch.nn.Module or a path to an .onnx file, "
+            f"got {type(model).__name__}"
+        )
+    if options.metric is resolve_metric("accuracy") and samples.labels is None:
+        raise InputError(
+            'metric="accuracy" needs labels: pass samples as ((inputs...), label) tuples'
+        )
+    calibration, validation, labels = _split(samples)
+    reference = _reference_outputs(source, validation)
+    _require_finite(reference, first_index=len(samples.samples) - len(validation))
+    payload = TrialPayload(
+        source,
+        calibration,
+        validation,
+        reference,
+        labels,
+        options.metric,
+        options.metric_drop_ths,
+        options.measure,
+    )
+    first = samples.samples[0][0]
+    return Prepared(payload, io, int(first.shape[0]) if first.dim() else 1)
+
+
+def prepare_payload(
+    model: torch.nn.Module | str | Path,
+    input_data: Any,
+    settings: Mapping[str, Any],
+    tokenizer: Any = None,
+    tokenizer_args: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> tuple[TrialPayload, RunOptions, int]:
+    """The payload, options and batch size ``optimize_model`` builds for recorded
+    ``settings`` (a rebench kit's): used to re-measure saved winners as they were searched."""
+    options = parse_run_options(
+        settings.get("metric_drop_ths"),
+        settings.get("metric"),
+        settings.get("optimization_time", "constrained"),
+        settings.get("ignore_compilers"),
+        settings.get("ignore_compressors"),
+        settings.get("device"),
+        extras,
+    )
+    prepared = prepare(model, input_data, options, None, tokenizer, tokenizer_args)
+    return prepared.payload, options, prepared.batch
+
+
+def _axes(
+    names: Sequence[str], specs: Any, what: str, valid_ranks: Sequence[int] | None = None
+) -> dict[str, dict[int, str]]:
+    """``dynamic_info``'s list of ``{axis: name}`` (one per input or output), validated."""
+    if specs is None:
+        return {}
+    if isinstance(specs, str | Mapping) or not isinstance(specs, Sequence):
+        raise InputError(f'dynamic_info["{what}"] must be a list of {{axis: name}} dicts')
+    if len(specs) > len(names):
+        raise InputError(
+            f'dynamic_info["{what}"] describes {len(specs)} {what}; the model has '
+            f"{len(names)}: {list(names)}"
+        )
+    axes: dict[str, dict[int, str]] = {}
+    for index, (name, spec) in enumerate(zip(names, specs, strict=False)):
+        if not isinstance(spec, Mapping):
+            raise InputError(f'dynamic_info["{what}"][{index}] must be a dict {{axis: name}}')
+        parsed = {}
+        for axis, tag in spec.items():
+            rank = valid_ranks[index] if valid_ranks else None
+            if isinstance(axis, bool) or not isinstance(axis, int) or axis < 0:
+                raise InputError(
+                    f'dynamic_info["{what}"][{index}]: axis {axis!r} is not an integer >= 0'
+                )
+            if rank is not None and axis >= rank:
+                raise InputError(
+                    f'dynamic_info["{what}"][{index}]: axis {axis} does not exist in '
+                    f"{name!r}, which has {rank} axes"
+                )
+            parsed[axis] = tag if isinstance(tag, str) else f"{name}_dim{axis}"
+        if parsed:
+            axes[name] = parsed
+    return axes
+
+
+def _dynamic_axes(
+    samples: SampleSet, dynamic_info: Mapping[str, Any] | None
+) -> dict[str, dict[int, str]] | None:
+    report = derive_dynamic_axes(samples.input_names, samples.samples)
+    if dynamic_info is None:
+        if report.problems:
+            raise InputError(
+                "samples differ in shape in a way dynamic axes cannot describe: "
+                + "; ".join(report.problems)
+                + ". Give samples of one rank per input."
+            )
+        return None  # derived by make_source_model, outputs included
+    if not isinstance(dynamic_info, Mapping) or "inputs" not in dynamic_info:
+        raise InputError('dynamic_info must be {"inputs": [{axis: name}, ...], "outputs": [...]}')
+    ranks = [t.dim() for t in samples.samples[0]]
+    axes = _axes(samples.input_names, dynamic_info["inputs"], "inputs", ranks)
+    for name, varying in report.axes.items():
+        undeclared = set(varying) - set(axes.get(name, {}))
+        if undeclared:
+            raise InputError(
+                f"input {name!r} varies along axes {sorted(undeclared)} across samples, "
+                "but dynamic_info does not declare them dynamic"
+            )
+    return axes
+
+
+def _torch_source(
+    model: torch.nn.Module, samples: SampleSet, dynamic_info: Mapping[str, Any] | None
+) -> tuple[SourceModel, LearnerIO]:
+    axes = _dynamic_axes(samples, dynamic_info)
+    try:
+        source, spec = make_source_model(
+            model, samples.input_names, samples.samples, samples.keyword, axes
+        )
+    except Exception as exc:
+        raise InputError(
+            f"the model raised on the first sample: {type(exc).__name__}: {exc}"
+        ) from exc
+    if dynamic_info is not None and dynamic_info.get("outputs"):
+        source.dynamic_axes.update(_axes(spec.names, dynamic_info["outputs"], "outputs"))
+    output_class = _live_output_class(model, samples)
+    return source, LearnerIO(samples.input_names, samples.keyword, spec, output_class)
+
+
+def _live_output_class(model: torch.nn.Module, samples: SampleSet) -> type | None:
+    # The exact class the user's model returns (possibly their own ModelOutput subclass):
+    # used in this process; a loaded artifact re-resolves it from transformers only.
+    with torch.inference_mode():
+        out = FlatModule(model, samples.input_names, samples.keyword).call_original(
+            *samples.samples[0]
+        )
+    return type(out) if not isinstance(out, torch.Tensor | tuple | list | dict) else None
+
+
+def _onnx_graph_io(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if path.suffix != ".onnx" or not path.is_file():
+        raise InputError(f"model path {path} is not an existing .onnx file")
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:
+        raise InputError(f"cannot read ONNX model {path}: {exc}") from exc
+    initializers = {i.name for i in graph.initializer}
+    names = tuple(i.name for i in graph.input if i.name not in initializers)
+    return names, tuple(o.name for o in graph.output)
+
+
+def _onnx_source(
+    path: Path, input_data: Any, dynamic_info: Mapping[str, Any] | None
+) -> tuple[SourceModel, SampleSet, LearnerIO]:
+    names, outputs = _onnx_graph_io(path)
+    samples = normalize_inputs(input_data, None)
+    data = samples.samples
+    if samples.keyword:  # dicts: each value goes to the graph input of its key's name
+        if set(samples.input_names) != set(names):
+            raise InputError(
+                f"the ONNX model takes inputs {list(names)}; the sample dicts have "
+                f"keys {list(samples.input_names)}"
+            )
+        order = [samples.input_names.index(n) for n in names]
+        data = [tuple(s[i] for i in order) for s in data]
+    samples = SampleSet(names, data, samples.labels, keyword=False)
+    if any(len(s) != len(names) for s in samples.samples):
+        raise InputError(
+            f"the ONNX model takes {len(names)} inputs {list(names)}; "
+            "samples have a different count"
+        )
+    axes = _dynamic_axes(samples, dynamic_info) or derive_dynamic_axes(names, samples.samples).axes
+    # The file's bytes identify the model (studies, history); it is never exported again.
+    fingerprint = sha256_file(path)[:16]
+    source = SourceModel(names, outputs, samples.samples[0], None, path, axes, fingerprint)
+    spec = OutputSpec("tensor" if len(outputs) == 1 else "tuple", outputs)
+    return source, samples, LearnerIO(names, False, spec)
+
+
+def _split(samples: SampleSet) -> tuple[list[Any], list[Any], list[Any] | None]:
+    """Speedster's 80/20 split into calibration and held-out validation samples."""
+    data = samples.samples
+    if len(data) == 1:
+        return data, data, samples.labels  # nothing to hold out; said in the docs
+    n_val = max(1, len(data) // 5)
+    labels = samples.labels[-n_val:] if samples.labels is not None else None
+    return data[:-n_val], data[-n_val:], labels
+
+
+def _reference_outputs(source: SourceModel, validation: list[Sample]) -> list[Sample]:
+    """The original model's outputs on the held-out samples (floats as float32)."""
+    if source.module is not None:
+        with torch.inference_mode():
+            return [
+                tuple(
+                    t.detach().float() if t.is_floating_point() else t.detach()
+                    for t in source.module(*s)
+                )
+                for s in validation
+            ]
+    # An ONNX file is run the way its fp32 candidate is, minus the fusions.
+    config = BuildConfig(Precision.FP32, DeviceKind.CPU, knobs={"graph_fusion": False})
+    with tempfile.TemporaryDirectory(prefix="speedster-reference-") as workdir:
+        try:
+            compiled = get_backend("onnxruntime").build(source, [], config, Path(workdir))
+            return [tuple(compiled(*s)) for s in validation]
+        except Exception as exc:
+            raise InputError(f"the ONNX model raised on the first sample: {exc}") from exc
+
+
+def _require_finite(reference: list[Sample], first_index: int) -> None:
+    """Refuse a model whose own outputs hold NaN or infinity: no candidate could be judged."""
+    for offset, outputs in enumerate(reference):
+        for position, tensor in enumerate(outputs):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise InputError(
+                    f"the original model's output {position} on sample {first_index + offset} "
+                    "holds NaN or infinity: the accuracy of a candidate cannot be judged "
+                    "against it. Check that sample (and the model's numerics) first."
+                )

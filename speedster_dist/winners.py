@@ -1,0 +1,49 @@
+"""From what a search measured to the learner users get (for ``optimize_model`` and the
+nightly search of hardware types that joined)."""
+
+from __future__ import annotations
+
+from speedster_dist.artifacts import LearnerIO, WinnerEntry
+from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.runtime import SearchOutcome
+from speedster_dist.summary import format_trials
+
+__all__ = ["learner_from_outcome", "winner_entries"]
+
+
+def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
+    """One entry per hardware type with a winner: what it is, what it measured, its files."""
+    entries = {}
+    for key, result in outcome.winners.items():
+        base = outcome.baseline(key)
+        metrics = {
+            "latency_p50_s": result.latency.p50 if result.latency else None,
+            "latency_p90_s": result.latency.p90 if result.latency else None,
+            "baseline_p50_s": base.latency.p50 if base and base.latency else None,
+            "metric_drop": result.metric_drop,
+        }
+        c = result.candidate
+        entries[key] = WinnerEntry(
+            outcome.hardware[key],
+            c.backend,
+            c.precision.value,
+            c.technique,
+            c.knob_dict,
+            metrics,
+            outcome.saved[key],
+        )
+    return entries
+
+
+def learner_from_outcome(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyedLearner:
+    """The learner of a search; RuntimeError (with every trial) when nothing completed."""
+    entries = winner_entries(outcome)
+    if not entries:
+        reasons = "; ".join(f"{k}: {v}" for k, v in outcome.no_winner.items())
+        raise RuntimeError(
+            f"no candidate completed on any hardware type ({reasons}).\n"
+            + format_trials(outcome.results)
+        )
+    return HardwareKeyedLearner(
+        io, entries, results=list(outcome.results), portable=outcome.portable
+    )

@@ -1,4 +1,5 @@
-"""The house style is enforced by the suite itself: ruff and mypy must be clean."""
+"""The house style is enforced by the suite itself: ruff (lint and format) and mypy are clean,
+and no module of the package outgrows the size a reader can hold in mind."""
 
 import shutil
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKED = ["speedster_dist", "tests", "benchmarks"]
+MAX_MODULE_LINES = 450
 
 
 def _tool(name):
@@ -19,20 +22,33 @@ def _tool(name):
 
 def test_ruff_is_clean():
     proc = subprocess.run(
-        [_tool("ruff"), "check", "speedster_dist", "tests", "benchmarks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        [_tool("ruff"), "check", *CHECKED], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:]
+
+
+def test_ruff_format_is_clean():
+    proc = subprocess.run(
+        [_tool("ruff"), "format", "--check", *CHECKED], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout[-5000:]
 
 
 def test_mypy_is_clean():
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "speedster_dist"],
+        [sys.executable, "-m", "mypy", "speedster_dist", "tests"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-5000:]
+
+
+def test_no_module_is_a_grab_bag():
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
+        for path in (ROOT / "speedster_dist").rglob("*.py")
+    }
+    too_big = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not too_big, f"split these modules (at most {MAX_MODULE_LINES} lines): {too_big}"

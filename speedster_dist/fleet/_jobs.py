@@ -75,7 +75,7 @@ def run_job(
     on_trial: Callable[[TrialResult], Any] | None = None,
 ) -> HardwareKeyedLearner:
     """Load, optimize, save the learner and its kit; returns the learner."""
-    from speedster_dist import optimize_model
+    from speedster_dist.api import optimize_model
     from speedster_dist.results import HistoryTarget
 
     model_source = detect_model(spec.model, spec.model_class)

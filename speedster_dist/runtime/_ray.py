@@ -166,10 +166,8 @@ def package_runtime_env(base: Mapping[str, Any] | None = None) -> dict[str, Any]
     onnxruntime...) must be on the nodes already, or be added to ``base`` (e.g.
     ``{"pip": [...]}``, or an image with them). Anything in ``base`` is kept.
     """
-    import speedster_dist
-
     env: dict[str, Any] = dict(base or {})
-    package_dir = str(Path(speedster_dist.__file__).resolve().parent)  # Ray uploads the folder
+    package_dir = str(Path(__file__).resolve().parents[1])  # speedster_dist/: Ray uploads it
     env["py_modules"] = [*env.get("py_modules", []), package_dir]
     shipped = {name: os.environ[name] for name in _SHIPPED_ENV if os.environ.get(name)}
     env["env_vars"] = {**shipped, **env.get("env_vars", {})}

@@ -207,6 +207,7 @@ def test_tensor_label_pairs():
     result = normalize_inputs(data, model)
     assert result.input_names == ("input",)  # nn.Sequential.forward(self, input)
     assert [s[0].shape for s in result.samples] == [torch.Size([1, 16])] * 4
+    assert result.labels is not None
     assert [int(label) for label in result.labels] == [0, 1, 2, 3]
     _equal(result.samples[1][0], data[1][0])
 
@@ -244,6 +245,7 @@ def test_dataloader_batches_have_their_labels_detected():
     assert result.input_names == ("input",)
     assert [tuple(s[0].shape) for s in result.samples] == [(4, 16), (4, 16)]
     _equal(result.samples[1][0], x[4:])
+    assert result.labels is not None
     assert [label.tolist() for label in result.labels] == [[0, 1, 2, 3]] * 2
 
 

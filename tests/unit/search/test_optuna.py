@@ -25,11 +25,13 @@ from speedster_dist.search import (
 )
 
 HW = HardwareType("cpu-test-2c", DeviceKind.CPU, features=frozenset({"avx2"}))
-CPU = frozenset({"cpu"})
+CPU = frozenset({DeviceKind.CPU})
 
 
 def cap(precision, technique=""):
-    return Capability("cpu", Precision(precision), technique, frozenset(), frozenset({"torch"}))
+    return Capability(
+        DeviceKind.CPU, Precision(precision), technique, frozenset(), frozenset({"torch"})
+    )
 
 
 CATALOG = (
@@ -85,9 +87,16 @@ def measure(c: Candidate, bar: float | None, baseline: Candidate | None) -> Tria
     return TrialResult(c, TrialStatus.COMPLETE, latency=stats(p50), is_baseline=is_base)
 
 
+def ask(searcher: OptunaSearcher) -> Candidate:
+    """``searcher.ask()`` where the test knows a candidate is left."""
+    candidate = searcher.ask()
+    assert candidate is not None
+    return candidate
+
+
 def drive(searcher, max_tells=None):
     """The driver's loop with one trial at a time; returns the results in order."""
-    results = []
+    results: list[TrialResult] = []
     while max_tells is None or len(results) < max_tells:
         candidate = searcher.ask()
         if candidate is None:
@@ -158,7 +167,7 @@ def test_a_small_space_is_exhausted():
 
 def test_every_outcome_is_told_with_its_state_and_attributes():
     searcher = OptunaSearcher(space())
-    asked = [searcher.ask() for _ in range(4)]
+    asked = [ask(searcher) for _ in range(4)]
     results = [
         TrialResult(asked[0], TrialStatus.COMPLETE, latency=stats(0.01), is_baseline=True),
         TrialResult(asked[1], TrialStatus.PRUNED, "pruned: slow", stats(0.02, 8)),
@@ -181,12 +190,12 @@ def test_every_outcome_is_told_with_its_state_and_attributes():
 
 def test_sampled_configs_are_pruned_against_the_best_so_far_defaults_never():
     searcher = OptunaSearcher(space())
-    first = searcher.ask()
+    first = ask(searcher)
     assert searcher.prune_bar(first) is None  # nothing measured yet
     searcher.tell(measure(first, None, first))
     defaults = drive(searcher, max_tells=3)  # fast fp32 (4.8 ms), ov, fast int8 defaults
     assert all(r.status is not TrialStatus.PRUNED for r in defaults)
-    sampled = searcher.ask()
+    sampled = ask(searcher)
     assert sampled not in space().defaults()
     best_p50 = best([*defaults]).latency.p50
     assert best_p50 == pytest.approx(0.003 * 0.8)  # fast int8/dynamic, default knobs
@@ -235,13 +244,14 @@ def test_gains_within_the_noise_do_not_extend_the_search(min_improvement, stops)
     )
     drive(searcher, max_tells=len(space().defaults()))
     best_p50 = searcher._best_p50
+    assert best_p50 is not None
     for _ in range(2):  # two sampled configs, each 3% faster than the best so far
-        candidate = searcher.ask()
+        candidate = ask(searcher)
         best_p50 *= 0.97
         searcher.tell(TrialResult(candidate, TrialStatus.COMPLETE, latency=stats(best_p50)))
     assert searcher.finished() is stops
     if not stops:  # the pruning bar follows the best p50 itself, however small the gain
-        assert searcher.prune_bar(searcher.ask()) == pytest.approx(best_p50 * PRUNE_MARGIN)
+        assert searcher.prune_bar(ask(searcher)) == pytest.approx(best_p50 * PRUNE_MARGIN)
 
 
 def test_a_killed_search_resumes_without_measuring_completed_configs():
@@ -275,7 +285,7 @@ def test_budget_cancelled_trials_are_measured_again_on_resume(tmp_path):
     storage = tmp_path  # a directory: one journal file per study
     first = OptunaSearcher(space(), storage=storage, name="s")
     drive(first, max_tells=2)
-    cancelled = first.ask()
+    cancelled = ask(first)
     first.tell(TrialResult(cancelled, TrialStatus.FAILED, BUDGET_EXHAUSTED))
     resumed = OptunaSearcher(space(), storage=storage, name="s", resume=True)
     assert resumed.resumed == 2

@@ -38,8 +38,8 @@ CATALOG = (
             cap("gpu", "fp16", sources=BOTH),
         ),
         (
-            Knob("threads", (0, 1), frozenset({"cpu"})),
-            Knob("fusion", (True, False), frozenset({"cpu", "gpu"})),
+            Knob("threads", (0, 1), frozenset({DeviceKind.CPU})),
+            Knob("fusion", (True, False), frozenset({DeviceKind.CPU, DeviceKind.GPU})),
         ),
     ),
     BackendInfo(
@@ -133,15 +133,19 @@ def test_a_knob_limited_to_a_technique_exists_only_on_its_arm():
             "ort",
             (cap("cpu", "fp32"), cap("cpu", "int8", "dynamic"), cap("cpu", "int8", "static")),
             (
-                Knob("per_channel", (False, True), frozenset({"cpu"}), int8),
+                Knob("per_channel", (False, True), frozenset({DeviceKind.CPU}), int8),
                 Knob(
-                    "calibration_samples", (32, 0), frozenset({"cpu"}), int8, frozenset({"static"})
+                    "calibration_samples",
+                    (32, 0),
+                    frozenset({DeviceKind.CPU}),
+                    int8,
+                    frozenset({"static"}),
                 ),
             ),
         ),
     )
     settings = SpaceSettings(metric_drop_ths=0.1, tune_knobs=True, baseline_backend="ort")
-    found = {}
+    found: dict[str, set[tuple[tuple[str, object], ...]]] = {}
     for c in derive_candidates(catalog, CPU, settings):
         found.setdefault(c.technique, set()).add(c.knobs)
     assert found[""] == {()}

@@ -1,0 +1,112 @@
+"""The dependency rule of docs/architecture.md, checked on every import statement (lazy ones
+inside functions included): roles depend one way, and the load path stays free of the search."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "speedster_dist"
+
+# Leaves anyone may import.
+_LEAVES = {"records", "cache", "inputs", "hardware", "modelio"}
+# What each part of the package may import from speedster_dist (besides itself and leaves).
+ALLOWED: dict[str, set[str]] = {
+    "records": set(),
+    "cache": set(),
+    "hardware": set(),
+    "inputs": set(),
+    "modelio": {"backends"},  # SourceModel, the record every backend consumes
+    "backends": set(),
+    "measure": set(),
+    "search": set(),
+    # LearnerMetadata.load_model (Speedster's API) builds the learner: one lazy import back.
+    "artifacts": {"backends", "learner"},
+    "learner": {"artifacts", "backends"},
+    "results": set(),
+    "runtime": {"backends", "measure", "search"},
+    "summary": {"runtime"},
+    "options": {"backends", "measure", "search", "runtime"},
+    "prepare": {"artifacts", "backends", "measure", "options", "runtime"},
+    "progress": {"options", "results", "summary"},
+    "winners": {"artifacts", "learner", "runtime", "summary"},
+    "api": {
+        "learner",
+        "measure",
+        "options",
+        "prepare",
+        "progress",
+        "runtime",
+        "summary",
+        "winners",
+    },
+    "fleet": {
+        "api",
+        "artifacts",
+        "learner",
+        "measure",
+        "options",
+        "prepare",
+        "records",
+        "results",
+        "runtime",
+        "search",
+        "winners",
+    },
+    "cli": {"artifacts", "fleet", "measure", "results", "runtime"},
+    "testing": {"backends", "measure", "runtime"},
+    "__init__": {"api", "artifacts", "learner"},
+    "__main__": {"cli"},
+}
+# Third-party libraries a part must never import: the load path pays for none of the search.
+FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
+    "records": {"torch", "ray", "optuna", "pyarrow"},
+    "hardware": {"ray", "optuna", "pyarrow"},
+    "artifacts": {"ray", "optuna", "pyarrow"},
+    "learner": {"ray", "optuna", "pyarrow"},
+    "backends": {"ray", "optuna", "pyarrow"},
+    "measure": {"ray", "optuna", "pyarrow"},
+    "search": {"torch", "ray", "pyarrow"},
+    "results": {"torch", "ray", "optuna"},
+}
+
+
+def _part(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            if node.module == "speedster_dist":  # from speedster_dist import hardware
+                names.update(f"speedster_dist.{alias.name}" for alias in node.names)
+    return names
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_imports_follow_the_dependency_rule(path: Path) -> None:
+    part = _part(path)
+    assert part in ALLOWED, f"{part} is a new part of the package: give it a rule here"
+    allowed = ALLOWED[part] | _LEAVES | {part}
+    wrong = set()
+    for name in _imports(path):
+        top = name.split(".")[0]
+        if top == "speedster_dist":
+            target = name.split(".")[1] if "." in name else "__init__"
+            if target not in allowed:
+                wrong.add(name)
+        elif top in FORBIDDEN_LIBRARIES.get(part, set()):
+            wrong.add(name)
+    assert not wrong, f"{part} must not import {sorted(wrong)} (docs/architecture.md)"

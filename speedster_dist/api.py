@@ -90,7 +90,7 @@ def optimize_model(
         make_searcher=options.searcher_factory(payload.source.fingerprint),
         devices=options.devices,
     )
-    learner = learner_from_outcome(outcome, prepared.io)
+    learner = learner_from_outcome(outcome, prepared.io, payload)
     learner.summary = format_summary(outcome, prepared.batch)
     print(learner.summary, file=sys.stdout)
     if store_latencies or options.verbose:

@@ -62,6 +62,9 @@ class HardwareKeyedLearner:
     results: list[TrialResult] = field(default_factory=list)  # every trial of the search
     portable: SavedCandidate | None = None
     selection: Selection | None = None
+    # Whether entries saved as programs (TorchScript, torch.export) may be loaded: True for
+    # a learner this process made, the caller's choice for one read from disk.
+    trust_code: bool = True
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
 
     def hardware_types(self) -> list[str]:
@@ -90,18 +93,47 @@ class HardwareKeyedLearner:
                 entry = portable_entry(self.portable)
             else:
                 entry = self.entries[key]
-            self._active[key] = InferenceLearner(load_compiled(entry), self.io, entry)
+            compiled = load_compiled(key, entry, self.trust_code)
+            self._active[key] = InferenceLearner(compiled, self.io, entry)
         return self._active[key]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, signing_key: Any = None) -> Path:
         """Write the learner under ``path`` (see :func:`speedster_dist.artifacts.save_learner`:
-        saving over a saved learner is atomic and leaves other files alone)."""
-        return save_learner(path, self.io, self.entries, self.portable)
+        saving over a saved learner is atomic and leaves other files alone). ``signing_key``
+        (``bytes``/``str`` for HMAC-SHA256, or an Ed25519 private key; default: the
+        ``SPEEDSTER_DIST_SIGNING_KEY`` variable) signs the manifest."""
+        return save_learner(path, self.io, self.entries, self.portable, signing_key)
 
 
-def load_model(path: str | Path, hardware_key: str | None = None) -> HardwareKeyedLearner:
-    """Load a learner saved with :meth:`HardwareKeyedLearner.save`."""
-    return LearnerMetadata.read(path).load_model(path, hardware_key)
+def load_model(
+    path: str | Path,
+    hardware_key: str | None = None,
+    *,
+    trust_code: bool = False,
+    verify_key: Any = None,
+) -> HardwareKeyedLearner:
+    """Load a learner saved with :meth:`HardwareKeyedLearner.save`.
+
+    The folder is untrusted input (it may come from a shared drive or a registry):
+
+    - every name in its manifest must be a plain relative path, no symbolic link may exist
+      anywhere in it, and only files the manifest lists, each matching its SHA-256, are read;
+      load options may only name those files and allow-listed values;
+    - data formats (ONNX, OpenVINO IR, TensorRT engines) load by default; formats that are
+      programs (TorchScript, torch.export archives: an eager or TorchScript winner, a
+      torch.compile winner) load only with ``trust_code=True``, like Hugging Face's
+      ``trust_remote_code``: checksums do not make a program safe to run;
+    - with ``verify_key`` (or the ``SPEEDSTER_DIST_VERIFY_KEY`` variable) the manifest must
+      carry a valid signature by that key (HMAC-SHA256 secret, or an Ed25519 public key):
+      without a signature, anyone who can write the folder can rewrite its checksums too;
+    - only the selected entry is read; its files are copied, verified, to a private
+      temporary folder that is removed with the learner.
+
+    Every problem with the folder raises :class:`speedster_dist.artifacts.ArtifactError`.
+    """
+    return LearnerMetadata.read(path, verify_key).load_model(
+        path, hardware_key, trust_code=trust_code
+    )

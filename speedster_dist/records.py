@@ -139,7 +139,7 @@ class SavedCandidate:
     backend: str
     device: str
     options: dict[str, Any]
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]  # a saved artifact's files are read when used
 
     @property
     def size_mb(self) -> float:

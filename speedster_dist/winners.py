@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from speedster_dist.artifacts import LearnerIO, WinnerEntry
 from speedster_dist.learner import HardwareKeyedLearner
-from speedster_dist.runtime import SearchOutcome
+from speedster_dist.runtime import SearchOutcome, TrialPayload, onnx_portable
 from speedster_dist.summary import format_trials
 
 __all__ = ["learner_from_outcome", "winner_entries"]
@@ -35,8 +35,14 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
     return entries
 
 
-def learner_from_outcome(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyedLearner:
-    """The learner of a search; RuntimeError (with every trial) when nothing completed."""
+def learner_from_outcome(
+    outcome: SearchOutcome, io: LearnerIO, payload: TrialPayload | None = None
+) -> HardwareKeyedLearner:
+    """The learner of a search; RuntimeError (with every trial) when nothing completed.
+
+    Its portable fallback is the model as ONNX for onnxruntime (data: it loads without
+    ``trust_code``) when ``payload``'s model exports, else the eager baseline's files.
+    """
     entries = winner_entries(outcome)
     if not entries:
         reasons = "; ".join(f"{k}: {v}" for k, v in outcome.no_winner.items())
@@ -44,6 +50,5 @@ def learner_from_outcome(outcome: SearchOutcome, io: LearnerIO) -> HardwareKeyed
             f"no candidate completed on any hardware type ({reasons}).\n"
             + format_trials(outcome.results)
         )
-    return HardwareKeyedLearner(
-        io, entries, results=list(outcome.results), portable=outcome.portable
-    )
+    portable = (onnx_portable(payload) if payload is not None else None) or outcome.portable
+    return HardwareKeyedLearner(io, entries, results=list(outcome.results), portable=portable)

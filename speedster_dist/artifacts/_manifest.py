@@ -1,13 +1,14 @@
 """``manifest.json``: the on-disk description of a saved learner, and its verified reading.
 
-A saved learner is data, not code: ``manifest.json`` plus standard model files (ONNX,
-OpenVINO IR, TorchScript, TensorRT engines), each with its SHA-256. Reading checks the
-format, every name and every checksum, and never unpickles or ``exec``s anything.
+A saved learner is data: ``manifest.json`` plus standard model files, each with its SHA-256,
+optionally signed (:mod:`._signing`). Reading refuses symbolic links anywhere in the artifact,
+checks every field of the manifest (:mod:`._schema`) and the signature when a verify key is
+given; an entry's files are read, and checked against their checksums, only when that entry
+is loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry
-from speedster_dist.backends import backend_names
+from speedster_dist.artifacts._files import (
+    UnsafeName,
+    VerifiedFiles,
+    find_symlinks,
+    read_plain_file,
+)
+from speedster_dist.artifacts._schema import (
+    FORMAT,
+    FORMAT_VERSION,
+    ArtifactError,
+    validate_manifest,
+)
+from speedster_dist.artifacts._signing import SignatureError, verify_key_from_env, verify_manifest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
 from speedster_dist.records import SavedCandidate
 
@@ -33,14 +46,9 @@ __all__ = [
     "saved_json",
 ]
 
-FORMAT = "speedster-dist-learner"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PORTABLE_FOLDER = "_portable"  # the portable fallback's folder in an artifact
-
-
-class ArtifactError(RuntimeError):
-    """A saved learner is missing, corrupt, tampered with, or has nothing for this machine."""
+_MAX_MANIFEST_BYTES = 16 << 20
 
 
 def saved_json(saved: SavedCandidate, folder: str, checksums: dict[str, str]) -> dict[str, Any]:
@@ -66,59 +74,20 @@ def entry_json(entry: WinnerEntry, folder: str, checksums: dict[str, str]) -> di
     }
 
 
-def _validate(manifest: Any, where: Path) -> None:
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{where} is not a speedster-dist learner manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{where} has format version {manifest.get('version')}, "
-            f"this speedster-dist reads version {FORMAT_VERSION}"
-        )
-    entries = manifest.get("entries")
-    if not isinstance(entries, dict) or not entries:
-        raise ArtifactError(f"{where} holds no winner")
-    parts = [(f"entry {key!r}", raw) for key, raw in entries.items()]
-    if "portable" in manifest:
-        parts.append(("the portable fallback", manifest["portable"]))
-    for name, raw in parts:
-        if not isinstance(raw, dict) or raw.get("backend") not in backend_names():
-            backend = raw.get("backend") if isinstance(raw, dict) else None
-            raise ArtifactError(f"{where}: {name} names unknown backend {backend!r}")
-        if not isinstance(raw.get("files"), dict) or not raw["files"]:
-            raise ArtifactError(f"{where}: {name} lists no model file")
-
-
-def read_saved(root: Path, key: str, raw: Mapping[str, Any]) -> SavedCandidate:
-    """An entry's files, each verified against its checksum and kept inside the artifact."""
-    folder = (root / str(raw["folder"])).resolve()
-    if root.resolve() not in folder.parents:
-        raise ArtifactError(f"entry {key!r} points outside the artifact folder")
-    files = {}
-    for name, digest in raw["files"].items():
-        target = (folder / name).resolve()
-        if folder not in target.parents or not target.is_file():
-            raise ArtifactError(f"entry {key!r}: model file {name!r} is missing")
-        data = target.read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ArtifactError(
-                f"entry {key!r}: {name!r} does not match its checksum "
-                "(the file was changed or corrupted after saving)"
-            )
-        files[name] = data
+def _stored(root: Path, raw: Mapping[str, Any]) -> SavedCandidate:
+    files = VerifiedFiles(root, str(raw["folder"]), raw["files"])
     return SavedCandidate(raw["backend"], raw["device"], dict(raw["options"]), files)
 
 
-def _read_entry(root: Path, key: str, raw: Mapping[str, Any]) -> WinnerEntry:
-    saved = read_saved(root, key, raw)
-    hardware = hardware_from_json(raw["hardware"])
+def _entry(root: Path, raw: Mapping[str, Any]) -> WinnerEntry:
     return WinnerEntry(
-        hardware,
+        hardware_from_json(raw["hardware"]),
         raw["backend"],
         raw["precision"],
         raw.get("technique", ""),
         dict(raw.get("knobs", {})),
         dict(raw.get("metrics", {})),
-        saved,
+        _stored(root, raw),
     )
 
 
@@ -138,6 +107,26 @@ def _describe(key: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _read_manifest(root: Path) -> dict[str, Any]:
+    if not root.is_dir() or not (root / MANIFEST).exists():
+        raise ArtifactError(f"{root} is not a saved learner: {MANIFEST} is missing")
+    links = find_symlinks(root)
+    if links:
+        raise ArtifactError(
+            f"{root} holds symbolic links ({', '.join(links[:5])}): a saved learner never "
+            "does, and a link could make loading read or write outside it"
+        )
+    try:
+        data = read_plain_file(root, MANIFEST, _MAX_MANIFEST_BYTES)
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnsafeName, OSError) as exc:
+        raise ArtifactError(f"{root / MANIFEST} cannot be read: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{root / MANIFEST} is corrupt: {exc}") from exc
+    validate_manifest(manifest, str(root / MANIFEST))
+    return dict(manifest)
+
+
 @dataclass(frozen=True)
 class LearnerMetadata:
     """The parsed, verified manifest of a saved learner (Speedster's loading entry point)."""
@@ -146,16 +135,18 @@ class LearnerMetadata:
     manifest: dict[str, Any]
 
     @classmethod
-    def read(cls, path: str | Path) -> LearnerMetadata:
+    def read(cls, path: str | Path, verify_key: Any = None) -> LearnerMetadata:
+        """Read and check ``path``'s manifest. ``verify_key`` (default: the
+        ``SPEEDSTER_DIST_VERIFY_KEY`` variable, if set) refuses an unsigned manifest or one
+        signed with another key; see :mod:`speedster_dist.artifacts._signing`."""
         root = Path(path)
-        manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
-            raise ArtifactError(f"{root} is not a saved learner: {MANIFEST} is missing")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{manifest_path} is corrupt: {exc}") from exc
-        _validate(manifest, manifest_path)
+        manifest = _read_manifest(root)
+        key = verify_key if verify_key is not None else verify_key_from_env()
+        if key is not None:
+            try:
+                verify_manifest(manifest, key)
+            except SignatureError as exc:
+                raise ArtifactError(f"{root / MANIFEST}: {exc}") from exc
         return cls(root, manifest)
 
     def hardware_types(self) -> list[str]:
@@ -165,11 +156,6 @@ class LearnerMetadata:
     @property
     def has_portable(self) -> bool:
         return "portable" in self.manifest
-
-    def folders(self) -> set[str]:
-        """The folders of the artifact this manifest uses (its entries and fallback)."""
-        raws = [*self.manifest["entries"].values(), self.manifest.get("portable") or {}]
-        return {str(raw["folder"]) for raw in raws if "folder" in raw}
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per entry (then the portable fallback): what it is and what it measured."""
@@ -186,30 +172,38 @@ class LearnerMetadata:
         return rows
 
     def entries(self, root: Path | None = None) -> dict[str, WinnerEntry]:
-        """Every winner, its files read and verified."""
+        """Every winner; its files are read and verified only when used."""
         base = root if root is not None else self.path
-        return {key: _read_entry(base, key, raw) for key, raw in self.manifest["entries"].items()}
+        return {key: _entry(base, raw) for key, raw in self.manifest["entries"].items()}
 
     def portable(self, root: Path | None = None) -> SavedCandidate | None:
-        """The portable fallback's files, read and verified (None when there is none)."""
+        """The portable fallback (None when there is none); files read when used."""
         if not self.has_portable:
             return None
-        return read_saved(root or self.path, PORTABLE_KEY, self.manifest["portable"])
+        return _stored(root or self.path, self.manifest["portable"])
 
     def io(self) -> LearnerIO:
         return LearnerIO.from_json(self.manifest["io"])
 
     def load_model(
-        self, path: str | Path | None = None, hardware_key: str | None = None
+        self,
+        path: str | Path | None = None,
+        hardware_key: str | None = None,
+        *,
+        trust_code: bool = False,
     ) -> HardwareKeyedLearner:
-        """Load and verify every entry; the returned learner runs ``hardware_key``'s entry
-        (``"portable"`` for the fallback) or, by default, picks this machine's (see
-        :mod:`speedster_dist.artifacts._selection`), warning when it falls back."""
+        """The learner of this artifact, its entry for this machine loaded now (so that a
+        broken artifact fails here): ``hardware_key``'s entry (``"portable"`` for the
+        fallback) or, by default, this machine's (see
+        :func:`speedster_dist.artifacts.select_entry`), warning when it falls back.
+        ``trust_code``: see :func:`speedster_dist.load_model`."""
         from speedster_dist.learner import HardwareKeyedLearner
 
         root = Path(path) if path is not None else self.path
-        learner = HardwareKeyedLearner(self.io(), self.entries(root), portable=self.portable(root))
+        learner = HardwareKeyedLearner(
+            self.io(), self.entries(root), portable=self.portable(root), trust_code=trust_code
+        )
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)
-        learner.for_hardware()  # load now, so a broken artifact fails here
+        learner.for_hardware()
         return learner

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from speedster_dist.artifacts._entries import LearnerIO, WinnerEntry
-from speedster_dist.artifacts._files import atomic_write_text
+from speedster_dist.artifacts._files import (
+    UnsafeName,
+    atomic_write_text,
+    check_plain_name,
+    sha256_bytes,
+)
 from speedster_dist.artifacts._manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -21,10 +27,17 @@ from speedster_dist.artifacts._manifest import (
     entry_json,
     saved_json,
 )
+from speedster_dist.artifacts._schema import ArtifactError
+from speedster_dist.artifacts._signing import (
+    SIGNATURE_FIELD,
+    SignatureError,
+    sign_manifest,
+    signing_key_from_env,
+)
 from speedster_dist.backends import Compiled, get_backend
 from speedster_dist.records import DeviceKind, SavedCandidate
 
-__all__ = ["load_compiled", "save_learner"]
+__all__ = ["load_compiled", "needs_trust", "save_learner"]
 
 
 def save_learner(
@@ -32,18 +45,51 @@ def save_learner(
     io: LearnerIO,
     entries: Mapping[str, WinnerEntry],
     portable: SavedCandidate | None,
+    signing_key: Any = None,
 ) -> Path:
     """Write the manifest and every winner's files under ``path`` (created if needed).
 
     Saving over a saved learner (the nightly run adding a hardware type) is atomic: new
     files go to folders the current manifest does not use, the manifest is replaced in
     one rename, and only then are the folders it no longer names removed. An interrupted
-    save leaves the previous learner loadable (and, at worst, an unused folder behind).
-    Other files in ``path`` are left alone.
+    save leaves the previous learner loadable and removes what it wrote (a killed process
+    can leave an unused folder behind).
+    Other files in ``path`` are left alone. ``signing_key`` (default: the
+    ``SPEEDSTER_DIST_SIGNING_KEY`` variable, if set) signs the manifest.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     previous = _folders_in_use(root)
+    created: list[str] = []
+    try:
+        manifest = _write_all(root, io, entries, portable, created)
+        secret = signing_key if signing_key is not None else signing_key_from_env()
+        if secret is not None:
+            manifest[SIGNATURE_FIELD] = sign_manifest(manifest, secret)
+        atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    except BaseException as exc:  # the previous learner stays as it was: drop what we wrote
+        for folder in created:
+            shutil.rmtree(root / folder, ignore_errors=True)
+        if isinstance(exc, SignatureError):
+            raise ValueError(str(exc)) from exc
+        raise
+    kept = {raw["folder"] for raw in manifest["entries"].values()}
+    kept |= {manifest["portable"]["folder"]} if "portable" in manifest else set()
+    for folder in previous - kept:
+        target = root / folder
+        if target.is_dir() and not target.is_symlink():  # never follow a planted link
+            shutil.rmtree(target, ignore_errors=True)
+    return root
+
+
+def _write_all(
+    root: Path,
+    io: LearnerIO,
+    entries: Mapping[str, WinnerEntry],
+    portable: SavedCandidate | None,
+    created: list[str],
+) -> dict[str, Any]:
+    """Every entry's files in new folders (recorded in ``created``); the manifest for them."""
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -51,19 +97,16 @@ def save_learner(
         "entries": {},
     }
     for key, entry in entries.items():
-        folder = _free_folder(root, _folder(key))
-        checksums = _write_files(root / folder, entry.saved)
-        manifest["entries"][key] = entry_json(entry, folder, checksums)
+        folder = _new_folder(root, _folder(key))
+        created.append(folder)
+        manifest["entries"][key] = entry_json(
+            entry, folder, _write_files(root / folder, entry.saved)
+        )
     if portable is not None:
-        folder = _free_folder(root, PORTABLE_FOLDER)
-        checksums = _write_files(root / folder, portable)
-        manifest["portable"] = saved_json(portable, folder, checksums)
-    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-    kept = {raw["folder"] for raw in manifest["entries"].values()}
-    kept |= {manifest["portable"]["folder"]} if "portable" in manifest else set()
-    for folder in previous - kept:
-        shutil.rmtree(root / folder, ignore_errors=True)
-    return root
+        folder = _new_folder(root, PORTABLE_FOLDER)
+        created.append(folder)
+        manifest["portable"] = saved_json(portable, folder, _write_files(root / folder, portable))
+    return manifest
 
 
 def _folders_in_use(root: Path) -> set[str]:
@@ -78,35 +121,87 @@ def _folders_in_use(root: Path) -> set[str]:
     return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
 
 
-def _free_folder(root: Path, name: str) -> str:
-    """``name``, or a fresh variant of it when that folder exists already (in use)."""
-    while (root / name).exists():
-        name = f"{name.split('~')[0]}~{uuid.uuid4().hex[:8]}"
-    return name
+def _new_folder(root: Path, name: str) -> str:
+    """A folder created now under ``root``: ``name``, or a fresh variant of it when that
+    name is taken (by a folder in use, or by anything else, a dangling link included)."""
+    while True:
+        try:
+            (root / name).mkdir()
+            return name
+        except FileExistsError:
+            name = f"{name.split('~')[0]}~{uuid.uuid4().hex[:8]}"
 
 
 def _write_files(folder: Path, saved: SavedCandidate) -> dict[str, str]:
-    shutil.rmtree(folder, ignore_errors=True)
+    """Write ``saved``'s files into the new, empty ``folder``; their checksums."""
     checksums = {}
     for name, data in saved.files.items():
-        target = folder / name
+        target = folder / check_plain_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        checksums[name] = hashlib.sha256(data).hexdigest()
+        with open(target, "xb") as handle:  # never through something already there
+            handle.write(data)
+        checksums[name] = sha256_bytes(data)
     return checksums
 
 
 def _folder(key: str) -> str:
-    folder = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
-    return folder if folder != PORTABLE_FOLDER else f"{folder}_"
+    folder = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).lstrip(".")
+    return folder if folder and folder != PORTABLE_FOLDER else f"{folder}_"
 
 
-def load_compiled(entry: WinnerEntry) -> Compiled:
-    """The entry's model, loaded by its backend from a copy of its (verified) files."""
-    folder = Path(tempfile.mkdtemp(prefix="speedster-learner-"))
-    for name, data in entry.saved.files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    return get_backend(entry.backend).load(
-        folder, entry.saved.options, DeviceKind(entry.saved.device)
-    )
+def needs_trust(backend_name: str) -> bool:
+    """Whether what ``backend_name`` saves is a program (TorchScript, torch.export...)
+    rather than data: loading it runs code from the artifact."""
+    return bool(getattr(get_backend(backend_name), "saves_code", True))
+
+
+def _check_file_options(backend: Any, saved: SavedCandidate, key: str) -> None:
+    for option in getattr(backend, "file_options", ()):
+        value = saved.options.get(option)
+        if not isinstance(value, str) or value not in saved.files:
+            raise ArtifactError(
+                f"entry {key!r}: its load option {option}={value!r} is not one of its "
+                f"listed files {sorted(saved.files)}"
+            )
+
+
+def load_compiled(key: str, entry: WinnerEntry, trust_code: bool) -> Compiled:
+    """Entry ``key``'s model, loaded by its backend from a private copy of its files (read
+    and verified now; the copy is removed when the loaded model is garbage collected)."""
+    backend = get_backend(entry.backend)
+    if needs_trust(entry.backend) and not trust_code:
+        raise ArtifactError(
+            f"entry {key!r} ({entry.label}) is saved as a program that runs code when loaded "
+            "(TorchScript or a torch.export archive); load it only from a source you trust, "
+            "with load_model(path, trust_code=True)"
+        )
+    _check_file_options(backend, entry.saved, key)
+    folder = Path(tempfile.mkdtemp(prefix="speedster-learner-"))  # 0700, unique
+    try:
+        _materialize(folder, entry.saved, key)
+        compiled = backend.load(folder, entry.saved.options, DeviceKind(entry.saved.device))
+    except ArtifactError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except Exception as exc:  # any failure of an untrusted file is an artifact error
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ArtifactError(
+            f"entry {key!r}: {entry.backend} could not load it: {type(exc).__name__}: {exc}"
+        ) from exc
+    weakref.finalize(compiled, shutil.rmtree, folder, True)
+    return compiled
+
+
+def _materialize(folder: Path, saved: SavedCandidate, key: str) -> None:
+    try:
+        for name in saved.files:
+            data = saved.files[name]  # read and checked against its checksum now
+            target = folder / check_plain_name(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"entry {key!r}: model file {exc.filename or exc} is missing") from exc
+    except UnsafeName as exc:
+        raise ArtifactError(f"entry {key!r}: {exc}") from exc

@@ -92,6 +92,11 @@ class Backend(Protocol):
     name: str
     capabilities: tuple[Capability, ...]
     knobs: tuple[Knob, ...]
+    # True when what ``Compiled.save`` writes is a program (TorchScript, pickles): loading a
+    # saved artifact of this backend then needs the caller's ``trust_code=True``.
+    saves_code: bool
+    # The load options that name a saved file: the loader checks they name listed files.
+    file_options: tuple[str, ...]
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         """None when the backend can run on ``device`` in this process, else why not.

@@ -67,13 +67,31 @@ class TorchCompiled:
         return {"file": path.name, "format": "torchscript", "dtype": dtype}
 
 
+# The dtypes a saved torch candidate may ask its inputs to be cast to (load options are
+# untrusted: never ``getattr(torch, name)``).
+SAVED_DTYPES: dict[str, torch.dtype | None] = {
+    "": None,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def saved_dtype(options: Mapping[str, Any]) -> torch.dtype | None:
+    """The ``dtype`` load option, one of :data:`SAVED_DTYPES`; UnsupportedCandidate otherwise."""
+    name = options.get("dtype", "")
+    if not isinstance(name, str) or name not in SAVED_DTYPES:
+        raise UnsupportedCandidate(f"unknown dtype {name!r} in the load options")
+    return SAVED_DTYPES[name]
+
+
 def load_torchscript(
     directory: Path, options: Mapping[str, Any], device: DeviceKind
 ) -> TorchCompiled:
-    """Load what :meth:`TorchCompiled.save` wrote (a TorchScript archive: no pickled code)."""
+    """Load what :meth:`TorchCompiled.save` wrote. A TorchScript archive is a program: the
+    artifact loader only calls this with the caller's ``trust_code=True``."""
     module = torch.jit.load(str(directory / options["file"]), map_location=torch_device(device))
-    dtype = getattr(torch, options["dtype"]) if options.get("dtype") else None
-    return TorchCompiled(module, device, portable=module, dtype=dtype)
+    return TorchCompiled(module, device, portable=module, dtype=saved_dtype(options))
 
 
 def trace(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit.ScriptModule:

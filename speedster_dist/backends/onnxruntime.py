@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from speedster_dist.backends._onnx import (
+    check_external_data_inside,
     convert_float16,
     copy_onnx,
     export_onnx,
@@ -86,12 +87,14 @@ class _Runtime:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], device: DeviceKind) -> _Runtime:
-        return cls(
-            device=device,
-            tensorrt=bool(data.get("tensorrt", False)),
-            trt_fp16=bool(data.get("trt_fp16", False)),
-            intra_op_threads=int(data.get("intra_op_threads", 0)),
-        )
+        """From saved (untrusted) load options: flags must be booleans, threads 0..1024."""
+        threads = data.get("intra_op_threads", 0)
+        flags = [data.get("tensorrt", False), data.get("trt_fp16", False)]
+        if not all(isinstance(f, bool) for f in flags) or not (
+            isinstance(threads, int) and not isinstance(threads, bool) and 0 <= threads <= 1024
+        ):
+            raise UnsupportedCandidate("the saved onnxruntime options are not valid")
+        return cls(device=device, tensorrt=flags[0], trt_fp16=flags[1], intra_op_threads=threads)
 
 
 def _session(path: Path, runtime: _Runtime, cache_dir: Path) -> Any:
@@ -160,6 +163,8 @@ class OnnxRuntimeBackend:
     """Builds ONNX Runtime sessions; called by the trial runner (never times itself)."""
 
     name = "onnxruntime"
+    saves_code = False  # ONNX: data, loaded by default
+    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         _cap(_CPU, Precision.FP32),
         _cap(_CPU, Precision.INT8, "dynamic"),
@@ -239,8 +244,10 @@ class OnnxRuntimeBackend:
 
     def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> OrtCompiled:
         runtime = _Runtime.from_json(options, device)
+        path = directory / str(options["file"])
+        check_external_data_inside(path)
         return OrtCompiled(
-            directory / str(options["file"]),
+            path,
             runtime,
             [str(n) for n in options["input_names"]],
             [str(n) for n in options["output_names"]],

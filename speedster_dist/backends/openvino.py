@@ -196,6 +196,8 @@ class OpenVinoBackend:
     """OpenVINO Runtime on the CPU device."""
 
     name = "openvino"
+    saves_code = False  # OpenVINO IR: data, loaded by default
+    file_options = ("xml", "bin")  # load options that name one of the saved files
     capabilities = (
         Capability(_CPU, Precision.FP32, sources=_SOURCES),
         Capability(_CPU, Precision.BF16, requires_any=_BF16_FEATURES, sources=_SOURCES),
@@ -242,8 +244,37 @@ class OpenVinoBackend:
             str(directory / options["xml"]), str(directory / options["bin"])
         )
         return OpenVinoCompiled(
-            ov_model, options["properties"], options["input_names"], options["output_names"]
+            ov_model,
+            _checked_properties(options.get("properties")),
+            _names(options.get("input_names")),
+            _names(options.get("output_names")),
         )
+
+
+# Saved compile properties are untrusted: only these keys, with values of these forms.
+_SAVED_PROPERTIES: dict[str, tuple[str, ...] | None] = {
+    "INFERENCE_PRECISION_HINT": ("f32", "bf16", "f16"),
+    "PERFORMANCE_HINT": ("LATENCY", "THROUGHPUT"),
+    "NUM_STREAMS": None,  # a positive integer
+    "INFERENCE_NUM_THREADS": None,
+}
+
+
+def _checked_properties(properties: Any) -> dict[str, str]:
+    if not isinstance(properties, dict):
+        raise UnsupportedCandidate("the saved OpenVINO properties are not a mapping")
+    for key, value in properties.items():
+        allowed = _SAVED_PROPERTIES.get(key, ())
+        valid = value in allowed if allowed is not None else str(value).isdigit()
+        if key not in _SAVED_PROPERTIES or not isinstance(value, str) or not valid:
+            raise UnsupportedCandidate(f"OpenVINO property {key}={value!r} is not allowed")
+    return dict(properties)
+
+
+def _names(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UnsupportedCandidate("the saved input/output names are not a list of strings")
+    return value
 
 
 def _require_precision(compiled: OpenVinoCompiled, precision: Precision) -> None:

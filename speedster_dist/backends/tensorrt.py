@@ -288,6 +288,8 @@ class TensorRTBackend:
     """TensorRT engines on NVIDIA GPUs."""
 
     name = "tensorrt"
+    saves_code = False  # a serialized engine without plugin libraries: data
+    file_options = ("engine",)  # load options that name one of the saved files
     capabilities = (
         Capability(_GPU, Precision.FP32, sources=_SOURCES),
         Capability(_GPU, Precision.FP16, sources=_SOURCES),

@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from speedster_dist.backends._torch_common import (
     PRECISION_DTYPES,
     TorchCompiled,
     require_module,
+    saved_dtype,
     torch_device,
 )
 from speedster_dist.records import DeviceKind, Precision
@@ -45,6 +47,7 @@ from speedster_dist.records import DeviceKind, Precision
 __all__ = ["BACKEND", "TorchCompileBackend"]
 
 _ARCHIVE = "model.pt2"
+_MODES = ("default", "max-autotune-no-cudagraphs")
 _MAX_WARMUP_SHAPES = 4  # compiles happen per new shape kind; a few distinct shapes suffice
 
 
@@ -148,22 +151,37 @@ def _to_device(sample: Tensors, device: torch.device, dtype: torch.dtype) -> Ten
     return tuple(t.to(dtype) if t.is_floating_point() else t for t in moved)
 
 
-def _check_pickle_free(path: Path) -> None:
-    """Refuse an export archive that would make ``torch.export.load`` unpickle something.
+# Every member an archive written by ``save`` holds; anything else (a legacy pickled weights
+# file, custom objects, compiled code) is refused before ``torch.export.load`` sees it.
+_ARCHIVE_MEMBERS = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/\w+\.json"
+    r"|data/(weights|constants)/(weight|tensor)_\d+"
+    r"|data/(weights|constants)/\w+_config\.json"
+    r"|data/sample_inputs/\w+\.pt)"
+)
 
-    ``torch.export.load`` unpickles tensor-subclass weights, custom/opaque objects and the
-    sample inputs (falling back to ``weights_only=False``). The archives written by ``save``
-    hold none of these; an archive that does was not written by this backend.
+
+def _check_pickle_free(path: Path) -> None:
+    """Refuse an export archive that could make ``torch.export.load`` unpickle something.
+
+    ``torch.export.load`` unpickles tensor-subclass weights, custom/opaque objects, legacy
+    weight files and the sample inputs (falling back to ``weights_only=False``). Every member
+    must be one of the plain kinds ``save`` writes (an allow-list, not a deny-list), the
+    sample inputs empty, and every weight a plain tensor.
     """
     with zipfile.ZipFile(path) as archive:
+        prefixes = {info.filename.split("/", 1)[0] for info in archive.infolist()}
+        if len(prefixes) != 1:
+            raise UnsupportedCandidate(f"{path.name}: members under several roots {prefixes}")
         for info in archive.infolist():
-            name = info.filename
-            if "/data/sample_inputs/" in name and info.file_size:
+            name = info.filename.split("/", 1)[1] if "/" in info.filename else ""
+            if not _ARCHIVE_MEMBERS.fullmatch(name):
+                raise UnsupportedCandidate(f"{path.name}: unexpected member {info.filename!r}")
+            if name.startswith("data/sample_inputs/") and info.file_size:
                 raise UnsupportedCandidate(f"{path.name}: pickled sample inputs ({name})")
-            if "/data/aotinductor/" in name or name.endswith((".so", ".pyd", ".dll")):
-                raise UnsupportedCandidate(f"{path.name}: compiled code in the archive ({name})")
-            if name.endswith("_config.json") and "/data/" in name:
-                _check_payload_config(path.name, name, json.loads(archive.read(name)))
+            if name.startswith("data/") and name.endswith("_config.json"):
+                _check_payload_config(path.name, name, json.loads(archive.read(info)))
 
 
 def _check_payload_config(archive: str, name: str, config: Mapping[str, Any]) -> None:
@@ -177,12 +195,15 @@ class TorchCompileBackend:
     """``torch.compile(backend="inductor")`` over the ``torch.export``-ed module."""
 
     name = "torch_compile"
+    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
+    saves_code = True
+    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP16),
     )
-    knobs: tuple[Knob, ...] = (Knob("mode", ("default", "max-autotune-no-cudagraphs")),)
+    knobs: tuple[Knob, ...] = (Knob("mode", _MODES),)
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU:
@@ -223,8 +244,10 @@ class TorchCompileBackend:
         path = directory / str(options["file"])
         _check_pickle_free(path)
         program = torch.export.load(str(path))
-        dtype = getattr(torch, options["dtype"]) if options.get("dtype") else None
-        mode = str(options.get("mode", "default"))
+        dtype = saved_dtype(options)
+        mode = options.get("mode", "default")
+        if mode not in _MODES:
+            raise UnsupportedCandidate(f"unknown torch.compile mode {mode!r}")
         return _InductorCompiled(program, device, dtype, mode, bool(options.get("dynamic", False)))
 
 

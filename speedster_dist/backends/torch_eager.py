@@ -46,6 +46,9 @@ class _EagerCompiled(TorchCompiled):
 
 class TorchEagerBackend:
     name = "torch"
+    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
+    saves_code = True
+    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),

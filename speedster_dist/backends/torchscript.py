@@ -73,6 +73,9 @@ class TorchScriptBackend:
     """``torch.jit.trace`` + ``freeze`` (+ ``optimize_for_inference``), CPU and CUDA."""
 
     name = "torchscript"
+    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
+    saves_code = True
+    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),

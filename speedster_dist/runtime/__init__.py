@@ -6,6 +6,7 @@ Ray is imported only when a :class:`RayExecutor` is created or :func:`connect` i
 from speedster_dist.runtime._catalog import NodeProbe, backend_catalog, probe_node
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
+from speedster_dist.runtime._portable import onnx_portable
 from speedster_dist.runtime._protocol import (
     Cluster,
     Executor,
@@ -45,6 +46,7 @@ __all__ = [
     "baseline_candidate",
     "connect",
     "failed_result",
+    "onnx_portable",
     "package_runtime_env",
     "probe_node",
     "run_fixed_trials",

@@ -33,7 +33,7 @@ from speedster_dist.records import (
     TrialStatus,
 )
 
-__all__ = ["FP32_TOLERANCE", "SavedCandidate", "TrialPayload", "run_trial"]
+__all__ = ["FP32_TOLERANCE", "TrialPayload", "run_trial", "save_compiled"]
 
 # Full-precision candidates must match the original this closely (numeric precision or the
 # user's metric), so that a broken conversion is rejected even when no drop is accepted.
@@ -77,7 +77,10 @@ def _check_outputs(
     return drop, ""
 
 
-def _save(compiled: Compiled, backend: str, device: DeviceKind, workdir: Path) -> SavedCandidate:
+def save_compiled(
+    compiled: Compiled, backend: str, device: DeviceKind, workdir: Path
+) -> SavedCandidate:
+    """``compiled``'s files (read into memory) and load options; ``workdir`` is scratch."""
     out = workdir / "saved"
     out.mkdir()
     options = compiled.save(out)
@@ -147,7 +150,7 @@ def run_trial(
                 f"cannot beat the best {prune_above_s * 1e3:.3g} ms" if prune_above_s else ""
             )
             return TrialResult(candidate, TrialStatus.PRUNED, reason, latency, **common), None
-        saved = _save(compiled, candidate.backend, device, workdir)
+        saved = save_compiled(compiled, candidate.backend, device, workdir)
         result = TrialResult(
             candidate, TrialStatus.COMPLETE, latency=latency, model_size_mb=saved.size_mb, **common
         )

@@ -84,6 +84,9 @@ class FakeBackend:
     The ``slowdown`` knob multiplies latency (choices 1, 2, 4), so knob tuning has a known best.
     """
 
+    saves_code = True  # TorchScript, like the eager baseline
+    file_options = ("file",)
+
     def __init__(self, name: str, behaviours: Mapping[tuple[Precision, str], Behaviour]) -> None:
         self.name = name
         self._behaviours = dict(behaviours)

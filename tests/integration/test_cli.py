@@ -34,7 +34,11 @@ TEXTS = [
 
 def write_tiny_bert(folder, texts=TEXTS):
     """A tiny BERT folder with the MiniLM tokenizer, and a JSONL file of texts next to it."""
-    models.tiny_bert().save_pretrained(folder)
+    from transformers import PreTrainedModel
+
+    model = models.tiny_bert()
+    assert isinstance(model, PreTrainedModel)
+    model.save_pretrained(folder)
     models.minilm_tokenizer().save_pretrained(folder)
     inputs = folder.parent / f"{folder.name}-texts.jsonl"
     inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts))
@@ -251,8 +255,10 @@ def test_cluster_lists_this_machines_hardware_type(local_ray, capsys):
 
     assert cli("cluster", "--json") == EXIT_OK
     described = json.loads(capsys.readouterr().out)
-    assert [d["hardware_type"] for d in described] == [local_hardware().key]
+    here = local_hardware()
+    assert here is not None
+    assert [d["hardware_type"] for d in described] == [here.key]
     assert len(described[0]["nodes"]) == 1
     assert {"torch", "fake"} <= set(described[0]["backends"])
     assert cli("cluster") == EXIT_OK
-    assert local_hardware().key in capsys.readouterr().out
+    assert here.key in capsys.readouterr().out

@@ -144,7 +144,9 @@ def test_rebench_adds_the_winner_of_a_hardware_type_that_joined(killed_sweep, lo
         ]
     )
     assert code == EXIT_OK
-    here = local_hardware().key
+    local = local_hardware()
+    assert local is not None
+    here = local.key
     report = json.loads(verdicts.read_text())["learners"][0]
     assert report["added"] == [here] and report["absent"] == [OLD_TYPE]
     assert report["remeasured"] == 0  # nothing of this learner ran on this type before

@@ -17,6 +17,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -235,7 +236,7 @@ def test_nodes_leaving_and_joining_mid_search(cluster):
     spare_a = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: TYPE_A})
     only_c = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: TYPE_C})
     executor = RayExecutor(trial_timeout_s=120, refresh_s=0.5)
-    events = {}
+    events: dict[str, Any] = {}
 
     def on_result(result):
         # Strike while spare_a measures (white box: the executor's running trials), and
@@ -288,7 +289,9 @@ def test_onnx_export_is_made_once_and_shared_by_every_node(cluster):
     assert all(r.ok for r in ort), [r.reason for r in ort]
     assert executor.stats["exports"] == 1
     shared = {dict(r.extra).get("onnx_export") for r in ort}
-    assert len(shared) == 1 and next(iter(shared)).startswith("shared:")
+    assert len(shared) == 1
+    export = next(iter(shared))
+    assert export is not None and export.startswith("shared:")
     assert len({r.node_id for r in ort}) == len(ort)  # several nodes, one export
 
 

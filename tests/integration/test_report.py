@@ -76,7 +76,7 @@ def pixel_counts(png):
         if kind == b"IDAT":
             idat += data[at + 8 : at + 8 + length]
         at += 12 + length
-    counts = {}
+    counts: dict[bytes, int] = {}
     for row in _unfilter(zlib.decompress(idat), width, channels, height):
         for x in range(0, len(row), channels):
             rgb = row[x : x + 3]

@@ -28,11 +28,18 @@ from speedster_dist.records import (
     TrialStatus,
 )
 from speedster_dist.runtime import SearchOutcome
-from speedster_dist.runtime._trial import _save
+from speedster_dist.runtime._trial import save_compiled as _save
 from speedster_dist.summary import format_fleet, format_summary
 from speedster_dist.testing.backend_contract import contract_model
 
-LOCAL = local_hardware(DeviceKind.CPU)
+
+def _local_cpu() -> HardwareType:
+    hardware = local_hardware(DeviceKind.CPU)
+    assert hardware is not None  # every machine has a CPU hardware type
+    return hardware
+
+
+LOCAL = _local_cpu()
 # A CPU this machine is not: it has a feature nothing here has.
 ELSEWHERE = replace(LOCAL, key="cpu-elsewhere", features=LOCAL.features | {"made_up_isa"})
 
@@ -94,17 +101,21 @@ def test_saved_artifact_holds_the_fallback_verified_and_listed(mlp, tmp_path):
     assert rows[ELSEWHERE.key]["latency_p50_ms"] == pytest.approx(1.0)
     assert rows[PORTABLE_KEY]["backend"] == "torch"
 
-    explicit = load_model(path, hardware_key=PORTABLE_KEY)
+    explicit = load_model(path, hardware_key=PORTABLE_KEY, trust_code=True)
+    assert explicit.selection is not None
     assert explicit.selection.key == PORTABLE_KEY and explicit.selection.how == "explicit"
     x = mlp.validation[0][0]
     torch.testing.assert_close(explicit(x), mlp.source.module(x)[0])
     with pytest.warns(UserWarning, match="portable fallback"):
-        assert load_model(path).selection.how == "portable"
+        selection = load_model(path, trust_code=True).selection
+        assert selection is not None and selection.how == "portable"
 
     model_file = next((path / "_portable").rglob("*.pt"))
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
     with pytest.raises(ArtifactError, match="checksum"):
-        load_model(path, hardware_key=ELSEWHERE.key)
+        load_model(path, hardware_key=PORTABLE_KEY, trust_code=True)
+    # Only the entry that runs is read: the other one still loads.
+    assert load_model(path, hardware_key=ELSEWHERE.key, trust_code=True)(x) is not None
 
 
 def test_a_portable_naming_an_unknown_backend_is_refused(mlp, tmp_path):
@@ -147,7 +158,9 @@ def test_fingerprint_round_trips_through_json():
     assert LOCAL.cpu_vendor and LOCAL.cpu_model and LOCAL.arch
     # Manifests written before the new fields load with defaults.
     old = {"key": "cpu-x", "device": "cpu", "features": ["avx2"], "cores": 4}
-    assert hardware_from_json(old) == HardwareType("cpu-x", DeviceKind.CPU, "", {"avx2"}, 4)
+    assert hardware_from_json(old) == HardwareType(
+        "cpu-x", DeviceKind.CPU, "", frozenset({"avx2"}), 4
+    )
 
 
 def _result(key, label_precision, p50, baseline=False, drop=0.0):

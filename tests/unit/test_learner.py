@@ -13,10 +13,17 @@ from speedster_dist.hardware import local_hardware
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, HardwareType, Precision
-from speedster_dist.runtime._trial import _save
+from speedster_dist.runtime._trial import save_compiled as _save
 from speedster_dist.testing.backend_contract import contract_model
 
-LOCAL = local_hardware(DeviceKind.CPU)
+
+def _local_cpu() -> HardwareType:
+    hardware = local_hardware(DeviceKind.CPU)
+    assert hardware is not None  # every machine has a CPU hardware type
+    return hardware
+
+
+LOCAL = _local_cpu()
 
 
 def _entry(tmp_path, hardware=LOCAL, kind="bert"):
@@ -70,7 +77,8 @@ def test_save_then_load_in_a_fresh_process(bert_learner, tmp_path):
     expected = learner(*sample).last_hidden_state
     script = (
         "import sys, torch, speedster_dist\n"
-        "l = speedster_dist.LearnerMetadata.read(sys.argv[1]).load_model(sys.argv[1])\n"
+        "meta = speedster_dist.LearnerMetadata.read(sys.argv[1])\n"
+        "l = meta.load_model(sys.argv[1], trust_code=True)\n"
         "out = l(**torch.load(sys.argv[2]))\n"
         "print(type(out).__name__); torch.save(out.last_hidden_state, sys.argv[3])\n"
     )
@@ -98,7 +106,7 @@ def test_tampered_file_is_refused(bert_learner, tmp_path):
     model_file = next(p for p in path.rglob("*.pt"))
     model_file.write_bytes(model_file.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ArtifactError, match="checksum"):
-        load_model(path)
+        load_model(path, trust_code=True)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +139,7 @@ def test_corrupt_manifest_gives_a_clear_error(bert_learner, tmp_path, damage, me
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(damage(manifest))
     with pytest.raises(ArtifactError, match=message):
-        LearnerMetadata.read(path).load_model(path)
+        LearnerMetadata.read(path).load_model(path, trust_code=True)
 
 
 def test_missing_artifact_and_missing_file(bert_learner, tmp_path):
@@ -141,17 +149,15 @@ def test_missing_artifact_and_missing_file(bert_learner, tmp_path):
     path = learner.save(tmp_path / "artifact")
     next(p for p in path.rglob("*.pt")).unlink()
     with pytest.raises(ArtifactError, match="missing"):
-        load_model(path)
+        load_model(path, trust_code=True)
 
 
 def test_output_class_is_only_resolved_from_transformers():
     from speedster_dist.modelio import resolve_output_class
 
     assert resolve_output_class("os:system") is None
-    assert (
-        resolve_output_class("transformers.modeling_outputs:BaseModelOutput").__name__
-        == "BaseModelOutput"
-    )
+    output_class = resolve_output_class("transformers.modeling_outputs:BaseModelOutput")
+    assert output_class is not None and output_class.__name__ == "BaseModelOutput"
     assert resolve_output_class("transformers.utils:is_torch_available") is None
 
 
@@ -186,7 +192,7 @@ def test_explicit_hardware_type_and_listing(tmp_path):
     path = learner.save(tmp_path / "two")
     meta = LearnerMetadata.read(path)
     assert sorted(meta.hardware_types()) == sorted([LOCAL.key, "cpu-other"])
-    loaded = meta.load_model(path, hardware_key="cpu-other")
+    loaded = meta.load_model(path, hardware_key="cpu-other", trust_code=True)
     assert loaded.for_hardware("cpu-other").entry.hardware.key == "cpu-other"
     x = model.validation[0][0]
     torch.testing.assert_close(loaded(x), model.source.module(x)[0])
@@ -220,17 +226,19 @@ def test_saving_over_a_learner_is_atomic_and_keeps_other_files(tmp_path, monkeyp
     with pytest.raises(OSError, match="disk full"):
         grown.save(path)
     assert (path / "manifest.json").read_text() == before
-    assert load_model(path).hardware_types() == [LOCAL.key]  # the old learner still loads
+    assert load_model(path, trust_code=True).hardware_types() == [
+        LOCAL.key
+    ]  # the old learner still loads
 
     monkeypatch.setattr(store_module, "_write_files", real_write)
     grown.save(path)
-    loaded = load_model(path, hardware_key="cpu-other")
+    loaded = load_model(path, hardware_key="cpu-other", trust_code=True)
     assert sorted(loaded.hardware_types()) == sorted([LOCAL.key, "cpu-other"])
     x = model.validation[0][0]
     torch.testing.assert_close(loaded(x), model.source.module(x)[0])
     folders = {raw["folder"] for raw in LearnerMetadata.read(path).manifest["entries"].values()}
     on_disk = {p.name for p in path.iterdir() if p.is_dir()}
     assert (path / "kit" / "model.pt").read_bytes() == b"kept"
-    # Only the manifest's folders, the kit and the orphan of the interrupted save remain.
-    assert folders <= on_disk and len(on_disk - folders - {"kit"}) == 1
+    # Only the manifest's folders and the kit remain: the interrupted save removed its own.
+    assert folders <= on_disk and len(on_disk - folders - {"kit"}) == 0
     assert not list(path.glob(".manifest.json.*"))

@@ -9,6 +9,7 @@ never needs them.
 from speedster_dist.backends._onnx.export import MODEL_FILE, export_onnx
 from speedster_dist.backends._onnx.files import (
     EXTERNAL_DATA_BYTES,
+    check_external_data_inside,
     copy_onnx,
     feeds,
     graph_input_names,
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_CALIBRATION_SAMPLES",
     "EXTERNAL_DATA_BYTES",
     "MODEL_FILE",
+    "check_external_data_inside",
     "convert_float16",
     "copy_onnx",
     "export_onnx",

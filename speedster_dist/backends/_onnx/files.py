@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speedster_dist.backends._protocol import UnsupportedCandidate
+
 __all__ = [
     "EXTERNAL_DATA_BYTES",
+    "check_external_data_inside",
     "copy_onnx",
     "external_files",
     "feeds",
@@ -89,3 +92,21 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype is torch.bfloat16:
         tensor = tensor.float()
     return np.ascontiguousarray(tensor.numpy())
+
+
+def check_external_data_inside(path: Path) -> None:
+    """Refuse an ONNX file whose tensors point at external data outside its folder (a saved
+    file is untrusted: ``location`` could name ``../../`` anything on the machine)."""
+    import onnx
+    from onnx import external_data_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        parts = location.replace("\\", "/").split("/")
+        if not location or location.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise UnsupportedCandidate(
+                f"{path.name}: external data {location!r} is outside the model's folder"
+            )

@@ -21,7 +21,7 @@ from speedster_dist.testing.backend_contract import (
 
 
 def _params() -> list[object]:
-    params = []
+    params: list[object] = []
     for case in contract_cases():
         marks = [pytest.mark.gpu] if case.device is DeviceKind.GPU else []
         if case.backend == "torch_compile":

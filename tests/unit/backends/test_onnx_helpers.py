@@ -6,6 +6,7 @@ import importlib
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,7 +17,11 @@ from speedster_dist.backends._onnx import export as onnx_export
 from speedster_dist.backends._onnx import files as onnx_files
 from speedster_dist.backends._onnx import quantize as onnx_quantize
 from speedster_dist.cache import CACHE_ENV
+from speedster_dist.modelio import FlatModule
 from speedster_dist.testing.backend_contract import ContractModel, contract_model
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -39,7 +44,7 @@ def mlp() -> ContractModel:
     return contract_model("mlp")
 
 
-def _session(path: Path) -> ort.InferenceSession:
+def _session(path: Path) -> onnxruntime.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -166,9 +171,13 @@ def test_onnx_source_is_returned_as_is(tmp_path: Path) -> None:
 def test_export_keeps_user_model_unchanged(
     bert: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from transformers import PreTrainedModel
+
     module = bert.source.module
-    assert module is not None
-    config = module.model.config
+    assert isinstance(module, FlatModule)  # contract models are in flat form
+    model = module.model
+    assert isinstance(model, PreTrainedModel)
+    config = model.config
     original = config._attn_implementation
     assert original != "eager"  # transformers' default (sdpa): the switch is exercised
     sample = bert.validation[0]
@@ -185,7 +194,7 @@ def test_export_keeps_user_model_unchanged(
     assert seen == ["eager"]
     assert config._attn_implementation == original
     # The exporter restores train/eval on the root only; dropout must stay off inside.
-    assert not any(sub.training for sub in module.model.modules())
+    assert not any(sub.training for sub in model.modules())
     for a, b in zip(before, _eager(bert.source, sample), strict=True):
         np.testing.assert_array_equal(a, b)
 

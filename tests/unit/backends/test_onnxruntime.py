@@ -16,6 +16,7 @@ from speedster_dist.backends import (
     _onnx,
     get_backend,
 )
+from speedster_dist.backends.onnxruntime import OrtCompiled
 from speedster_dist.cache import CACHE_ENV
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.testing.backend_contract import check_backend_contract, contract_model
@@ -128,6 +129,7 @@ def test_feeds_only_inputs_the_graph_kept(tmp_path: Path) -> None:
     example = (torch.randn(2, 4), torch.zeros(2, dtype=torch.long))
     source = SourceModel(("x", "unused"), ("y",), example, module=module, fingerprint="")
     compiled = BACKEND.build(source, [example], BuildConfig(Precision.FP32, CPU), tmp_path)
+    assert isinstance(compiled, OrtCompiled)
     assert _onnx.graph_input_names(compiled._path) == ["x"]  # the exporter dropped it
     torch.testing.assert_close(compiled(*example)[0], module(*example)[0])
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from speedster_dist.backends import BuildConfig, SourceModel, UnsupportedCandidate, get_backend
+from speedster_dist.backends.openvino import OpenVinoCompiled
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.testing.backend_contract import check_backend_contract, contract_model
 
@@ -40,6 +41,7 @@ def test_openvino_bf16_build_matches_the_cpu(tmp_path):
     backend = get_backend("openvino")
     if _cpu_has_native_bf16():
         compiled = backend.build(model.source, model.calibration, config, tmp_path)
+        assert isinstance(compiled, OpenVinoCompiled)
         assert compiled.inference_precision == "bf16"
     else:
         with pytest.raises(UnsupportedCandidate, match="no native bf16"):

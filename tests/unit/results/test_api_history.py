@@ -9,6 +9,7 @@ import torch
 from speedster_dist import optimize_model
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.records import TrialResult
 from speedster_dist.results import HistoryTarget, read_history
 from speedster_dist.runtime import InlineExecutor
 from speedster_dist.testing.fakes import FAKE_BACKENDS
@@ -58,7 +59,7 @@ def test_every_trial_is_recorded_with_the_run(fakes, tmp_path):
 
 
 def test_a_named_target_and_its_progress_callback(fakes, tmp_path):
-    seen = []
+    seen: list[TrialResult] = []
     target = HistoryTarget(tmp_path / "h", "sweep-1", "sweep", "mlp", "mlp-fast", seen.append)
     learner = _search(target)
     rows = read_history(tmp_path / "h").to_pylist()

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from speedster_dist.records import TrialStatus
+from speedster_dist.records import TrialResult, TrialStatus
 from speedster_dist.results import (
     HISTORY_SCHEMA,
     TRIAL_SCHEMA,
@@ -132,7 +132,7 @@ def test_concurrent_appends_never_collide(history):
 def test_a_write_failure_warns_and_never_raises(history):
     writer = run(history, "run-1")
     (history / "date=2024-03-01").write_text("a file where a folder should be")
-    seen = []
+    seen: list[TrialResult] = []
     writer.on_write = seen.append
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from speedster_dist.records import Precision, TrialStatus
+from speedster_dist.records import Precision, TrialResult, TrialStatus
 from speedster_dist.runtime import BUDGET_EXHAUSTED, InlineExecutor, run_search
 from speedster_dist.search import Budget, SpaceSettings
 
@@ -65,7 +65,7 @@ def test_a_failing_build_is_recorded_and_the_search_goes_on(fakes, payload):
 
 
 def test_every_outcome_is_reported_as_it_arrives(fakes, payload):
-    seen = []
+    seen: list[TrialResult] = []
     outcome = search(payload, "fake", ths=0.05, on_result=seen.append)
     assert seen == outcome.results
     assert len(seen) == 3  # baseline (fake fp32), fp16, int8
@@ -116,6 +116,7 @@ def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
     result, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=0.004)
     assert result.status is TrialStatus.PRUNED and saved is None
     assert "cannot beat the best 4 ms" in result.reason
+    assert result.latency is not None
     assert result.latency.count < 64 and result.latency.total_s < 0.6
     payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.1)
     fast, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=1.0)

@@ -50,7 +50,7 @@ def slowdown(result):
 
 
 def test_slow_configs_are_pruned_and_the_known_best_wins(fakes, payload):
-    searchers = []
+    searchers: list[OptunaSearcher] = []
     outcome = optuna_search(payload, searchers=searchers)
     results = outcome.results
     assert outcome.winners[FAKE_HW.key].candidate.label == BEST

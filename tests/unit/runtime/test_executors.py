@@ -261,6 +261,7 @@ def test_pool_spreads_trials_and_reports_types_left_without_nodes():
     pool.add("g0", [HardwareType("gpu-x", DeviceKind.GPU)], cpus=1, gpus=0)
     assert "gpu-x" not in pool.hardware_keys()  # no GPU lent to Ray: nowhere to run a GPU trial
     first = pool.free_node(A)
+    assert first is not None
     pool.acquire(first, A)
     pool.release(first, A)
     assert pool.free_node(A) != first  # least recently used first

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from speedster_dist.cache import CACHE_ENV
-from speedster_dist.records import BackendInfo, Candidate, Capability
+from speedster_dist.records import BackendInfo, Candidate, Capability, DeviceKind, Precision
 from speedster_dist.runtime._exports import (
     SharedExport,
     consumes_onnx,
@@ -31,6 +31,7 @@ def test_an_export_is_shared_as_files_and_becomes_the_trials_onnx_source(payload
     assert make_shared_export(payload).key == export.key  # content-addressed
 
     shared = use_shared_export(payload, export)
+    assert shared.source.onnx_path is not None
     path = Path(shared.source.onnx_path)
     assert path == cache / "shared-onnx" / export.key / "model.onnx"
     assert path.read_bytes() == export.files["model.onnx"]
@@ -64,7 +65,7 @@ def test_a_failed_export_is_recorded_not_raised_and_trials_go_on_without_it(payl
 
 def test_only_backends_that_accept_onnx_consume_the_export():
     def info(*sources):
-        cap = Capability("cpu", "fp32", "", frozenset(), frozenset(sources))
+        cap = Capability(DeviceKind.CPU, Precision.FP32, "", frozenset(), frozenset(sources))
         return BackendInfo("b", (cap,))
 
     assert consumes_onnx(info("torch", "onnx"))

@@ -1,0 +1,151 @@
+"""The shape of ``manifest.json``, checked field by field before anything of it is used.
+
+A manifest is untrusted input: every field a loader reads is checked here, so that a damaged
+or hostile one fails with :class:`ArtifactError` saying which field is wrong, never with a
+``KeyError`` (or worse) somewhere later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from speedster_dist.artifacts._files import UnsafeName, check_plain_name
+from speedster_dist.backends import backend_names
+from speedster_dist.records import DeviceKind, Precision
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ArtifactError", "validate_manifest"]
+
+FORMAT = "speedster-dist-learner"
+FORMAT_VERSION = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_OUTPUT_KINDS = ("tensor", "tuple", "list", "dict", "model_output")
+_MAX_FILES = 10_000
+
+
+class ArtifactError(RuntimeError):
+    """A saved learner is missing, corrupt, tampered with, or has nothing for this machine."""
+
+
+def _fail(where: str, message: str) -> ArtifactError:
+    return ArtifactError(f"{where}: {message}")
+
+
+def _dict(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, f"expected an object, found {type(value).__name__}")
+    return value
+
+
+def _field(raw: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if name not in raw:
+        raise _fail(where, f"the field {name!r} is missing")
+    value = raw[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise _fail(f"{where}.{name}", f"unexpected {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(where, "expected a list of strings")
+    return value
+
+
+def _json_scalars(value: Any, where: str) -> None:
+    for key, item in _dict(value, where).items():
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _fail(f"{where}.{key}", "not a finite number")
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise _fail(f"{where}.{key}", f"unexpected {type(item).__name__}")
+
+
+def _check_io(raw: Any, where: str) -> None:
+    io = _dict(raw, where)
+    _strings(_field(io, "input_names", list, where), f"{where}.input_names")
+    _field(io, "keyword", bool, where)
+    output = _dict(_field(io, "output", dict, where), f"{where}.output")
+    if output.get("kind") not in _OUTPUT_KINDS:
+        raise _fail(f"{where}.output.kind", f"{output.get('kind')!r} is not an output kind")
+    _strings(_field(output, "names", list, f"{where}.output"), f"{where}.output.names")
+    if not isinstance(output.get("class_path", ""), str):
+        raise _fail(f"{where}.output.class_path", "expected a string")
+
+
+def _check_files(raw: Any, where: str) -> None:
+    files = _dict(raw, where)
+    if not files or len(files) > _MAX_FILES:
+        raise _fail(where, "lists no model file")
+    for name, digest in files.items():
+        try:
+            check_plain_name(name)
+        except UnsafeName as exc:
+            raise _fail(where, str(exc)) from None
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise _fail(f"{where}[{name!r}]", "is not a SHA-256 hex digest")
+
+
+def check_saved(raw: Any, where: str) -> None:
+    """One candidate's files record (an entry, or the portable fallback)."""
+    saved = _dict(raw, where)
+    folder = _field(saved, "folder", str, where)
+    try:
+        check_plain_name(folder, "folder")
+    except UnsafeName as exc:
+        raise _fail(where, str(exc)) from None
+    if "/" in folder:
+        raise _fail(f"{where}.folder", f"{folder!r} is not a plain sub-folder name")
+    backend = saved.get("backend")
+    if not isinstance(backend, str) or backend not in backend_names():
+        raise ArtifactError(f"{where} names unknown backend {backend!r}")
+    if saved.get("device") not in {d.value for d in DeviceKind}:
+        raise _fail(f"{where}.device", f"{saved.get('device')!r} is not 'cpu' or 'gpu'")
+    _dict(_field(saved, "options", dict, where), f"{where}.options")
+    _check_files(_field(saved, "files", dict, where), f"{where}.files")
+
+
+def _check_hardware(raw: Any, key: str, device: str, where: str) -> None:
+    hardware = _dict(raw, where)
+    if hardware.get("key") != key:
+        raise _fail(f"{where}.key", f"{hardware.get('key')!r} is not the entry's key {key!r}")
+    if hardware.get("device") != device:
+        raise _fail(f"{where}.device", "differs from the entry's device")
+    _strings(hardware.get("features", []), f"{where}.features")
+    for name in ("cores", "gpu_memory_mb"):
+        value = hardware.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise _fail(f"{where}.{name}", "expected an integer >= 0")
+
+
+def _check_entry(key: Any, raw: Any, where: str) -> None:
+    if not isinstance(key, str) or not key or len(key) > 200 or any(c.isspace() for c in key):
+        raise _fail(where, f"hardware type {key!r} is not a non-empty word")
+    check_saved(raw, where)
+    if raw.get("precision") not in {p.value for p in Precision}:
+        raise _fail(f"{where}.precision", f"{raw.get('precision')!r} is not a precision")
+    if not isinstance(raw.get("technique", ""), str):
+        raise _fail(f"{where}.technique", "expected a string")
+    _json_scalars(raw.get("knobs", {}), f"{where}.knobs")
+    _json_scalars(raw.get("metrics", {}), f"{where}.metrics")
+    _check_hardware(_field(raw, "hardware", dict, where), key, raw["device"], f"{where}.hardware")
+
+
+def validate_manifest(manifest: Any, where: str) -> None:
+    """Raise :class:`ArtifactError` naming the first field of ``manifest`` that is wrong."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{where} is not a speedster-dist learner manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{where} has format version {manifest.get('version')!r}, "
+            f"this speedster-dist reads version {FORMAT_VERSION}"
+        )
+    _check_io(manifest.get("io"), f"{where}: io")
+    entries = manifest.get("entries")
+    if not isinstance(entries, dict) or not entries:
+        raise ArtifactError(f"{where} holds no winner")
+    for key, raw in entries.items():
+        _check_entry(key, raw, f"{where}: entry {key!r}")
+    if "portable" in manifest:
+        check_saved(manifest["portable"], f"{where}: the portable fallback")

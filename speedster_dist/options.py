@@ -12,11 +12,10 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
-from speedster_dist.cache import cache_root
+from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.inputs import InputError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.records import DeviceKind
@@ -131,7 +130,7 @@ class RunOptions:
             "ignored_backends": sorted(self.ignored_backends),
             "ignored_compressors": sorted(self.ignored_compressors),
         }
-        storage: StudyStorage = self.study_storage or Path(cache_root()) / "studies"
+        storage: StudyStorage = self.study_storage or private_dir(cache_root() / "studies")
         return optuna_searcher_factory(
             storage, model_fingerprint, identity, resume=self.resume, seed=self.search_seed
         )

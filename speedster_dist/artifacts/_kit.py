@@ -21,12 +21,21 @@ TorchScript or torch.export files, never a pickle).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts._files import atomic_write_text, sha256_file
+from speedster_dist.artifacts._files import (
+    UnsafeName,
+    atomic_write_text,
+    check_plain_name,
+    find_symlinks,
+    sha256_file,
+)
 from speedster_dist.artifacts._manifest import ArtifactError
 from speedster_dist.inputs import InputError
 
@@ -116,10 +125,34 @@ def write_kit(
     inputs: InputSource,
     options: dict[str, Any],
 ) -> Path:
-    """Write the kit of a learner saved under ``learner_dir`` (replacing an older one)."""
-    root = Path(learner_dir) / KIT_DIR
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    """Write the kit of a learner saved under ``learner_dir``, replacing an older one
+    atomically: it is written whole beside it, then swapped in by renames, so that a reader
+    (or a crash) never meets half a kit."""
+    final = Path(learner_dir) / KIT_DIR
+    final.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f".{KIT_DIR}-", dir=final.parent))
+    try:
+        _write_kit_files(root, model_name, model, inputs, options)
+        _swap_in(root, final)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return final
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    old = final.with_name(f".{KIT_DIR}-old-{uuid.uuid4().hex[:8]}")
+    if final.exists() or final.is_symlink():
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+def _write_kit_files(
+    root: Path, model_name: str, model: ModelSource, inputs: InputSource, options: dict[str, Any]
+) -> None:
     model_name_in_kit = "model" if model.kind == "hf" else f"model{model.path.suffix.lower()}"
     _copy(model.path, root / model_name_in_kit)
     tokenizer = None
@@ -150,14 +183,14 @@ def write_kit(
         "files": files,
     }
     atomic_write_text(root / "kit.json", json.dumps(manifest, indent=2, sort_keys=True))
-    return root
 
 
-def _inside(root: Path, relative: str) -> Path:
-    target = (root / relative).resolve()
-    if root.resolve() != target and root.resolve() not in target.parents:
-        raise ArtifactError(f"{root}/kit.json points outside the kit: {relative!r}")
-    return target
+def _inside(root: Path, relative: Any) -> Path:
+    try:
+        check_plain_name(relative)
+    except UnsafeName as exc:
+        raise ArtifactError(f"{root}/kit.json points outside the kit: {exc}") from None
+    return root / relative
 
 
 def _verify(root: Path, files: dict[str, str]) -> None:
@@ -175,6 +208,9 @@ def read_kit(learner_dir: str | Path) -> Kit:
     """The verified kit of a learner; :class:`ArtifactError` when missing, corrupt or
     tampered with."""
     root = Path(learner_dir) / KIT_DIR
+    links = find_symlinks(root) if root.is_dir() else []
+    if links or root.is_symlink():
+        raise ArtifactError(f"rebench kit {root} holds symbolic links: {links[:5]}")
     if not (root / "kit.json").is_file():
         raise ArtifactError(
             f"{learner_dir} has no rebench kit ({KIT_DIR}/kit.json): save it with "

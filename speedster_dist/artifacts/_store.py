@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from speedster_dist.artifacts._signing import (
     signing_key_from_env,
 )
 from speedster_dist.backends import Compiled, get_backend
+from speedster_dist.cache import scratch_dir
 from speedster_dist.records import DeviceKind, SavedCandidate
 
 __all__ = ["load_compiled", "needs_trust", "save_learner"]
@@ -176,7 +176,7 @@ def load_compiled(key: str, entry: WinnerEntry, trust_code: bool) -> Compiled:
             "with load_model(path, trust_code=True)"
         )
     _check_file_options(backend, entry.saved, key)
-    folder = Path(tempfile.mkdtemp(prefix="speedster-learner-"))  # 0700, unique
+    folder = scratch_dir("learner-")  # 0700, unique, swept if a crash leaves it
     try:
         _materialize(folder, entry.saved, key)
         compiled = backend.load(folder, entry.saved.options, DeviceKind(entry.saved.device))

@@ -44,7 +44,7 @@ from speedster_dist.backends._torch_common import (
 )
 from speedster_dist.records import DeviceKind, Precision
 
-__all__ = ["BACKEND", "TorchCompileBackend"]
+__all__ = ["BACKEND", "TorchCompileBackend", "check_export_archive"]
 
 _ARCHIVE = "model.pt2"
 _MODES = ("default", "max-autotune-no-cudagraphs")
@@ -64,7 +64,7 @@ class _InductorCompiled(TorchCompiled):
 
     def save(self, directory: Path) -> dict[str, Any]:
         path = directory / _ARCHIVE
-        # The example inputs would be stored as a pickle: leave them out (see _check_pickle_free).
+        # The example inputs would be stored as a pickle: leave them out (see check_export_archive).
         self._program.example_inputs = None
         torch.export.save(self._program, str(path))
         dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else ""
@@ -162,7 +162,7 @@ _ARCHIVE_MEMBERS = re.compile(
 )
 
 
-def _check_pickle_free(path: Path) -> None:
+def check_export_archive(path: Path) -> None:
     """Refuse an export archive that could make ``torch.export.load`` unpickle something.
 
     ``torch.export.load`` unpickles tensor-subclass weights, custom/opaque objects, legacy
@@ -242,7 +242,7 @@ class TorchCompileBackend:
                 f"torch_compile cannot load format {options.get('format')!r}"
             )
         path = directory / str(options["file"])
-        _check_pickle_free(path)
+        check_export_archive(path)
         program = torch.export.load(str(path))
         dtype = saved_dtype(options)
         mode = options.get("mode", "default")

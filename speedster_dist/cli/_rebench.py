@@ -59,6 +59,11 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--no-search", action="store_true", help="do not search new hardware")
     parser.add_argument("--search-time", help="budget of each new-hardware search")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow kits whose original model is a program (TorchScript, .pt2) to be loaded",
+    )
     parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
     parser.add_argument("--json", type=Path, help="also write the verdicts as JSON here")
     parser.add_argument("--report", type=Path, help="also write the HTML report here")
@@ -127,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     settings = NightlySettings(
-        args.history, new_run_id(), not args.no_search, args.search_time, args.quick_measure
+        args.history,
+        new_run_id(),
+        not args.no_search,
+        args.search_time,
+        args.quick_measure,
+        trust_code=args.trust_code,
     )
     connect_cluster(args.cluster or "auto")
     say(f"rebench run {settings.run_id}")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import TEXT_SUFFIXES, InputSource, ModelSource
+from speedster_dist.artifacts import TEXT_SUFFIXES, ArtifactError, InputSource, ModelSource
 from speedster_dist.inputs import InputError
 
 __all__ = ["detect_inputs", "detect_model", "read_inputs", "read_model"]
@@ -44,8 +44,18 @@ def detect_model(path: str | Path, model_class: str = "AutoModel") -> ModelSourc
     )
 
 
-def read_model(source: ModelSource) -> Any:
-    """The model object ``optimize_model`` takes (an ``nn.Module``, or the ONNX path)."""
+def read_model(source: ModelSource, trust_code: bool = True) -> Any:
+    """The model object ``optimize_model`` takes (an ``nn.Module``, or the ONNX path).
+
+    TorchScript and torch.export files are programs: with ``trust_code=False`` (a rebench
+    kit nobody vouched for) they are refused. A Hugging Face folder loads safetensors only,
+    never remote code; an ONNX file is data.
+    """
+    if source.kind in ("torchscript", "torch_export") and not trust_code:
+        raise ArtifactError(
+            f"the model {source.path} is a {source.kind} program: loading it runs code from "
+            "the file; re-benchmark it only if you trust who wrote it (--trust-code)"
+        )
     if source.kind == "onnx":
         return source.path
     import torch
@@ -64,6 +74,9 @@ def read_model(source: ModelSource) -> Any:
 
             model = ScriptedModel(torch.jit.load(str(source.path), map_location="cpu"))
         else:
+            from speedster_dist.backends.torch_compile import check_export_archive
+
+            check_export_archive(source.path)  # nothing in it may be unpickled
             model = torch.export.load(str(source.path)).module()
     except InputError:
         raise

@@ -57,6 +57,8 @@ class NightlySettings:
     search_new: bool = True
     search_time: str | float | None = None  # None: the learner's own optimization_time
     quick: bool = False
+    trust_code: bool = False  # kits whose model is a program (TorchScript, .pt2) may load
+    signing_key: Any = None  # re-sign what is re-saved (default: SPEEDSTER_DIST_SIGNING_KEY)
 
 
 @dataclass
@@ -92,13 +94,14 @@ class _Learner:
     options: RunOptions
     space: SpaceSettings
     writer: HistoryWriter
+    signing_key: Any = None
 
 
 def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
     entries = LearnerMetadata.read(path).manifest["entries"]
     kit = read_kit(path)
     say(f"{name}: loading {kit.model.kind} model {kit.model_name} from its rebench kit")
-    model = read_model(kit.model)
+    model = read_model(kit.model, settings.trust_code)
     input_data, tokenizer, tokenizer_args = read_inputs(kit.inputs)
     extras = {
         "batch_size": kit.inputs.batch_size,
@@ -113,7 +116,9 @@ def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
     target = HistoryTarget(settings.history, settings.run_id, "rebench", kit.model_name, name)
     writer = open_history(target, model, payload.source.fingerprint, batch, kit.options)
     space = options.space_settings(payload.source)
-    return _Learner(name, path, dict(entries), kit, payload, options, space, writer)
+    return _Learner(
+        name, path, dict(entries), kit, payload, options, space, writer, settings.signing_key
+    )
 
 
 def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[HardwareGroup]:
@@ -213,7 +218,7 @@ def _search_new(
         updated = HardwareKeyedLearner(
             meta.io(), {**meta.entries(), **winner_entries(outcome)}, portable=meta.portable()
         )
-        updated.save(learner.path)
+        updated.save(learner.path, signing_key=learner.signing_key)
         say(f"{learner.name}: added winners for {', '.join(outcome.winners)} to {learner.path}")
     return sorted(outcome.winners)
 

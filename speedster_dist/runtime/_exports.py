@@ -13,11 +13,12 @@ import hashlib
 import shutil
 import tempfile
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from speedster_dist.backends._onnx import export_onnx
-from speedster_dist.cache import cache_root
+from speedster_dist.cache import cache_root, private_dir, scratch_dir
 from speedster_dist.records import BackendInfo
 from speedster_dist.runtime._trial import TrialPayload
 
@@ -47,7 +48,7 @@ def consumes_onnx(info: BackendInfo) -> bool:
 
 def make_shared_export(payload: TrialPayload) -> SharedExport:
     """Export the payload's torch model once; never raises (the error is recorded)."""
-    workdir = Path(tempfile.mkdtemp(prefix="speedster-export-"))
+    workdir = scratch_dir("export-")
     try:
         path = export_onnx(payload.source, workdir)
         folder = path.parent
@@ -56,10 +57,7 @@ def make_shared_export(payload: TrialPayload) -> SharedExport:
             for p in sorted(folder.rglob("*"))
             if p.is_file()
         }
-        digest = hashlib.sha256()
-        for name, data in sorted(files.items()):
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        return SharedExport(digest.hexdigest()[:24], path.name, files)
+        return SharedExport(_content_key(files), path.name, files)
     except Exception as exc:  # each trial then exports (and fails) on its own
         tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return SharedExport("", error=tail[-1000:])
@@ -67,27 +65,46 @@ def make_shared_export(payload: TrialPayload) -> SharedExport:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _content_key(files: Mapping[str, bytes]) -> str:
+    """A hash of the files' names and contents (what a cached copy is checked against)."""
+    digest = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:24]
+
+
+def _intact(folder: Path, export: SharedExport) -> bool:
+    """Whether ``folder`` holds exactly the export's files, byte for byte."""
+    try:
+        on_disk = {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.is_symlink()
+        }
+    except OSError:
+        return False
+    return set(on_disk) == set(export.files) and _content_key(on_disk) == export.key
+
+
 def _materialize(export: SharedExport) -> Path:
-    """The export's folder on this node, written once (whole, then renamed into place)."""
-    for root in (cache_root(), Path(tempfile.gettempdir()) / "speedster-dist"):
-        final = root / _SHARED_DIR / export.key
-        if (final / export.main).is_file():
-            return final
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{export.key}-", dir=final.parent))
-            for name, data in export.files.items():
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                (staging / name).write_bytes(data)
-            try:
-                staging.rename(final)
-            except OSError:  # another trial on this node published it first
-                shutil.rmtree(staging, ignore_errors=True)
-            if (final / export.main).is_file():
-                return final
-        except OSError:  # unwritable cache: try the next root
-            continue
-    raise OSError("no writable folder for the shared ONNX export")
+    """The export's folder in this node's private cache, written once (whole, then renamed
+    into place) and checked byte for byte before it is reused."""
+    parent = private_dir(cache_root() / _SHARED_DIR)
+    final = parent / export.key
+    if final.is_dir() and not final.is_symlink() and _intact(final, export):
+        return final
+    shutil.rmtree(final, ignore_errors=True)  # damaged (or a stray file): written again
+    staging = Path(tempfile.mkdtemp(prefix=f".{export.key}-", dir=parent))
+    try:
+        for name, data in export.files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        staging.rename(final)
+    except OSError:  # another trial on this node published it first
+        shutil.rmtree(staging, ignore_errors=True)
+    if not _intact(final, export):
+        raise OSError(f"the shared ONNX export at {final} does not match its files")
+    return final
 
 
 def use_shared_export(payload: TrialPayload, export: SharedExport | None) -> TrialPayload:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-from pathlib import Path
 
 from speedster_dist.backends import BuildConfig, get_backend
+from speedster_dist.cache import scratch_dir
 from speedster_dist.measure import numeric_precision_drop
 from speedster_dist.records import DeviceKind, Precision, SavedCandidate
 from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, save_compiled
@@ -31,7 +30,7 @@ def onnx_portable(payload: TrialPayload) -> SavedCandidate | None:
     backend = get_backend(_BACKEND)
     if backend.unavailable_reason(DeviceKind.CPU) is not None:
         return None
-    workdir = Path(tempfile.mkdtemp(prefix="speedster-portable-"))
+    workdir = scratch_dir("portable-")
     try:
         config = BuildConfig(Precision.FP32, DeviceKind.CPU, knobs={"graph_fusion": False})
         compiled = backend.build(payload.source, [], config, workdir / "build")

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["LOOPBACK_ENV", "ClusterConnectionError", "connect", "package_runtime_env"]
+__all__ = [
+    "LOOPBACK_ENV",
+    "PRIVATE_ENV",
+    "ClusterConnectionError",
+    "connect",
+    "package_runtime_env",
+]
 
 _CHECK_TIMEOUT_S = 5.0
 
@@ -37,26 +45,52 @@ def _check_reachable(address: str) -> None:
 
 
 _AUTH_MODE_ENV = "RAY_AUTH_MODE"
+_AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
 # Ray binds to the machine's routable address even when told 127.0.0.1; with this switch off it
-# uses loopback, which keeps an embedded (single-machine) Ray private to this machine.
+# uses loopback, which keeps an embedded (single-machine) Ray private to this machine. Ray
+# reads it when ``ray`` is imported (and its processes when they start).
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# An embedded Ray reports nothing to Ray's usage statistics service.
+PRIVATE_ENV = {**LOOPBACK_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _token_available() -> bool:
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    return bool(os.environ.get(_AUTH_TOKEN_ENV)) or token_file.is_file()
+
+
+def _refresh_auth_config() -> None:
+    """Ray caches its config at import: refresh it the way Ray itself does."""
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    except ImportError:  # older Ray without token authentication: the env vars are harmless
+        pass
 
 
 def _use_token_if_available() -> None:
     """Clusters started by ``ray start`` use token authentication when a token exists; a
     client must then say so itself, or the head refuses it with "InvalidAuthToken"."""
-    if _AUTH_MODE_ENV in os.environ:
-        return
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if not (os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()):
+    if _AUTH_MODE_ENV in os.environ or not _token_available():
         return
     os.environ[_AUTH_MODE_ENV] = "token"
-    try:  # Ray caches its config at import: refresh it the way Ray itself does
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    _refresh_auth_config()
 
-        _enable_token_auth()
-    except ImportError:  # older Ray without token authentication: the env var is harmless
-        pass
+
+def _private_environment() -> None:
+    """Before an embedded Ray starts: loopback only, token authentication always (with an
+    ephemeral token, never written to disk, when none exists), no usage statistics. Set in
+    this process's environment, so that Ray's own processes inherit it."""
+    os.environ.update(PRIVATE_ENV)
+    os.environ[_AUTH_MODE_ENV] = "token"
+    if not _token_available():
+        os.environ[_AUTH_TOKEN_ENV] = secrets.token_hex(32)
+    if "ray" in sys.modules:  # imported before: its module-level switches were read already
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        _refresh_auth_config()
 
 
 def _init_kwargs(runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -72,6 +106,12 @@ def _init_kwargs(runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]
     return kwargs
 
 
+def _connected() -> bool:
+    """Whether this process is connected to Ray (never imports Ray to find out)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None = None) -> str:
     """Make sure this process is connected to Ray; return how ("existing", "address", "embedded").
 
@@ -81,52 +121,65 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     (unless this process is connected already). Any other value is a cluster address
     (``host:port`` or ``ray://host:port``) that must be reachable.
 
+    An embedded Ray is private: every address on loopback, token authentication on, usage
+    statistics off (decided before ``ray`` is imported, which reads the loopback switch).
+
     ``runtime_env`` becomes the job's Ray runtime environment (e.g.
     :func:`package_runtime_env`): Ray uploads local folders only at this level. It cannot be
     applied to a Ray this process initialised before (ValueError: pass it to that
     ``ray.init`` instead).
     """
-    import ray
-
     cluster = cluster or "auto"
     if cluster not in ("auto", "local"):
         _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
-    if ray.is_initialized():
+    if _connected():
         if runtime_env:
             raise ValueError(
                 "Ray is already initialised in this process, so runtime_env cannot be applied; "
                 "pass it to that ray.init(runtime_env=...) instead"
             )
         return "existing"
-    _use_token_if_available()
     kwargs = _init_kwargs(runtime_env)
     if cluster == "local":
         return _start_embedded(kwargs)
-    if cluster != "auto":
-        ray.init(address=cluster, **kwargs)
-        return "address"
-    env_address = os.environ.get("RAY_ADDRESS", "")
-    if env_address and env_address != "auto":
-        _check_reachable(env_address)
-        ray.init(address=env_address, **kwargs)
-        return "address"
+    address = cluster if cluster != "auto" else os.environ.get("RAY_ADDRESS", "")
+    if address and address != "auto":
+        _check_reachable(address)
+        return _join(address, kwargs, "address")
     if _recorded_cluster_is_up():
         try:
-            ray.init(address="auto", **kwargs)
-            return "existing"
+            return _join("auto", kwargs, "existing")
         except ConnectionError:
             pass
     return _start_embedded(kwargs)
 
 
-def _start_embedded(kwargs: Mapping[str, Any]) -> str:
-    """A new Ray on this machine, even when a (possibly stale) cluster address is recorded."""
+def _join(address: str, kwargs: Mapping[str, Any], how: str) -> str:
+    _use_token_if_available()
     import ray
 
-    for name, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(name, value)
+    ray.init(address=address, **kwargs)
+    return how
+
+
+def _start_embedded(kwargs: Mapping[str, Any]) -> str:
+    """A new, private Ray on this machine, even when a (possibly stale) cluster address is
+    recorded on disk."""
+    _private_environment()
+    import ray
+
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return "embedded"
+
+
+def _recorded_address() -> str:
+    """The address ``ray start`` recorded on this machine (read as Ray does, without
+    importing Ray: importing it fixes its network settings before ours are chosen)."""
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        return (Path(temp) / "ray" / "ray_current_cluster").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _recorded_cluster_is_up() -> bool:
@@ -137,12 +190,7 @@ def _recorded_cluster_is_up() -> bool:
     address that nothing listens on is skipped at once. With nothing recorded, Ray's own
     detection of a running cluster decides.
     """
-    try:
-        from ray._private.utils import read_ray_address
-
-        recorded = read_ray_address()
-    except Exception:  # a Ray without the address file: let Ray decide
-        return True
+    recorded = _recorded_address()
     if not recorded:
         return True
     try:

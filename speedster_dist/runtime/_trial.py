@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from speedster_dist.backends import (
     UnsupportedCandidate,
     get_backend,
 )
+from speedster_dist.cache import scratch_dir
 from speedster_dist.measure import MeasureSettings, MetricFn, measure_latency, metric_drop
 from speedster_dist.records import (
     Candidate,
@@ -126,7 +126,7 @@ def run_trial(
     calls is over it (the candidate cannot become the winner).
     """
     device = hardware.device if hardware is not None else DeviceKind.CPU
-    workdir = Path(tempfile.mkdtemp(prefix="speedster-trial-"))
+    workdir = scratch_dir("trial-")
     common: dict[str, Any] = {"node_id": node_id, "is_baseline": is_baseline}
     try:
         backend = get_backend(candidate.backend)

@@ -150,7 +150,7 @@ def test_rebench_adds_the_winner_of_a_hardware_type_that_joined(killed_sweep, lo
     report = json.loads(verdicts.read_text())["learners"][0]
     assert report["added"] == [here] and report["absent"] == [OLD_TYPE]
     assert report["remeasured"] == 0  # nothing of this learner ran on this type before
-    learner = load_model(learners / "a")
+    learner = load_model(learners / "a", trust_code=True)
     assert set(learner.hardware_types()) == {OLD_TYPE, here}
     assert learner.select().key == here  # this machine now runs its own winner
     batch = models.minilm_tokenizer()(TEXTS[1], return_tensors="pt")

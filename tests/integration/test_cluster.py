@@ -320,7 +320,7 @@ def test_save_on_one_type_load_on_another(cluster, tmp_path, monkeypatch):
         monkeypatch.setenv(SIMULATED_TYPE_ENV, simulated)
         _hardware.local_cpu.cache_clear()
         try:
-            return load_model(path, **kw)
+            return load_model(path, trust_code=True, **kw)
         finally:
             _hardware.local_cpu.cache_clear()
 

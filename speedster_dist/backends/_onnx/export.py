@@ -20,7 +20,7 @@ import torch
 
 from speedster_dist.backends._onnx.files import EXTERNAL_DATA_BYTES, external_files
 from speedster_dist.backends._protocol import SourceModel, UnsupportedCandidate
-from speedster_dist.cache import cache_root
+from speedster_dist.cache import cache_root, private_dir
 
 __all__ = ["MODEL_FILE", "export_onnx", "short_error"]
 
@@ -53,7 +53,7 @@ def export_onnx(model: SourceModel, workdir: Path, opset: int = 17) -> Path:
     if (final / MODEL_FILE).exists():
         return final / MODEL_FILE
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent)
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     except OSError as exc:  # read-only home, full disk...: export without caching
         logger.warning("ONNX cache %s unusable (%s); exporting into the workdir", final, exc)

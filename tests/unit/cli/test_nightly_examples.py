@@ -54,4 +54,6 @@ def test_the_cron_line_submits_rebench_as_a_ray_job():
     assert "ray job submit" in fields[5] and " -- speedster-dist rebench " in fields[5]
     args = _cli_args(fields[5])
     assert args.command == "rebench" and args.json and args.report
-    assert "RAY_ADDRESS=http://127.0.0.1:8265" in (CLUSTER / "nightly.cron").read_text()
+    text = (CLUSTER / "nightly.cron").read_text()
+    assert "RAY_ADDRESS=http://127.0.0.1:8265" in text
+    assert "\nRAY_AUTH_MODE=token\n" in text  # the cluster authenticates its clients

@@ -8,11 +8,17 @@ from speedster_dist.runtime import _ray
 
 
 @pytest.fixture
-def recorded(monkeypatch):
-    import ray._private.utils
+def recorded(monkeypatch, tmp_path):
+    """Record an address where ``ray start`` does: RAY_TMPDIR/ray/ray_current_cluster."""
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    file = tmp_path / "ray" / "ray_current_cluster"
+    file.parent.mkdir()
 
     def record(address):
-        monkeypatch.setattr(ray._private.utils, "read_ray_address", lambda *a, **k: address)
+        if address is None:
+            file.unlink(missing_ok=True)
+        else:
+            file.write_text(address + "\n")
 
     return record
 
@@ -41,3 +47,10 @@ def test_package_runtime_env_ships_the_package_folder_and_the_plugins(monkeypatc
     (folder,) = env["py_modules"]
     assert folder.endswith("speedster_dist") and env["pip"] == ["onnxruntime"]
     assert env["env_vars"] == {"SPEEDSTER_DIST_BACKENDS": "x=y.z", "A": "1"}
+
+
+def test_the_recorded_address_is_read_like_ray_reads_it(recorded):
+    import ray._private.utils
+
+    recorded("10.1.2.3:6379")
+    assert _ray._recorded_address() == ray._private.utils.read_ray_address() == "10.1.2.3:6379"

@@ -322,3 +322,40 @@ def test_a_journal_file_holds_several_studies(tmp_path):
     drive(OptunaSearcher(space(), storage=path, name="b"), max_tells=3)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     assert sorted(optuna.study.get_all_study_names(storage)) == ["a", "b"]
+
+
+def test_a_torn_journal_tail_is_dropped_and_the_study_resumes(tmp_path):
+    drive(OptunaSearcher(space(), storage=tmp_path, name="s"), max_tells=4)
+    (journal,) = tmp_path.glob("*.journal")
+    with journal.open("ab") as handle:  # the process was killed in the middle of a record
+        handle.write(b'{"op_code": 6, "worker_id": "w", "trial_id": 4, "param_na')
+    with pytest.warns(UserWarning, match="torn record"):
+        resumed = OptunaSearcher(space(), storage=tmp_path, name="s", resume=True)
+    assert resumed.resumed == 4
+    # Two re-measures (the baseline, the previous best), then two new configs, whose records
+    # follow the cut: every line is whole again.
+    drive(resumed, max_tells=4)
+    assert OptunaSearcher(space(), storage=tmp_path, name="s", resume=True).resumed == 6
+
+
+def test_starting_over_never_deletes_a_stored_study(tmp_path):
+    drive(OptunaSearcher(space(), storage=tmp_path, name="s"), max_tells=3)
+    fresh = OptunaSearcher(space(), storage=tmp_path, name="s", resume=False)
+    assert fresh.resumed == 0 and fresh.study.study_name.startswith("s~")
+    drive(fresh, max_tells=1)
+    first, second = sorted(tmp_path.glob("*.journal"))
+    stored = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(first)))
+    assert len(optuna.load_study(study_name="s", storage=stored).trials) == 3  # kept whole
+    assert second.stem.startswith("s~")
+    # Resuming continues the latest study of the family: the fresh one.
+    assert OptunaSearcher(space(), storage=tmp_path, name="s", resume=True).resumed == 1
+
+
+def test_two_runs_starting_over_at_once_get_their_own_studies(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    one = OptunaSearcher(space(), storage=url, name="s", resume=False)
+    two = OptunaSearcher(space(), storage=url, name="s", resume=False)
+    assert one.study.study_name == "s" and two.study.study_name.startswith("s~")
+    drive(one, max_tells=2)
+    drive(two, max_tells=3)
+    assert len(one.study.trials) == 2 and len(two.study.trials) == 3

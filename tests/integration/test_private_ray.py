@@ -1,0 +1,132 @@
+"""An embedded Ray is private by default: loopback only, token auth, no usage statistics.
+
+Run in a fresh process that sets nothing itself (only a private HOME and Ray temp folder, so
+that no cluster recorded on this machine and no token file of the user is picked up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc"),
+]
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    from speedster_dist.runtime import connect
+
+    how = connect("auto")
+    import ray
+
+    facts = {
+        "how": how,
+        "nodes": sorted({n["NodeManagerAddress"] for n in ray.nodes()}),
+        "gcs": ray.get_runtime_context().gcs_address,
+        "auth": os.environ.get("RAY_AUTH_MODE"),
+        "usage_stats": os.environ.get("RAY_USAGE_STATS_ENABLED"),
+        "pid": os.getpid(),
+    }
+    print(json.dumps(facts), flush=True)
+    sys.stdin.readline()  # the parent inspects the sockets, then lets us go
+    ray.shutdown()
+    """
+)
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == pid and p not in found]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def _socket_inodes(pids: set[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening(inodes: set[str]) -> set[str]:
+    """Local addresses (hex, as /proc writes them) of listening TCP sockets among ``inodes``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1].split(":")[0])
+    return found
+
+
+LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # Ray's socket paths live under RAY_TMPDIR and may not exceed 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_embedded_ray_listens_on_loopback_only_with_token_auth(short_tmp: Path) -> None:
+    tmp_path = short_tmp
+    (tmp_path / "home").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "RAY_TMPDIR": str(tmp_path / "ray"),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        line = child.stdout.readline()
+        assert line, child.stderr.read() if child.stderr else ""
+        facts = json.loads(line)
+        listening = _listening(_socket_inodes(_descendants(facts["pid"])))
+        child.stdin.write("done\n")
+        child.stdin.flush()
+    finally:
+        child.wait(timeout=120)
+    assert facts["how"] == "embedded"
+    assert facts["nodes"] == ["127.0.0.1"]
+    assert facts["gcs"].startswith("127.0.0.1:")
+    assert facts["auth"] == "token" and facts["usage_stats"] == "0"
+    assert listening and listening <= LOOPBACK_HEX, listening
+    assert not (tmp_path / "home" / ".ray").exists()  # the ephemeral token is never written

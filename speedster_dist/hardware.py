@@ -33,6 +33,7 @@ __all__ = [
     "cpu_features",
     "hardware_from_json",
     "hardware_to_json",
+    "local_cpu",
     "local_hardware",
     "local_hardware_types",
     "with_node_labels",

@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "fleet": {
         "api",
         "artifacts",
+        "backends",
         "learner",
         "measure",
         "options",

@@ -100,7 +100,7 @@ def check_saved(raw: Any, where: str) -> None:
     backend = saved.get("backend")
     if not isinstance(backend, str) or backend not in backend_names():
         raise ArtifactError(f"{where} names unknown backend {backend!r}")
-    if saved.get("device") not in {d.value for d in DeviceKind}:
+    if saved.get("device") not in tuple(d.value for d in DeviceKind):
         raise _fail(f"{where}.device", f"{saved.get('device')!r} is not 'cpu' or 'gpu'")
     _dict(_field(saved, "options", dict, where), f"{where}.options")
     _check_files(_field(saved, "files", dict, where), f"{where}.files")
@@ -123,7 +123,7 @@ def _check_entry(key: Any, raw: Any, where: str) -> None:
     if not isinstance(key, str) or not key or len(key) > 200 or any(c.isspace() for c in key):
         raise _fail(where, f"hardware type {key!r} is not a non-empty word")
     check_saved(raw, where)
-    if raw.get("precision") not in {p.value for p in Precision}:
+    if raw.get("precision") not in tuple(p.value for p in Precision):
         raise _fail(f"{where}.precision", f"{raw.get('precision')!r} is not a precision")
     if not isinstance(raw.get("technique", ""), str):
         raise _fail(f"{where}.technique", "expected a string")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_OK, CliError, connect_cluster
+from speedster_dist.cli._common import EXIT_OK, connect_cluster
 from speedster_dist.fleet import JobSpec, detect_inputs, detect_model, run_job, say
 
 __all__ = ["add_parser", "add_search_options"]
@@ -76,11 +76,10 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         kit=not args.no_kit,
     )
-    # Fail on a bad path before Ray starts.
+    # Fail on a bad setting or path before Ray starts.
+    spec.validate()
     model = detect_model(spec.model, spec.model_class)
     detect_inputs(spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size)
-    if spec.trial_timeout <= 0:
-        raise CliError("--trial-timeout must be positive")
     connect_cluster(args.cluster or "auto")
     run_job(spec, args.history, quick=args.quick_measure, progress=not args.quiet)
     return EXIT_OK

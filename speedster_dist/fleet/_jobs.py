@@ -12,6 +12,7 @@ from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inpu
 from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.options import parse_run_options
 from speedster_dist.records import TrialResult
 
 __all__ = ["JOB_OPTIONS", "JobSpec", "optimization_time", "run_job"]
@@ -50,6 +51,19 @@ class JobSpec:
             "trial_timeout": self.trial_timeout,
         }
 
+    def validate(self) -> None:
+        """Check the search settings now (InputError), before any model loads or Ray starts:
+        the same checks ``optimize_model`` makes, NaN and infinity thresholds included."""
+        parse_run_options(
+            self.metric_drop_ths,
+            self.metric,
+            optimization_time(self.optimization_time),
+            self.ignore_compilers,
+            self.ignore_compressors,
+            self.device,
+            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size},
+        )
+
 
 # Settings a sweep job may give (everything but its name).
 JOB_OPTIONS = frozenset(f.name for f in fields(JobSpec)) - {"name"}
@@ -78,6 +92,7 @@ def run_job(
     from speedster_dist.api import optimize_model
     from speedster_dist.results import HistoryTarget
 
+    spec.validate()
     model_source = detect_model(spec.model, spec.model_class)
     input_source = detect_inputs(
         spec.inputs, model_source, spec.tokenizer, spec.max_length, spec.batch_size

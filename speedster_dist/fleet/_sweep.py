@@ -123,6 +123,11 @@ def _jobs(raw: Mapping[str, Any], base: Path, out: Path) -> list[JobSpec]:
         raise InputError(f"sweep job names must be unique; repeated: {duplicates}")
     if not specs:
         raise InputError("the sweep has no job")
+    for spec in specs:
+        try:
+            spec.validate()
+        except InputError as exc:
+            raise InputError(f"sweep job {spec.name}: {exc}") from None
     return specs
 
 

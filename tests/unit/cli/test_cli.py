@@ -104,3 +104,25 @@ def test_sweep_files_are_validated(tmp_path, text, message):
     (tmp_path / "s.yaml").write_text(text)
     with pytest.raises((CliError, InputError), match=message):
         load_plan(tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--metric-drop-ths", "nan", "NaN or infinity would accept any candidate"),
+        ("--metric-drop-ths", "inf", "NaN or infinity would accept any candidate"),
+        ("--trial-timeout", "0", "trial_timeout must be a finite number of seconds > 0"),
+        ("--ignore-compilers", "fastest", "unknown backend 'fastest'"),
+    ],
+)
+def test_settings_that_would_disable_the_guard_exit_2_before_ray(
+    tmp_path, capsys, flag, value, message
+):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray of another test is connected in this process")
+    argv = ["optimize", str(tmp_path / "m"), "--inputs", str(tmp_path / "t.json"), flag, value]
+    assert main(argv) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()

@@ -170,7 +170,30 @@ def _gpu_driver() -> str:
     return out.strip().splitlines()[0].strip() if out.strip() else ""
 
 
-def _local_gpus() -> list[HardwareType]:
+def _smi_gpus() -> list[tuple[str, int, str]] | None:
+    """(name, memory MiB, compute capability) of every GPU of the machine, from nvidia-smi;
+    None when it is not there. Unlike CUDA in this process it sees every GPU whatever
+    ``CUDA_VISIBLE_DEVICES`` says (Ray sets it per task, to nothing for zero-GPU tasks in
+    some versions, and a reused worker keeps a GPU task's value)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    query = "--query-gpu=name,memory.total,compute_cap"
+    try:
+        out = subprocess.run(
+            [smi, query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=_SMI_TIMEOUT_S,
+            check=True,
+        ).stdout
+        rows = [[f.strip() for f in line.split(",")] for line in out.strip().splitlines()]
+        return [(name, int(float(memory)), capability) for name, memory, capability in rows]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def _torch_gpus() -> list[tuple[str, int, str]]:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -178,15 +201,31 @@ def _local_gpus() -> list[HardwareType]:
     if not torch.cuda.is_available():
         return []
     found = []
-    driver = _gpu_driver()
-    cuda = getattr(torch.version, "cuda", "") or ""
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        memory_mb = int(props.total_memory // 2**20)
-        capability = f"{props.major}.{props.minor}"
-        key = f"gpu-{_slug(props.name)}-{round(memory_mb / 1024)}gb-sm{props.major}{props.minor}"
+        found.append((props.name, int(props.total_memory // 2**20), f"{props.major}.{props.minor}"))
+    return found
+
+
+def _local_gpus() -> list[HardwareType]:
+    gpus = _smi_gpus()
+    if gpus is None:
+        gpus = _torch_gpus()
+    if not gpus:
+        return []
+    driver = _gpu_driver()
+    try:
+        import torch
+
+        cuda = getattr(torch.version, "cuda", "") or ""
+    except ImportError:  # pragma: no cover - torch is a dependency
+        cuda = ""
+    found = []
+    for name, memory_mb, capability in gpus:
+        major, _, minor = capability.partition(".")
+        key = f"gpu-{_slug(name)}-{round(memory_mb / 1024)}gb-sm{major}{minor}"
         description = (
-            f"{props.name} ({memory_mb} MiB, compute {capability}, CUDA {cuda or '?'}, "
+            f"{name} ({memory_mb} MiB, compute {capability}, CUDA {cuda or '?'}, "
             f"driver {driver or '?'})"
         )
         found.append(
@@ -196,7 +235,7 @@ def _local_gpus() -> list[HardwareType]:
                 description,
                 frozenset(),
                 0,
-                props.name,
+                name,
                 memory_mb,
                 capability,
                 arch=platform.machine(),

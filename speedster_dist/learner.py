@@ -9,7 +9,7 @@ a type nobody measured.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from speedster_dist.artifacts import (
 )
 from speedster_dist.backends import Compiled
 from speedster_dist.hardware import local_hardware_types
-from speedster_dist.records import SavedCandidate, TrialResult
+from speedster_dist.records import DeviceKind, SavedCandidate, TrialResult
 
 __all__ = ["HardwareKeyedLearner", "InferenceLearner", "load_model"]
 
@@ -65,6 +65,8 @@ class HardwareKeyedLearner:
     # Whether entries saved as programs (TorchScript, torch.export) may be loaded: True for
     # a learner this process made, the caller's choice for one read from disk.
     trust_code: bool = True
+    # Only winners of this device kind run ("cpu", "gpu"); None: the fastest that fits.
+    device: DeviceKind | None = None
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
 
     def hardware_types(self) -> list[str]:
@@ -73,7 +75,9 @@ class HardwareKeyedLearner:
 
     def select(self, hardware_key: str | None = None) -> Selection:
         """What :meth:`for_hardware` would run for ``hardware_key`` (None: this machine)."""
-        return select_entry(self.entries, self.portable, local_hardware_types(), hardware_key)
+        return select_entry(
+            self.entries, self.portable, local_hardware_types(), hardware_key, self.device
+        )
 
     def for_hardware(self, hardware_key: str | None = None) -> InferenceLearner:
         """The learner for ``hardware_key`` (default: this machine's type, else the closest
@@ -90,7 +94,8 @@ class HardwareKeyedLearner:
         if key not in self._active:
             if key == PORTABLE_KEY:
                 assert self.portable is not None
-                entry = portable_entry(self.portable)
+                # The fallback runs on the CPU, whatever device its trial ran on.
+                entry = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
             else:
                 entry = self.entries[key]
             compiled = load_compiled(key, entry, self.trust_code)
@@ -112,6 +117,7 @@ def load_model(
     path: str | Path,
     hardware_key: str | None = None,
     *,
+    device: str | None = None,
     trust_code: bool = False,
     verify_key: Any = None,
 ) -> HardwareKeyedLearner:
@@ -132,8 +138,13 @@ def load_model(
     - only the selected entry is read; its files are copied, verified, to a private
       temporary folder that is removed with the learner.
 
+    Which entry runs: this machine's hardware type (on a GPU node, the faster of its CPU's
+    and its GPU's winners), else the closest compatible one, else the portable fallback on
+    the CPU; ``device="cpu"`` or ``"gpu"`` restricts it to that device kind, ``hardware_key``
+    names one.
+
     Every problem with the folder raises :class:`speedster_dist.artifacts.ArtifactError`.
     """
     return LearnerMetadata.read(path, verify_key).load_model(
-        path, hardware_key, trust_code=trust_code
+        path, hardware_key, trust_code=trust_code, device=device
     )

@@ -39,6 +39,7 @@ COMPRESSORS = frozenset(
     {
         "fp16",
         "bf16",
+        "tf32",
         "int8",
         "int8_dynamic",
         "int8_static",

@@ -37,7 +37,8 @@ class DeviceKind(str, Enum):
 class Precision(str, Enum):
     """Numeric precision of a candidate's weights and arithmetic."""
 
-    FP32 = "fp32"
+    FP32 = "fp32"  # IEEE fp32 arithmetic: TF32 tensor-core matmuls are off everywhere
+    TF32 = "tf32"  # fp32 storage, TF32 (10-bit mantissa) matmuls on NVIDIA tensor cores
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"

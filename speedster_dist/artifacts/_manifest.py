@@ -30,7 +30,7 @@ from speedster_dist.artifacts._schema import (
 )
 from speedster_dist.artifacts._signing import SignatureError, verify_key_from_env, verify_manifest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
-from speedster_dist.records import SavedCandidate
+from speedster_dist.records import DeviceKind, SavedCandidate
 
 if TYPE_CHECKING:
     from speedster_dist.learner import HardwareKeyedLearner
@@ -127,6 +127,14 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
+def _device(device: str | None) -> DeviceKind | None:
+    if device is None:
+        return None
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be None, 'cpu' or 'gpu', got {device!r}")
+    return DeviceKind(device)
+
+
 @dataclass(frozen=True)
 class LearnerMetadata:
     """The parsed, verified manifest of a saved learner (Speedster's loading entry point)."""
@@ -191,6 +199,7 @@ class LearnerMetadata:
         hardware_key: str | None = None,
         *,
         trust_code: bool = False,
+        device: str | None = None,
     ) -> HardwareKeyedLearner:
         """The learner of this artifact, its entry for this machine loaded now (so that a
         broken artifact fails here): ``hardware_key``'s entry (``"portable"`` for the
@@ -201,7 +210,11 @@ class LearnerMetadata:
 
         root = Path(path) if path is not None else self.path
         learner = HardwareKeyedLearner(
-            self.io(), self.entries(root), portable=self.portable(root), trust_code=trust_code
+            self.io(),
+            self.entries(root),
+            portable=self.portable(root),
+            trust_code=trust_code,
+            device=_device(device),
         )
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)

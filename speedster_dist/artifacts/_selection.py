@@ -1,13 +1,17 @@
 """Which entry of a learner runs on this machine: its own type, a compatible one, the fallback.
 
-``own``: this machine's hardware type has a winner. ``compatible``: the closest winner that
-can run here (same device kind, every CPU feature it needs present here, its backend
-available here, and for GPU engines the same compute capability). ``portable``: the original
-model in a standard format, for machines no winner fits. ``explicit``: asked for by key.
+``own``: one of this machine's hardware types (its CPU, each of its GPU models) has a winner;
+when several do (a GPU node: its CPU's and its GPU's), the fastest measured one runs, so a GPU
+node runs its GPU winner. ``compatible``: the closest winner that can run here (same device
+kind, every CPU feature it needs present here, its backend available here, and for GPU
+engines the same compute capability). ``portable``: the original model in a standard format,
+run on the CPU, for machines no winner fits. ``explicit``: asked for by key. ``device``
+("cpu" or "gpu") restricts the choice to winners of that device kind.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -65,27 +69,37 @@ def _explicit(
     return Selection(key, "explicit")
 
 
+def _p50(entry: WinnerEntry) -> float:
+    value = entry.metrics.get("latency_p50_s")
+    return float(value) if isinstance(value, int | float) and value > 0 else math.inf
+
+
 def select_entry(
     entries: Mapping[str, WinnerEntry],
     portable: SavedCandidate | None,
     local: Sequence[HardwareType],
     hardware_key: str | None = None,
+    device: DeviceKind | None = None,
 ) -> Selection:
     """The entry to run on a machine of hardware types ``local`` (see the module docstring);
     ``hardware_key`` picks one explicitly. Raises :class:`ArtifactError` when none fits."""
     if hardware_key is not None:
         return _explicit(entries, portable, hardware_key)
-    own = next((h.key for h in local if h.key in entries), None)
-    if own is not None:
-        return Selection(own, "own")
+    if device is not None:
+        local = [h for h in local if h.device is device]
+        entries = {k: e for k, e in entries.items() if e.hardware.device is device}
+    own = [h.key for h in local if h.key in entries]
+    if own:
+        return Selection(min(own, key=lambda key: _p50(entries[key])), "own")
     closest = _closest(entries, local)
     if closest is not None:
         message = (
-            f"no winner for this machine's hardware type ({local[0].key}); using the "
+            f"no winner for this machine's hardware types ({', '.join(h.key for h in local)}); "
+            "using the "
             f"closest compatible winner, measured on {closest}"
         )
         return Selection(closest, "compatible", message)
-    here = ", ".join(h.key for h in local)
+    here = ", ".join(h.key for h in local) or f"no {device.value if device else ''} device"
     if portable is None:
         raise ArtifactError(
             f"this learner has winners for {list(entries)} but none can run on this machine "

@@ -73,7 +73,13 @@ class BuildConfig:
 
 @runtime_checkable
 class Compiled(Protocol):
-    """A built model. Called like the flat source module: tensors in, tuple of tensors out."""
+    """A built model. Called like the flat source module: tensors in, tuple of tensors out.
+
+    Outputs may stay on the model's device (the caller moves what it inspects). A compiled
+    model whose ``__call__`` must copy its outputs to the host may also offer
+    ``run_on_device(*inputs)``, one call that leaves them on the device: the trial runner
+    times that instead, so that every backend is timed alike.
+    """
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors: ...
 

@@ -11,7 +11,22 @@ import torch
 from speedster_dist.backends._protocol import SourceModel, Tensors, UnsupportedCandidate
 from speedster_dist.records import DeviceKind, Precision
 
-__all__ = ["TorchCompiled", "as_tuple", "require_module", "save_portable", "torch_device"]
+__all__ = [
+    "PRECISION_DTYPES",
+    "TorchCompiled",
+    "as_tuple",
+    "require_module",
+    "save_portable",
+    "set_tf32",
+    "torch_device",
+]
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 tensor-core matmuls and convolutions on or off for this process. "fp32" means
+    IEEE fp32: off (torch's cuDNN default is on); "tf32" candidates turn it on."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def torch_device(device: DeviceKind) -> torch.device:
@@ -31,7 +46,11 @@ def as_tuple(out: Any) -> Tensors:
 
 
 class TorchCompiled:
-    """A torch callable on one device; inputs are moved there and outputs brought back."""
+    """A torch callable on one device. Inputs are moved there (and cast to ``dtype``);
+    outputs stay there (float32), so that a GPU candidate is timed without a copy back to
+    the host: the caller synchronizes the device and moves what it inspects. On a GPU, TF32
+    is switched on for ``tf32`` candidates and off for every other one, at each call (the
+    switch is per process, and a learner may hold several models)."""
 
     def __init__(
         self,
@@ -39,14 +58,18 @@ class TorchCompiled:
         device: DeviceKind,
         portable: torch.nn.Module | None = None,
         dtype: torch.dtype | None = None,
+        tf32: bool = False,
     ) -> None:
         self._fn = fn
         self._device = torch_device(device)
         self._dtype = dtype
+        self._tf32 = tf32
         # The module written by ``save`` (TorchScript / exported program); may be fn itself.
         self._portable = portable
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors:
+        if self._device.type == "cuda":
+            set_tf32(self._tf32)
         moved = tuple(self._prepare(t) for t in inputs)
         with torch.inference_mode():
             out = as_tuple(self._fn(*moved))
@@ -64,7 +87,7 @@ class TorchCompiled:
         path = directory / "model.torchscript.pt"
         torch.jit.save(self._portable, str(path))
         dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else ""
-        return {"file": path.name, "format": "torchscript", "dtype": dtype}
+        return {"file": path.name, "format": "torchscript", "dtype": dtype, "tf32": self._tf32}
 
 
 # The dtypes a saved torch candidate may ask its inputs to be cast to (load options are
@@ -91,7 +114,10 @@ def load_torchscript(
     """Load what :meth:`TorchCompiled.save` wrote. A TorchScript archive is a program: the
     artifact loader only calls this with the caller's ``trust_code=True``."""
     module = torch.jit.load(str(directory / options["file"]), map_location=torch_device(device))
-    return TorchCompiled(module, device, portable=module, dtype=saved_dtype(options))
+    tf32 = options.get("tf32", False)
+    if not isinstance(tf32, bool):
+        raise UnsupportedCandidate(f"the saved tf32 flag {tf32!r} is not a boolean")
+    return TorchCompiled(module, device, portable=module, dtype=saved_dtype(options), tf32=tf32)
 
 
 def trace(module: torch.nn.Module, example: Sequence[torch.Tensor]) -> torch.jit.ScriptModule:
@@ -110,6 +136,7 @@ def save_portable(
 
 PRECISION_DTYPES: dict[Precision, torch.dtype] = {
     Precision.FP32: torch.float32,
+    Precision.TF32: torch.float32,  # fp32 storage; the matmuls are TF32
     Precision.FP16: torch.float16,
     Precision.BF16: torch.bfloat16,
 }

@@ -8,23 +8,27 @@ candidate asks. Saved as a plain ``.onnx`` file plus JSON options.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from speedster_dist.backends._onnx import (
     check_external_data_inside,
     convert_float16,
-    copy_onnx,
     export_onnx,
-    feeds,
     optimize_transformer,
     quantize_dynamic_int8,
     quantize_static_with_knobs,
     static_int8_knobs,
+)
+from speedster_dist.backends._ort_session import (
+    CPU_EP,
+    CUDA_EP,
+    TRT_CACHE,
+    TRT_EP_NAME,
+    OrtCompiled,
+    Runtime,
 )
 from speedster_dist.backends._protocol import (
     BuildConfig,
@@ -41,122 +45,39 @@ __all__ = ["BACKEND", "OnnxRuntimeBackend", "OrtCompiled"]
 _CPU, _GPU = DeviceKind.CPU, DeviceKind.GPU
 _SOURCES = frozenset({"torch", "onnx"})
 TRT_EP = "trt_ep"
-_CPU_EP, _CUDA_EP, _TRT_EP = (
-    "CPUExecutionProvider",
-    "CUDAExecutionProvider",
-    "TensorrtExecutionProvider",
-)
-_TRT_CACHE = "trt_cache"
 
 
 def _cap(device: DeviceKind, precision: Precision, technique: str = "") -> Capability:
     return Capability(device, precision, technique, sources=_SOURCES)
 
 
-@dataclass(frozen=True)
-class _Runtime:
-    """How a session runs: execution providers and threads. Round-trips through JSON."""
+def _trt_profile(
+    path: Path, model: SourceModel, calibration: Sequence[Tensors]
+) -> tuple[str, str, str] | None:
+    """The TensorRT EP's min/opt/max shapes for the graph's dynamic inputs (None: static),
+    from the example and held-in samples, so that engines are built once for the range."""
+    import onnx
 
-    device: DeviceKind
-    tensorrt: bool = False
-    trt_fp16: bool = False
-    intra_op_threads: int = 0  # 0 = ONNX Runtime's default (one per physical core)
+    from speedster_dist.backends.tensorrt import profile_shapes
 
-    def providers(self, cache_dir: Path) -> list[Any]:
-        if self.device is _CPU:
-            return [_CPU_EP]
-        gpu: list[Any] = [_CUDA_EP, _CPU_EP]
-        if not self.tensorrt:
-            return gpu
-        # Engines are built on first use per input shape; caching them next to the model
-        # keeps a reload (or the rebench after warm-up) from rebuilding them.
-        trt_options = {
-            "trt_fp16_enable": self.trt_fp16,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache_dir),
-        }
-        return [(_TRT_EP, trt_options), *gpu]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "device": self.device.value,
-            "tensorrt": self.tensorrt,
-            "trt_fp16": self.trt_fp16,
-            "intra_op_threads": self.intra_op_threads,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], device: DeviceKind) -> _Runtime:
-        """From saved (untrusted) load options: flags must be booleans, threads 0..1024."""
-        threads = data.get("intra_op_threads", 0)
-        flags = [data.get("tensorrt", False), data.get("trt_fp16", False)]
-        if not all(isinstance(f, bool) for f in flags) or not (
-            isinstance(threads, int) and not isinstance(threads, bool) and 0 <= threads <= 1024
-        ):
-            raise UnsupportedCandidate("the saved onnxruntime options are not valid")
-        return cls(device=device, tensorrt=flags[0], trt_fp16=flags[1], intra_op_threads=threads)
-
-
-def _session(path: Path, runtime: _Runtime, cache_dir: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = runtime.intra_op_threads
-    options.log_severity_level = 3  # errors only: fp16/quantized graphs warn a lot, harmlessly
-    if runtime.tensorrt:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    return ort.InferenceSession(str(path), options, providers=runtime.providers(cache_dir))
-
-
-class OrtCompiled:
-    """An InferenceSession called like the flat module: tensors in, tuple of tensors out."""
-
-    def __init__(
-        self,
-        path: Path,
-        runtime: _Runtime,
-        input_names: Sequence[str],
-        output_names: Sequence[str],
-        cache_dir: Path,
-    ) -> None:
-        self._path = path
-        self._runtime = runtime
-        self._input_names = tuple(input_names)
-        self._cache_dir = cache_dir  # TensorRT engines; never the shared ONNX export cache
-        self._session = _session(path, runtime, cache_dir)
-        self._graph_inputs = frozenset(i.name for i in self._session.get_inputs())
-        graph_outputs = [o.name for o in self._session.get_outputs()]
-        # Ask for outputs by name so their order follows the source model; a user's ONNX
-        # file whose names differ keeps the graph's own order.
-        wanted = [n for n in output_names if n in graph_outputs]
-        self._output_names = wanted if len(wanted) == len(output_names) else graph_outputs
-
-    def __call__(self, *inputs: torch.Tensor) -> Tensors:
-        outputs = self._session.run(
-            self._output_names, feeds(self._input_names, inputs, self._graph_inputs)
-        )
-        return tuple(_to_torch(o) for o in outputs)
-
-    def save(self, directory: Path) -> dict[str, Any]:
-        name = "model.onnx"
-        copy_onnx(self._path, directory / name)
-        return {
-            "file": name,
-            "format": "onnx",
-            "input_names": list(self._input_names),
-            "output_names": list(self._output_names),
-            "providers": [p if isinstance(p, str) else p[0] for p in self._provider_list()],
-            **self._runtime.to_json(),
-        }
-
-    def _provider_list(self) -> list[Any]:
-        return self._runtime.providers(self._cache_dir)
-
-
-def _to_torch(array: Any) -> torch.Tensor:
-    tensor = torch.from_numpy(np.asarray(array))
-    return tensor.float() if tensor.is_floating_point() else tensor
+    graph = onnx.load(str(path), load_external_data=False).graph
+    parts: list[list[str]] = [[], [], []]
+    for port in graph.input:
+        if port.name not in model.input_names:
+            continue  # an initializer listed as an input
+        dims = [
+            d.dim_value if d.HasField("dim_value") else -1 for d in port.type.tensor_type.shape.dim
+        ]
+        if -1 not in dims:
+            continue
+        index = model.input_names.index(port.name)
+        samples = [model.example_inputs[index], *(s[index] for s in calibration)]
+        for part, shape in zip(parts, profile_shapes(port.name, dims, samples), strict=True):
+            part.append(f"{port.name}:{'x'.join(str(n) for n in shape)}")
+    if not parts[0]:
+        return None
+    low, opt, high = (",".join(p) for p in parts)
+    return low, opt, high
 
 
 class OnnxRuntimeBackend:
@@ -169,9 +90,12 @@ class OnnxRuntimeBackend:
         _cap(_CPU, Precision.FP32),
         _cap(_CPU, Precision.INT8, "dynamic"),
         _cap(_CPU, Precision.INT8, "static"),
-        _cap(_GPU, Precision.FP32),
+        _cap(_GPU, Precision.FP32),  # the CUDA EP with TF32 off
+        _cap(_GPU, Precision.TF32),  # the CUDA EP with TF32 on
         _cap(_GPU, Precision.FP16),
-        _cap(_GPU, Precision.FP32, TRT_EP),
+        # The TensorRT EP has no switch for TF32, which TensorRT uses by default: its
+        # "fp32" is TF32, and is labelled so.
+        _cap(_GPU, Precision.TF32, TRT_EP),
         _cap(_GPU, Precision.FP16, TRT_EP),
     )
     knobs = (
@@ -197,8 +121,8 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # missing or broken install: unavailable, not a crash
             return f"onnxruntime cannot be imported: {exc}"
         if device is _CPU:
-            return None if _CPU_EP in providers else "onnxruntime has no CPUExecutionProvider"
-        if _CUDA_EP not in providers:
+            return None if CPU_EP in providers else "onnxruntime has no CPUExecutionProvider"
+        if CUDA_EP not in providers:
             return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
         if not torch.cuda.is_available():
             return "no CUDA device visible"
@@ -212,14 +136,17 @@ class OnnxRuntimeBackend:
         path = export_onnx(model, workdir)
         path = _fuse(path, model, config, workdir)
         path = _convert(path, model, calibration, config, workdir)
-        runtime = _Runtime(
+        tensorrt = config.technique == TRT_EP
+        runtime = Runtime(
             device=config.device,
-            tensorrt=config.technique == TRT_EP,
-            trt_fp16=config.technique == TRT_EP and config.precision is Precision.FP16,
+            tensorrt=tensorrt,
+            trt_fp16=tensorrt and config.precision is Precision.FP16,
+            tf32=config.precision is Precision.TF32,
             intra_op_threads=int(config.knobs.get("intra_op_threads", 0)),
+            trt_profile=_trt_profile(path, model, calibration) if tensorrt else None,
         )
         return OrtCompiled(
-            path, runtime, model.input_names, model.output_names, workdir / _TRT_CACHE
+            path, runtime, model.input_names, model.output_names, workdir / TRT_CACHE
         )
 
     def _check_candidate(self, config: BuildConfig) -> None:
@@ -239,11 +166,11 @@ class OnnxRuntimeBackend:
         if config.technique == TRT_EP:
             import onnxruntime as ort
 
-            if _TRT_EP not in ort.get_available_providers():
+            if TRT_EP_NAME not in ort.get_available_providers():
                 raise UnsupportedCandidate("onnxruntime has no TensorrtExecutionProvider")
 
     def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> OrtCompiled:
-        runtime = _Runtime.from_json(options, device)
+        runtime = Runtime.from_json(options, device)
         path = directory / str(options["file"])
         check_external_data_inside(path)
         return OrtCompiled(
@@ -251,7 +178,7 @@ class OnnxRuntimeBackend:
             runtime,
             [str(n) for n in options["input_names"]],
             [str(n) for n in options["output_names"]],
-            directory / _TRT_CACHE,
+            directory / TRT_CACHE,
         )
 
 

@@ -164,6 +164,11 @@ def _set_precision(config: Any, precision: Precision) -> None:
     flag = getattr(_trt().BuilderFlag, flags.get(precision, ""), None)
     if flag is not None:
         config.set_flag(flag)
+    # TF32 is on by default in a builder: "fp32" means IEEE fp32, so it is cleared for fp32
+    # (and for fp16/int8, whose fp32 layers stay fp32); only a "tf32" candidate keeps it.
+    tf32 = getattr(_trt().BuilderFlag, "TF32", None)
+    if tf32 is not None and precision is not Precision.TF32:
+        config.clear_flag(tf32)
 
 
 def build_engine(
@@ -292,6 +297,7 @@ class TensorRTBackend:
     file_options = ("engine",)  # load options that name one of the saved files
     capabilities = (
         Capability(_GPU, Precision.FP32, sources=_SOURCES),
+        Capability(_GPU, Precision.TF32, sources=_SOURCES),
         Capability(_GPU, Precision.FP16, sources=_SOURCES),
         Capability(_GPU, Precision.INT8, "static", sources=_SOURCES),
     )

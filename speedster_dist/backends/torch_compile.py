@@ -40,6 +40,7 @@ from speedster_dist.backends._torch_common import (
     TorchCompiled,
     require_module,
     saved_dtype,
+    set_tf32,
     torch_device,
 )
 from speedster_dist.records import DeviceKind, Precision
@@ -47,7 +48,12 @@ from speedster_dist.records import DeviceKind, Precision
 __all__ = ["BACKEND", "TorchCompileBackend", "check_export_archive"]
 
 _ARCHIVE = "model.pt2"
-_MODES = ("default", "max-autotune-no-cudagraphs")
+# CPU: no CUDA graphs to capture. GPU: "reduce-overhead" replays the model as CUDA graphs
+# (launch overhead gone: the win at batch 1), "max-autotune" also benchmarks Triton kernels.
+_CPU_MODES = ("default", "max-autotune-no-cudagraphs")
+_GPU_MODES = ("default", "reduce-overhead", "max-autotune")
+_MODES = (*_CPU_MODES, *_GPU_MODES[1:])
+_SAVED_FLAGS = (("mode", "default"), ("tf32", False), ("dynamic", False))
 _MAX_WARMUP_SHAPES = 4  # compiles happen per new shape kind; a few distinct shapes suffice
 
 
@@ -55,9 +61,18 @@ class _InductorCompiled(TorchCompiled):
     """A compiled exported module; ``save`` writes the exported program for recompiling."""
 
     def __init__(
-        self, program: Any, device: DeviceKind, dtype: torch.dtype | None, mode: str, dynamic: bool
+        self,
+        program: Any,
+        device: DeviceKind,
+        dtype: torch.dtype | None,
+        mode: str,
+        dynamic: bool,
+        tf32: bool = False,
     ) -> None:
-        super().__init__(compile_module(program.module(), mode, dynamic), device, dtype=dtype)
+        if device is DeviceKind.GPU:
+            set_tf32(tf32)  # inductor picks its matmul kernels by it when compiling
+        compiled = compile_module(program.module(), mode, dynamic)
+        super().__init__(compiled, device, dtype=dtype, tf32=tf32)
         self._program = program
         self._mode = mode
         self._dynamic = dynamic
@@ -73,6 +88,7 @@ class _InductorCompiled(TorchCompiled):
             "format": "torch.export",
             "recompile": "torch_compile",  # not runnable as is: load compiles it again
             "mode": self._mode,
+            "tf32": self._tf32,
             "dynamic": self._dynamic,
             "dtype": dtype,
         }
@@ -134,7 +150,7 @@ def _warmup_samples(model: SourceModel, calibration: Sequence[Tensors]) -> list[
 
 def _prepare(model: SourceModel, config: BuildConfig) -> tuple[torch.nn.Module, torch.dtype]:
     dtype = PRECISION_DTYPES.get(config.precision)
-    if dtype is None or (config.device is DeviceKind.CPU and dtype is not torch.float32):
+    if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
         raise UnsupportedCandidate(
             f"torch_compile does not build {config.precision.value} on {config.device.value}"
         )
@@ -201,9 +217,14 @@ class TorchCompileBackend:
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
+        Capability(DeviceKind.GPU, Precision.TF32),
         Capability(DeviceKind.GPU, Precision.FP16),
+        Capability(DeviceKind.GPU, Precision.BF16),
     )
-    knobs: tuple[Knob, ...] = (Knob("mode", _MODES),)
+    knobs: tuple[Knob, ...] = (
+        Knob("mode", _CPU_MODES, devices=frozenset({DeviceKind.CPU})),
+        Knob("mode", _GPU_MODES, devices=frozenset({DeviceKind.GPU})),
+    )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU:
@@ -226,8 +247,9 @@ class TorchCompileBackend:
         program = export_module(module, model, _to_device(_widened_example(model), device, dtype))
         mode = str(config.knobs.get("mode", "default"))
         call_dtype = None if dtype is torch.float32 else dtype
+        tf32 = config.precision is Precision.TF32
         compiled = _InductorCompiled(
-            program, config.device, call_dtype, mode, bool(model.dynamic_axes)
+            program, config.device, call_dtype, mode, bool(model.dynamic_axes), tf32
         )
         for sample in _warmup_samples(model, calibration):
             compiled(*sample)  # compiles now, so the build pays for it, not the first timed call
@@ -245,10 +267,10 @@ class TorchCompileBackend:
         check_export_archive(path)
         program = torch.export.load(str(path))
         dtype = saved_dtype(options)
-        mode = options.get("mode", "default")
-        if mode not in _MODES:
-            raise UnsupportedCandidate(f"unknown torch.compile mode {mode!r}")
-        return _InductorCompiled(program, device, dtype, mode, bool(options.get("dynamic", False)))
+        mode, tf32, dynamic = (options.get(k, d) for k, d in _SAVED_FLAGS)
+        if mode not in _MODES or not isinstance(tf32, bool) or not isinstance(dynamic, bool):
+            raise UnsupportedCandidate(f"unknown torch.compile options {dict(options)!r:.200}")
+        return _InductorCompiled(program, device, dtype, mode, dynamic, tf32)
 
 
 BACKEND = TorchCompileBackend()

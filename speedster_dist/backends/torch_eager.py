@@ -11,14 +11,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from speedster_dist.backends._protocol import (
     BuildConfig,
     Capability,
     Knob,
     SourceModel,
     Tensors,
+    UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
+    PRECISION_DTYPES,
     TorchCompiled,
     load_torchscript,
     require_module,
@@ -33,8 +37,15 @@ __all__ = ["BACKEND", "TorchEagerBackend"]
 class _EagerCompiled(TorchCompiled):
     """Eager module; its TorchScript form is made only when it is saved."""
 
-    def __init__(self, module: Any, device: DeviceKind, example: Tensors) -> None:
-        super().__init__(module, device)
+    def __init__(
+        self,
+        module: Any,
+        device: DeviceKind,
+        example: Tensors,
+        dtype: torch.dtype | None = None,
+        tf32: bool = False,
+    ) -> None:
+        super().__init__(module, device, dtype=dtype, tf32=tf32)
         self._module = module
         self._example = example
 
@@ -52,12 +63,14 @@ class TorchEagerBackend:
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
+        # The original model on CUDA in reduced precision: no compiler, often the first win.
+        Capability(DeviceKind.GPU, Precision.TF32),
+        Capability(DeviceKind.GPU, Precision.FP16),
+        Capability(DeviceKind.GPU, Precision.BF16),
     )
     knobs: tuple[Knob, ...] = ()
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
-        import torch
-
         if device is DeviceKind.GPU and not torch.cuda.is_available():
             return "no CUDA device visible to torch"
         return None
@@ -66,10 +79,24 @@ class TorchEagerBackend:
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
     ) -> TorchCompiled:
         module = require_module(model)
+        dtype = PRECISION_DTYPES.get(config.precision)
+        reduced = dtype is not None and dtype is not torch.float32
+        if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
+            raise UnsupportedCandidate(
+                f"torch does not run {config.precision.value} on {config.device.value}"
+            )
+        device = torch_device(config.device)
         if config.device is DeviceKind.GPU:
-            module = copy.deepcopy(module).to(torch_device(config.device))
-        example = tuple(t.to(torch_device(config.device)) for t in model.example_inputs)
-        return _EagerCompiled(module.eval(), config.device, example)
+            # Copy before moving or casting: the source module is shared with other trials.
+            module = copy.deepcopy(module).to(device=device, dtype=dtype)
+        example = tuple(
+            t.to(device, dtype) if reduced and t.is_floating_point() else t.to(device)
+            for t in model.example_inputs
+        )
+        tf32 = config.precision is Precision.TF32
+        return _EagerCompiled(
+            module.eval(), config.device, example, dtype if reduced else None, tf32
+        )
 
     def load(
         self, directory: Path, options: Mapping[str, Any], device: DeviceKind

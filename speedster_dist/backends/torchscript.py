@@ -27,6 +27,7 @@ from speedster_dist.backends._torch_common import (
     TorchCompiled,
     load_torchscript,
     require_module,
+    set_tf32,
     torch_device,
     trace,
 )
@@ -79,6 +80,7 @@ class TorchScriptBackend:
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
+        Capability(DeviceKind.GPU, Precision.TF32),
         Capability(DeviceKind.GPU, Precision.FP16),
     )
     knobs: tuple[Knob, ...] = (Knob("optimize_for_inference", (True, False)),)
@@ -92,15 +94,20 @@ class TorchScriptBackend:
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
     ) -> TorchCompiled:
         dtype = PRECISION_DTYPES.get(config.precision)
-        if dtype is None or (config.device is DeviceKind.CPU and dtype is not torch.float32):
+        if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
             raise UnsupportedCandidate(
                 f"torchscript does not build {config.precision.value} on {config.device.value}"
             )
+        tf32 = config.precision is Precision.TF32
+        if config.device is DeviceKind.GPU:
+            set_tf32(tf32)  # what the trace's frozen convolutions are tuned for
         optimize = bool(config.knobs.get("optimize_for_inference", True))
         scripted = script_module(model, config.device, dtype, optimize)
         # Inputs are cast to the module's dtype at call time; fp32 needs no cast.
         call_dtype = None if dtype is torch.float32 else dtype
-        return TorchCompiled(scripted, config.device, portable=scripted, dtype=call_dtype)
+        return TorchCompiled(
+            scripted, config.device, portable=scripted, dtype=call_dtype, tf32=tf32
+        )
 
     def load(
         self, directory: Path, options: Mapping[str, Any], device: DeviceKind

@@ -107,6 +107,10 @@ class RayExecutor:
         )
         self._pool = self.membership.pool
         self._trial_fn: Any = ray_api.remote(trial_task)
+        # A GPU trial gets a fresh worker process (Ray's max_calls=1, which it applies only
+        # when the GPU is asked for in the decorator): no CUDA context, memory pool or device
+        # choice of an earlier trial sticks to the next one.
+        self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(trial_task)
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
         self._payload_ref: Any = None
         self._exportable = False
@@ -178,7 +182,8 @@ class RayExecutor:
 
     def _start(self, item: _Queued, node_id: str, export_ref: Any) -> None:
         reservation = self._pool.acquire(node_id, item.key)
-        result_ref, artifact_ref = self._trial_fn.options(
+        function = self._gpu_trial_fn if reservation.num_gpus else self._trial_fn
+        result_ref, artifact_ref = function.options(
             num_cpus=reservation.num_cpus,
             num_gpus=reservation.num_gpus,
             num_returns=2,

@@ -49,7 +49,7 @@ def allowed_precisions(metric_drop_ths: float | None) -> frozenset[Precision]:
     ths = metric_drop_ths or 0.0
     allowed = {Precision.FP32}
     if ths > HALF_PRECISION_MIN_THS:
-        allowed |= {Precision.FP16, Precision.BF16}
+        allowed |= {Precision.TF32, Precision.FP16, Precision.BF16}
     if ths > INT8_MIN_THS:
         allowed.add(Precision.INT8)
     return frozenset(allowed)
@@ -59,7 +59,7 @@ def _compressor_ignored(cap: Capability, ignored: frozenset[str]) -> bool:
     names = {cap.precision.value, f"{cap.precision.value}_{cap.technique}" if cap.technique else ""}
     if cap.technique:
         names.add(f"{cap.technique}_quantization")
-    if cap.precision in (Precision.FP16, Precision.BF16):
+    if cap.precision in (Precision.FP16, Precision.BF16, Precision.TF32):
         names.add("half_precision")
     return bool(names & ignored)
 

@@ -40,6 +40,7 @@ __all__ = [
 # NaN, inf and reloads that differ from the build.
 _TOLERANCES: dict[Precision, dict[str, float]] = {
     Precision.FP32: {"mlp": 1e-4, "bert": 1e-4},
+    Precision.TF32: {"mlp": 1e-2, "bert": 1e-2},
     Precision.FP16: {"mlp": 5e-2, "bert": 5e-2},
     Precision.BF16: {"mlp": 1e-1, "bert": 1e-1},
     Precision.INT8: {"mlp": 1.0, "bert": 0.5},

@@ -31,6 +31,14 @@ def test_autoscaler_yaml_passes_rays_own_validation_and_is_private():
     assert all("RAY_AUTH_MODE=token" in command for command in starts)
     assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][0]
     assert "~/.ray/auth_token" in config["file_mounts"]
+    # Exactly one ONNX Runtime per node: the GPU build on GPU types, the CPU one elsewhere.
+    cpu_setup = " ".join(config["head_setup_commands"] + config["worker_setup_commands"])
+    assert '"onnxruntime>=' in cpu_setup and "onnxruntime-gpu" not in cpu_setup
+    for name in WANTED:
+        setup = " ".join(types[name].get("worker_setup_commands", config["worker_setup_commands"]))
+        gpu = name.startswith("gpu-")
+        assert ("onnxruntime-gpu" in setup) == gpu and ('"onnxruntime>=' in setup) != gpu
+        assert ("tensorrt" in setup) == gpu
 
 
 def test_kuberay_manifest_has_one_worker_group_per_hardware_type_and_is_private():

@@ -1,3 +1,5 @@
+import os
+
 from speedster_dist import hardware as _hardware
 from speedster_dist.hardware import cpu_features
 from speedster_dist.records import DeviceKind
@@ -45,3 +47,32 @@ def test_simulated_type_overrides_the_key(monkeypatch):
         assert _hardware.local_cpu().key == "cpu-simulated-a"
     finally:
         _hardware.local_cpu.cache_clear()
+
+
+def _fake_smi(folder, rows):
+    smi = folder / "nvidia-smi"
+    lines = "\\n".join(rows)
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *driver_version*) echo 570.86;; *) printf "' + lines + '\\n";; esac\n'
+    )
+    smi.chmod(0o755)
+
+
+def test_gpus_are_found_whatever_cuda_visible_devices_says(tmp_path, monkeypatch):
+    # A zero-GPU Ray task (the node probe) may see CUDA_VISIBLE_DEVICES="": nvidia-smi
+    # still lists every GPU of the node, under the key a loaded learner will compute.
+    _fake_smi(tmp_path, ["NVIDIA H200, 143771, 9.0", "NVIDIA H200, 143771, 9.0"])
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    gpus = [h for h in _hardware.local_hardware_types() if h.device is DeviceKind.GPU]
+    assert [g.key for g in gpus] == ["gpu-nvidia-h200-140gb-sm90"]  # one type, two GPUs
+    (gpu,) = gpus
+    assert gpu.compute_capability == "9.0" and gpu.gpu_memory_mb == 143771
+    assert gpu.gpu_driver == "570.86"
+
+
+def test_a_broken_nvidia_smi_falls_back_to_cuda(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, ["garbage"])
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert _hardware._smi_gpus() is None

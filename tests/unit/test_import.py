@@ -59,3 +59,39 @@ def test_missing_backend_libraries_show_as_unavailable_with_a_reason():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "onnxruntime" in proc.stdout or "blocked" in proc.stdout
+
+
+def test_an_in_process_search_needs_no_ray_optuna_pyarrow_or_openvino():
+    # The GPU machine's image has torch, transformers and onnxruntime only: the GPU
+    # benchmark searches in-process there (benchmarks/gpu.py).
+    proc = _run(
+        """
+        import importlib.abc
+        class Gone(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"ray", "optuna", "pyarrow", "openvino"}:
+                    raise ImportError(f"No module named {name!r} (blocked by the test)")
+        sys.meta_path.insert(0, Gone())
+        sys.meta_path = [f for f in sys.meta_path if type(f).__name__ != "Missing"]
+
+        import torch
+        from speedster_dist import optimize_model
+        from speedster_dist.measure import MeasureSettings
+        from speedster_dist.runtime import InlineExecutor
+        from speedster_dist.testing.models import tiny_mlp
+
+        model = tiny_mlp()
+        data = [((torch.randn(1, 16),), 0) for _ in range(5)]
+        quick = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=3, min_duration_s=0.01)
+        learner = optimize_model(
+            model, data, executor=InlineExecutor(), searcher="exhaustive", progress=False,
+            measure_settings=quick, device="cpu", ignore_compilers=["torch_compile"],
+        )
+        x = torch.randn(1, 16)  # the samples' shape: all of them had batch 1
+        torch.testing.assert_close(learner(x), model(x), rtol=1e-4, atol=1e-5)
+        print("ok", sorted({r.candidate.backend for r in learner.results}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("ok")
+    assert "onnxruntime" in proc.stdout  # searched, as the GPU machine's onnxruntime would be

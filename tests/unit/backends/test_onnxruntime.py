@@ -173,3 +173,76 @@ def test_gpu_unavailable_reason_is_explicit() -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
         pytest.skip("a usable GPU is present")
     assert BACKEND.unavailable_reason(GPU)
+
+
+# -- GPU correctness, checked without a GPU --------------------------------------------------
+
+
+def test_fp32_on_a_gpu_turns_tf32_off_and_tf32_turns_it_on() -> None:
+    from speedster_dist.backends._ort_session import Runtime
+
+    fp32 = Runtime(GPU).providers(Path("cache"))
+    tf32 = Runtime(GPU, tf32=True).providers(Path("cache"))
+    assert fp32[0] == ("CUDAExecutionProvider", {"use_tf32": 0})
+    assert tf32[0] == ("CUDAExecutionProvider", {"use_tf32": 1})
+    profile = ("x:1x8", "x:1x12", "x:1x32")
+    trt = Runtime(GPU, tensorrt=True, trt_fp16=True, trt_profile=profile).providers(Path("c"))
+    name, options = trt[0]
+    assert name == "TensorrtExecutionProvider" and options["trt_fp16_enable"] is True
+    assert options["trt_profile_opt_shapes"] == "x:1x12" and options["trt_engine_cache_enable"]
+    assert Runtime.from_json(Runtime(GPU, tf32=True, trt_profile=profile).to_json(), GPU) == (
+        Runtime(GPU, tf32=True, trt_profile=profile)
+    )
+
+
+@pytest.mark.parametrize(
+    ("requested", "active"),
+    [
+        ({"tensorrt": True}, ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+        ({}, ["CPUExecutionProvider"]),
+    ],
+)
+def test_a_silent_provider_fallback_is_an_unsupported_candidate(
+    requested: dict[str, bool], active: list[str]
+) -> None:
+    from speedster_dist.backends._ort_session import Runtime, check_providers
+
+    with pytest.raises(UnsupportedCandidate, match="ONNX Runtime made a session on"):
+        check_providers(active, Runtime(GPU, **requested))
+    check_providers(["CPUExecutionProvider"], Runtime(CPU))  # what was asked: fine
+
+
+def test_timed_calls_leave_outputs_where_the_session_made_them(tmp_path: Path) -> None:
+    compiled = _build("bert", "fp32", "", tmp_path)
+    assert isinstance(compiled, OrtCompiled)
+    sample = contract_model("bert").validation[0]
+    binding = compiled.run_on_device(*sample)
+    bound = [torch.from_numpy(o) for o in binding.copy_outputs_to_cpu()]
+    for got, want in zip(bound, compiled(*sample), strict=True):
+        torch.testing.assert_close(got.float(), want)
+
+
+def test_the_tensorrt_profile_covers_the_samples_and_engines_travel_with_the_model(
+    tmp_path: Path,
+) -> None:
+    from speedster_dist.backends.onnxruntime import _trt_profile
+
+    model = contract_model("bert")
+    path = _onnx.export_onnx(model.source, tmp_path)
+    profile = _trt_profile(path, model.source, model.calibration)
+    assert profile is not None
+    low, opt, high = profile
+    assert "input_ids:1x1," in low + ","  # dynamic dims may shrink to 1
+    example = "x".join(str(n) for n in model.source.example_inputs[0].shape)
+    assert f"input_ids:{example}" in opt
+    longest = max(int(s[0].shape[-1]) for s in [*model.calibration, model.source.example_inputs])
+    high_ids = next(p for p in high.split(",") if p.startswith("input_ids:"))
+    assert int(high_ids.rsplit("x", 1)[1]) >= longest  # and grow past the longest sample
+    compiled = _build("mlp", "fp32", "", tmp_path / "m")
+    cache = tmp_path / "m" / "trt_cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "engine.bin").write_bytes(b"engine")  # what the TensorRT EP leaves there
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    compiled.save(saved)  # type: ignore[attr-defined]
+    assert (saved / "trt_cache" / "engine.bin").read_bytes() == b"engine"

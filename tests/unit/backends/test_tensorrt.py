@@ -17,6 +17,7 @@ def test_tensorrt_module_imports_and_declares_gpu_capabilities():
     assert backend.name == "tensorrt"
     assert {(c.device, c.precision, c.technique) for c in backend.capabilities} == {
         (DeviceKind.GPU, Precision.FP32, ""),
+        (DeviceKind.GPU, Precision.TF32, ""),
         (DeviceKind.GPU, Precision.FP16, ""),
         (DeviceKind.GPU, Precision.INT8, "static"),
     }

@@ -25,7 +25,7 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import RayExecutor, run_search
+from speedster_dist.runtime import NodeProbe, RayExecutor, run_search
 from speedster_dist.runtime._catalog import probe_node
 from speedster_dist.runtime._export_task import _shared_export_task
 from speedster_dist.runtime._exports import SharedExport
@@ -124,14 +124,16 @@ class FakeRay:
         return [t for t in self.tasks if t.fn is trial_task and not t.done and t.node_id == node_id]
 
     # -- the API
-    def remote(self, fn: Any) -> Any:
+    def remote(self, fn: Any = None, **decorated: Any) -> Any:
         ray = self
+        if fn is None:  # ray.remote(num_gpus=1, max_calls=1)(fn)
+            return lambda function: ray.remote(function, **decorated)
 
         class _Remote:
             def options(self, **options: Any) -> Any:
                 class _Bound:
                     def remote(self, *args: Any) -> Any:
-                        return ray._submit(fn, args, options)
+                        return ray._submit(fn, args, {**options, "decorator": decorated})
 
                 return _Bound()
 
@@ -139,7 +141,7 @@ class FakeRay:
 
     def _submit(self, fn: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         node_id = options["scheduling_strategy"].node_id
-        if fn is trial_task:
+        if fn is trial_task and not options.get("num_gpus"):
             # The rule under test: never two trials measuring on one node.
             assert not self.running_trials(node_id), f"two trials on {node_id}"
             assert options["num_cpus"] == self.nodes_spec[node_id].get("cpus", 2.0)
@@ -155,7 +157,11 @@ class FakeRay:
         task.done = True
         if task.fn is probe_node:  # every node detects the same CPU; labels tell them apart
             hardware = HardwareType("cpu-detected", DeviceKind.CPU, cores=2)
-            task.values = (fake_probe("fake", "onnxruntime", hardware=hardware),)
+            probe = fake_probe("fake", "onnxruntime", hardware=hardware)
+            if self.nodes_spec[task.node_id].get("gpus"):  # and a GPU, when it lends some
+                gpu = HardwareType(GPU_TYPE, DeviceKind.GPU)
+                probe = NodeProbe(probe.node_id, (hardware, gpu), (*probe.catalogs, (GPU_TYPE, ())))
+            task.values = (probe,)
         elif task.fn is _shared_export_task:
             task.values = ("", SharedExport("k1", "model.onnx", {"model.onnx": b"onnx"}))
         elif task.fn is trial_task:
@@ -206,6 +212,7 @@ class FakeRay:
 
 
 A, B = "cpu-sim-a", "cpu-sim-b"
+GPU_TYPE = "gpu-sim-l4"
 
 
 def _fake_ray(**nodes: str) -> FakeRay:
@@ -407,6 +414,24 @@ def test_an_export_whose_node_is_gone_restarts_on_another_node(executor_for):
     assert executor.stats["exports"] == 2 and "a1" not in executor.membership.pool.node_ids()
     (outcome,) = outcomes
     assert outcome.result.ok and dict(outcome.result.extra)["export"] == "k1"
+
+
+def test_each_gpu_trial_gets_a_fresh_worker_cpu_trials_reuse_theirs(executor_for):
+    ray = FakeRay({"g1": {"type": A, "gpus": 2, "cpus": 8.0}})
+    executor = executor_for(ray)
+    gpu = HardwareType(GPU_TYPE, DeviceKind.GPU)
+    executor.submit(_candidate(GPU_TYPE), gpu, False)
+    executor.submit(_candidate(GPU_TYPE, precision="fp16"), gpu, False)  # the node's 2nd GPU
+    trials = [t for t in ray.tasks if t.fn is trial_task]
+    assert len(trials) == 2
+    for task in trials:
+        assert task.options["decorator"] == {"num_gpus": 1, "max_calls": 1}
+        assert task.options["num_gpus"] == 1 and task.options["num_cpus"] == 4.0
+    for _ in range(3):
+        executor.poll(0)
+    executor.submit(_candidate(A), _hw(A), False)
+    cpu_trial = [t for t in ray.tasks if t.fn is trial_task][-1]
+    assert cpu_trial.options["decorator"] == {} and cpu_trial.options["num_gpus"] == 0
 
 
 def test_a_trial_past_its_limit_is_cancelled_and_its_node_freed(executor_for):

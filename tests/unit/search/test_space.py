@@ -63,7 +63,13 @@ def test_no_threshold_means_fp32_only_baseline_first():
 
 def test_speedster_precision_rules():
     assert allowed_precisions(0) == {Precision.FP32}
-    assert allowed_precisions(0.01) == {Precision.FP32, Precision.FP16, Precision.BF16}
+    assert allowed_precisions(0.01) == {
+        Precision.FP32,
+        Precision.TF32,
+        Precision.FP16,
+        Precision.BF16,
+    }
+    assert Precision.TF32 not in allowed_precisions(0)  # fp32 means TF32 off
     assert Precision.INT8 in allowed_precisions(0.05)
     assert Precision.INT8 not in allowed_precisions(0.02)
 

@@ -69,3 +69,30 @@ def test_torch_compile_gpu_contract(tmp_path, kind, precision, tolerance):
         kind=kind,
         device=DeviceKind.GPU,
     )
+
+
+def test_cuda_graphs_only_for_gpu_modes_that_capture_them():
+    from speedster_dist.backends.torch_compile import uses_cuda_graphs
+
+    assert uses_cuda_graphs(DeviceKind.GPU, "reduce-overhead")
+    assert uses_cuda_graphs(DeviceKind.GPU, "max-autotune")
+    assert not uses_cuda_graphs(DeviceKind.GPU, "default")
+    assert not uses_cuda_graphs(DeviceKind.CPU, "max-autotune-no-cudagraphs")
+    knob = next(k for k in get_backend("torch_compile").knobs if DeviceKind.GPU in k.devices)
+    assert knob.default == "reduce-overhead"  # a constrained GPU search tries CUDA graphs
+
+
+@pytest.mark.gpu
+def test_cuda_graph_outputs_survive_the_next_call(tmp_path):
+    import torch
+
+    model = contract_model("mlp")
+    config = BuildConfig(Precision.FP32, DeviceKind.GPU, knobs={"mode": "reduce-overhead"})
+    compiled = get_backend("torch_compile").build(model.source, model.calibration, config, tmp_path)
+    first_in, second_in = model.calibration[0], model.calibration[-1]
+    first = [t.clone() for t in compiled(*first_in)]
+    for _ in range(3):  # several replays: CUDA graph trees record after warm-up calls
+        kept = compiled(*first_in)
+        compiled(*second_in)
+    for expected, got in zip(first, kept, strict=True):
+        torch.testing.assert_close(got, expected)  # not overwritten by the later replay

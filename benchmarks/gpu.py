@@ -1,0 +1,184 @@
+"""GPU benchmark: BERT-base (random weights, built from its config), sequence 128, batch 1 and 32.
+
+Eager fp32 (TF32 off) against every GPU candidate this machine can run, searched through the
+in-process executor (no Ray, no Optuna needed), for ``metric_drop_ths=None`` (fp32 only:
+CUDA graphs and fusion) and ``0.05`` (TF32, fp16, bf16 too). Backends whose library is
+missing (TensorRT, onnxruntime-gpu, ...) are listed as skipped with the reason.
+
+    python benchmarks/gpu.py                  # both batches, both thresholds
+    python benchmarks/gpu.py --batch 1 --budget 60
+    python benchmarks/gpu.py --device cpu --tiny --budget 30   # smoke test without a GPU
+
+Prints a table per run and writes JSON to ``--out`` (default ``benchmarks/results/``).
+Every figure comes from one process, measured side by side by the same trial runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEQ_LEN = 128
+SAMPLES = 10  # 8 held-in (calibration) + 2 held-out for the accuracy guard
+THRESHOLDS: tuple[float | None, ...] = (None, 0.05)
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    if device == "gpu" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})"
+    return platform.processor() or platform.machine()
+
+
+def _bert(tiny: bool) -> Any:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    if tiny:
+        config = BertConfig(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+        )
+    else:
+        config = BertConfig()  # bert-base-uncased's shape: 12 layers, hidden 768, 110M weights
+    return BertModel(config).eval()
+
+
+def _samples(batch: int, vocab: int) -> list[dict[str, Any]]:
+    import torch
+
+    generator = torch.Generator().manual_seed(batch)
+    return [
+        {
+            "input_ids": torch.randint(1000, vocab, (batch, SEQ_LEN), generator=generator),
+            "attention_mask": torch.ones(batch, SEQ_LEN, dtype=torch.long),
+        }
+        for _ in range(SAMPLES)
+    ]
+
+
+def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: float) -> Any:
+    """One search with every knob tuned (default configs first) within ``budget_s``."""
+    from speedster_dist.options import parse_run_options
+    from speedster_dist.prepare import prepare
+    from speedster_dist.runtime import InlineExecutor, run_search
+    from speedster_dist.search import Budget
+
+    options = parse_run_options(
+        ths, "numeric_precision", "constrained", None, None, device, {"searcher": "exhaustive"}
+    )
+    prepared = prepare(model, data, options, None, None, None)
+    payload = prepared.payload
+    return run_search(
+        InlineExecutor(),
+        payload,
+        options.space_settings(payload.source),
+        Budget(budget_s, tune_knobs=True, label=f"{budget_s:g}s, knobs tuned"),
+        make_searcher=options.searcher_factory(payload.source.fingerprint),
+        devices=options.devices,
+    )
+
+
+def _rows(outcome: Any) -> list[dict[str, Any]]:
+    baseline = next((r for r in outcome.results if r.is_baseline and r.latency), None)
+    eager = baseline.latency.p50 if baseline else None
+    rows = []
+    for result in outcome.results:
+        p50 = result.latency.p50 if result.latency else None
+        rows.append(
+            {
+                "candidate": result.candidate.label,
+                "hardware_type": result.candidate.hardware_key,
+                "status": result.status.value,
+                "p50_ms": p50 * 1e3 if p50 else None,
+                "p90_ms": result.latency.p90 * 1e3 if result.latency else None,
+                "speedup": eager / p50 if eager and p50 else None,
+                "metric_drop": result.metric_drop,
+                "build_s": round(result.build_s, 2),
+                "reason": result.reason,
+            }
+        )
+    return rows
+
+
+def _print_table(title: str, rows: list[dict[str, Any]], skipped: list[str]) -> None:
+    print(f"\n=== {title} ===")
+    print(f"{'candidate':58} {'status':9} {'p50 ms':>9} {'speedup':>8} {'drop':>9}")
+    for row in sorted(rows, key=lambda r: (r["p50_ms"] is None, r["p50_ms"] or 0.0)):
+        p50 = f"{row['p50_ms']:.3f}" if row["p50_ms"] else "-"
+        speedup = f"{row['speedup']:.2f}x" if row["speedup"] else "-"
+        drop = f"{row['metric_drop']:.2e}" if row["metric_drop"] is not None else "-"
+        print(f"{row['candidate'][:58]:58} {row['status']:9} {p50:>9} {speedup:>8} {drop:>9}")
+        if row["reason"]:
+            print(f"    {row['reason'][:150]}")
+    for line in sorted(skipped):
+        print(f"skipped {line}")
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    done = [r for r in rows if r["status"] == "complete" and r["speedup"]]
+    return max(done, key=lambda r: r["speedup"]) if done else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, action="append", help="default: 1 and 32")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per search")
+    parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer BERT (smoke test)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": _machine(args.device),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "model": "bert-base (random weights)" if not args.tiny else "tiny bert",
+        "runs": [],
+    }
+    if args.device == "gpu" and not torch.cuda.is_available():
+        report["skipped"] = "no CUDA device visible to torch: nothing to measure"
+        print(report["skipped"])
+    else:
+        model = _bert(args.tiny)
+        for batch in args.batch or [1, 32]:
+            data = _samples(batch, model.config.vocab_size)
+            for ths in THRESHOLDS:
+                started = time.monotonic()
+                outcome = _search(model, data, ths, args.device, args.budget)
+                rows = _rows(outcome)
+                skipped = sorted({line for per in outcome.skipped.values() for line in per})
+                title = f"batch {batch}, seq {SEQ_LEN}, metric_drop_ths={ths}"
+                _print_table(title, rows, skipped)
+                best = _best(rows)
+                report["runs"].append(
+                    {
+                        "batch": batch,
+                        "metric_drop_ths": ths,
+                        "wall_s": round(time.monotonic() - started, 1),
+                        "best": best,
+                        "skipped": skipped,
+                        "candidates": rows,
+                    }
+                )
+                if best:
+                    print(f"best: {best['candidate']} {best['speedup']:.2f}x eager fp32")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"gpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU check, as one prepared script: the `gpu`-marked tests, then benchmarks/gpu.py.
+#
+# Runs from a plain checkout on a machine with an NVIDIA GPU, without installing the package
+# (PYTHONPATH), with whatever that machine has: Ray, Optuna, OpenVINO, TensorRT and
+# onnxruntime-gpu may be missing, and the tests and the benchmark skip what needs them,
+# saying why. Everything lands in $OUT (default benchmarks/results/). Under 6 minutes:
+# tests <= 150 s, benchmark <= 330 s (4 searches of --budget seconds plus model set-up).
+#
+#     bash benchmarks/gpu_check.sh            # BUDGET=60 seconds per search by default
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-benchmarks/results}"
+py="${PYTHON:-python3}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+
+if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "no CUDA device visible to torch: nothing to check" >&2
+    exit 2
+fi
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv
+    "$py" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+    "$py" -m pip list 2>/dev/null | grep -iE '^(onnxruntime|onnxruntime-gpu|tensorrt|openvino|ray|optuna) ' || true
+} 2>&1 | tee "$out/gpu-machine.txt"
+
+timeout 150 "$py" -m pytest -q -p no:cacheprovider -m gpu -rs \
+    tests/unit/backends tests/unit/artifacts 2>&1 | tee "$out/gpu-tests.log"
+tests=${PIPESTATUS[0]}
+
+timeout 330 "$py" benchmarks/gpu.py --out "$out" --budget "${BUDGET:-60}" 2>&1 \
+    | tee "$out/gpu-bench.log"
+bench=${PIPESTATUS[0]}
+
+echo "gpu tests exit $tests, benchmark exit $bench"
+if [ "$tests" -ne 0 ]; then exit "$tests"; fi
+exit "$bench"

@@ -91,15 +91,14 @@ def select_entry(
     own = [h.key for h in local if h.key in entries]
     if own:
         return Selection(min(own, key=lambda key: _p50(entries[key])), "own")
+    here = ", ".join(h.key for h in local) or f"no {device.value if device else ''} device"
     closest = _closest(entries, local)
     if closest is not None:
         message = (
-            f"no winner for this machine's hardware types ({', '.join(h.key for h in local)}); "
-            "using the "
+            f"no winner for this machine's hardware types ({here}); using the "
             f"closest compatible winner, measured on {closest}"
         )
         return Selection(closest, "compatible", message)
-    here = ", ".join(h.key for h in local) or f"no {device.value if device else ''} device"
     if portable is None:
         raise ArtifactError(
             f"this learner has winners for {list(entries)} but none can run on this machine "

@@ -41,6 +41,7 @@ class InferenceLearner:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flat = self.io.flat_inputs(args, kwargs)
+        self.io.check_shapes(flat)  # a clear error, not the runtime's, for a fixed shape
         outputs = self.compiled(*flat)
         return self.io.output.rebuild(outputs, self.io.output_class)
 

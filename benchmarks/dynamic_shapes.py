@@ -4,9 +4,9 @@ Learners of Hugging Face text models take any batch size and length by default (
 export declares both axes dynamic); this measures whether that costs speed at the shape the
 search timed. For each backend (OpenVINO fp32, ONNX Runtime fp32, default knobs) the model is
 built twice, from a static export and from a dynamic one, and the two are timed side by side:
-alternating in each round (the order flips every round), ``--calls`` calls per turn, for
-``--rounds`` rounds. The figure is the median over rounds of dynamic / static median latency,
-a ratio because the machine may be shared.
+called in turn, call by call (ABBA order), ``--calls`` calls each per round, for ``--rounds``
+rounds. The figure is the median over rounds of dynamic / static median latency: a ratio,
+because the machine may be shared.
 
     python benchmarks/dynamic_shapes.py               # 7 rounds of 200 calls
     python benchmarks/dynamic_shapes.py --rounds 3    # quicker
@@ -46,15 +46,20 @@ def _sources(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     return {"static": static, "dynamic": dynamic}
 
 
-def _time(compiled: Any, inputs: tuple[Any, ...], calls: int) -> float:
-    for _ in range(5):
-        compiled(*inputs)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        compiled(*inputs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _interleaved(built: dict[str, Any], inputs: tuple[Any, ...], calls: int) -> dict[str, float]:
+    """Median latency of each model over ``calls`` calls, the two called in turn (ABBA...),
+    so that a load change on the shared machine hits both alike."""
+    for compiled in built.values():
+        for _ in range(5):
+            compiled(*inputs)
+    times: dict[str, list[float]] = {kind: [] for kind in built}
+    kinds = list(built)
+    for index in range(calls):
+        for kind in kinds if index % 2 == 0 else kinds[::-1]:
+            start = time.perf_counter()
+            built[kind](*inputs)
+            times[kind].append(time.perf_counter() - start)
+    return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 def _measure(backend: str, sources: dict[str, Any], rounds: int, calls: int) -> dict[str, Any]:
@@ -68,10 +73,9 @@ def _measure(backend: str, sources: dict[str, Any], rounds: int, calls: int) -> 
             built[kind] = get_backend(backend).build(source, [], config, Path(workdir) / kind)
         inputs = sources["static"].example_inputs
         samples: dict[str, list[float]] = {"static": [], "dynamic": []}
-        for round_ in range(rounds):
-            order = ("static", "dynamic") if round_ % 2 == 0 else ("dynamic", "static")
-            for kind in order:
-                samples[kind].append(_time(built[kind], inputs, calls))
+        for _ in range(rounds):
+            for kind, median in _interleaved(built, inputs, calls).items():
+                samples[kind].append(median)
     ratios = [d / s for d, s in zip(samples["dynamic"], samples["static"], strict=True)]
     return {
         "backend": f"{backend} fp32",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ TEXTS = ["one text", "two texts", "three", "four", "five", "six"]
 def folders(tmp_path_factory):
     """``tiny/model``: a Hugging Face folder with its tokenizer; ``bare/model``: without."""
     root = tmp_path_factory.mktemp("models")
-    model = models.tiny_bert()
+    model: Any = models.tiny_bert()
     for name in ("tiny", "bare"):
         model.save_pretrained(root / name / "model")
     models.minilm_tokenizer().save_pretrained(root / "tiny" / "model")

@@ -40,9 +40,12 @@ def _sources(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
 
     names = tuple(sample)
     tensors = [tuple(sample.values())]
-    dynamic, _ = make_source_model(model, names, tensors, keyword=True)
+    default, _ = make_source_model(model, names, tensors, keyword=True)
+    # The default axes, given explicitly (as dynamic_info does): every backend keeps them.
+    axes = default.dynamic_axes
+    dynamic, _ = make_source_model(model, names, tensors, keyword=True, dynamic_axes=axes)
     static, _ = make_source_model(model, names, tensors, keyword=True, dynamic_axes={})
-    assert dynamic.dynamic_axes and not static.dynamic_axes
+    assert dynamic.dynamic_axes and not dynamic.dynamic_by_default and not static.dynamic_axes
     return {"static": static, "dynamic": dynamic}
 
 

@@ -242,9 +242,11 @@ def make_source_model(
     spec = OutputSpec.of(first)
     flat = FlatModule(model, input_names, keyword, spec).eval()  # nn.Module starts in training mode
     axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
+    by_default = False
     if dynamic_axes is None:
         axes = derive_dynamic_axes(input_names, samples).axes
         text_axes = hf_text_axes(model, input_names, samples[0])
+        by_default = bool(text_axes) and not axes  # no sample varies: only the default
         for name, default in text_axes.items():
             axes[name] = {**default, **axes.get(name, {})}
         probes = list(samples)
@@ -261,6 +263,7 @@ def make_source_model(
         dynamic_axes=axes,
         fingerprint=model_fingerprint(model, f"{tuple(input_names)}{axes}"),
         hf_config=_hf_config(model),
+        dynamic_by_default=by_default,
     )
     return source, spec
 

@@ -267,6 +267,9 @@ class TrialResult:
     # Wall-clock (epoch) seconds on the node when the trial body started and ended; 0 unknown.
     started_at: float = 0.0
     finished_at: float = 0.0
+    # (input name, shape) of a candidate built for the samples' shapes only although the
+    # model's axes are dynamic (a backend faster with fixed shapes); empty: it takes them.
+    fixed_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.COMPLETE and self.latency is None:

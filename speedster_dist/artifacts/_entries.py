@@ -86,6 +86,24 @@ class LearnerIO:
                     + _DYNAMIC_HELP
                 )
 
+    def check_fixed_shapes(
+        self, flat: tuple[Any, ...], fixed: Mapping[str, tuple[int, ...]], entry: WinnerEntry
+    ) -> None:
+        """Raise :class:`ShapeError` when ``flat`` differs from the ``fixed`` shapes a winner
+        was built for (a backend that is faster with fixed shapes keeps the samples')."""
+        for name, value in zip(self.input_names, flat, strict=True):
+            shape = tuple(getattr(value, "shape", ()))
+            if name in fixed and shape != tuple(fixed[name]):
+                built = ", ".join(f"{n} {_shape_text(tuple(s))}" for n, s in fixed.items())
+                raise ShapeError(
+                    f"the {entry.label} winner was built for {built} only (it runs faster "
+                    "with fixed shapes, so it keeps the samples' shape by default); it was "
+                    f"called with {name} of shape {list(shape)}. To take other shapes, "
+                    'optimize again with dynamic_info={"inputs": [{0: "batch", 1: '
+                    '"sequence"}, ...]} (every backend then builds for any size on those '
+                    f"axes), or with ignore_compilers=[{entry.backend!r}]"
+                )
+
     def flat_inputs(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, ...]:

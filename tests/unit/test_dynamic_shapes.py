@@ -72,6 +72,7 @@ def test_token_inputs_of_a_hugging_face_model_are_dynamic_by_default():
     axes = prepared.payload.source.dynamic_axes
     for name in ("input_ids", "token_type_ids", "attention_mask"):
         assert axes[name] == {0: "batch", 1: "sequence"}
+    assert prepared.payload.source.dynamic_by_default  # no sample varied, nobody asked
     # The outputs follow: found by running a probe of another shape.
     assert set(axes["last_hidden_state"]) == {0, 1} and set(axes["pooler_output"]) == {0}
     assert prepared.io.input_shapes == ((None, None),) * 3
@@ -90,6 +91,11 @@ def test_other_models_keep_their_samples_shape():
     assert features == {}  # float features: no token axes to guess
 
 
+# Backends that keep the samples' shapes by default: dynamic shapes cost them more than 3%
+# at the samples' shape (docs/benchmarks.md, benchmarks/dynamic_shapes.py).
+FIXED_BY_DEFAULT = {"openvino"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", _cpu_backends())
 def test_every_backend_built_by_default_takes_a_new_batch_and_length(backend, tmp_path):
@@ -98,9 +104,34 @@ def test_every_backend_built_by_default_takes_a_new_batch_and_length(backend, tm
     payload = prepared.payload
     compiled = get_backend(backend).build(payload.source, payload.calibration, FP32_CPU, tmp_path)
     learner = InferenceLearner(compiled, prepared.io, _entry(backend))
+    _assert_same(learner(**SAMPLES[0]), _eager(model, SAMPLES[0]))  # the timed shape
+    call = _new_shape()
+    if backend not in FIXED_BY_DEFAULT:
+        assert not getattr(compiled, "fixed_shapes", None)
+        _assert_same(learner(**call), _eager(model, call))
+        return
+    assert dict(compiled.fixed_shapes)["input_ids"] == (1, 32)
+    with pytest.raises(ShapeError) as info:
+        learner(**call)
+    message = str(info.value)
+    assert f"the {backend} fp32 winner was built for input_ids [1, 32]" in message
+    assert "shape [2, 13]" in message and "dynamic_info=" in message
+    assert f"ignore_compilers=[{backend!r}]" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", sorted(FIXED_BY_DEFAULT & set(_cpu_backends())))
+def test_a_fixed_by_default_backend_takes_the_axes_dynamic_info_asks_for(backend, tmp_path):
+    model = tiny_bert()
+    axes = {0: "batch", 1: "sequence"}
+    prepared = _prepared(model, dynamic_info={"inputs": [axes, axes, axes]})
+    payload = prepared.payload
+    assert not payload.source.dynamic_by_default
+    compiled = get_backend(backend).build(payload.source, payload.calibration, FP32_CPU, tmp_path)
+    assert not compiled.fixed_shapes
+    learner = InferenceLearner(compiled, prepared.io, _entry(backend))
     call = _new_shape()
     _assert_same(learner(**call), _eager(model, call))
-    _assert_same(learner(**SAMPLES[0]), _eager(model, SAMPLES[0]))  # and the timed shape
 
 
 def test_a_static_learner_names_the_shape_it_was_built_for(tmp_path):
@@ -128,7 +159,7 @@ def test_an_optimized_learner_takes_a_new_length_and_keeps_it_when_saved(tmp_pat
         measure_settings=TINY,
         progress=False,
         device="cpu",
-        ignore_compilers=["torch_compile"],
+        ignore_compilers=["torch_compile", *FIXED_BY_DEFAULT],
     )
     call = _new_shape()
     _assert_same(learner(**call), _eager(model, call))
@@ -144,3 +175,25 @@ def test_an_optimized_learner_takes_a_new_length_and_keeps_it_when_saved(tmp_pat
     manifest.write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="input_shapes"):
         load_model(tmp_path / "learner", trust_code=True)
+
+
+def test_a_search_records_which_candidates_keep_fixed_shapes():
+    learner = optimize_model(
+        tiny_bert(),
+        SAMPLES,
+        executor=InlineExecutor(),
+        measure_settings=TINY,
+        progress=False,
+        device="cpu",
+        ignore_compilers=["torch_compile", "torchscript"],
+    )
+    by_backend = {r.candidate.backend: r for r in learner.results if r.ok}
+    for backend, result in by_backend.items():
+        if backend in FIXED_BY_DEFAULT:
+            assert dict(result.fixed_shapes)["input_ids"] == (1, 32)
+        else:
+            assert result.fixed_shapes == ()
+    (entry,) = learner.entries.values()
+    assert entry.metrics["fixed_shapes"] is (entry.backend in FIXED_BY_DEFAULT)
+    fixed_line = f"fixed shapes: {entry.backend} takes only input_ids [1, 32]"
+    assert (fixed_line in learner.summary) is (entry.backend in FIXED_BY_DEFAULT)

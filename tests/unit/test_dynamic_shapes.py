@@ -8,6 +8,7 @@ to static shapes refuses the call with an error naming the shape it was built fo
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -102,7 +103,9 @@ def test_every_backend_built_by_default_takes_a_new_batch_and_length(backend, tm
     model = tiny_bert()
     prepared = _prepared(model)
     payload = prepared.payload
-    compiled = get_backend(backend).build(payload.source, payload.calibration, FP32_CPU, tmp_path)
+    compiled: Any = get_backend(backend).build(
+        payload.source, payload.calibration, FP32_CPU, tmp_path
+    )
     learner = InferenceLearner(compiled, prepared.io, _entry(backend))
     _assert_same(learner(**SAMPLES[0]), _eager(model, SAMPLES[0]))  # the timed shape
     call = _new_shape()
@@ -127,7 +130,9 @@ def test_a_fixed_by_default_backend_takes_the_axes_dynamic_info_asks_for(backend
     prepared = _prepared(model, dynamic_info={"inputs": [axes, axes, axes]})
     payload = prepared.payload
     assert not payload.source.dynamic_by_default
-    compiled = get_backend(backend).build(payload.source, payload.calibration, FP32_CPU, tmp_path)
+    compiled: Any = get_backend(backend).build(
+        payload.source, payload.calibration, FP32_CPU, tmp_path
+    )
     assert not compiled.fixed_shapes
     learner = InferenceLearner(compiled, prepared.io, _entry(backend))
     call = _new_shape()

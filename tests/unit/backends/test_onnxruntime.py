@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -203,7 +204,7 @@ def test_fp32_on_a_gpu_turns_tf32_off_and_tf32_turns_it_on() -> None:
     ],
 )
 def test_a_silent_provider_fallback_is_an_unsupported_candidate(
-    requested: dict[str, bool], active: list[str]
+    requested: dict[str, Any], active: list[str]
 ) -> None:
     from speedster_dist.backends._ort_session import Runtime, check_providers
 

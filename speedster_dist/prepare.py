@@ -253,7 +253,26 @@ def _onnx_source(
     fingerprint = sha256_file(path)[:16]
     source = SourceModel(names, outputs, samples.samples[0], None, path, axes, fingerprint)
     spec = OutputSpec("tensor" if len(outputs) == 1 else "tuple", outputs)
-    return source, samples, LearnerIO(names, False, spec, input_shapes=_built_shapes(source))
+    shapes = _onnx_shapes(path, _built_shapes(source))
+    return source, samples, LearnerIO(names, False, spec, input_shapes=shapes)
+
+
+def _onnx_shapes(
+    path: Path, built: tuple[tuple[int | None, ...], ...]
+) -> tuple[tuple[int | None, ...], ...]:
+    """``built`` with the graph's own symbolic dims as dynamic too: a user's ONNX file that
+    takes any batch keeps taking it, whatever shape the samples had."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    ports = [i for i in graph.input if i.name not in initializers]
+    shapes = []
+    for port, shape in zip(ports, built, strict=True):
+        dims = port.type.tensor_type.shape.dim
+        symbolic = {axis for axis, d in enumerate(dims) if not d.HasField("dim_value")}
+        shapes.append(tuple(None if axis in symbolic else s for axis, s in enumerate(shape)))
+    return tuple(shapes)
 
 
 def _split(samples: SampleSet) -> tuple[list[Any], list[Any], list[Any] | None]:

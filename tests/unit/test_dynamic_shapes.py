@@ -202,3 +202,34 @@ def test_a_search_records_which_candidates_keep_fixed_shapes():
     assert entry.metrics["fixed_shapes"] is (entry.backend in FIXED_BY_DEFAULT)
     fixed_line = f"fixed shapes: {entry.backend} takes only input_ids [1, 32]"
     assert (fixed_line in learner.summary) is (entry.backend in FIXED_BY_DEFAULT)
+
+
+def test_an_onnx_file_keeps_the_axes_its_graph_leaves_open(tmp_path):
+    mlp = tiny_mlp()
+    path = tmp_path / "mlp.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            mlp,
+            (torch.randn(1, 16),),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            dynamo=False,
+        )
+    data = [((torch.randn(1, 16),), 0) for _ in range(5)]
+    learner = optimize_model(
+        str(path),
+        data,
+        executor=InlineExecutor(),
+        measure_settings=TINY,
+        progress=False,
+        device="cpu",
+        ignore_compilers=["openvino"],
+    )
+    assert learner.io.input_shapes == ((None, 16),)
+    x = torch.randn(3, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(learner(x), mlp(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ShapeError, match=r"built for x \[any, 16\]"):
+        learner(torch.randn(3, 8))

@@ -88,6 +88,8 @@ def few_samples(count: int) -> str | None:
     if count >= MIN_SAMPLES:
         return None
     held_in, held_out = split_sizes(count)
+    if count == 0:
+        return f"no sample (fewer than {MIN_SAMPLES}): nothing to calibrate, time or judge"
     if count == 1:
         split = (
             "the one sample both calibrates and judges accuracy: nothing is held out, so "

@@ -62,6 +62,12 @@ def _scenario(situation: str, folders: Path, tmp_path: Path) -> list[str]:
     if situation == "6 texts in batches of 2":
         argv = ["optimize", str(good), "--inputs", str(_texts(tmp_path, 6))]
         return [*argv, "--batch-size", "2"]
+    if situation == "an .npz of 3 rows":
+        import numpy as np
+
+        ids = np.arange(3 * 8).reshape(3, 8)
+        np.savez(tmp_path / "ids.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+        return ["optimize", str(good), "--inputs", str(tmp_path / "ids.npz")]
     if situation == "a sweep job with 1 text":
         sweep = tmp_path / "sweep.yaml"
         sweep.write_text(

@@ -14,6 +14,7 @@ __all__ = [
     "HardwareKeyedLearner",
     "InferenceLearner",
     "LearnerMetadata",
+    "ShapeError",
     "__version__",
     "load_model",
     "optimize_model",
@@ -21,7 +22,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from speedster_dist.api import optimize_model
-    from speedster_dist.artifacts import LearnerMetadata
+    from speedster_dist.artifacts import LearnerMetadata, ShapeError
     from speedster_dist.learner import HardwareKeyedLearner, InferenceLearner, load_model
 
 _LAZY = {
@@ -29,6 +30,7 @@ _LAZY = {
     "HardwareKeyedLearner": "speedster_dist.learner",
     "InferenceLearner": "speedster_dist.learner",
     "LearnerMetadata": "speedster_dist.artifacts",
+    "ShapeError": "speedster_dist.artifacts",
     "load_model": "speedster_dist.learner",
 }
 

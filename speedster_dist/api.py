@@ -84,7 +84,7 @@ def optimize_model(
     outcome = run_search(
         _executor(options),
         payload,
-        options.space_settings(payload.source),
+        options.space_settings(payload.source, held_in=len(payload.calibration)),
         options.budget,
         on_result=trial_observer(options, model, payload.source.fingerprint, prepared.batch),
         make_searcher=options.searcher_factory(payload.source.fingerprint),

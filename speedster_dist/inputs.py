@@ -16,9 +16,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["InputError", "SampleSet", "normalize_inputs"]
+__all__ = [
+    "MIN_SAMPLES",
+    "InputError",
+    "SampleSet",
+    "few_samples",
+    "normalize_inputs",
+    "split_sizes",
+]
 
 _DEFAULT_TOKENIZER_ARGS: dict[str, Any] = {"truncation": True, "padding": True}
+# Below this many samples the 80/20 split leaves one held-out sample (or none) to judge
+# accuracy on: the CLI refuses, the API warns.
+MIN_SAMPLES = 5
 
 
 class InputError(ValueError):
@@ -62,6 +72,35 @@ def normalize_inputs(
     if all(isinstance(item, Mapping) for item in items):
         return _from_dicts(items)
     return _from_tuples(items, model)
+
+
+def split_sizes(count: int) -> tuple[int, int]:
+    """(held-in, held-out) samples of Speedster's 80/20 split of ``count`` samples; one
+    sample is both (nothing is held out)."""
+    if count <= 1:
+        return count, count
+    held_out = max(1, count // 5)
+    return count - held_out, held_out
+
+
+def few_samples(count: int) -> str | None:
+    """What too few samples do to the search (None from :data:`MIN_SAMPLES` on)."""
+    if count >= MIN_SAMPLES:
+        return None
+    held_in, held_out = split_sizes(count)
+    if count == 0:
+        return f"no sample (fewer than {MIN_SAMPLES}): nothing to calibrate, time or judge"
+    if count == 1:
+        split = (
+            "the one sample both calibrates and judges accuracy: nothing is held out, so "
+            "the accuracy check only tests the sample the candidates were calibrated on"
+        )
+    else:
+        split = (
+            f"{held_in} calibrate(s) and {held_out} is held out, so every candidate's "
+            f"accuracy is judged on {held_out} sample(s)"
+        )
+    return f"{count} sample(s), fewer than {MIN_SAMPLES}: {split}"
 
 
 def _materialise(input_data: Any) -> list[Any]:

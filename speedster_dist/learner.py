@@ -41,6 +41,10 @@ class InferenceLearner:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flat = self.io.flat_inputs(args, kwargs)
+        self.io.check_shapes(flat)  # a clear error, not the runtime's, for a fixed shape
+        fixed = getattr(self.compiled, "fixed_shapes", None)
+        if fixed:  # this winner was built for the samples' shapes only
+            self.io.check_fixed_shapes(flat, fixed, self.entry)
         outputs = self.compiled(*flat)
         return self.io.output.rebuild(outputs, self.io.output_class)
 

@@ -23,6 +23,7 @@ __all__ = [
     "FlatModule",
     "OutputSpec",
     "derive_dynamic_axes",
+    "hf_text_axes",
     "make_source_model",
     "model_fingerprint",
     "resolve_output_class",
@@ -241,9 +242,17 @@ def make_source_model(
     spec = OutputSpec.of(first)
     flat = FlatModule(model, input_names, keyword, spec).eval()  # nn.Module starts in training mode
     axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
+    by_default = False
     if dynamic_axes is None:
         axes = derive_dynamic_axes(input_names, samples).axes
-        axes.update(_output_axes(flat, spec, samples, axes))
+        text_axes = hf_text_axes(model, input_names, samples[0])
+        by_default = bool(text_axes) and not axes  # no sample varies: only the default
+        for name, default in text_axes.items():
+            axes[name] = {**default, **axes.get(name, {})}
+        probes = list(samples)
+        if text_axes:  # a second shape, so that the output axes that follow are found
+            probes.append(_reshaped(samples[0], input_names, text_axes))
+        axes.update(_output_axes(flat, spec, probes, axes))
     from speedster_dist.backends import SourceModel
 
     source = SourceModel(
@@ -254,8 +263,46 @@ def make_source_model(
         dynamic_axes=axes,
         fingerprint=model_fingerprint(model, f"{tuple(input_names)}{axes}"),
         hf_config=_hf_config(model),
+        dynamic_by_default=by_default,
     )
     return source, spec
+
+
+def hf_text_axes(
+    model: torch.nn.Module, input_names: Sequence[str], sample: Sequence[torch.Tensor]
+) -> dict[str, dict[int, str]]:
+    """Batch and sequence axes of a Hugging Face text model's token inputs, dynamic by default.
+
+    The original model takes any batch size and any length up to its maximum, and so must
+    its learner: every 2-D integer input (ids, masks, token types) of a model with a
+    Hugging Face config gets ``{0: "batch", 1: "sequence"}`` (``decoder_*`` inputs their own
+    ``decoder_sequence``). Anything else (images, float features) keeps its samples' shape.
+    """
+    if _hf_config(model) is None:
+        return {}
+    axes: dict[str, dict[int, str]] = {}
+    for name, tensor in zip(input_names, sample, strict=True):
+        if tensor.dim() == 2 and not tensor.is_floating_point() and tensor.dtype != torch.bool:
+            sequence = "decoder_sequence" if name.startswith("decoder_") else "sequence"
+            axes[name] = {0: "batch", 1: sequence}
+    return axes
+
+
+def _reshaped(
+    sample: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    axes: Mapping[str, Mapping[int, str]],
+) -> tuple[torch.Tensor, ...]:
+    """``sample`` with its batch doubled and its sequences one token shorter (or longer
+    when one token long): a probe of another shape, made of the sample's own values."""
+    probe = []
+    for name, tensor in zip(input_names, sample, strict=True):
+        if name in axes:
+            tensor = torch.cat([tensor, tensor], dim=0)
+            length = tensor.shape[1]
+            tensor = tensor[:, : length - 1] if length > 1 else torch.cat([tensor, tensor], dim=1)
+        probe.append(tensor)
+    return tuple(probe)
 
 
 def _output_axes(

@@ -97,9 +97,12 @@ class RunOptions:
     progress: bool = True
     verbose: bool = False
 
-    def space_settings(self, source: SourceModel, budget: Budget | None = None) -> SpaceSettings:
+    def space_settings(
+        self, source: SourceModel, budget: Budget | None = None, held_in: int | None = None
+    ) -> SpaceSettings:
         """The settings that shape the search space of ``source`` (``budget`` overrides the
-        search's own, e.g. the nightly budget for a hardware type that joined)."""
+        search's own, e.g. the nightly budget for a hardware type that joined; ``held_in``,
+        the number of calibration samples, caps the knobs that count samples)."""
         return SpaceSettings(
             metric_drop_ths=self.metric_drop_ths,
             source_format=source.source_format,
@@ -107,6 +110,7 @@ class RunOptions:
             ignored_compressors=self.ignored_compressors,
             tune_knobs=(budget or self.budget).tune_knobs,
             baseline_backend=BASELINE_BACKEND if source.module is not None else "onnxruntime",
+            held_in=held_in,
         )
 
     def history_settings(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ can be wrong with the user's model or data fails here, before any trial, as
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from speedster_dist.artifacts import LearnerIO, sha256_file
 from speedster_dist.backends import BuildConfig, SourceModel, get_backend
-from speedster_dist.inputs import InputError, SampleSet, normalize_inputs
+from speedster_dist.inputs import InputError, SampleSet, few_samples, normalize_inputs, split_sizes
 from speedster_dist.measure import resolve_metric
 from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.options import RunOptions, parse_run_options
@@ -63,6 +64,14 @@ def prepare(
     if options.metric is resolve_metric("accuracy") and samples.labels is None:
         raise InputError(
             'metric="accuracy" needs labels: pass samples as ((inputs...), label) tuples'
+        )
+    warning = few_samples(len(samples.samples))
+    if warning is not None:
+        warnings.warn(
+            f"input_data has {warning}. Give at least 5 representative samples (Speedster "
+            "asks for them too); the search runs, but its accuracy guard is weak.",
+            UserWarning,
+            stacklevel=3,
         )
     calibration, validation, labels = _split(samples)
     reference = _reference_outputs(source, validation)
@@ -180,7 +189,19 @@ def _torch_source(
     if dynamic_info is not None and dynamic_info.get("outputs"):
         source.dynamic_axes.update(_axes(spec.names, dynamic_info["outputs"], "outputs"))
     output_class = _live_output_class(model, samples)
-    return source, LearnerIO(samples.input_names, samples.keyword, spec, output_class)
+    shapes = _built_shapes(source)
+    return source, LearnerIO(samples.input_names, samples.keyword, spec, output_class, shapes)
+
+
+def _built_shapes(source: SourceModel) -> tuple[tuple[int | None, ...], ...]:
+    """Each input's shape as the learner takes it: the example's, None on dynamic axes."""
+    return tuple(
+        tuple(
+            None if axis in source.dynamic_axes.get(name, {}) else int(size)
+            for axis, size in enumerate(tensor.shape)
+        )
+        for name, tensor in zip(source.input_names, source.example_inputs, strict=True)
+    )
 
 
 def _live_output_class(model: torch.nn.Module, samples: SampleSet) -> type | None:
@@ -232,7 +253,26 @@ def _onnx_source(
     fingerprint = sha256_file(path)[:16]
     source = SourceModel(names, outputs, samples.samples[0], None, path, axes, fingerprint)
     spec = OutputSpec("tensor" if len(outputs) == 1 else "tuple", outputs)
-    return source, samples, LearnerIO(names, False, spec)
+    shapes = _onnx_shapes(path, _built_shapes(source))
+    return source, samples, LearnerIO(names, False, spec, input_shapes=shapes)
+
+
+def _onnx_shapes(
+    path: Path, built: tuple[tuple[int | None, ...], ...]
+) -> tuple[tuple[int | None, ...], ...]:
+    """``built`` with the graph's own symbolic dims as dynamic too: a user's ONNX file that
+    takes any batch keeps taking it, whatever shape the samples had."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    ports = [i for i in graph.input if i.name not in initializers]
+    shapes = []
+    for port, shape in zip(ports, built, strict=True):
+        dims = port.type.tensor_type.shape.dim
+        symbolic = {axis for axis, d in enumerate(dims) if not d.HasField("dim_value")}
+        shapes.append(tuple(None if axis in symbolic else s for axis, s in enumerate(shape)))
+    return tuple(shapes)
 
 
 def _split(samples: SampleSet) -> tuple[list[Any], list[Any], list[Any] | None]:
@@ -240,7 +280,7 @@ def _split(samples: SampleSet) -> tuple[list[Any], list[Any], list[Any] | None]:
     data = samples.samples
     if len(data) == 1:
         return data, data, samples.labels  # nothing to hold out; said in the docs
-    n_val = max(1, len(data) // 5)
+    _, n_val = split_sizes(len(data))
     labels = samples.labels[-n_val:] if samples.labels is not None else None
     return data[:-n_val], data[-n_val:], labels
 

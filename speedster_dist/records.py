@@ -94,7 +94,9 @@ class Knob:
     """A tunable backend option: ``choices[0]`` is the default used by constrained searches.
 
     It applies to the capabilities of its ``devices`` and ``precisions`` and, when
-    ``techniques`` is not empty, only to those techniques.
+    ``techniques`` is not empty, only to those techniques. A ``counts_samples`` knob's
+    choices are numbers of held-in samples (0: all of them): the search caps them at the
+    number there are, so a candidate shows and records the count it really uses.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Knob:
     devices: frozenset[DeviceKind] = frozenset({DeviceKind.CPU, DeviceKind.GPU})
     precisions: frozenset[Precision] = frozenset(Precision)
     techniques: frozenset[str] = frozenset()
+    counts_samples: bool = False
 
     def __post_init__(self) -> None:
         if not self.choices:
@@ -264,6 +267,9 @@ class TrialResult:
     # Wall-clock (epoch) seconds on the node when the trial body started and ended; 0 unknown.
     started_at: float = 0.0
     finished_at: float = 0.0
+    # (input name, shape) of a candidate built for the samples' shapes only although the
+    # model's axes are dynamic (a backend faster with fixed shapes); empty: it takes them.
+    fixed_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.COMPLETE and self.latency is None:

@@ -72,6 +72,9 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
         rows = _hardware_rows(outcome.baseline(key), best, batch_size)
         table = _table(["metric", "original", "optimized", "improvement"], rows)
         skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
+        if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
+            shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
+            skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
         blocks.append(f"{title}\n{table}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome))

@@ -21,6 +21,8 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
             "latency_p90_s": result.latency.p90 if result.latency else None,
             "baseline_p50_s": base.latency.p50 if base and base.latency else None,
             "metric_drop": result.metric_drop,
+            # built for the samples' shapes only (see TrialResult.fixed_shapes)
+            "fixed_shapes": bool(result.fixed_shapes),
         }
         c = result.candidate
         entries[key] = WinnerEntry(

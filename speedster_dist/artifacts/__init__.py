@@ -3,7 +3,13 @@ entry for a machine, and the rebench kit. No Ray, Optuna or pyarrow here: a serv
 loads a learner imports this and the backends, nothing of the search.
 """
 
-from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry, portable_entry
+from speedster_dist.artifacts._entries import (
+    PORTABLE_KEY,
+    LearnerIO,
+    ShapeError,
+    WinnerEntry,
+    portable_entry,
+)
 from speedster_dist.artifacts._files import atomic_write_text, sha256_file
 from speedster_dist.artifacts._kit import (
     KIT_DIR,
@@ -42,6 +48,7 @@ __all__ = [
     "LearnerMetadata",
     "ModelSource",
     "Selection",
+    "ShapeError",
     "WinnerEntry",
     "atomic_write_text",
     "compatible",

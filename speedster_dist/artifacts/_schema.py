@@ -72,6 +72,17 @@ def _check_io(raw: Any, where: str) -> None:
     _strings(_field(output, "names", list, f"{where}.output"), f"{where}.output.names")
     if not isinstance(output.get("class_path", ""), str):
         raise _fail(f"{where}.output.class_path", "expected a string")
+    shapes = io.get("input_shapes")
+    if shapes is not None and (
+        not isinstance(shapes, list)
+        or len(shapes) != len(io["input_names"])
+        or not all(isinstance(s, list) and all(_size(d) for d in s) for s in shapes)
+    ):
+        raise _fail(f"{where}.input_shapes", "expected one list of sizes (or null) per input")
+
+
+def _size(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def _check_files(raw: Any, where: str) -> None:

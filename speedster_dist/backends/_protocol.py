@@ -54,6 +54,10 @@ class SourceModel:
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     fingerprint: str = ""  # stable hash of weights + io; keys caches such as ONNX exports
     hf_config: Mapping[str, Any] | None = None  # Hugging Face config dict, when there is one
+    # True when every dynamic axis is only the default of a Hugging Face text model (no
+    # sample varies along it and the user did not ask for it): a backend that runs faster
+    # with fixed shapes may then build for the example's shape (and say so).
+    dynamic_by_default: bool = False
 
     @property
     def source_format(self) -> str:

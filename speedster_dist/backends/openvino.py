@@ -98,6 +98,16 @@ def _output_order(ports: Sequence[Any], output_names: Sequence[str]) -> list[int
     return list(range(len(ports)))
 
 
+def _fixed_shapes(ports: Sequence[Any], names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for port in ports:
+        shape = port.get_partial_shape()
+        if not shape.is_static:
+            return {}
+        shapes[_port_name(port, names)] = tuple(int(d) for d in shape.to_shape())
+    return shapes
+
+
 def _to_torch(array: np.ndarray) -> torch.Tensor:
     tensor = torch.from_numpy(array)
     return tensor.float() if tensor.is_floating_point() else tensor
@@ -130,6 +140,8 @@ class OpenVinoCompiled:
                 f"OpenVINO model inputs {sorted(missing)} are not model inputs"
             )
         self._order = _output_order(self._compiled.outputs, self._output_names)
+        # The shapes it only takes when compiled for fixed shapes (empty: dynamic axes).
+        self.fixed_shapes = _fixed_shapes(self._compiled.inputs, self._input_names)
 
     @property
     def inference_precision(self) -> str:
@@ -172,8 +184,25 @@ def _read_model(
             onnx_path, model, calibration, config.knobs, workdir / "model.qdq.onnx"
         )
     ov_model = _core().read_model(str(onnx_path))
-    _make_axes_dynamic(ov_model, model)
+    if model.dynamic_by_default:
+        _fix_to_example(ov_model, model)
+    else:
+        _make_axes_dynamic(ov_model, model)
     return ov_model
+
+
+def _fix_to_example(ov_model: Any, model: SourceModel) -> None:
+    """Compile for the example's shapes: on MiniLM (batch 1, 128 tokens) OpenVINO's dynamic
+    shapes cost ~8% at the samples' shape (docs/benchmarks.md), above the 3% a learner that
+    takes any length may cost; only the default text axes are fixed, never axes the samples
+    vary along or the user asked for (``dynamic_info``)."""
+    shapes = {}
+    for port in ov_model.inputs:
+        name = _port_name(port, model.input_names)
+        if name in model.input_names:
+            shapes[port] = list(model.example_inputs[model.input_names.index(name)].shape)
+    if shapes:
+        ov_model.reshape(shapes)
 
 
 def _make_axes_dynamic(ov_model: Any, model: SourceModel) -> None:

@@ -22,6 +22,7 @@ from speedster_dist.cli._common import (
     EXIT_REGRESSION,
     EXIT_USAGE,
     CliError,
+    add_shared_options,
 )
 
 __all__ = [
@@ -35,19 +36,15 @@ __all__ = [
 ]
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cluster",
-        help="auto (default: RAY_ADDRESS, a cluster on this machine, else an embedded Ray), "
-        "local (always a private embedded Ray), or host:port / ray://host:port",
-    )
-    parser.add_argument(
-        "--quick-measure",
-        action="store_true",
-        help="advanced: time each candidate briefly (smoke tests; latencies are noisy)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
-    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+# The shared options each command uses (every command also takes --quiet and --debug):
+# a command lists only what it acts on, so ``report --help`` offers no --cluster.
+_SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "optimize": ("cluster", "quick_measure"),
+    "sweep": ("cluster", "quick_measure"),
+    "rebench": ("cluster", "quick_measure"),
+    "report": (),
+    "cluster": ("cluster",),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep.add_parser(sub)
     _rebench.add_parser(sub)
     _inspect.add_parsers(sub)
-    for command in sub.choices.values():
-        _common_options(command)
+    for name, command in sub.choices.items():
+        add_shared_options(command, *_SHARED_OPTIONS.get(name, ()))
     return parser
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -9,6 +11,7 @@ __all__ = [
     "EXIT_REGRESSION",
     "EXIT_USAGE",
     "CliError",
+    "add_shared_options",
     "connect_cluster",
     "table",
 ]
@@ -26,6 +29,25 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
+    """``--quiet`` and ``--debug``, plus the shared options in ``names`` (``cluster``,
+    ``quick_measure``) that this command uses."""
+    if "cluster" in names:
+        parser.add_argument(
+            "--cluster",
+            help="auto (default: RAY_ADDRESS, a cluster on this machine, else an embedded "
+            "Ray), local (always a private embedded Ray), or host:port / ray://host:port",
+        )
+    if "quick_measure" in names:
+        parser.add_argument(
+            "--quick-measure",
+            action="store_true",
+            help="advanced: time each candidate briefly (smoke tests; latencies are noisy)",
+        )
+    parser.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
 
 
 def connect_cluster(address: str) -> str:

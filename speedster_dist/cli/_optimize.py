@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_OK, connect_cluster
-from speedster_dist.fleet import JobSpec, detect_inputs, detect_model, run_job, say
+from speedster_dist.fleet import (
+    JobSpec,
+    check_sample_count,
+    detect_inputs,
+    detect_model,
+    run_job,
+    say,
+)
+from speedster_dist.naming import model_name
 
 __all__ = ["add_parser", "add_search_options"]
 
@@ -50,7 +58,11 @@ def add_parser(sub: Any) -> None:
     add_search_options(parser)
     parser.add_argument("--out", type=Path, help="save the learner (and its rebench kit) here")
     parser.add_argument("--history", type=Path, help="append every trial to this history")
-    parser.add_argument("--name", help="model name in the history (default: the file name)")
+    parser.add_argument(
+        "--name",
+        help="model name in the history (default: the config's _name_or_path, else the "
+        "file or folder name; a generic 'model' folder is named after its parent)",
+    )
     parser.add_argument("--no-kit", action="store_true", help="do not write the rebench kit")
     parser.set_defaults(run=run)
 
@@ -59,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         say("no --out given: the learner is not saved (only the summary is printed)")
     spec = JobSpec(
-        name=args.name or args.model.stem or args.model.name,
+        name=args.name or model_name(args.model),
         model=args.model,
         inputs=args.inputs,
         tokenizer=args.tokenizer,
@@ -79,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     # Fail on a bad setting or path before Ray starts.
     spec.validate()
     model = detect_model(spec.model, spec.model_class)
-    detect_inputs(spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size)
+    inputs = detect_inputs(spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size)
+    check_sample_count(inputs)
     connect_cluster(args.cluster or "auto")
     run_job(spec, args.history, quick=args.quick_measure, progress=not args.quiet)
     return EXIT_OK

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
-from speedster_dist.fleet import SweepJobResult, SweepPlan, node_count, plan_from_mapping, run_sweep
+from speedster_dist.fleet import (
+    JobSpec,
+    SweepJobResult,
+    SweepPlan,
+    check_sample_count,
+    detect_inputs,
+    detect_model,
+    node_count,
+    plan_from_mapping,
+    run_sweep,
+)
+from speedster_dist.inputs import InputError
 
 __all__ = ["add_parser", "load_plan"]
 
@@ -65,6 +76,19 @@ def _print_results(results: list[SweepJobResult]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _check_files(specs: tuple[JobSpec, ...]) -> None:
+    """Every job's model and inputs, checked before Ray starts (as ``optimize`` does)."""
+    for spec in specs:
+        try:
+            model = detect_model(spec.model, spec.model_class)
+            inputs = detect_inputs(
+                spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size
+            )
+            check_sample_count(inputs)
+        except InputError as exc:
+            raise CliError(f"sweep job {spec.name}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.sweep)
     history = args.history or plan.history
@@ -72,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("a sweep records every trial: give 'history:' in the YAML or --history")
     out = args.out
     specs = plan.jobs if out is None else tuple(replace(s, out=out / s.name) for s in plan.jobs)
+    _check_files(specs)
     connect_cluster(args.cluster or plan.cluster or "auto")
     workers = args.concurrency or plan.concurrency or node_count()
     results = run_sweep(specs, history, workers, args.quick_measure, args.quiet)

@@ -6,7 +6,14 @@ the user's files are :class:`speedster_dist.inputs.InputError`, damaged artifact
 """
 
 from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, optimization_time, run_job
-from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
+from speedster_dist.fleet._loading import (
+    check_sample_count,
+    detect_inputs,
+    detect_model,
+    read_inputs,
+    read_model,
+    sample_count,
+)
 from speedster_dist.fleet._nightly import (
     LearnerRebench,
     NightlySettings,
@@ -31,6 +38,7 @@ __all__ = [
     "NightlySettings",
     "SweepJobResult",
     "SweepPlan",
+    "check_sample_count",
     "detect_inputs",
     "detect_model",
     "find_learners",
@@ -44,5 +52,6 @@ __all__ = [
     "rebench_rows",
     "run_job",
     "run_sweep",
+    "sample_count",
     "say",
 ]

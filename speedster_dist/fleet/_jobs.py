@@ -38,6 +38,9 @@ class JobSpec:
     trial_timeout: float = 900.0
     out: Path | None = None
     kit: bool = True
+    # The model's name in the history (default: ``name``). A sweep job's settings share it:
+    # one model, several learners (``name``), one subject of the report.
+    model_name: str = ""
 
     def search_options(self) -> dict[str, Any]:
         """The settings a rebench needs to search a new hardware type the same way."""
@@ -66,7 +69,7 @@ class JobSpec:
 
 
 # Settings a sweep job may give (everything but its name).
-JOB_OPTIONS = frozenset(f.name for f in fields(JobSpec)) - {"name"}
+JOB_OPTIONS = frozenset(f.name for f in fields(JobSpec)) - {"name", "model_name"}
 
 
 def optimization_time(value: str | float) -> str | float:
@@ -103,7 +106,8 @@ def run_job(
     target = None
     if history is not None:
         learner_name = spec.out.name if spec.out is not None else ""
-        target = HistoryTarget(history, "", run_kind, spec.name, learner_name, on_trial)
+        model_name = spec.model_name or spec.name
+        target = HistoryTarget(history, "", run_kind, model_name, learner_name, on_trial)
     learner = optimize_model(
         model,
         input_data,
@@ -125,5 +129,6 @@ def run_job(
         learner.save(spec.out)
         say(f"{spec.name}: learner saved to {spec.out} ({', '.join(learner.hardware_types())})")
         if spec.kit:
-            write_kit(spec.out, spec.name, model_source, input_source, spec.search_options())
+            name = spec.model_name or spec.name  # the rebench records the same model name
+            write_kit(spec.out, name, model_source, input_source, spec.search_options())
     return learner

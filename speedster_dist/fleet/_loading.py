@@ -15,11 +15,29 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.artifacts import TEXT_SUFFIXES, ArtifactError, InputSource, ModelSource
-from speedster_dist.inputs import InputError
+from speedster_dist.inputs import MIN_SAMPLES, InputError, few_samples
 
-__all__ = ["detect_inputs", "detect_model", "read_inputs", "read_model"]
+__all__ = [
+    "check_sample_count",
+    "detect_inputs",
+    "detect_model",
+    "read_inputs",
+    "read_model",
+    "sample_count",
+]
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+# A tokenizer folder holds its vocabulary in one of these (fast tokenizers, WordPiece,
+# BPE, SentencePiece). Without one, AutoTokenizer may still load, with an empty
+# vocabulary that turns every text into unknown tokens: refused up front.
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 
 def detect_model(path: str | Path, model_class: str = "AutoModel") -> ModelSource:
@@ -110,7 +128,51 @@ def detect_inputs(
         folder = model.path
     if folder is not None and not folder.is_dir():
         raise InputError(f"tokenizer folder {folder} does not exist")
+    if folder is not None and suffix in TEXT_SUFFIXES:
+        _require_vocabulary(folder, given=tokenizer is not None)
     return InputSource(where, folder, max_length, batch_size)
+
+
+def _require_vocabulary(folder: Path, given: bool) -> None:
+    if any((folder / name).is_file() for name in VOCABULARY_FILES):
+        return
+    what = "the --tokenizer folder" if given else "the model folder"
+    raise InputError(
+        f"{what} {folder} has no tokenizer files ({', '.join(VOCABULARY_FILES[:3])}...): "
+        "its texts would all become unknown tokens. Pass --tokenizer FOLDER (a folder "
+        "written by tokenizer.save_pretrained), copy the tokenizer's files into "
+        f"{folder}, or give token ids in an .npz file instead of texts"
+    )
+
+
+def sample_count(source: InputSource) -> int:
+    """How many samples (batches of ``batch_size``) the inputs file gives."""
+    if source.is_text:
+        texts = len(_texts(source.path))
+        return -(-texts // source.batch_size)  # the last batch may be short
+    import numpy as np
+
+    try:
+        with np.load(source.path, allow_pickle=False) as data:
+            rows = min((len(data[n]) if data[n].ndim else 0 for n in data.files), default=0)
+    except Exception as exc:
+        raise InputError(f"cannot read arrays from {source.path}: {exc}") from exc
+    return rows // source.batch_size
+
+
+def check_sample_count(source: InputSource) -> int:
+    """Refuse inputs that give fewer than MIN_SAMPLES samples (the CLI's rule); returns
+    the count."""
+    count = sample_count(source)
+    problem = few_samples(count)
+    if problem is not None:
+        batches = f" in batches of {source.batch_size}" if source.batch_size > 1 else ""
+        raise InputError(
+            f"{source.path} gives {problem}. Give at least {MIN_SAMPLES} samples{batches} "
+            "(more texts or rows"
+            + (", or a smaller --batch-size)" if source.batch_size > 1 else ")")
+        )
+    return count
 
 
 def _texts(path: Path) -> list[str]:

@@ -115,7 +115,7 @@ def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
     )
     target = HistoryTarget(settings.history, settings.run_id, "rebench", kit.model_name, name)
     writer = open_history(target, model, payload.source.fingerprint, batch, kit.options)
-    space = options.space_settings(payload.source)
+    space = options.space_settings(payload.source, held_in=len(payload.calibration))
     return _Learner(
         name, path, dict(entries), kit, payload, options, space, writer, settings.signing_key
     )
@@ -202,7 +202,8 @@ def _search_new(
         learner.writer.append(result)
         _show(learner.name, "baseline" if result.is_baseline else "candidate", result)
 
-    space = learner.options.space_settings(learner.payload.source, budget)
+    source, held_in = learner.payload.source, len(learner.payload.calibration)
+    space = learner.options.space_settings(source, budget, held_in)
     outcome = run_search(
         executor,
         learner.payload,

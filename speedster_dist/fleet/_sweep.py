@@ -32,6 +32,7 @@ from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, run_job
 from speedster_dist.fleet._progress import say
 from speedster_dist.inputs import InputError
 from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.naming import model_name
 from speedster_dist.records import TrialResult
 
 __all__ = ["SweepJobResult", "SweepPlan", "plan_from_mapping", "run_sweep"]
@@ -106,17 +107,25 @@ def _variants(job: Mapping[str, Any], name: str) -> list[tuple[str, dict[str, An
     return named
 
 
+def _default_name(model: Path) -> str:
+    """A job without a name is named after its model (its config's name, never a bare
+    ``model`` folder), in the characters a job name may hold."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name(model)).strip("-._")
+    return cleaned or "model"
+
+
 def _jobs(raw: Mapping[str, Any], base: Path, out: Path) -> list[JobSpec]:
     defaults = _settings(dict(raw.get("defaults") or {}), "defaults", base)
     specs = []
     for index, job in enumerate(raw.get("jobs") or []):
         if not isinstance(job, dict) or "model" not in job or "inputs" not in job:
             raise InputError(f"sweep job {index} needs at least 'model' and 'inputs'")
-        name = str(job.get("name") or Path(str(job["model"])).stem)
+        name = str(job.get("name") or _default_name(base / str(job["model"])))
         own = _settings({k: v for k, v in job.items() if k != "settings"}, f"job {name}", base)
         for full, variant in _variants(job, name):
             merged = {**defaults, **own, **_settings(variant, f"settings of {full}", base)}
-            specs.append(JobSpec(name=full, out=out / full, **merged))
+            # The history names the model after the job; each setting is a learner of it.
+            specs.append(JobSpec(name=full, out=out / full, model_name=name, **merged))
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from speedster_dist.naming import model_name
 from speedster_dist.records import TrialResult
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
@@ -139,11 +140,15 @@ def _finished(result: TrialResult) -> datetime:
 def describe_model(model: Any) -> str:
     """A readable default model name: the Hugging Face name, the file name or the class."""
     if isinstance(model, str | Path):
-        return Path(model).name
+        where = Path(model)
+        # A file keeps its name (model.onnx says what it is); a folder is named by its
+        # config, or after its parent when it is a generic "model" folder.
+        return where.name if where.suffix else model_name(where)
     config = getattr(model, "config", None)
     for name in (getattr(model, "name_or_path", ""), getattr(config, "_name_or_path", "")):
         if isinstance(name, str) and name:
-            return Path(name).name if os.path.isabs(name) else name
+            # from_pretrained(folder) sets the folder's path: its config.json names the model
+            return model_name(name) if os.path.isabs(name) else name
     return type(model).__name__
 
 

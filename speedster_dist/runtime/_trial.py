@@ -111,6 +111,14 @@ def _failed(candidate: Candidate, reason: str, **kw: Any) -> TrialResult:
     return TrialResult(candidate, TrialStatus.FAILED, reason[-_REASON_CHARS:] or "failed", **kw)
 
 
+def _fixed_shapes(compiled: Any, payload: TrialPayload) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """What a candidate built for fixed shapes takes, when the model's axes are dynamic."""
+    fixed = getattr(compiled, "fixed_shapes", None)
+    if not fixed or not payload.source.dynamic_axes:
+        return ()
+    return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in fixed.items())
+
+
 def run_trial(
     payload: TrialPayload,
     candidate: Candidate,
@@ -155,7 +163,12 @@ def run_trial(
             return TrialResult(candidate, TrialStatus.PRUNED, reason, latency, **common), None
         saved = save_compiled(compiled, candidate.backend, device, workdir)
         result = TrialResult(
-            candidate, TrialStatus.COMPLETE, latency=latency, model_size_mb=saved.size_mb, **common
+            candidate,
+            TrialStatus.COMPLETE,
+            latency=latency,
+            model_size_mb=saved.size_mb,
+            fixed_shapes=_fixed_shapes(compiled, payload),
+            **common,
         )
         return result, saved
     except UnsupportedCandidate as exc:

@@ -23,6 +23,7 @@ from speedster_dist.search._space import (
     SearchSpace,
     SpaceSettings,
     allowed_precisions,
+    capped_choices,
     derive_candidates,
     derive_space,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "SpaceSettings",
     "StudyStorage",
     "allowed_precisions",
+    "capped_choices",
     "derive_candidates",
     "derive_space",
     "open_study",

@@ -21,6 +21,7 @@ __all__ = [
     "SearchSpace",
     "SpaceSettings",
     "allowed_precisions",
+    "capped_choices",
     "derive_candidates",
     "derive_space",
 ]
@@ -42,6 +43,7 @@ class SpaceSettings:
     tune_knobs: bool = False  # False: each backend's default knobs only
     baseline_backend: str = "torch"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    held_in: int | None = None  # held-in (calibration) samples; None: unknown, not capped
 
 
 def allowed_precisions(metric_drop_ths: float | None) -> frozenset[Precision]:
@@ -64,8 +66,22 @@ def _compressor_ignored(cap: Capability, ignored: frozenset[str]) -> bool:
     return bool(names & ignored)
 
 
-def _relevant_knobs(knobs: Sequence[Knob], cap: Capability, tune: bool) -> tuple[Knob, ...]:
-    relevant = [k for k in knobs if k.applies_to(cap)]
+def capped_choices(knob: Knob, held_in: int | None) -> tuple[Any, ...]:
+    """``knob``'s choices, sample counts capped at the ``held_in`` samples there are.
+
+    A count of 0 (all) or above ``held_in`` becomes ``held_in``, and choices that become
+    equal collapse into one (the default stays first): with 8 samples, (32, 0) is (8,).
+    """
+    if not knob.counts_samples or held_in is None or held_in < 1:
+        return knob.choices
+    capped = (held_in if not c or c > held_in else c for c in knob.choices)
+    return tuple(dict.fromkeys(capped))
+
+
+def _relevant_knobs(
+    knobs: Sequence[Knob], cap: Capability, tune: bool, held_in: int | None = None
+) -> tuple[Knob, ...]:
+    relevant = [replace(k, choices=capped_choices(k, held_in)) for k in knobs if k.applies_to(cap)]
     # Without tuning a knob keeps only its default, so the space is the defaults, exactly.
     return tuple(k if tune else replace(k, choices=k.choices[:1]) for k in relevant)
 
@@ -183,7 +199,7 @@ def derive_space(
             info.name,
             cap.precision,
             cap.technique,
-            _relevant_knobs(info.knobs, cap, settings.tune_knobs),
+            _relevant_knobs(info.knobs, cap, settings.tune_knobs, settings.held_in),
         )
         for info in catalog
         if info.unavailable is None and info.name not in settings.ignored_backends

@@ -375,3 +375,40 @@ def test_different_numbers_of_inputs_per_sample():
     data = [((torch.ones(1, 4),), 0), ((torch.ones(1, 4), torch.ones(1, 4)), 1)]
     with pytest.raises(InputError, match=r"different numbers of inputs: \[1, 2\]"):
         normalize_inputs(data, TwoInputs())
+
+
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        (1, "the one sample both calibrates and judges accuracy: nothing is held out"),
+        (2, "2 sample(s), fewer than 5: 1 calibrate(s) and 1 is held out"),
+        (4, "4 sample(s), fewer than 5: 3 calibrate(s) and 1 is held out"),
+    ],
+)
+def test_fewer_than_five_samples_run_with_a_warning_saying_what_the_split_becomes(count, said):
+    import warnings
+
+    from speedster_dist.options import parse_run_options
+    from speedster_dist.prepare import prepare
+
+    data = [((torch.randn(1, 16),), 0) for _ in range(count)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = prepare(tiny_mlp(), data, parse_run_options())
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any(said in m and "at least 5" in m for m in messages), messages
+    held_in = count if count == 1 else count - 1
+    assert len(prepared.payload.calibration) == held_in
+
+
+def test_five_samples_run_without_a_warning():
+    import warnings
+
+    from speedster_dist.options import parse_run_options
+    from speedster_dist.prepare import prepare
+
+    data = [((torch.randn(1, 16),), 0) for _ in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        prepared = prepare(tiny_mlp(), data, parse_run_options())
+    assert (len(prepared.payload.calibration), len(prepared.payload.validation)) == (4, 1)

@@ -106,7 +106,7 @@ def static_int8_knobs(devices: frozenset[DeviceKind]) -> tuple[Knob, ...]:
         "techniques": frozenset({"static"}),
     }
     return (
-        Knob("calibration_samples", (DEFAULT_CALIBRATION_SAMPLES, 0), **where),
+        Knob("calibration_samples", (DEFAULT_CALIBRATION_SAMPLES, 0), counts_samples=True, **where),
         Knob("calibration_method", CALIBRATION_METHODS, **where),
     )
 

@@ -11,6 +11,7 @@ from speedster_dist.records import (
 from speedster_dist.search import (
     SpaceSettings,
     allowed_precisions,
+    capped_choices,
     derive_candidates,
     parse_optimization_time,
 )
@@ -163,3 +164,33 @@ def test_a_knob_limited_to_a_technique_exists_only_on_its_arm():
     constrained = SpaceSettings(metric_drop_ths=0.1, baseline_backend="ort")
     static = [c for c in derive_candidates(catalog, CPU, constrained) if c.technique == "static"]
     assert [c.knob_dict for c in static] == [{"calibration_samples": 32, "per_channel": False}]
+
+
+def _calibration_catalog() -> tuple[BackendInfo, ...]:
+    where = (frozenset({DeviceKind.CPU}), frozenset({Precision.INT8}), frozenset({"static"}))
+    knobs = (
+        Knob("calibration_samples", (32, 0), *where, counts_samples=True),
+        Knob("calibration_method", ("minmax", "entropy"), *where),
+    )
+    return (BackendInfo("ort", (cap("cpu", "fp32"), cap("cpu", "int8", "static")), knobs),)
+
+
+@pytest.mark.parametrize(
+    ("held_in", "choices"),
+    [(7, (7,)), (40, (32, 40)), (32, (32,)), (None, (32, 0))],
+)
+def test_sample_count_knobs_are_capped_at_the_held_in_samples(held_in, choices):
+    knob = Knob("calibration_samples", (32, 0), counts_samples=True)
+    assert capped_choices(knob, held_in) == choices
+    assert capped_choices(Knob("threads", (32, 0)), 7) == (32, 0)  # not a count of samples
+    settings = SpaceSettings(
+        metric_drop_ths=0.1, tune_knobs=True, baseline_backend="ort", held_in=held_in
+    )
+    static = [c for c in derive_candidates(_calibration_catalog(), CPU, settings) if c.technique]
+    # Duplicates collapse: with 7 samples, 32 and "all" are one candidate per method.
+    assert sorted({c.knob_dict["calibration_samples"] for c in static}) == sorted(choices)
+    assert len(static) == 2 * len(choices)
+    default = SpaceSettings(metric_drop_ths=0.1, baseline_backend="ort", held_in=held_in)
+    first = [c for c in derive_candidates(_calibration_catalog(), CPU, default) if c.technique]
+    assert first[0].knob_dict["calibration_samples"] == choices[0]
+    assert f"calibration_samples={choices[0]}" in first[0].label

@@ -1,0 +1,55 @@
+"""The name a model is recorded under when the user gives none.
+
+A Hugging Face folder names its model in ``config.json`` (``_name_or_path``: the hub id it
+was saved from); files and other folders by their own name, unless that is a generic one
+such as ``model`` (``…/minilm/model``, ``…/bert/model.onnx``): then by the folder above.
+Nothing here imports more than the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["GENERIC_NAMES", "model_name", "name_from_path"]
+
+# Names that say nothing about which model it is.
+GENERIC_NAMES = frozenset(
+    {"model", "models", "checkpoint", "weights", "export", "onnx", "saved_model", "final", "best"}
+)
+
+
+def name_from_path(path: str | Path) -> str:
+    """The file's stem (or the folder's name), or its parent's when that one is generic."""
+    where = Path(path)
+    name = where.stem if where.suffix else where.name
+    parent = where.parent.name if where.parent != where else ""
+    if name.lower() in GENERIC_NAMES and parent and parent.lower() not in GENERIC_NAMES:
+        return parent
+    return name or str(where)
+
+
+def _configured_name(folder: Path) -> str:
+    """``_name_or_path`` of ``folder/config.json``, when it names something other than a
+    local folder (it holds the path a model was loaded from when it was saved)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    name = config.get("_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        return ""
+    if os.path.isabs(name):
+        return name_from_path(name)
+    return name.strip()
+
+
+def model_name(path: str | Path) -> str:
+    """The default name of the model at ``path`` (see the module's docstring)."""
+    where = Path(path)
+    if where.is_dir() and (where / "config.json").is_file():
+        configured = _configured_name(where)
+        if configured and configured.lower() not in GENERIC_NAMES:
+            return configured
+    return name_from_path(where)

@@ -14,19 +14,11 @@ import time
 from typing import Any, TextIO
 
 from speedster_dist.display import is_terminal
-from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.records import TrialResult
 from speedster_dist.summary import progress_line
 
-__all__ = ["SearchProgress", "is_quick", "trial_observer"]
-
-
-def is_quick(settings: MeasureSettings) -> bool:
-    """True when candidates are timed more briefly than the default (``--quick-measure``)."""
-    default = MeasureSettings()
-    fewer = settings.min_calls < default.min_calls
-    return fewer or settings.min_duration_s < default.min_duration_s
+__all__ = ["SearchProgress", "trial_observer"]
 
 
 def _best_text(result: TrialResult | None) -> str:
@@ -152,7 +144,7 @@ def trial_observer(options: RunOptions, model: Any, fingerprint: str, batch: int
         return SearchProgress(**shown)
     from speedster_dist.results import open_history
 
-    quick = is_quick(options.measure)
+    quick = options.measure.brief
     writer = open_history(
         options.history, model, fingerprint, batch, options.history_settings(), quick
     )

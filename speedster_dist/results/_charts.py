@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 __all__ = [
@@ -85,7 +86,12 @@ def wrap(text: str, width: int = 48) -> str:
 
 @contextmanager
 def _figure(height_in: float) -> Iterator[Any]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "the report draws its charts with matplotlib: pip install 'speedster-dist[report]'"
+        ) from exc
 
     with matplotlib.rc_context(_RC):  # type: ignore[arg-type]  # keys typed as Literal
         from matplotlib.figure import Figure
@@ -156,6 +162,9 @@ def line_chart(title: str, series: Sequence[Series], y_label: str) -> str:
         locator = AutoDateLocator(minticks=3, maxticks=7)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        times = [p.x for s in series for p in s.points]
+        if times and min(times) == max(times):  # one moment: a day around it, not 4 years
+            ax.set_xlim(times[0] - timedelta(hours=12), times[0] + timedelta(hours=12))
         ax.set_ylim(bottom=0)
         ax.set_ylabel(y_label)
         ax.set_title(wrap(title, 80), loc="left")

@@ -48,10 +48,15 @@ def _key(row: Row) -> Key:
 
 
 def search_groups(rows: Sequence[Row]) -> dict[Key, dict[str, list[Row]]]:
-    """Search trials by key, then by run id (in time order)."""
+    """Search trials by key, then by run id (in time order).
+
+    A nightly run re-measures a winner with its baseline (role ``baseline`` too): those
+    are not a search; a nightly search of a type that joined has no ``winner`` row.
+    """
+    remeasured = {(_key(r), r["run_id"]) for r in rows if r["role"] == "winner"}
     groups: dict[Key, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["role"] in _SEARCH_ROLES:
+        if row["role"] in _SEARCH_ROLES and (_key(row), row["run_id"]) not in remeasured:
             groups[_key(row)][row["run_id"]].append(row)
     return {k: dict(v) for k, v in groups.items()}
 

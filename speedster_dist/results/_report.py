@@ -233,8 +233,8 @@ def _regressions(
         )
     latest_rows = [_comparison_cells(c) for c in verdicts[latest]]
     headers = [*_VERDICT_HEADERS, "change", "verdict", "note"]
-    table = _table(headers, latest_rows, "latest-night")
-    return summary + "<h3>Every figure of the latest night</h3>" + table
+    every = _table(headers, latest_rows, "latest-night")
+    return summary + "<h3>Every figure of the latest night</h3>" + every
 
 
 def _verdicts(rows: Sequence[Row], settings: RegressionSettings) -> dict[str, list[Comparison]]:

@@ -83,7 +83,7 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1, styled: bool = F
         if outcome.budget_exhausted
         else ""
     )
-    noise = f"\n{_ORIGINAL_DROP}" if outcome.winners else ""
+    noise = f"\n\n{_ORIGINAL_DROP}" if outcome.winners else ""
     wall = f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
     return "\n\n".join(blocks) + noise + wall
 

@@ -182,7 +182,9 @@ def _write_json(
         "run_id": run_id,
         "exit_code": code,
         "learners": [asdict(r) for r in reports],
-        "comparisons": [{**asdict(c), "change": c.change} for c in comparisons],
+        "comparisons": [
+            {**asdict(c), "change": c.change, "verdict": c.verdict} for c in comparisons
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))

@@ -30,7 +30,9 @@ def test_plain_output_is_one_parseable_line_per_trial():
     lines = out.getvalue().splitlines()
     assert "\x1b" not in out.getvalue() and len(lines) == 3
     pattern = r"\s*\d+\.\ds \[trial (\d)\] (\S+) (.+): (complete|failed) ?(.*)"
-    parsed = [re.fullmatch(pattern, line).groups() for line in lines]
+    matches = [re.fullmatch(pattern, line) for line in lines]
+    parsed = [m.groups() for m in matches if m is not None]
+    assert len(parsed) == 3, lines
     assert [p[0] for p in parsed] == ["1", "2", "3"]
     assert {p[1] for p in parsed} == {CPU}
     assert parsed[1][3:] == ("failed", "(no kernel)") and parsed[2][4] == "2.00 ms"

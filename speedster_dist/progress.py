@@ -59,15 +59,28 @@ class SearchProgress:
 
     def _start_bars(self) -> Any:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+        )
+        from rich.text import Text
+
+        left = self.time_left
+
+        class BudgetLeft(ProgressColumn):  # redrawn every refresh, not only when a trial ends
+            def render(self, task: Any) -> Text:
+                return Text(left(), style="dim")
 
         console = Console(file=self.stream, force_terminal=True, highlight=False)
         self._bars = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),  # room for the text columns
             MofNCompleteColumn(),
             TextColumn("{task.fields[best]}"),
-            TextColumn("[dim]{task.fields[left]}"),
+            BudgetLeft(),
             console=console,
             transient=False,
         )
@@ -81,7 +94,7 @@ class SearchProgress:
             return
         bars = self._bars or self._start_bars()
         self._tasks[hardware_key] = bars.add_task(
-            hardware_key, total=max(planned, 1), best="best: -", left=self.time_left()
+            hardware_key, total=max(planned, 1), best="best: -"
         )
 
     def __call__(self, result: TrialResult) -> None:
@@ -111,7 +124,6 @@ class SearchProgress:
             completed=done,
             total=max(self.planned.get(key, 1), done),  # a retried trial can exceed the plan
             best=_best_text(self.best.get(key)),
-            left=self.time_left(),
         )
 
     def close(self) -> None:

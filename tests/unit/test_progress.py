@@ -46,7 +46,8 @@ def test_quiet_prints_nothing_but_keeps_the_best():
     assert progress.best[CPU].candidate.label == "fake fp16 slowdown=1"
 
 
-def test_a_terminal_gets_a_bar_per_hardware_type():
+def test_a_terminal_gets_a_bar_per_hardware_type(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a wide terminal: nothing cropped
     out = io.StringIO()
     progress = SearchProgress(enabled=True, budget_s=600, stream=out, styled=True)
     progress.plan("gpu-nvidia-l4", 2)

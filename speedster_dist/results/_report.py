@@ -113,7 +113,35 @@ def _measured_cell(w: Winner) -> str:
     return f"{_when(w.row)} UTC<br>{source}{quick}"
 
 
-def _winner_cells(w: Winner, columns: Sequence[WinnerColumn]) -> list[str]:
+# A baseline this much faster or slower than the previous one makes a speed-up suspect.
+_BASELINE_MOVE = 0.4
+
+
+def _baseline_moved(w: Winner, rows: Sequence[Row]) -> str:
+    """A warning when the baseline of the winner's run moved a lot since the previous
+    measurement of the same baseline (a halved baseline: a different machine?)."""
+    base = w.baseline
+    if base is None or not base["latency_p50_s"]:
+        return ""
+    earlier = [
+        r
+        for r in rows
+        if r["is_baseline"]
+        and r["status"] == "complete"
+        and r["latency_p50_s"]
+        and r["time"] < base["time"]
+        and (r["model_name"], r["learner"] or "", r["hardware_type"])
+        == (w.model, w.learner, w.hardware_type)
+    ]
+    if not earlier:
+        return ""
+    change = base["latency_p50_s"] / earlier[-1]["latency_p50_s"] - 1.0
+    if abs(change) < _BASELINE_MOVE:
+        return ""
+    return f'<br><span class="warn">baseline {change:+.0%} since the run before</span>'
+
+
+def _winner_cells(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]) -> list[str]:
     row = w.row
     knobs = json.loads(row.get("knobs") or "{}")
     calibration = (json.loads(row.get("settings") or "{}").get("samples") or {}).get("calibration")
@@ -129,7 +157,7 @@ def _winner_cells(w: Winner, columns: Sequence[WinnerColumn]) -> list[str]:
         escape(shown_knobs),
         _ms(row["latency_p50_s"]),
         _ms(row["latency_p90_s"]),
-        f"{speedup:.2f}x" if speedup is not None else "n/a",
+        (f"{speedup:.2f}x" if speedup is not None else "n/a") + _baseline_moved(w, rows),
         escape(_drop_cell(w)),
         state,
         _measured_cell(w),
@@ -137,7 +165,9 @@ def _winner_cells(w: Winner, columns: Sequence[WinnerColumn]) -> list[str]:
     ]
 
 
-def _winners(winners: Sequence[Winner], columns: Sequence[WinnerColumn]) -> str:
+def _winners(
+    winners: Sequence[Winner], columns: Sequence[WinnerColumn], history: Sequence[Row]
+) -> str:
     if not winners:
         return "<p>No model has a winner yet: no search completed a candidate.</p>"
     headers = [
@@ -154,7 +184,7 @@ def _winners(winners: Sequence[Winner], columns: Sequence[WinnerColumn]) -> str:
         "measured",
         *(header for header, _ in columns),
     ]
-    rows = [_winner_cells(w, columns) for w in winners]
+    rows = [_winner_cells(w, columns, history) for w in winners]
     note = (
         '<p class="muted">The winner is the fastest complete candidate of the latest search; '
         "speed-up is against the baseline measured in the same run. Confirmed: re-measured "
@@ -327,7 +357,7 @@ def render_report(
     parts = [
         (
             "What runs where: the winner per model and hardware type",
-            _winners(winners, winner_columns),
+            _winners(winners, winner_columns, rows),
         ),
         ("Regressions (nightly re-benchmarks)", _regressions(rows, verdicts, settings)),
         *((escape(name), html) for name, html in sections),

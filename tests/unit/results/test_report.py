@@ -104,6 +104,8 @@ def test_a_baseline_that_halves_is_flagged(history):
     baseline = next(r for r in latest if r[2] == "baseline" and r[4] == "latency_p50_s")
     assert baseline[8] == "not judged"
     assert "-50% against the previous run" in baseline[9]
+    _, rows = winners_by_hardware(page(history))
+    assert rows[CPU]["speed-up"] == "1.25x baseline -50% since the run before"
     for night in (3, 4, 5):
         nightly(history, night, CPU, 0.004, 0.010)
     nightly(history, 6, CPU, 0.004, 0.005)  # judged: faster is no regression, but odd

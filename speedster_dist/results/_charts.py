@@ -101,7 +101,15 @@ def _figure(height_in: float) -> Iterator[Any]:
 
 def _svg(fig: Any, kind: str, title: str) -> str:
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight", pad_inches=0.08, metadata={"Date": None})
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    fig.savefig(
+        out,
+        format="svg",
+        bbox_inches="tight",
+        bbox_extra_artists=legends,  # outside the layout, inside the saved figure
+        pad_inches=0.08,
+        metadata={"Date": None},
+    )
     text = out.getvalue()
     text = text[text.index("<svg") :]  # no XML prolog, no DOCTYPE (it names a URL)
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
@@ -112,7 +120,7 @@ def _svg(fig: Any, kind: str, title: str) -> str:
 def _legend(ax: Any, columns: int = 1) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(
+        legend = ax.legend(
             handles,
             labels,
             loc="upper left",
@@ -121,6 +129,9 @@ def _legend(ax: Any, columns: int = 1) -> None:
             frameon=False,
             fontsize=8,
         )
+        # Below the axes, outside the layout: however many entries, the plot keeps its size
+        # and the saved (tight) figure grows to show every one.
+        legend.set_in_layout(False)
 
 
 def line_chart(title: str, series: Sequence[Series], y_label: str) -> str:
@@ -182,7 +193,7 @@ def bar_chart(title: str, bars: Sequence[Bar], x_label: str) -> str:
         positions = list(range(len(bars)))[::-1]
         ax.barh(positions, [b.value for b in bars], color=[b.color for b in bars], height=0.7)
         ax.set_yticks(positions, labels)
-        top = max((b.value for b in bars), default=1.0)
+        top = max([b.value for b in bars] + [1.0])  # the 1x line is always in view
         for y, b in zip(positions, bars, strict=True):
             ax.text(b.value + top * 0.01, y, b.text, va="center", fontsize=9)
         ax.axvline(1.0, color="#555", linewidth=0.8, linestyle=":")

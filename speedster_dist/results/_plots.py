@@ -47,9 +47,11 @@ def threshold_of(rows: Sequence[Row]) -> float | None:
     return None
 
 
-def _series_label(row: Row) -> str:
-    # The baseline is its own line even when a winner has the same configuration.
-    return ("baseline: " if row["is_baseline"] else "") + candidate_label(row)
+def _series_label(row: Row, by_learner: bool = False) -> str:
+    # The baseline is its own line even when a winner has the same configuration; learners
+    # of one model (a sweep's settings) each have their own lines.
+    learner = f"{row['learner']}: " if by_learner and row["learner"] else ""
+    return learner + ("baseline: " if row["is_baseline"] else "") + candidate_label(row)
 
 
 def latency_charts(rows: Sequence[Row], flagged: set[Any]) -> list[str]:
@@ -60,12 +62,13 @@ def latency_charts(rows: Sequence[Row], flagged: set[Any]) -> list[str]:
         complete = [r for r in members if r["status"] == "complete" and r["latency_p50_s"]]
         if not complete:
             continue
-        colors = _colors(_series_label(r) for r in complete)
+        several = len({r["learner"] for r in complete}) > 1
+        colors = _colors(_series_label(r, several) for r in complete)
         by_label: dict[str, list[Point]] = defaultdict(list)
         for r in complete:
             bad = (r["run_id"], r["learner"], r["hardware_type"], r["role"]) in flagged
             point = Point(r["time"], r["latency_p50_s"] * 1e3, bad, bool(r.get("quick_measure")))
-            by_label[_series_label(r)].append(point)
+            by_label[_series_label(r, several)].append(point)
         series = [Series(k, colors[k], tuple(v)) for k, v in sorted(by_label.items())]
         charts.append(line_chart(f"{model} on {hardware}", series, "p50 latency (ms)"))
     return charts

@@ -34,6 +34,7 @@ Row = Mapping[str, Any]
 # An extra column of the winners table: its header, and its cell's text for a winner.
 WinnerColumn = tuple[str, Callable[[Winner], str]]
 _MAX_FAILURES = 200
+_MAX_LATEST = 60  # figures of the latest night listed in full; above, the ok ones are counted
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
 max-width:1600px}h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
@@ -261,10 +262,17 @@ def _regressions(
             '<p class="warn">Nothing judged yet: every figure needs '
             f"{settings.min_history} earlier nights; no verdict either way.</p>"
         )
-    latest_rows = [_comparison_cells(c) for c in verdicts[latest]]
+    shown = verdicts[latest]
+    hidden = ""
+    if len(shown) > _MAX_LATEST:  # a big fleet: what needs reading only
+        worth = [c for c in shown if c.verdict != "ok" or c.note]
+        hidden = (
+            f'<p class="muted">{len(shown) - len(worth)} figures ok, without notes: not shown.</p>'
+        )
+        shown = worth
     headers = [*_VERDICT_HEADERS, "change", "verdict", "note"]
-    every = _table(headers, latest_rows, "latest-night")
-    return summary + "<h3>Every figure of the latest night</h3>" + every
+    every = _table(headers, [_comparison_cells(c) for c in shown], "latest-night")
+    return summary + "<h3>Every figure of the latest night</h3>" + every + hidden
 
 
 def _verdicts(rows: Sequence[Row], settings: RegressionSettings) -> dict[str, list[Comparison]]:

@@ -224,3 +224,20 @@ def test_an_empty_history_is_refused(history, tmp_path):
     fleet(history)
     out = write_report(history, tmp_path / "deep" / "report.html")
     assert out.read_text().count("<svg") == 5
+
+
+def test_a_big_night_lists_only_the_figures_worth_reading(history):
+    for night in range(1, 5):
+        for i in range(11):  # 11 learners x 2 roles x 3 figures = 66 figures a night
+            slow = night == 4 and i == 0
+            nightly(history, night, CPU, 0.008 if slow else 0.004, 0.010, learner=f"l{i:02d}")
+    html = page(history)
+    assert cells(html).judged == "Latest night (night-4): 66 of 66 figures judged (needs 3 nights)."
+    latest = cells(html, "latest-night").rows[1:]
+    assert [(r[0], r[4], r[8]) for r in latest] == [
+        ("bert-base (l00)", "latency_p50_s", "REGRESSION"),
+        ("bert-base (l00)", "latency_p90_s", "REGRESSION"),
+    ]
+    assert "64 figures ok, without notes: not shown." in html
+    drawn = chart_text(html)
+    assert "l00:onnxruntimeint8/dynamic" in drawn and "l10:baseline:torchfp32" in drawn

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from speedster_dist.display import is_terminal
 from speedster_dist.inputs import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MetricFn
@@ -81,20 +82,26 @@ def optimize_model(
     )
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
-    outcome = run_search(
-        _executor(options),
-        payload,
-        options.space_settings(payload.source, held_in=len(payload.calibration)),
-        options.budget,
-        on_result=trial_observer(options, model, payload.source.fingerprint, prepared.batch),
-        make_searcher=options.searcher_factory(payload.source.fingerprint),
-        devices=options.devices,
-    )
+    observer = trial_observer(options, model, payload.source.fingerprint, prepared.batch)
+    try:
+        outcome = run_search(
+            _executor(options),
+            payload,
+            options.space_settings(payload.source, held_in=len(payload.calibration)),
+            options.budget,
+            on_result=observer,
+            make_searcher=options.searcher_factory(payload.source.fingerprint),
+            devices=options.devices,
+            on_plan=observer.plan,
+        )
+    finally:
+        observer.close()
     learner = learner_from_outcome(outcome, prepared.io, payload)
-    learner.summary = format_summary(outcome, prepared.batch)
-    print(learner.summary, file=sys.stdout)
+    learner.summary = format_summary(outcome, prepared.batch)  # plain: it is kept and saved
+    styled = is_terminal(sys.stdout)
+    print(format_summary(outcome, prepared.batch, styled) if styled else learner.summary)
     if store_latencies or options.verbose:
-        print(format_trials(outcome.results), file=sys.stdout)
+        print(format_trials(outcome.results, styled), file=sys.stdout)
     return learner
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from speedster_dist.display import render_table
 from speedster_dist.records import TrialResult
 from speedster_dist.runtime import SearchOutcome
 
 __all__ = ["format_fleet", "format_summary", "format_trials", "progress_line"]
 
+_STYLES = {"complete": "green", "failed": "red", "rejected": "yellow", "n/a": "dim"}
+# Why the original has a metric drop at all: it is measured like every candidate.
+_ORIGINAL_DROP = (
+    "The original's metric drop compares the original as run on each hardware type with its "
+    "outputs computed before the search: numerical noise (threads, kernels), not a loss."
+)
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
-    def fmt(row: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + " |"
-
-    return "\n".join([line, fmt(headers), line, *(fmt(r) for r in rows), line])
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], styled: bool = False) -> str:
+    return render_table(headers, rows, styled=styled, styles=_STYLES)
 
 
 def _ms(result: TrialResult | None) -> str:
@@ -60,8 +62,9 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
     ]
 
 
-def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
-    """Speedster's summary table, one per hardware type, then the fleet-wide view."""
+def format_summary(outcome: SearchOutcome, batch_size: int = 1, styled: bool = False) -> str:
+    """Speedster's summary table, one per hardware type, then the fleet-wide view; ``styled``
+    for a terminal (colours, rounded boxes), else plain ASCII that logs and tests can parse."""
     blocks = []
     for key, hardware in outcome.hardware.items():
         title = f"Hardware type {key}: {hardware.description}"
@@ -70,20 +73,22 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
             blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
             continue
         rows = _hardware_rows(outcome.baseline(key), best, batch_size)
-        table = _table(["metric", "original", "optimized", "improvement"], rows)
+        table = _table(["metric", "original", "optimized", "improvement"], rows, styled)
         skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
         if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
         blocks.append(f"{title}\n{table}{skipped}")
     if len(outcome.hardware) > 1:
-        blocks.append(format_fleet(outcome))
+        blocks.append(format_fleet(outcome, styled))
     exhausted = (
         "\n(the optimization_time budget ran out; results are the best found)"
         if outcome.budget_exhausted
         else ""
     )
-    return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+    noise = f"\n\n{_ORIGINAL_DROP}" if outcome.winners else ""
+    wall = f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+    return "\n\n".join(blocks) + noise + wall
 
 
 def _fleet_note(outcome: SearchOutcome, key: str) -> str:
@@ -104,7 +109,7 @@ def _fleet_note(outcome: SearchOutcome, key: str) -> str:
     return "; ".join(notes)
 
 
-def format_fleet(outcome: SearchOutcome) -> str:
+def format_fleet(outcome: SearchOutcome, styled: bool = False) -> str:
     """One row per hardware type (winner, latency, speedup over the baseline measured on
     that same hardware, metric drop), then the fleet-wide fastest type for this model."""
     rows = []
@@ -116,7 +121,7 @@ def format_fleet(outcome: SearchOutcome) -> str:
         note = _fleet_note(outcome, key)
         rows.append([key, winner, _ms(best), _ratio(base_lat, best_lat), _drop(best), note])
     headers = ["hardware type", "winner", "latency (p50)", "speedup", "metric drop", "note"]
-    lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows)]
+    lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows, styled)]
     timed = [r for r in outcome.winners.values() if r.latency]
     if timed:
         fastest = min(timed, key=lambda r: r.latency.p50 if r.latency else float("inf"))
@@ -127,7 +132,7 @@ def format_fleet(outcome: SearchOutcome) -> str:
     return "\n".join(lines)
 
 
-def format_trials(results: Sequence[TrialResult]) -> str:
+def format_trials(results: Sequence[TrialResult], styled: bool = False) -> str:
     """Every trial with its status, latency, metric drop and reason."""
     rows = []
     for r in results:
@@ -156,7 +161,7 @@ def format_trials(results: Sequence[TrialResult]) -> str:
         "node",
         "reason",
     ]
-    return _table(headers, rows)
+    return _table(headers, rows, styled)
 
 
 def progress_line(done: int, result: TrialResult) -> str:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming"}
+_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming", "display"}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "hardware": set(),
     "inputs": set(),
     "naming": set(),
+    "display": set(),  # tables and labels for people (rich), nothing of ours
     "modelio": {"backends"},  # SourceModel, the record every backend consumes
     "backends": set(),
     "measure": set(),

@@ -62,10 +62,9 @@ def connect_cluster(address: str) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain text table (the CLI's result output)."""
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    """A plain text table (the CLI's result output), styled on a terminal."""
+    import sys
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
+    from speedster_dist.display import is_terminal, render_table
 
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    return render_table(headers, rows, styled=is_terminal(sys.stdout))

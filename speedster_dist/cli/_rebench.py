@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +23,8 @@ from speedster_dist.cli._common import (
     EXIT_REGRESSION,
     CliError,
     connect_cluster,
-    table,
 )
+from speedster_dist.display import is_terminal, render_table
 from speedster_dist.fleet import (
     LearnerRebench,
     NightlySettings,
@@ -33,7 +34,7 @@ from speedster_dist.fleet import (
     say,
 )
 
-__all__ = ["add_parser", "exit_code", "format_comparisons"]
+__all__ = ["add_parser", "exit_code", "format_comparisons", "judged_line"]
 
 
 def add_parser(sub: Any) -> None:
@@ -76,8 +77,15 @@ def _fmt(figure: str, value: float | None) -> str:
     return f"{value * 1e3:.3g} ms" if figure.startswith("latency") else f"{value:.3g}"
 
 
-def format_comparisons(comparisons: list[Any]) -> str:
-    """The verdict table printed at the end of a rebench."""
+def judged_line(comparisons: list[Any], min_history: int) -> str:
+    """``N of M figures judged (needs 3 nights)``: how much the verdicts say."""
+    judged = sum(1 for c in comparisons if c.judged)
+    return f"{judged} of {len(comparisons)} figures judged (needs {min_history} nights)"
+
+
+def format_comparisons(comparisons: list[Any], styled: bool = False) -> str:
+    """The verdict table printed at the end of a rebench: a figure with too little history
+    is ``not judged``, never ``ok``."""
     rows = [
         [
             c.learner,
@@ -87,13 +95,14 @@ def format_comparisons(comparisons: list[Any]) -> str:
             _fmt(c.figure, c.value),
             f"{_fmt(c.figure, c.median)} (n={c.history})",
             "" if c.change is None else f"{c.change:+.0%}",
-            "REGRESSION" if c.regressed else "ok",
-            c.note[:70],
+            c.verdict,
+            c.note,
         ]
         for c in comparisons
     ]
     headers = ["learner", "hardware", "role", "figure", "now", "median", "change", "verdict"]
-    return table([*headers, "note"], rows)
+    styles = {"REGRESSION": "bold red", "ok": "green", "not judged": "yellow"}
+    return render_table([*headers, "note"], rows, styled=styled, styles=styles)
 
 
 def exit_code(regressions: int, errors: int) -> int:
@@ -153,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
         state = f"ERROR: {r.error}" if r.error else f"{r.remeasured} re-measured{added}{absent}"
         print(f"  {r.name}: {state}")
     if comparisons:
-        print("\n" + format_comparisons(comparisons))
-    print(f"\n{len(regressions)} regressions, {len(errors)} learners with errors")
+        print("\n" + format_comparisons(comparisons, styled=is_terminal(sys.stdout)))
+    print(f"\n{judged_line(comparisons, verdict.min_history)}")
+    print(f"{len(regressions)} regressions, {len(errors)} learners with errors")
     code = exit_code(len(regressions), len(errors))
     if args.json:
         _write_json(args.json, settings.run_id, code, reports, comparisons)
@@ -172,7 +182,9 @@ def _write_json(
         "run_id": run_id,
         "exit_code": code,
         "learners": [asdict(r) for r in reports],
-        "comparisons": [{**asdict(c), "change": c.change} for c in comparisons],
+        "comparisons": [
+            {**asdict(c), "change": c.change, "verdict": c.verdict} for c in comparisons
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))

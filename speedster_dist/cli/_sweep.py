@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
+from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
 from speedster_dist.fleet import (
     JobSpec,
     SweepJobResult,
@@ -56,22 +56,21 @@ def add_parser(sub: Any) -> None:
 
 
 def _print_results(results: list[SweepJobResult]) -> int:
-    failed = 0
-    print("\nSweep results")
+    """One row per job and hardware type (a failed job: one row with its error)."""
+    failed, rows = 0, []
     for job in results:
         if job.error is not None or job.learner is None:
             failed += 1
-            print(
-                f"  {job.spec.name}: FAILED: {type(job.error).__name__}: {job.error}".splitlines()[
-                    0
-                ]
-            )
+            why = f"FAILED: {type(job.error).__name__}: {job.error}".splitlines()[0]
+            rows.append([job.spec.name, "-", why, "", "", ""])
             continue
         for key, entry in job.learner.entries.items():
             p50, base = entry.metrics.get("latency_p50_s"), entry.metrics.get("baseline_p50_s")
-            speed = f" ({base / p50:.2f}x)" if p50 and base else ""
+            speed = f"{base / p50:.2f}x" if p50 and base else "n/a"
             latency = f"{p50 * 1e3:.3g} ms" if p50 else "n/a"
-            print(f"  {job.spec.name}: {key}: {entry.label} {latency}{speed} -> {job.spec.out}")
+            rows.append([job.spec.name, key, entry.label, latency, speed, str(job.spec.out)])
+    headers = ["job", "hardware type", "winner", "latency (p50)", "speed-up", "saved to"]
+    print("\nSweep results\n" + table(headers, rows))
     sys.stdout.flush()
     return EXIT_FAILED if failed else EXIT_OK
 

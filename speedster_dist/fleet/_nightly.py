@@ -114,7 +114,9 @@ def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
         model, input_data, settings_of_search, tokenizer, tokenizer_args, extras
     )
     target = HistoryTarget(settings.history, settings.run_id, "rebench", kit.model_name, name)
-    writer = open_history(target, model, payload.source.fingerprint, batch, kit.options)
+    writer = open_history(
+        target, model, payload.source.fingerprint, batch, kit.options, settings.quick
+    )
     space = options.space_settings(payload.source, held_in=len(payload.calibration))
     return _Learner(
         name, path, dict(entries), kit, payload, options, space, writer, settings.signing_key

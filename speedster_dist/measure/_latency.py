@@ -35,6 +35,14 @@ class MeasureSettings:
         if self.max_duration_s < self.min_duration_s:
             raise ValueError("max_duration_s must be at least min_duration_s")
 
+    @property
+    def brief(self) -> bool:
+        """True when candidates are timed more briefly than the default (``quick()`` and
+        the like): the history marks such runs as noisy."""
+        default = MeasureSettings()
+        fewer = self.min_calls < default.min_calls
+        return fewer or self.min_duration_s < default.min_duration_s
+
     @classmethod
     def quick(cls) -> MeasureSettings:
         """A few timed calls instead of the trustworthy default: smoke tests only (the

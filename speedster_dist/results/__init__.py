@@ -12,7 +12,7 @@ from speedster_dist.results._history import (
     read_history,
 )
 from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
-from speedster_dist.results._report import render_report, write_report
+from speedster_dist.results._report import WinnerColumn, render_report, write_report
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
     PARTITION_SCHEMA,
@@ -25,6 +25,7 @@ from speedster_dist.results._schema import (
     new_run_id,
     trial_row,
 )
+from speedster_dist.results._winners import Winner, find_winners
 
 __all__ = [
     "HISTORY_SCHEMA",
@@ -38,8 +39,11 @@ __all__ = [
     "HistoryWriter",
     "RegressionSettings",
     "RunInfo",
+    "Winner",
+    "WinnerColumn",
     "compare_run",
     "describe_model",
+    "find_winners",
     "library_versions",
     "new_run_id",
     "open_history",

@@ -166,8 +166,10 @@ def open_history(
     fingerprint: str,
     batch_size: int,
     settings: Mapping[str, Any],
+    quick: bool = False,
 ) -> HistoryWriter:
-    """The writer ``optimize_model`` uses for ``history=target`` (called once per search)."""
+    """The writer ``optimize_model`` uses for ``history=target`` (called once per search);
+    ``quick``: the run times candidates briefly (its rows are marked as noisy)."""
     if not isinstance(target, HistoryTarget):
         target = HistoryTarget(Path(target))
     if not fingerprint and isinstance(model, str | Path) and Path(model).is_file():
@@ -180,6 +182,7 @@ def open_history(
         learner=target.learner,
         batch_size=batch_size,
         settings=settings,
+        quick=quick,
     )
     return HistoryWriter(target.root, run, target.on_trial)
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from speedster_dist.display import knob_text
+
 __all__ = ["Comparison", "RegressionSettings", "candidate_label", "compare_run"]
 
 _LATENCIES = ("latency_p50_s", "latency_p90_s")
@@ -61,6 +63,14 @@ class Comparison:
     history: int  # earlier complete measurements the median was taken over
     regressed: bool
     note: str = ""
+    judged: bool = True  # False: too little history to say anything (never "ok")
+
+    @property
+    def verdict(self) -> str:
+        """``REGRESSION``, ``ok`` or ``not judged``: a figure nobody judged is never ``ok``."""
+        if self.regressed:
+            return "REGRESSION"
+        return "ok" if self.judged else "not judged"
 
     @property
     def change(self) -> float | None:
@@ -75,11 +85,46 @@ def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 
 def candidate_label(row: Mapping[str, Any]) -> str:
-    """``backend precision/technique knob=value...``, as the CLI prints candidates."""
+    """``backend precision/technique knob=value...``, as the CLI prints candidates.
+
+    Knobs that count samples show what the run had (``calibration_samples=32`` with 6
+    held-in samples is ``calibration_samples=6``), when the row's settings record it.
+    """
     tech = f"/{row['technique']}" if row.get("technique") else ""
     knobs = json.loads(row.get("knobs") or "{}")
-    suffix = "".join(f" {k}={v}" for k, v in sorted(knobs.items()))
-    return f"{row['backend']} {row['precision']}{tech}{suffix}"
+    settings = json.loads(row.get("settings") or "{}")
+    calibration = (settings.get("samples") or {}).get("calibration")
+    return f"{row['backend']} {row['precision']}{tech}{knob_text(knobs, calibration)}"
+
+
+def _quick(row: Mapping[str, Any]) -> bool:
+    return bool(row.get("quick_measure"))
+
+
+def _comments(
+    row: Mapping[str, Any],
+    earlier: Sequence[Mapping[str, Any]],
+    value: float,
+    values: Sequence[float],
+    threshold: float,
+    enough: bool,
+) -> list[str]:
+    """What a reader should know besides the verdict: a large move that is not judged (too
+    little history) or not a regression (faster), and quick measurements in the mix."""
+    notes = []
+    reference = statistics.median(values) if enough else (values[-1] if values else None)
+    if reference:
+        change = value / reference - 1.0
+        against = "its median" if enough else "the previous run"
+        if not enough and abs(change) >= threshold:
+            notes.append(f"{change:+.0%} against {against}")
+        elif enough and change <= -threshold:
+            notes.append(f"{change:+.0%} against {against}: faster; a different machine?")
+    if _quick(row):
+        notes.append("quick-measure run: noisy")
+    elif any(_quick(r) for r in earlier):
+        notes.append("earlier runs include quick-measure ones")
+    return notes
 
 
 def _judge_latency(
@@ -92,8 +137,10 @@ def _judge_latency(
         enough = len(values) >= s.min_history
         value = row[figure]
         regressed = bool(enough and median and value > median * (1 + threshold))
-        note = "" if enough else f"not judged: {len(values)} earlier of {s.min_history} needed"
-        out.append(_comparison(row, figure, value, median, len(values), regressed, note))
+        notes = [] if enough else [f"not judged: {len(values)} earlier of {s.min_history} needed"]
+        notes += _comments(row, earlier, value, values, threshold, enough)
+        note = "; ".join(notes)
+        out.append(_comparison(row, figure, value, median, len(values), regressed, note, enough))
     return out
 
 
@@ -101,8 +148,12 @@ def _judge_drop(
     row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
 ) -> Comparison | None:
     values = [r["metric_drop"] for r in earlier if r["metric_drop"] is not None]
-    if row["metric_drop"] is None or len(values) < s.min_history:
+    if row["metric_drop"] is None:
         return None
+    if len(values) < s.min_history:
+        note = f"not judged: {len(values)} earlier of {s.min_history} needed"
+        drop = row["metric_drop"]
+        return _comparison(row, "metric_drop", drop, None, len(values), False, note, False)
     median = statistics.median(values)
     regressed = row["metric_drop"] > median + s.drop_tolerance
     return _comparison(row, "metric_drop", row["metric_drop"], median, len(values), regressed)
@@ -116,6 +167,7 @@ def _comparison(
     history: int,
     regressed: bool,
     note: str = "",
+    judged: bool = True,
 ) -> Comparison:
     return Comparison(
         row["learner"],
@@ -129,6 +181,7 @@ def _comparison(
         history,
         regressed,
         note,
+        judged,
     )
 
 
@@ -140,7 +193,8 @@ def _judge(
         # A figure that measured fine before and now fails (or drifts past the accuracy
         # threshold) is the worst regression of all; judged from a single earlier success.
         why = f"{row['status']}: {row['reason'][:300]}"
-        return [_comparison(row, "status", None, None, len(complete), bool(complete), why)]
+        judged = bool(complete)  # with no earlier success, a failure is not a regression
+        return [_comparison(row, "status", None, None, len(complete), judged, why, judged)]
     found = _judge_latency(row, complete, s)
     drop = _judge_drop(row, complete, s)
     return found + ([drop] if drop else [])

@@ -35,7 +35,10 @@ __all__ = [
     "trial_row",
 ]
 
-SCHEMA_VERSION = "1"
+# "2" added ``quick_measure``. Files of an older version read with the new columns as nulls
+# (``read_history`` reads every file with the current schema); a column is never removed or
+# retyped, so any version's files read with any later one.
+SCHEMA_VERSION = "2"
 
 # What a row is: a trial of a search ("candidate" or "baseline"), or a re-measurement by the
 # nightly rebench of a saved learner's "winner" or of its "baseline".
@@ -74,6 +77,8 @@ TRIAL_SCHEMA = pa.schema(
         ("settings", pa.string()),
         ("versions", pa.string()),
         ("host", pa.string()),
+        # True when the run timed candidates briefly (``--quick-measure``): noisy figures.
+        ("quick_measure", pa.bool_()),
     ],
     metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
 )
@@ -134,6 +139,7 @@ class RunInfo:
     settings: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=library_versions)
     host: str = field(default_factory=socket.gethostname)
+    quick: bool = False  # latencies timed briefly (``--quick-measure``): noisy
 
     def __post_init__(self) -> None:
         if not self.run_id:
@@ -184,6 +190,7 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         "settings": json.dumps(dict(run.settings), sort_keys=True, default=str),
         "versions": json.dumps(dict(run.versions), sort_keys=True),
         "host": run.host,
+        "quick_measure": run.quick,
         "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
         "hardware_type": c.hardware_key,
     }

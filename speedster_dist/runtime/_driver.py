@@ -58,7 +58,9 @@ class _TypeState:
     group: HardwareGroup
     searcher: Searcher
     baseline: Candidate | None
+    planned: int = 0  # configs in its space: at most this many trials
     best: TrialOutcome | None = None
+    announced: bool = False  # told to ``on_plan``
 
 
 def _faster(result: TrialResult, best: TrialOutcome | None) -> bool:
@@ -75,7 +77,7 @@ def _states(
     for group in groups:
         space = derive_space(group.catalog, group.hardware, settings)
         states[group.hardware.key] = _TypeState(
-            group, make_searcher(group.hardware, space), space.baseline
+            group, make_searcher(group.hardware, space), space.baseline, space.size
         )
     return states
 
@@ -102,6 +104,7 @@ def run_search(
     poll_s: float = 0.5,
     devices: frozenset[DeviceKind] = frozenset(DeviceKind),
     cluster: Cluster | None = None,
+    on_plan: Callable[[str, int], Any] = lambda key, planned: None,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
@@ -111,6 +114,8 @@ def run_search(
     every non-baseline trial is submitted with its searcher's ``prune_bar(candidate)``. When the
     budget runs out, the trials in flight are cancelled and told as FAILED with reason
     ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far.
+    ``on_plan(hardware_key, planned)`` is called once per hardware type before its first
+    trial (a type that joins mid-search too), ``planned`` being the configs of its space.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
@@ -137,6 +142,10 @@ def run_search(
 
     while True:
         _adopt_joined(view, states, outcome, settings, make_searcher, devices)
+        for key, state in states.items():
+            if not state.announced:
+                state.announced = True
+                on_plan(key, state.planned)
         _submit_ready(executor, states)
         if executor.in_flight() == 0:
             break

@@ -1,5 +1,7 @@
 """The report page rendered by a real browser: headless Chromium takes a screenshot, and the
-plots must be on it (their colours counted in the decoded pixels), not only in the HTML."""
+plots must be on it (their colours counted in the decoded pixels), not only in the HTML; the
+text a reader sees (the winners table's cells, the judged count) is read from the DOM Chromium
+rendered."""
 
 import shutil
 import struct
@@ -10,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from speedster_dist.cli import EXIT_OK, main
-from speedster_dist.results._svg import PALETTE
+from speedster_dist.results._charts import PALETTE, REGRESSION_RED
 
-from ..unit.results.fleet import fleet
+from ..unit.results.fleet import CPU, GPU, fleet
+from ..unit.results.page import cells
 
 pytestmark = pytest.mark.integration
 
@@ -102,9 +105,36 @@ def test_the_report_renders_in_headless_chromium_with_its_plots(tmp_path):
     # type); the regression ring is pure red; the white page is mostly background.
     assert counts.get(colour[PALETTE[0]], 0) > 1500
     assert counts.get(colour[PALETTE[1]], 0) > 1500
-    assert counts.get(bytes.fromhex("dd0000"), 0) > 20
+    assert counts.get(bytes.fromhex(REGRESSION_RED[1:]), 0) > 20
     assert counts.get(b"\xff\xff\xff", 0) > WIDTH * HEIGHT // 2
 
     dom = chromium(page, tmp_path / "profile", "--dump-dom").stdout
-    assert dom.count("<svg") == 5 and dom.count("<polyline") >= 2
-    assert dom.count("<circle") >= 20 and "Regressions (nightly re-benchmarks)" in dom
+    assert dom.count("<svg") == 5 and "<script" not in dom
+    # What a reader sees first: the winner of each model x hardware type, with its figures.
+    header, *rows = cells(dom).rows
+    assert header[:11] == [
+        "model",
+        "hardware type",
+        "backend",
+        "precision",
+        "knobs",
+        "p50",
+        "p90",
+        "speed-up",
+        "metric drop",
+        "confirmed",
+        "measured",
+    ]
+    by_hardware = {row[1]: row for row in rows}
+    assert set(by_hardware) == {CPU, GPU}
+    cpu, gpu = by_hardware[CPU], by_hardware[GPU]
+    # The CPU winner as re-measured on night 5 (2x slower: regressed), 1.25x its baseline.
+    assert cpu[0] == "bert-base learner bert" and cpu[2:5] == ["onnxruntime", "int8/dynamic", "-"]
+    assert cpu[5:8] == ["8 ms", "8.8 ms", "1.25x"] and cpu[9] == "REGRESSED on 2024-03-06"
+    assert cpu[10] == "2024-03-06 02:00 UTC nightly re-measure"
+    # The GPU winner comes from the search only: never re-measured, said so.
+    assert gpu[2:8] == ["onnxruntime", "int8/dynamic", "-", "1 ms", "1.1 ms", "2.50x"]
+    assert gpu[8] == "0.012 (limit 0.05)" and gpu[9] == "not re-measured"
+    assert cells(dom).judged == "Latest night (night-5): 6 of 6 figures judged (needs 3 nights)."
+    failures = cells(dom, "failures").rows[1:]
+    assert [row[4] for row in failures] == ["failed", "rejected", "rejected"]

@@ -45,15 +45,16 @@ def trial(
     )
 
 
-def run(root, run_id, kind="optimize", learner="bert", model="bert-base", batch=1):
-    info = RunInfo(run_id, kind, model, "f1ngerprint", learner, batch, {"metric_drop_ths": 0.05})
+def run(root, run_id, kind="optimize", learner="bert", model="bert-base", batch=1, quick=False):
+    settings = {"metric_drop_ths": 0.05}
+    info = RunInfo(run_id, kind, model, "f1ngerprint", learner, batch, settings, quick=quick)
     return HistoryWriter(root, info)
 
 
-def nightly(root, night, hw, winner_p50, baseline_p50, learner="bert", status=None):
+def nightly(root, night, hw, winner_p50, baseline_p50, learner="bert", status=None, quick=False):
     """One rebench run: the winner and the baseline of ``learner`` on ``hw``."""
     when = DAY0 + timedelta(days=night)
-    writer = run(root, f"night-{night}", "rebench", learner)
+    writer = run(root, f"night-{night}", "rebench", learner, quick=quick)
     writer.append(trial("torch", "fp32", hw, baseline_p50, baseline=True, when=when), "baseline")
     writer.append(
         trial("onnxruntime", "int8", hw, winner_p50, status=status, when=when, technique="dynamic"),

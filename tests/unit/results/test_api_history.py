@@ -88,3 +88,9 @@ def test_a_search_that_dies_keeps_the_trials_that_finished(fakes, tmp_path):
         _search(tmp_path / "h", executor=DiesAfter(3))
     rows = read_history(tmp_path / "h").to_pylist()
     assert len(rows) == 3 and rows[0]["is_baseline"]
+
+
+def test_brief_measurements_mark_the_run_as_quick(fakes, tmp_path):
+    assert FAST.brief and MeasureSettings.quick().brief and not MeasureSettings().brief
+    _search(tmp_path / "h")
+    assert {r["quick_measure"] for r in read_history(tmp_path / "h").to_pylist()} == {True}

@@ -121,3 +121,11 @@ def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
     payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.1)
     fast, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=1.0)
     assert fast.ok and saved is not None
+
+
+def test_each_hardware_type_is_announced_once_with_its_planned_trials(fakes, payload):
+    planned = []
+    outcome = search(payload, "fake", ths=0.01, on_plan=lambda key, n: planned.append((key, n)))
+    assert planned == [(FAKE_HW.key, planned[0][1])]  # once, before the trials
+    tried = [r for r in outcome.results if r.candidate.hardware_key == FAKE_HW.key]
+    assert 1 <= len(tried) <= planned[0][1]  # never more trials than planned

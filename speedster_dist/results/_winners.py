@@ -1,0 +1,142 @@
+"""What runs where: the winner of each model x learner x hardware type, read from the history.
+
+A winner is the fastest complete candidate (by p50) of the latest search of its hardware type
+(an ``optimize``, a ``sweep`` job, or a nightly search of a type that joined): the rule the
+driver uses to pick it. The nightly ``rebench`` re-measures it (role ``winner``); its latest
+night gives the figures shown, and whether they confirm the search.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from speedster_dist.results._regress import Comparison
+
+__all__ = ["Winner", "find_winners", "search_groups"]
+
+Row = Mapping[str, Any]
+Key = tuple[str, str, str]  # model name, learner, hardware type
+_SEARCH_ROLES = ("candidate", "baseline")
+
+
+@dataclass(frozen=True)
+class Winner:
+    """One line of the winners table."""
+
+    model: str
+    learner: str
+    hardware_type: str
+    row: Row  # the figures shown: the latest complete measurement of the winner
+    baseline: Row | None  # the baseline measured in the same run, when there was one
+    nightly: bool  # the figures come from a nightly re-measure (else from the search)
+    state: str  # "confirmed", "regressed", "failed", "not judged", "not re-measured"
+    detail: str  # the confirmation column's text
+
+    @property
+    def speedup(self) -> float | None:
+        base = self.baseline["latency_p50_s"] if self.baseline else None
+        p50 = self.row["latency_p50_s"]
+        return base / p50 if base and p50 else None
+
+
+def _key(row: Row) -> Key:
+    return (str(row["model_name"]), str(row["learner"] or ""), str(row["hardware_type"]))
+
+
+def search_groups(rows: Sequence[Row]) -> dict[Key, dict[str, list[Row]]]:
+    """Search trials by key, then by run id (in time order).
+
+    A nightly run re-measures a winner with its baseline (role ``baseline`` too): those
+    are not a search; a nightly search of a type that joined has no ``winner`` row.
+    """
+    remeasured = {(_key(r), r["run_id"]) for r in rows if r["role"] == "winner"}
+    groups: dict[Key, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["role"] in _SEARCH_ROLES and (_key(row), row["run_id"]) not in remeasured:
+            groups[_key(row)][row["run_id"]].append(row)
+    return {k: dict(v) for k, v in groups.items()}
+
+
+def _complete(rows: Sequence[Row]) -> list[Row]:
+    return [r for r in rows if r["status"] == "complete" and r["latency_p50_s"] is not None]
+
+
+def _latest_search(runs: Mapping[str, list[Row]]) -> tuple[Row, Row | None] | None:
+    """The winner and the baseline of the latest run that completed something."""
+    ordered = sorted(runs.values(), key=lambda rs: max(r["time"] for r in rs), reverse=True)
+    for run in ordered:
+        complete = _complete(run)
+        if complete:
+            winner = min(complete, key=lambda r: r["latency_p50_s"])
+            base = next((r for r in complete if r["is_baseline"]), None)
+            return winner, base
+    return None
+
+
+def _nights(rows: Sequence[Row]) -> dict[Key, dict[str, list[Row]]]:
+    nights: dict[Key, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["run_kind"] == "rebench" and row["role"] in ("winner", "baseline"):
+            nights[_key(row)][row["run_id"]].append(row)
+    return {k: dict(v) for k, v in nights.items()}
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def _judge(
+    key: Key, night: Row, count: int, verdicts: Sequence[Comparison], min_history: int
+) -> tuple[str, str]:
+    mine = [
+        c
+        for c in verdicts
+        if (c.model_name, c.learner, c.hardware_type) == key and c.role == "winner"
+    ]
+    when = _day(night["time"])
+    if any(c.regressed for c in mine):
+        return "regressed", f"REGRESSED on {when}"
+    if night["status"] != "complete":
+        return "failed", f"re-measure {night['status']} on {when}"
+    if mine and all(c.judged for c in mine):
+        return "confirmed", f"confirmed: {count} nights, latest {when}"
+    return "not judged", f"re-measured {count}x, not judged yet (needs {min_history} nights)"
+
+
+def find_winners(
+    rows: Sequence[Row], verdicts: Mapping[str, Sequence[Comparison]], min_history: int
+) -> list[Winner]:
+    """Every key's winner; ``verdicts`` are the regression verdicts of each nightly run id."""
+    searches, nights = search_groups(rows), _nights(rows)
+    found = []
+    for key in sorted(set(searches) | set(nights)):
+        searched = _latest_search(searches.get(key, {}))
+        since = searched[0]["time"] if searched else None
+        runs = [
+            run
+            for run in nights.get(key, {}).values()
+            if since is None or max(r["time"] for r in run) > since
+        ]
+        runs.sort(key=lambda run: max(r["time"] for r in run))
+        measured = [r for run in runs for r in run if r["role"] == "winner"]
+        if not measured:
+            if searched:
+                found.append(Winner(*key, *searched, False, "not re-measured", "not re-measured"))
+            continue
+        latest_run = runs[-1]
+        night = next((r for r in latest_run if r["role"] == "winner"), measured[-1])
+        count = sum(1 for r in measured if r["status"] == "complete")
+        state, detail = _judge(key, night, count, verdicts.get(night["run_id"], ()), min_history)
+        figures = _complete(measured)
+        if night["status"] == "complete" or not searched:
+            shown = night if night["status"] == "complete" else (figures or [night])[-1]
+            run_of = [r for run in runs for r in run if r["run_id"] == shown["run_id"]]
+            base = next((r for r in _complete(run_of) if r["role"] == "baseline"), None)
+            found.append(Winner(*key, shown, base, True, state, detail))
+        else:
+            found.append(Winner(*key, *searched, False, state, detail))
+    return found

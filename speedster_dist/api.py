@@ -91,7 +91,9 @@ def optimize_model(
         devices=options.devices,
     )
     learner = learner_from_outcome(outcome, prepared.io, payload)
-    learner.summary = format_summary(outcome, prepared.batch)
+    learner.summary = format_summary(
+        outcome, prepared.batch, options.metric_name, options.metric_drop_ths
+    )
     print(learner.summary, file=sys.stdout)
     if store_latencies or options.verbose:
         print(format_trials(outcome.results), file=sys.stdout)

@@ -107,6 +107,7 @@ class RunOptions:
             ignored_compressors=self.ignored_compressors,
             tune_knobs=(budget or self.budget).tune_knobs,
             baseline_backend=BASELINE_BACKEND if source.module is not None else "onnxruntime",
+            metric=self.metric_name,
         )
 
     def history_settings(self) -> dict[str, Any]:

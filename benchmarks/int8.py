@@ -169,7 +169,9 @@ def _accuracy(source: Any, compiled: Any, held: list[tuple[Any, ...]]) -> dict[s
     }
 
 
-def _build(source: Any, calibration: list[Any], name: str, knobs: dict[str, Any], out: Path):
+def _build(
+    source: Any, calibration: list[Any], name: str, knobs: dict[str, Any], out: Path
+) -> tuple[Any, float]:
     from speedster_dist.backends import BuildConfig, get_backend
     from speedster_dist.records import DeviceKind, Precision
 
@@ -185,6 +187,32 @@ def _build(source: Any, calibration: list[Any], name: str, knobs: dict[str, Any]
     return compiled, build_s
 
 
+def _build_row(
+    source: Any,
+    calibration: list[Any],
+    held: list[Any],
+    label: str,
+    name: str,
+    knobs: dict[str, Any],
+    folder: Path,
+) -> dict[str, Any]:
+    print(f"building {label}", flush=True)
+    try:
+        compiled, build_s = _build(source, calibration, name, knobs, folder)
+    except Exception as exc:  # e.g. bf16 on a CPU without it
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+    row = {
+        "build_s": build_s,
+        "float_layers": list(getattr(compiled, "float_layers", ())),
+        "runtime_precisions": sorted(set(compiled.runtime_precisions())),
+        "inference_precision": compiled.inference_precision,
+        **_accuracy(source, compiled, held),
+    }
+    (folder / "row.json").write_text(json.dumps(row))
+    print(f"  {row}", flush=True)
+    return row
+
+
 def _time_all(folders: dict[str, str], rounds: int, calls: int, warmup: int) -> dict[str, Any]:
     runs: dict[str, list[float]] = {label: [] for label in folders}
     loads: list[float] = []
@@ -192,7 +220,8 @@ def _time_all(folders: dict[str, str], rounds: int, calls: int, warmup: int) -> 
     for round_index in range(rounds):
         order = labels if round_index % 2 == 0 else labels[::-1]
         for label in order:
-            command = [sys.executable, __file__, "--child", label, folders[label]]
+            kind = "eager" if folders[label] == "eager" else "openvino"
+            command = [sys.executable, __file__, "--child", kind, folders[label]]
             command += ["--calls", str(calls), "--warmup", str(warmup)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp-layers", type=int, action="append")
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--models", type=Path, help="folder of built candidates to reuse (or to fill)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -229,25 +261,18 @@ def main(argv: list[str] | None = None) -> int:
             "int8/nncf",
             knobs,
         )
-    root = Path(tempfile.mkdtemp(prefix="int8-bench-models-"))
+    root = args.models or Path(tempfile.mkdtemp(prefix="int8-bench-models-"))
+    print(f"candidates saved under {root} (--models {root} reuses them)", flush=True)
     folders = {"eager (torch fp32)": "eager"}
     rows: dict[str, dict[str, Any]] = {"eager (torch fp32)": {"cosine_drop": 0.0}}
     for index, (label, (name, knobs)) in enumerate(candidates.items()):
-        print(f"building {label}", flush=True)
-        try:
-            compiled, build_s = _build(source, calibration, name, knobs, root / str(index))
-        except Exception as exc:  # e.g. bf16 on a CPU without it
-            rows[label] = {"skipped": f"{type(exc).__name__}: {exc}"}
-            continue
-        rows[label] = {
-            "build_s": build_s,
-            "float_layers": list(getattr(compiled, "float_layers", ())),
-            "runtime_precisions": sorted(set(compiled.runtime_precisions())),
-            "inference_precision": compiled.inference_precision,
-            **_accuracy(source, compiled, held),
-        }
-        folders[label] = str(root / str(index))
-        print(f"  {rows[label]}", flush=True)
+        folder = root / str(index)
+        if (folder / "row.json").is_file():
+            rows[label] = json.loads((folder / "row.json").read_text())
+        else:
+            rows[label] = _build_row(source, calibration, held, label, name, knobs, folder)
+        if "skipped" not in rows[label]:
+            folders[label] = str(folder)
     timing = _time_all(folders, args.rounds, args.calls, args.warmup)
     eager_rounds = timing["p50_ms_per_round"]["eager (torch fp32)"]
     for label, per_round in timing["p50_ms_per_round"].items():

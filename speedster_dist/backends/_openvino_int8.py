@@ -176,5 +176,7 @@ def quantize_nncf(
         ov_model, quantized, pick_calibration(items, SENSITIVITY_SAMPLES), run
     )
     kept = [name for name, _ in ranking[:fp_layers]]
+    if not kept:  # NNCF quantized no MatMul: nothing to keep in float
+        return quantized, []
     logger.info("int8/nncf keeps in float: %s", kept)
     return _quantize(nncf, ov_model, dataset, len(items), alpha, kept), kept

@@ -140,3 +140,11 @@ def test_float_part_is_bf16_where_the_cpu_has_it(spied):
     expected = "bf16" if _ov_bf16() else "f32"
     assert compiled.inference_precision == expected
     assert compiled.runtime_precisions().count(expected) == 1
+
+
+def test_sensitivity_score_is_the_cosine_drop():
+    reference = [[np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([2.0, 0.0])]]
+    outputs = [[np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([3.0, 0.0])]]
+    assert int8._cosine_drop(reference, outputs) == pytest.approx(1 - (1 + 2**-0.5) / 2)
+    outputs[0][1] = np.array([np.nan, 0.0])
+    assert int8._cosine_drop(reference, outputs) == float("inf")

@@ -97,9 +97,18 @@ def optimize_model(
     finally:
         observer.close()
     learner = learner_from_outcome(outcome, prepared.io, payload)
-    learner.summary = format_summary(outcome, prepared.batch)  # plain: it is kept and saved
+    learner.summary = format_summary(  # plain: it is kept and saved
+        outcome, prepared.batch, options.metric_name, options.metric_drop_ths
+    )
     styled = is_terminal(sys.stdout)
-    print(format_summary(outcome, prepared.batch, styled) if styled else learner.summary)
+    if styled:
+        print(
+            format_summary(
+                outcome, prepared.batch, options.metric_name, options.metric_drop_ths, styled=True
+            )
+        )
+    else:
+        print(learner.summary)
     if store_latencies or options.verbose:
         print(format_trials(outcome.results, styled), file=sys.stdout)
     return learner

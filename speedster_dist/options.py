@@ -111,6 +111,7 @@ class RunOptions:
             tune_knobs=(budget or self.budget).tune_knobs,
             baseline_backend=BASELINE_BACKEND if source.module is not None else "onnxruntime",
             held_in=held_in,
+            metric=self.metric_name,
         )
 
     def history_settings(self) -> dict[str, Any]:

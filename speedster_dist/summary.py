@@ -8,7 +8,7 @@ from speedster_dist.display import render_table
 from speedster_dist.records import TrialResult
 from speedster_dist.runtime import SearchOutcome
 
-__all__ = ["format_fleet", "format_summary", "format_trials", "progress_line"]
+__all__ = ["format_fleet", "format_summary", "format_trials", "metric_line", "progress_line"]
 
 _STYLES = {"complete": "green", "failed": "red", "rejected": "yellow", "n/a": "dim"}
 # Why the original has a metric drop at all: it is measured like every candidate.
@@ -62,10 +62,24 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
     ]
 
 
-def format_summary(outcome: SearchOutcome, batch_size: int = 1, styled: bool = False) -> str:
-    """Speedster's summary table, one per hardware type, then the fleet-wide view; ``styled``
-    for a terminal (colours, rounded boxes), else plain ASCII that logs and tests can parse."""
-    blocks = []
+def metric_line(metric: str, drop_ths: float | None) -> str:
+    """Which metric judged the candidates, and the drop it accepted."""
+    accepted = "no reduced precision" if not drop_ths else f"drop <= {drop_ths:g}"
+    return f"Candidates judged by metric {metric!r} ({accepted}) on held-out samples"
+
+
+def format_summary(
+    outcome: SearchOutcome,
+    batch_size: int = 1,
+    metric: str | None = None,
+    metric_drop_ths: float | None = None,
+    styled: bool = False,
+) -> str:
+    """Speedster's summary table, one per hardware type, then the fleet-wide view; with
+    ``metric`` (a built-in metric's name or "custom"), a first line names the judge;
+    ``styled`` for a terminal (colours, rounded boxes), else plain ASCII that logs and tests
+    can parse."""
+    blocks = [metric_line(metric, metric_drop_ths)] if metric else []
     for key, hardware in outcome.hardware.items():
         title = f"Hardware type {key}: {hardware.description}"
         best = outcome.winners.get(key)

@@ -1,9 +1,12 @@
-"""OpenVINO on the CPU: fp32, bf16 (only where the CPU does bf16 natively), static int8.
+"""OpenVINO on the CPU: fp32, bf16 (only where the CPU does bf16 natively), static int8,
+and accuracy-aware int8 with NNCF (:mod:`._openvino_int8`).
 
 The model is read from the ONNX file (the user's, or the cached export); static int8 reads
 the QDQ ONNX model from :func:`._onnx.quantize_static_qdq`, which OpenVINO runs with int8
-kernels. Saved as OpenVINO IR (``model.xml`` + ``model.bin``) plus the JSON-able compile
-properties, so loading compiles exactly what was timed. ``openvino`` is imported lazily.
+kernels; ``nncf`` int8 quantizes the OpenVINO model itself and runs its float part in bf16
+where the CPU has bf16. Saved as OpenVINO IR (``model.xml`` + ``model.bin``) plus the
+JSON-able compile properties, so loading compiles exactly what was timed. ``openvino`` is
+imported lazily.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from speedster_dist.backends._onnx import (
     quantize_static_with_knobs,
     static_int8_knobs,
 )
+from speedster_dist.backends._openvino_int8 import NNCF_TECHNIQUE, nncf_knobs, quantize_nncf
 from speedster_dist.backends._protocol import (
     BuildConfig,
     Capability,
@@ -40,9 +44,11 @@ _SOURCES = frozenset({"torch", "onnx"})
 _BF16_FEATURES = frozenset({"avx512_bf16", "amx_bf16"})
 _XML, _BIN = "model.xml", "model.bin"
 # INFERENCE_PRECISION_HINT per precision. It is always set: on bf16-capable CPUs OpenVINO
-# defaults to bf16, which would make an "fp32" candidate silently run in bf16. For int8 the
-# quantized ops come from the QDQ graph and the rest stays f32.
+# defaults to bf16, which would make an "fp32" candidate silently run in bf16. For static
+# int8 the quantized ops come from the QDQ graph and the rest stays f32; NNCF int8 runs the
+# rest in bf16 where the CPU has it (:func:`_int8_float_hint`).
 _PRECISION_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.INT8: "f32"}
+_INT8_TECHNIQUES = ("static", NNCF_TECHNIQUE)
 
 
 @cache
@@ -142,6 +148,17 @@ class OpenVinoCompiled:
         self._order = _output_order(self._compiled.outputs, self._output_names)
         # The shapes it only takes when compiled for fixed shapes (empty: dynamic axes).
         self.fixed_shapes = _fixed_shapes(self._compiled.inputs, self._input_names)
+        self.float_layers: tuple[str, ...] = ()  # MatMuls an NNCF int8 build kept in float
+
+    def runtime_precisions(self, layer_type: str = "FullyConnected") -> list[str]:
+        """The precision OpenVINO runs each ``layer_type`` layer in (``"i8"``, ``"bf16"``,
+        ``"f32"``), from the compiled model's execution graph."""
+        found = []
+        for op in self._compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) == layer_type:
+                found.append(info["runtimePrecision"].astype(str).lower())
+        return found
 
     @property
     def inference_precision(self) -> str:
@@ -170,16 +187,33 @@ class OpenVinoCompiled:
         }
 
 
+def _int8_float_hint(config: BuildConfig) -> str:
+    """The precision of an NNCF int8 model's float part: bf16 where the CPU has it (the
+    hardware type's features, else OpenVINO's own view of this CPU), else f32."""
+    if config.hardware is not None:
+        return "bf16" if config.hardware.has_any(_BF16_FEATURES) else "f32"
+    capabilities = _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else "f32"
+
+
+def _run_f32(ov_model: Any, items: Sequence[Mapping[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """``ov_model``'s outputs on each feed, compiled in f32 (NNCF's sensitivity ranking)."""
+    request = _core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    infer = request.create_infer_request()
+    return [[np.array(r) for r in infer.infer(dict(item)).to_tuple()] for item in items]
+
+
 def _read_model(
     model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
-) -> Any:
-    """The ``ov.Model`` to compile: from the ONNX export, or its static int8 QDQ form."""
+) -> tuple[Any, list[str]]:
+    """The ``ov.Model`` to compile (from the ONNX export, its static int8 QDQ form, or NNCF's
+    int8 model) and the MatMuls NNCF kept in float."""
     onnx_path = export_onnx(model, workdir)
-    if config.precision is Precision.INT8:
-        if config.technique != "static":
-            raise UnsupportedCandidate(
-                f"openvino int8 supports technique 'static', not {config.technique!r}"
-            )
+    if config.precision is Precision.INT8 and config.technique not in _INT8_TECHNIQUES:
+        raise UnsupportedCandidate(
+            f"openvino int8 supports techniques {list(_INT8_TECHNIQUES)}, not {config.technique!r}"
+        )
+    if config.precision is Precision.INT8 and config.technique == "static":
         onnx_path = quantize_static_with_knobs(
             onnx_path, model, calibration, config.knobs, workdir / "model.qdq.onnx"
         )
@@ -188,7 +222,10 @@ def _read_model(
         _fix_to_example(ov_model, model)
     else:
         _make_axes_dynamic(ov_model, model)
-    return ov_model
+    if config.precision is Precision.INT8 and config.technique == NNCF_TECHNIQUE:
+        inputs = {_port_name(port, model.input_names) for port in ov_model.inputs}
+        return quantize_nncf(ov_model, model, calibration, config.knobs, inputs, _run_f32)
+    return ov_model, []
 
 
 def _fix_to_example(ov_model: Any, model: SourceModel) -> None:
@@ -231,6 +268,8 @@ class OpenVinoBackend:
         Capability(_CPU, Precision.FP32, sources=_SOURCES),
         Capability(_CPU, Precision.BF16, requires_any=_BF16_FEATURES, sources=_SOURCES),
         Capability(_CPU, Precision.INT8, "static", sources=_SOURCES),
+        # Accuracy-aware int8 (NNCF: SmoothQuant, sensitive MatMuls kept in float, bf16).
+        Capability(_CPU, Precision.INT8, NNCF_TECHNIQUE, sources=_SOURCES),
     )
     knobs: tuple[Knob, ...] = (
         Knob("performance_hint", ("LATENCY", "THROUGHPUT"), devices=frozenset({_CPU})),
@@ -244,6 +283,7 @@ class OpenVinoBackend:
             techniques=frozenset({"static"}),
         ),
         *static_int8_knobs(frozenset({_CPU})),
+        *nncf_knobs(frozenset({_CPU})),
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
@@ -259,8 +299,11 @@ class OpenVinoBackend:
                 f"openvino does not build {config.precision.value} on {config.device.value}"
             )
         properties = compile_properties(config.precision, config.knobs)
-        ov_model = _read_model(model, calibration, config, workdir)
+        if config.precision is Precision.INT8 and config.technique == NNCF_TECHNIQUE:
+            properties["INFERENCE_PRECISION_HINT"] = _int8_float_hint(config)
+        ov_model, float_layers = _read_model(model, calibration, config, workdir)
         compiled = OpenVinoCompiled(ov_model, properties, model.input_names, model.output_names)
+        compiled.float_layers = tuple(float_layers)
         _require_precision(compiled, config.precision)
         return compiled
 

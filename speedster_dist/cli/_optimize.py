@@ -15,6 +15,7 @@ from speedster_dist.fleet import (
     run_job,
     say,
 )
+from speedster_dist.measure import BUILTIN_METRICS
 from speedster_dist.naming import model_name
 
 __all__ = ["add_parser", "add_search_options"]
@@ -30,9 +31,7 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, help="pad/truncate texts to this many tokens")
     parser.add_argument("--batch-size", type=int, default=1, help="samples per call (default 1)")
     parser.add_argument("--metric-drop-ths", type=float, help="accepted metric drop (default 0)")
-    parser.add_argument(
-        "--metric", default="numeric_precision", choices=["numeric_precision", "accuracy"]
-    )
+    parser.add_argument("--metric", default="numeric_precision", choices=sorted(BUILTIN_METRICS))
     parser.add_argument(
         "--optimization-time",
         default="constrained",

@@ -5,9 +5,12 @@ from speedster_dist.measure._metrics import (
     BUILTIN_METRICS,
     MetricFn,
     accuracy_drop,
+    agreement_drop,
+    cosine_drop,
     metric_drop,
     numeric_precision_drop,
     resolve_metric,
+    sample_masks,
 )
 
 __all__ = [
@@ -15,9 +18,12 @@ __all__ = [
     "MeasureSettings",
     "MetricFn",
     "accuracy_drop",
+    "agreement_drop",
+    "cosine_drop",
     "latency_stats",
     "measure_latency",
     "metric_drop",
     "numeric_precision_drop",
     "resolve_metric",
+    "sample_masks",
 ]

@@ -23,7 +23,13 @@ from speedster_dist.backends import (
     get_backend,
 )
 from speedster_dist.cache import scratch_dir
-from speedster_dist.measure import MeasureSettings, MetricFn, measure_latency, metric_drop
+from speedster_dist.measure import (
+    MeasureSettings,
+    MetricFn,
+    measure_latency,
+    metric_drop,
+    sample_masks,
+)
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
@@ -68,7 +74,8 @@ def _check_outputs(
 ) -> tuple[float, str]:
     """The candidate's metric drop on held-out samples and, when over the limit, why."""
     outputs = [tuple(t.detach().cpu() for t in compiled(*sample)) for sample in payload.validation]
-    drop = metric_drop(payload.metric, payload.reference_outputs, outputs, payload.labels)
+    masks = sample_masks(payload.source.input_names, payload.validation)
+    drop = metric_drop(payload.metric, payload.reference_outputs, outputs, payload.labels, masks)
     limit = max(payload.metric_drop_ths or 0.0, FP32_TOLERANCE)
     if candidate.precision.is_reduced:
         limit = payload.metric_drop_ths or 0.0

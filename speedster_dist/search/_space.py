@@ -27,9 +27,12 @@ __all__ = [
 ]
 
 # Speedster's rules for trying reduced precision: half precision only when some metric drop
-# is accepted at all, int8 only above 0.02.
+# is accepted at all, int8 only above 0.02. The 0.02 bar belongs to Speedster's elementwise
+# metric, which int8 noise on near-zero values always exceeds; the metrics that measure what
+# users mean (cosine, agreement) judge int8 like any precision: tried once a drop is accepted.
 HALF_PRECISION_MIN_THS = 0.0
 INT8_MIN_THS = 0.02
+INT8_MIN_THS_BY_METRIC = {"cosine": 0.0, "agreement": 0.0}
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,18 @@ class SpaceSettings:
     baseline_backend: str = "torch"
     extra: Mapping[str, Any] = field(default_factory=dict)
     held_in: int | None = None  # held-in (calibration) samples; None: unknown, not capped
+    metric: str = "numeric_precision"  # the built-in metric's name, or "custom"
 
 
-def allowed_precisions(metric_drop_ths: float | None) -> frozenset[Precision]:
+def allowed_precisions(
+    metric_drop_ths: float | None, metric: str = "numeric_precision"
+) -> frozenset[Precision]:
     """Precisions Speedster's threshold rules allow (fp32 always)."""
     ths = metric_drop_ths or 0.0
     allowed = {Precision.FP32}
     if ths > HALF_PRECISION_MIN_THS:
         allowed |= {Precision.TF32, Precision.FP16, Precision.BF16}
-    if ths > INT8_MIN_THS:
+    if ths > INT8_MIN_THS_BY_METRIC.get(metric, INT8_MIN_THS):
         allowed.add(Precision.INT8)
     return frozenset(allowed)
 
@@ -193,7 +199,7 @@ def derive_space(
 ) -> SearchSpace:
     """The space for ``hardware``: every available backend x allowed precision x technique,
     each with the knobs it declares for that device and precision (in catalog order)."""
-    allowed = allowed_precisions(settings.metric_drop_ths)
+    allowed = allowed_precisions(settings.metric_drop_ths, settings.metric)
     arms = tuple(
         Arm(
             info.name,

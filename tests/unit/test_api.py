@@ -355,6 +355,7 @@ def test_plain_module_with_a_dataloader(tmp_path):
     learner = _optimize(model, loader, metric="accuracy", metric_drop_ths=0)
     base = _baseline(learner)
     assert all(r.metric_drop == 0.0 for r in learner.results if r.ok)
+    assert "Candidates judged by metric 'accuracy'" in learner.summary
     x = torch.randn(4, 16)
     torch.testing.assert_close(learner(x), _eager(model, x), **TOL)
     # Batches of 4: the summary reports samples per second.
@@ -515,7 +516,8 @@ BAD_CASES = {
     "unknown-metric": (
         _mlp(metric="f1"),
         InputError,
-        r"unknown metric 'f1'; use one of \['accuracy', 'numeric_precision'\] or a callable",
+        r"unknown metric 'f1'; use one of \['accuracy', 'agreement', 'cosine', "
+        r"'numeric_precision'\] or a callable",
     ),
     "negative-threshold": (
         _mlp(metric_drop_ths=-0.1),
@@ -793,3 +795,16 @@ def test_package_exports_the_speedster_entry_points():
     assert speedster_dist.optimize_model is optimize_model
     assert speedster_dist.LearnerMetadata is LearnerMetadata
     assert speedster_dist.load_model is load_model
+
+
+def test_cosine_metric_tries_int8_below_speedsters_bar_and_names_itself(fakes):
+    learner = _run_fakes(fakes, metric="cosine", metric_drop_ths=0.01)
+    results = _by_label(learner)
+    # Under cosine int8 is tried once any drop is accepted; the fake int8 scales outputs by
+    # 1.5, which cosine (a direction measure) does not see: its drop is 0 and it wins.
+    int8 = results["fake int8/dynamic slowdown=1"]
+    assert int8.status is TrialStatus.COMPLETE
+    assert int8.metric_drop == pytest.approx(0.0, abs=1e-6)
+    assert results["fake fp16 slowdown=1"].metric_drop == pytest.approx(0.0, abs=1e-6)
+    assert (_winner(learner).backend, _winner(learner).precision) == ("fake", "int8")
+    assert "Candidates judged by metric 'cosine' (drop <= 0.01)" in learner.summary

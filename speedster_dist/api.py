@@ -66,6 +66,12 @@ def optimize_model(
     folder, or a :class:`speedster_dist.results.HistoryTarget`): every trial is appended to
     that Parquet history as soon as it finishes (docs/cli.md). ``executor``: run the trials
     there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
+    ``confirm_rounds`` (default 5; 0: off) and ``confirm_top`` (default 3): after the search,
+    the baseline and the ``confirm_top`` fastest candidates of each hardware type are re-timed
+    side by side, in alternating order over ``confirm_rounds`` rounds, on a node of that type;
+    the summary's speedup is that confirmed figure, and the confirmed fastest wins
+    (docs/search.md). With a ``history``, the search tries first what the history measured
+    fastest on the same hardware type, and its earlier winners before anything else.
 
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """
@@ -93,6 +99,8 @@ def optimize_model(
             make_searcher=options.searcher_factory(payload.source.fingerprint),
             devices=options.devices,
             on_plan=observer.plan,
+            confirm_rounds=options.confirm_rounds,
+            confirm_top=options.confirm_top,
         )
     finally:
         observer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,11 +20,13 @@ from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.inputs import InputError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.records import DeviceKind
+from speedster_dist.runtime import DEFAULT_CONFIRM_ROUNDS, DEFAULT_CONFIRM_TOP
 from speedster_dist.search import (
     DEFAULT_SEED,
     Budget,
     ExhaustiveSearcher,
     SearcherFactory,
+    SearchHistory,
     SpaceSettings,
     optuna_searcher_factory,
     parse_optimization_time,
@@ -66,6 +69,8 @@ EXTRA_KWARGS = frozenset(
         "searcher",
         "search_seed",
         "history",
+        "confirm_rounds",
+        "confirm_top",
     }
 )
 SEARCHERS = ("optuna", "exhaustive")
@@ -96,6 +101,8 @@ class RunOptions:
     history: Any = None  # a folder or a HistoryTarget
     progress: bool = True
     verbose: bool = False
+    confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS  # 0: the search's figures, not re-timed
+    confirm_top: int = DEFAULT_CONFIRM_TOP
 
     def space_settings(
         self, source: SourceModel, budget: Budget | None = None, held_in: int | None = None
@@ -112,7 +119,24 @@ class RunOptions:
             baseline_backend=BASELINE_BACKEND if source.module is not None else "onnxruntime",
             held_in=held_in,
             metric=self.metric_name,
+            history=self.search_history(),
         )
+
+    def search_history(self) -> SearchHistory | None:
+        """What the ``history`` folder teaches this search (best-first order, warm start);
+        None without a history. Read when the search starts (pyarrow imported then)."""
+        if self.history is None:
+            return None
+        from speedster_dist.results import HistoryTarget, history_knowledge
+
+        target = self.history
+        root = target.root if isinstance(target, HistoryTarget) else target
+        try:
+            speedups, winners = history_knowledge(root)
+        except (OSError, ValueError) as exc:  # an unreadable history must not stop a search
+            warnings.warn(f"the history {root} is unreadable ({exc}); searching cold", stacklevel=2)
+            return None
+        return SearchHistory(speedups, winners)
 
     def history_settings(self) -> dict[str, Any]:
         """The settings recorded with every trial of the history."""
@@ -188,6 +212,10 @@ def parse_run_options(
         history=extras.get("history"),
         progress=bool(extras.get("progress", True)),
         verbose=bool(extras.get("verbose", False)),
+        confirm_rounds=_count(
+            "confirm_rounds", extras.get("confirm_rounds", DEFAULT_CONFIRM_ROUNDS), 0
+        ),
+        confirm_top=_count("confirm_top", extras.get("confirm_top", DEFAULT_CONFIRM_TOP), 1),
     )
 
 
@@ -297,6 +325,12 @@ def _seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"search_seed must be an int, got {seed!r}")
     return seed
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+    return value
 
 
 def _batch_size(value: Any) -> int:

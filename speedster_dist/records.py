@@ -7,6 +7,7 @@ depends on nothing heavier than the standard library, so any layer may import it
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -16,6 +17,8 @@ __all__ = [
     "BackendInfo",
     "Candidate",
     "Capability",
+    "Confirmation",
+    "ConfirmedLatency",
     "DeviceKind",
     "HardwareType",
     "Knob",
@@ -280,3 +283,62 @@ class TrialResult:
     @property
     def ok(self) -> bool:
         return self.status is TrialStatus.COMPLETE
+
+
+@dataclass(frozen=True)
+class ConfirmedLatency:
+    """One candidate re-timed after the search: its p50 (seconds) in each round."""
+
+    candidate: Candidate
+    is_baseline: bool
+    round_p50s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.round_p50s or not all(math.isfinite(v) and v > 0 for v in self.round_p50s):
+            raise ValueError("a confirmed latency needs positive finite round medians")
+
+    @property
+    def p50(self) -> float:
+        """The median of the round medians."""
+        return float(statistics.median(self.round_p50s))
+
+    @property
+    def low(self) -> float:
+        return min(self.round_p50s)
+
+    @property
+    def high(self) -> float:
+        return max(self.round_p50s)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The baseline and a hardware type's best candidates re-timed side by side on one node,
+    in alternating order over several rounds. ``reason`` non-empty: not confirmed, and why."""
+
+    hardware_key: str
+    entries: tuple[ConfirmedLatency, ...] = ()
+    rounds: int = 0
+    node_id: str = ""
+    reason: str = ""
+    load: tuple[tuple[str, float], ...] = ()  # what the machine load was (measure's keys)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason and self.baseline is not None and len(self.entries) > 1
+
+    @property
+    def baseline(self) -> ConfirmedLatency | None:
+        return next((e for e in self.entries if e.is_baseline), None)
+
+    def of(self, candidate: Candidate) -> ConfirmedLatency | None:
+        return next((e for e in self.entries if e.candidate == candidate), None)
+
+    def speedup(self, candidate: Candidate) -> tuple[float, float, float] | None:
+        """(median ratio, lowest, highest per-round ratio) of the baseline over ``candidate``:
+        the rounds pair the two measurements made moments apart."""
+        base, mine = self.baseline, self.of(candidate)
+        if base is None or mine is None:
+            return None
+        ratios = [b / c for b, c in zip(base.round_p50s, mine.round_p50s, strict=False)]
+        return base.p50 / mine.p50, min(ratios), max(ratios)

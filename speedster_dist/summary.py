@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from speedster_dist.display import render_table
-from speedster_dist.records import TrialResult
+from speedster_dist.records import Confirmation, TrialResult
 from speedster_dist.runtime import SearchOutcome
 
 __all__ = ["format_fleet", "format_summary", "format_trials", "metric_line", "progress_line"]
@@ -62,6 +62,44 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
     ]
 
 
+def _confirmed_rows(
+    confirmation: Confirmation, base: TrialResult | None, best: TrialResult, batch: int
+) -> list[list[str]]:
+    """The latency and throughput rows from the confirmed figures, with their spread."""
+    mine, theirs = confirmation.of(best.candidate), confirmation.baseline
+    speedup = confirmation.speedup(best.candidate)
+    if mine is None or theirs is None or speedup is None or base is None:
+        return []
+
+    def ms(entry: object) -> str:
+        p50, low, high = (getattr(entry, k) * 1e3 for k in ("p50", "low", "high"))
+        return f"{p50:.2f} ms ({low:.2f}-{high:.2f})"
+
+    ratio, low, high = speedup
+    return [
+        ["latency (p50 per batch)", ms(theirs), ms(mine), f"{ratio:.2f}x ({low:.2f}-{high:.2f})"],
+        [
+            "throughput (samples/s)",
+            f"{batch / theirs.p50:.1f}",
+            f"{batch / mine.p50:.1f}",
+            f"{ratio:.2f}x",
+        ],
+    ]
+
+
+def _speedup_note(outcome: SearchOutcome, key: str) -> str:
+    confirmation = outcome.confirmed.get(key)
+    if confirmation is not None:
+        return (
+            f"\n  speedup confirmed: the baseline and {len(confirmation.entries) - 1} best "
+            f"candidate(s) re-timed side by side, {confirmation.rounds} alternating rounds on "
+            f"one node; figures are the median of the round medians (lowest-highest round)"
+        )
+    if key in outcome.not_confirmed:
+        return f"\n  speedup not confirmed ({outcome.not_confirmed[key]}): search figures"
+    return ""
+
+
 def metric_line(metric: str, drop_ths: float | None) -> str:
     """Which metric judged the candidates, and the drop it accepted."""
     accepted = "no reduced precision" if not drop_ths else f"drop <= {drop_ths:g}"
@@ -75,7 +113,8 @@ def format_summary(
     metric_drop_ths: float | None = None,
     styled: bool = False,
 ) -> str:
-    """Speedster's summary table, one per hardware type, then the fleet-wide view; with
+    """Speedster's summary table, one per hardware type, then the fleet-wide view (the
+    speedup is the confirmed one when the winners were re-timed: the table says so); with
     ``metric`` (a built-in metric's name or "custom"), a first line names the judge;
     ``styled`` for a terminal (colours, rounded boxes), else plain ASCII that logs and tests
     can parse."""
@@ -86,13 +125,21 @@ def format_summary(
         if best is None:
             blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
             continue
-        rows = _hardware_rows(outcome.baseline(key), best, batch_size)
-        table = _table(["metric", "original", "optimized", "improvement"], rows, styled)
+        base = outcome.baseline(key)
+        rows = _hardware_rows(base, best, batch_size)
+        confirmation = outcome.confirmed.get(key)
+        confirmed = _confirmed_rows(confirmation, base, best, batch_size) if confirmation else []
+        if confirmed:
+            rows[2:4] = confirmed
+        header = "improvement"
+        if confirmed or key in outcome.not_confirmed:
+            header += " (confirmed)" if confirmed else " (not confirmed)"
+        table = _table(["metric", "original", "optimized", header], rows, styled)
         skipped = "".join(f"\n  not tried: {line}" for line in outcome.skipped.get(key, []))
         if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
-        blocks.append(f"{title}\n{table}{skipped}")
+        blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome, styled))
     exhausted = (
@@ -133,7 +180,12 @@ def format_fleet(outcome: SearchOutcome, styled: bool = False) -> str:
         base_lat = base.latency.p50 if base and base.latency else None
         winner = best.candidate.label if best else "-"
         note = _fleet_note(outcome, key)
-        rows.append([key, winner, _ms(best), _ratio(base_lat, best_lat), _drop(best), note])
+        speedup = _ratio(base_lat, best_lat)
+        confirmation = outcome.confirmed.get(key)
+        confirmed = confirmation.speedup(best.candidate) if confirmation and best else None
+        if confirmed is not None:
+            speedup = f"{confirmed[0]:.2f}x confirmed"
+        rows.append([key, winner, _ms(best), speedup, _drop(best), note])
     headers = ["hardware type", "winner", "latency (p50)", "speedup", "metric drop", "note"]
     lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows, styled)]
     timed = [r for r in outcome.winners.values() if r.latency]

@@ -24,6 +24,18 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
             # built for the samples' shapes only (see TrialResult.fixed_shapes)
             "fixed_shapes": bool(result.fixed_shapes),
         }
+        confirmation = outcome.confirmed.get(key)
+        mine = confirmation.of(result.candidate) if confirmation else None
+        speedup = confirmation.speedup(result.candidate) if confirmation else None
+        if confirmation and mine and speedup and confirmation.baseline:
+            metrics.update(  # re-timed side by side after the search (the summary's figures)
+                confirmed_p50_s=mine.p50,
+                confirmed_baseline_p50_s=confirmation.baseline.p50,
+                confirmed_speedup=speedup[0],
+                confirmed_speedup_low=speedup[1],
+                confirmed_speedup_high=speedup[2],
+                confirm_rounds=confirmation.rounds,
+            )
         c = result.candidate
         entries[key] = WinnerEntry(
             outcome.hardware[key],

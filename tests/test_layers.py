@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "results": set(),
     "runtime": {"backends", "measure", "search"},
     "summary": {"runtime"},
-    "options": {"backends", "measure", "search", "runtime"},
+    "options": {"backends", "measure", "results", "search", "runtime"},  # history: lazily
     "prepare": {"artifacts", "backends", "measure", "options", "runtime"},
     "progress": {"options", "results", "summary"},
     "winners": {"artifacts", "learner", "runtime", "summary"},

@@ -1,6 +1,7 @@
 """Measure: how a candidate is timed and how its outputs are checked."""
 
 from speedster_dist.measure._latency import MeasureSettings, latency_stats, measure_latency
+from speedster_dist.measure._load import LOAD_KEYS, LoadWatch
 from speedster_dist.measure._metrics import (
     BUILTIN_METRICS,
     MetricFn,
@@ -15,6 +16,8 @@ from speedster_dist.measure._metrics import (
 
 __all__ = [
     "BUILTIN_METRICS",
+    "LOAD_KEYS",
+    "LoadWatch",
     "MeasureSettings",
     "MetricFn",
     "accuracy_drop",

@@ -11,10 +11,16 @@ from speedster_dist.results._history import (
     open_history,
     read_history,
 )
+from speedster_dist.results._knowledge import (
+    WARM_START_WINNERS,
+    history_knowledge,
+    knowledge_from_rows,
+)
 from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
 from speedster_dist.results._report import WinnerColumn, render_report, write_report
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
+    LOAD_COLUMNS,
     PARTITION_SCHEMA,
     ROLES,
     RUN_KINDS,
@@ -29,11 +35,13 @@ from speedster_dist.results._winners import Winner, find_winners
 
 __all__ = [
     "HISTORY_SCHEMA",
+    "LOAD_COLUMNS",
     "PARTITION_SCHEMA",
     "ROLES",
     "RUN_KINDS",
     "SCHEMA_VERSION",
     "TRIAL_SCHEMA",
+    "WARM_START_WINNERS",
     "Comparison",
     "HistoryTarget",
     "HistoryWriter",
@@ -44,6 +52,8 @@ __all__ = [
     "compare_run",
     "describe_model",
     "find_winners",
+    "history_knowledge",
+    "knowledge_from_rows",
     "library_versions",
     "new_run_id",
     "open_history",

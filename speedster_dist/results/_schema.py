@@ -24,6 +24,7 @@ from speedster_dist.records import TrialResult
 
 __all__ = [
     "HISTORY_SCHEMA",
+    "LOAD_COLUMNS",
     "PARTITION_SCHEMA",
     "ROLES",
     "RUN_KINDS",
@@ -35,10 +36,13 @@ __all__ = [
     "trial_row",
 ]
 
-# "2" added ``quick_measure``. Files of an older version read with the new columns as nulls
+# "2" added ``quick_measure`` and the machine load each trial saw (loadavg_*, steal_share,
+# others_cpu_share). Files of an older version read with the new columns as nulls
 # (``read_history`` reads every file with the current schema); a column is never removed or
 # retyped, so any version's files read with any later one.
 SCHEMA_VERSION = "2"
+# The load columns, named as the trial's ``extra`` keys (speedster_dist.measure.LOAD_KEYS).
+LOAD_COLUMNS = ("loadavg_before", "loadavg_after", "steal_share", "others_cpu_share")
 
 # What a row is: a trial of a search ("candidate" or "baseline"), or a re-measurement by the
 # nightly rebench of a saved learner's "winner" or of its "baseline".
@@ -79,6 +83,7 @@ TRIAL_SCHEMA = pa.schema(
         ("host", pa.string()),
         # True when the run timed candidates briefly (``--quick-measure``): noisy figures.
         ("quick_measure", pa.bool_()),
+        *((name, pa.float64()) for name in LOAD_COLUMNS),
     ],
     metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
 )
@@ -154,6 +159,13 @@ def _latency(result: TrialResult, name: str) -> float | None:
     return float(getattr(result.latency, name)) if result.latency is not None else None
 
 
+def _load(result: TrialResult) -> dict[str, float | None]:
+    """The machine load the trial recorded (None where it could not be measured)."""
+    extra = dict(result.extra)
+    values = {name: extra.get(name) for name in LOAD_COLUMNS}
+    return {k: float(v) if isinstance(v, int | float) else None for k, v in values.items()}
+
+
 def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> dict[str, Any]:
     """The history row of ``result`` (partition columns included)."""
     if role not in ROLES:
@@ -191,6 +203,7 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         "versions": json.dumps(dict(run.versions), sort_keys=True),
         "host": run.host,
         "quick_measure": run.quick,
+        **_load(result),
         "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
         "hardware_type": c.hardware_key,
     }

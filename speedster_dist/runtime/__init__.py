@@ -4,6 +4,11 @@ Ray is imported only when a :class:`RayExecutor` is created or :func:`connect` i
 """
 
 from speedster_dist.runtime._catalog import NodeProbe, backend_catalog, probe_node
+from speedster_dist.runtime._confirm import (
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_CONFIRM_TOP,
+    confirm_task,
+)
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._portable import onnx_portable
@@ -28,6 +33,8 @@ from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_tria
 
 __all__ = [
     "BUDGET_EXHAUSTED",
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
     "FP32_TOLERANCE",
     "Cluster",
     "ClusterConnectionError",
@@ -44,6 +51,7 @@ __all__ = [
     "TrialRunner",
     "backend_catalog",
     "baseline_candidate",
+    "confirm_task",
     "connect",
     "failed_result",
     "onnx_portable",

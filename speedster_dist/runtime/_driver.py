@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from speedster_dist.records import Candidate, DeviceKind, HardwareType, SavedCandidate, TrialResult
+from speedster_dist.records import (
+    Candidate,
+    Confirmation,
+    DeviceKind,
+    HardwareType,
+    SavedCandidate,
+    TrialResult,
+)
+from speedster_dist.runtime._confirm import DEFAULT_CONFIRM_TOP
 from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
@@ -45,6 +53,10 @@ class SearchOutcome:
     portable: SavedCandidate | None = None
     lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
     joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
+    # The winners re-timed side by side after the search (key -> figures), or why not.
+    confirmed: dict[str, Confirmation] = field(default_factory=dict)
+    not_confirmed: dict[str, str] = field(default_factory=dict)
+    confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         return next(
@@ -61,6 +73,10 @@ class _TypeState:
     planned: int = 0  # configs in its space: at most this many trials
     best: TrialOutcome | None = None
     announced: bool = False  # told to ``on_plan``
+    # The fastest complete trials, fastest first, and the baseline's: the confirmation's
+    # contenders; their files stay fetchable while they are held here.
+    top: list[TrialOutcome] = field(default_factory=list)  # never the baseline
+    base_item: TrialOutcome | None = None
 
 
 def _faster(result: TrialResult, best: TrialOutcome | None) -> bool:
@@ -105,6 +121,8 @@ def run_search(
     devices: frozenset[DeviceKind] = frozenset(DeviceKind),
     cluster: Cluster | None = None,
     on_plan: Callable[[str, int], Any] = lambda key, planned: None,
+    confirm_rounds: int = 0,
+    confirm_top: int = DEFAULT_CONFIRM_TOP,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
@@ -116,6 +134,10 @@ def run_search(
     ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far.
     ``on_plan(hardware_key, planned)`` is called once per hardware type before its first
     trial (a type that joins mid-search too), ``planned`` being the configs of its space.
+    ``confirm_rounds`` > 0: after the search, the baseline and the ``confirm_top`` fastest
+    candidates of each hardware type are re-timed side by side over that many rounds, through
+    the executor's ``confirm`` (:mod:`~speedster_dist.runtime._confirm`); the confirmed
+    fastest is the winner. A confirmation that fails keeps the search's figures and winner.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
@@ -137,6 +159,8 @@ def run_search(
         on_result(item.result)
         if item.result.ok and _faster(item.result, state.best):
             state.best = item  # the previous best's files are released with its handle
+        if item.result.ok:
+            _keep_top(state, item, confirm_top if confirm_rounds > 0 else 0)
         if item.result.ok and item.result.is_baseline:
             _keep_portable(outcome, executor, item)
 
@@ -159,6 +183,12 @@ def run_search(
             record(item)
 
     outcome.lost = view.lost_types()
+    if confirm_rounds > 0:
+        confirm_started = time.monotonic()
+        for state in states.values():
+            if state.best is not None:
+                _confirm(outcome, executor, state, confirm_rounds)
+        outcome.confirm_s = time.monotonic() - confirm_started
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
@@ -234,3 +264,59 @@ def _keep_winner(outcome: SearchOutcome, executor: Executor, key: str, best: Tri
         )
         return
     outcome.winners[key] = best.result
+
+
+# -- confirming the winners ----------------------------------------------------------------
+
+
+def _p50(item: TrialOutcome) -> float:
+    return item.result.latency.p50 if item.result.latency else float("inf")
+
+
+def _keep_top(state: _TypeState, item: TrialOutcome, top: int) -> None:
+    """Hold the baseline's and the ``top`` fastest candidates' outcomes (0: none)."""
+    if top <= 0:
+        return
+    if item.result.is_baseline:
+        state.base_item = item
+        return
+    others = [o for o in state.top if o.result.candidate != item.result.candidate]
+    state.top = sorted([*others, item], key=_p50)[:top]
+
+
+def _confirm(outcome: SearchOutcome, executor: Executor, state: _TypeState, rounds: int) -> None:
+    """Re-time the baseline and the best candidates of one type; the confirmed fastest
+    becomes the winner. Any failure leaves the search's winner and says why."""
+    hardware = state.group.hardware
+    key = hardware.key
+    confirm = getattr(executor, "confirm", None)
+    why = ""
+    if confirm is None:
+        why = "this executor cannot re-time candidates"
+    elif key in outcome.lost:
+        why = f"its nodes left: {outcome.lost[key]}"
+    elif state.base_item is None:
+        why = "the baseline did not complete"
+    elif not state.top:
+        why = "no candidate completed besides the baseline"
+    if why:
+        outcome.not_confirmed[key] = why
+        return
+    assert confirm is not None and state.base_item is not None
+    contenders = [state.base_item, *state.top]
+    pairs = [(o.result.candidate, o.result.is_baseline) for o in contenders]
+    try:
+        confirmation: Confirmation = confirm(hardware, pairs, rounds)
+    except Exception as exc:  # the executor itself failed: the search's figures stand
+        confirmation = Confirmation(key, (), rounds, "", f"{type(exc).__name__}: {exc}"[:500])
+    if not confirmation.ok or any(confirmation.of(c) is None for c, _ in pairs):
+        outcome.not_confirmed[key] = confirmation.reason or "not every contender was re-timed"
+        return
+    outcome.confirmed[key] = confirmation
+
+    def confirmed_p50(item: TrialOutcome) -> float:
+        entry = confirmation.of(item.result.candidate)
+        return entry.p50 if entry is not None else float("inf")
+
+    # A candidate whose confirmed figure is slower than another's loses its place.
+    state.best = min(contenders, key=confirmed_p50)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, SavedCandidate
+from speedster_dist.records import Candidate, Confirmation, HardwareType, SavedCandidate
 from speedster_dist.runtime._catalog import NodeProbe, probe_node
+from speedster_dist.runtime._confirm import confirm_task
 from speedster_dist.runtime._protocol import HardwareGroup, TrialOutcome, failed_result
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.runtime._trial import TrialPayload
@@ -72,3 +74,10 @@ class InlineExecutor:
     def fetch(self, artifact: Any) -> SavedCandidate:
         assert isinstance(artifact, SavedCandidate)
         return artifact
+
+    def confirm(
+        self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
+    ) -> Confirmation:
+        """Re-time ``contenders`` side by side in this process (see :func:`confirm_task`)."""
+        assert self._payload is not None, "prepare() comes first"
+        return confirm_task(self._payload, None, hardware, "local", tuple(contenders), rounds)

@@ -12,10 +12,18 @@ import json
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
+from speedster_dist.records import (
+    Candidate,
+    Confirmation,
+    HardwareType,
+    SavedCandidate,
+    TrialResult,
+)
+from speedster_dist.runtime._confirm import confirm_task
 from speedster_dist.runtime._export_task import ExportState, SharedExportJob
 from speedster_dist.runtime._exports import consumes_onnx
 from speedster_dist.runtime._membership import ClusterMembership
@@ -111,6 +119,8 @@ class RayExecutor:
         # when the GPU is asked for in the decorator): no CUDA context, memory pool or device
         # choice of an earlier trial sticks to the next one.
         self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(trial_task)
+        self._confirm_fn: Any = ray_api.remote(confirm_task)
+        self._gpu_confirm_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(confirm_task)
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
         self._payload_ref: Any = None
         self._exportable = False
@@ -332,3 +342,47 @@ class RayExecutor:
             return artifact
         saved: SavedCandidate = self._ray.get(artifact)
         return saved
+
+    def confirm(
+        self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
+    ) -> Confirmation:
+        """Re-time ``contenders`` side by side in one task on a free node of ``hardware``,
+        reserved as a trial reserves it (after the search: every node is free again); a
+        crash, a lost node or the trial timeout is the Confirmation's ``reason``."""
+        key = hardware.key
+        self.membership.refresh()
+        node_id = self._pool.free_node(key)
+        if node_id is None:
+            return Confirmation(key, (), rounds, "", "no node of this hardware type is free")
+        reservation = self._pool.acquire(node_id, key)
+        export_ref = self._export.ref if self._share_exports and self._export.done else None
+        function = self._gpu_confirm_fn if reservation.num_gpus else self._confirm_fn
+        try:
+            ref = function.options(
+                num_cpus=reservation.num_cpus,
+                num_gpus=reservation.num_gpus,
+                max_retries=0,
+                scheduling_strategy=self._affinity(node_id),
+                name=f"confirm:{key}",
+                **self._task_options,
+            ).remote(
+                self._payload_ref,
+                export_ref,
+                hardware,
+                node_id,
+                tuple(contenders),
+                rounds,
+                reservation.num_cpus,
+            )
+            ready, _ = self._ray.wait([ref], num_returns=1, timeout=self._timeout)
+            if not ready:
+                self._ray.cancel(ref, force=True)
+                return Confirmation(
+                    key, (), rounds, node_id, f"timed out after {self._timeout:g} s"
+                )
+            confirmation: Confirmation = self._ray.get(ref)
+            return confirmation
+        except Exception as exc:  # the worker crashed, the node left...
+            return Confirmation(key, (), rounds, node_id, f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            self._pool.release(node_id, key)

@@ -24,6 +24,7 @@ from speedster_dist.backends import (
 )
 from speedster_dist.cache import scratch_dir
 from speedster_dist.measure import (
+    LoadWatch,
     MeasureSettings,
     MetricFn,
     measure_latency,
@@ -39,7 +40,7 @@ from speedster_dist.records import (
     TrialStatus,
 )
 
-__all__ = ["FP32_TOLERANCE", "TrialPayload", "run_trial", "save_compiled"]
+__all__ = ["FP32_TOLERANCE", "TrialPayload", "run_trial", "save_compiled", "synchronizer"]
 
 # Full-precision candidates must match the original this closely (numeric precision or the
 # user's metric), so that a broken conversion is rejected even when no drop is accepted.
@@ -61,7 +62,8 @@ class TrialPayload:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
 
 
-def _synchronizer(device: DeviceKind) -> Any:
+def synchronizer(device: DeviceKind) -> Any:
+    """What makes a clock read count the device's queued work (None on CPU)."""
     if device is DeviceKind.GPU:
         import torch
 
@@ -160,9 +162,11 @@ def run_trial(
         # Outputs stay on the device while timed (an ONNX Runtime session on a GPU through
         # IO binding, torch and TensorRT natively); the synchronizer counts the device work.
         timed = getattr(compiled, "run_on_device", None) or compiled
+        watch = LoadWatch().start()  # the load this measurement saw goes into the history
         latency = measure_latency(
-            lambda: timed(*sample), payload.measure, _synchronizer(device), pruner.should_stop
+            lambda: timed(*sample), payload.measure, synchronizer(device), pruner.should_stop
         )
+        common["extra"] = tuple(watch.stop().items())
         if pruner.pruned:
             reason = f"pruned: median {latency.p50 * 1e3:.3g} ms after {latency.count} calls " + (
                 f"cannot beat the best {prune_above_s * 1e3:.3g} ms" if prune_above_s else ""

@@ -17,6 +17,7 @@ from speedster_dist.search._optuna import (
     OptunaSearcher,
     optuna_searcher_factory,
 )
+from speedster_dist.search._prior import SearchHistory, default_gain, expected_gain
 from speedster_dist.search._searcher import ExhaustiveSearcher, Searcher, SearcherFactory
 from speedster_dist.search._space import (
     Arm,
@@ -40,6 +41,7 @@ __all__ = [
     "Budget",
     "ExhaustiveSearcher",
     "OptunaSearcher",
+    "SearchHistory",
     "SearchSpace",
     "Searcher",
     "SearcherFactory",
@@ -47,8 +49,10 @@ __all__ = [
     "StudyStorage",
     "allowed_precisions",
     "capped_choices",
+    "default_gain",
     "derive_candidates",
     "derive_space",
+    "expected_gain",
     "open_study",
     "optuna_searcher_factory",
     "parse_optimization_time",

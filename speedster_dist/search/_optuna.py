@@ -3,7 +3,9 @@
 The study's parameters are ``arm`` (``backend/precision/technique``) and, conditional on it,
 one categorical per knob of that arm's backend (``<backend>.<knob>``). Each arm's default
 config is enqueued first (the baseline first) and timed in full; then a seeded TPE sampler
-proposes configs, which the driver submits with a pruning bar (:meth:`prune_bar`).
+proposes configs, which the driver submits with a pruning bar (:meth:`prune_bar`). With a
+history, the winners it holds for the same hardware type are enqueued right after the
+baseline (a warm start), and the defaults follow in the space's best-first order.
 
 What the study records: COMPLETE with the p50 latency (seconds, minimised); PRUNED with the
 running median reported at step = timed calls; FAIL for a failed or rejected candidate, with
@@ -327,12 +329,15 @@ class OptunaSearcher:
             self.study.tell(popped, state=TrialState.FAIL)
 
     def _queue_first(self, previous_best: Candidate | None) -> None:
-        """The baseline, the previous best (both re-measured when known), then the defaults."""
+        """The baseline, the previous best (both re-measured when known), the history's
+        winners on this hardware type (warm start), then each arm's default, best expected
+        gain first."""
         first = [c for c in (self.space.baseline, previous_best) if c is not None]
         for candidate in dict.fromkeys(first):
             self._fixed.append((candidate, candidate in self._told))
-        for candidate in self.space.defaults():
-            if candidate not in self._told and candidate not in first:
+        for candidate in (*self.space.warm_start, *self.space.defaults()):
+            queued = {c for c, _ in self._fixed}
+            if candidate not in self._told and candidate not in queued:
                 self._fixed.append((candidate, False))
 
 

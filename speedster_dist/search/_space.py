@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from speedster_dist.records import BackendInfo, Candidate, Capability, HardwareType, Knob, Precision
+from speedster_dist.search._prior import SearchHistory, expected_gain
 
 __all__ = [
     "Arm",
@@ -48,6 +49,8 @@ class SpaceSettings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     held_in: int | None = None  # held-in (calibration) samples; None: unknown, not capped
     metric: str = "numeric_precision"  # the built-in metric's name, or "custom"
+    # What earlier searches measured: orders the arms and warm-starts the search.
+    history: SearchHistory | None = None
 
 
 def allowed_precisions(
@@ -132,24 +135,38 @@ class Arm:
         ]
 
 
-def _ordered(found: list[Candidate], baseline_backend: str) -> list[Candidate]:
-    """The baseline (the baseline backend's first fp32 config) first, then fp32, then the rest."""
+def _ordered(
+    found: list[Candidate], baseline_backend: str, gains: Mapping[str, float]
+) -> list[Candidate]:
+    """The baseline (the baseline backend's first fp32 config) first, then the best expected
+    gain first (``gains`` by arm key, see :func:`derive_space`), fp32 first among equals."""
     baseline = [c for c in found if c.backend == baseline_backend and c.precision is Precision.FP32]
     rest = [c for c in found if c not in baseline[:1]]
-    rest.sort(key=lambda c: c.precision is not Precision.FP32)  # stable: fp32 first
+    # Stable: ties keep the catalog order.
+    rest.sort(key=lambda c: (-gains.get(_arm_key(c), 1.0), c.precision is not Precision.FP32))
     return baseline[:1] + rest
+
+
+def _arm_key(candidate: Candidate) -> str:
+    return f"{candidate.backend}/{candidate.precision.value}/{candidate.technique}"
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     """The conditional space of one hardware type: arms, then knobs that depend on the arm.
 
-    Iterating yields every config (what an exhaustive search measures), the baseline first.
+    Iterating yields every config (what an exhaustive search measures): the baseline, the
+    ``warm_start`` configs (earlier winners on this hardware type), each arm's default in the
+    arms' order (best expected gain first), then the other knob configs.
     """
 
     hardware_key: str
     arms: tuple[Arm, ...]
     baseline_backend: str = "torch"
+    warm_start: tuple[Candidate, ...] = ()
+    # Expected gain of each arm (arm key, speedup): orders the trials, never the arms
+    # themselves (the study's categorical choices stay in catalog order).
+    gains: tuple[tuple[str, float], ...] = ()
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates())
@@ -170,13 +187,15 @@ class SearchSpace:
         return next((a for a in self.arms if a.key == key), None)
 
     def candidates(self) -> list[Candidate]:
-        found = [c for arm in self.arms for c in arm.candidates(self.hardware_key)]
-        return _ordered(found, self.baseline_backend)
+        defaults = self.defaults()
+        others = [c for arm in self.arms for c in arm.candidates(self.hardware_key)[1:]]
+        others = _ordered(others, "", dict(self.gains))
+        return list(dict.fromkeys([*defaults[:1], *self.warm_start, *defaults[1:], *others]))
 
     def defaults(self) -> list[Candidate]:
         """Each arm with its default knobs, in the order an exhaustive search tries them."""
         found = [arm.default(self.hardware_key) for arm in self.arms]
-        return _ordered(found, self.baseline_backend)
+        return _ordered(found, self.baseline_backend, dict(self.gains))
 
 
 def _arm_allowed(
@@ -198,9 +217,11 @@ def derive_space(
     catalog: Iterable[BackendInfo], hardware: HardwareType, settings: SpaceSettings
 ) -> SearchSpace:
     """The space for ``hardware``: every available backend x allowed precision x technique,
-    each with the knobs it declares for that device and precision (in catalog order)."""
+    each with the knobs it declares for that device and precision (in catalog order), the
+    expected gain of each (:func:`~speedster_dist.search._prior.expected_gain`: trials go best
+    first) and the history's earlier winners on this hardware type as its warm start."""
     allowed = allowed_precisions(settings.metric_drop_ths, settings.metric)
-    arms = tuple(
+    found = [
         Arm(
             info.name,
             cap.precision,
@@ -211,8 +232,36 @@ def derive_space(
         if info.unavailable is None and info.name not in settings.ignored_backends
         for cap in info.capabilities
         if _arm_allowed(cap, hardware, settings, allowed)
+    ]
+
+    gains = tuple(
+        (a.key, expected_gain(a.backend, a.precision, a.technique, hardware, settings.history))
+        for a in found
     )
-    return SearchSpace(hardware.key, arms, settings.baseline_backend)
+    space = SearchSpace(hardware.key, tuple(found), settings.baseline_backend, gains=gains)
+    warm = _warm_start(space, settings.history)
+    return replace(space, warm_start=warm) if warm else space
+
+
+def _warm_start(space: SearchSpace, history: SearchHistory | None) -> tuple[Candidate, ...]:
+    """The history's winners on this hardware type, as configs of ``space``: the same config
+    when the space has it, else its arm's default (knobs not tuned); the baseline never."""
+    found = []
+    for winner in (history.winners if history else {}).get(space.hardware_key, ()):
+        try:
+            precision = Precision(str(winner.get("precision")))
+        except ValueError:
+            continue
+        key = f"{winner.get('backend')}/{precision.value}/{winner.get('technique', '')}"
+        arm = space.arm(key)
+        if arm is None:
+            continue  # not in this space: unavailable here, or a precision not allowed
+        wanted = Candidate.make(
+            arm.backend, precision, space.hardware_key, arm.technique, winner.get("knobs") or {}
+        )
+        configs = arm.candidates(space.hardware_key)
+        found.append(wanted if wanted in configs else configs[0])
+    return tuple(c for c in dict.fromkeys(found) if c != space.baseline)
 
 
 def derive_candidates(

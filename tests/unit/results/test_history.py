@@ -1,6 +1,7 @@
 import json
 import threading
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from speedster_dist.records import TrialResult, TrialStatus
 from speedster_dist.results import (
     HISTORY_SCHEMA,
+    LOAD_COLUMNS,
     TRIAL_SCHEMA,
     HistoryTarget,
     RunInfo,
@@ -151,6 +153,25 @@ def test_older_files_without_a_new_column_read_with_nulls(history):
     rows = read_history(history).to_pylist()
     assert [r["run_id"] for r in rows] == ["old", "new"]
     assert rows[0]["host"] is None and rows[1]["host"]
+
+
+def test_the_machine_load_of_each_trial_is_kept_and_version_1_files_read_as_null(history):
+    folder = history / "date=2024-03-01" / f"hardware_type={CPU}"
+    folder.mkdir(parents=True)
+    v1 = pa.schema([f for f in TRIAL_SCHEMA if f.name not in LOAD_COLUMNS])
+    row = {name: None for name in v1.names} | {"run_id": "v1", "time": DAY0, "status": "failed"}
+    pq.write_table(pa.Table.from_pylist([row], schema=v1), folder / "v1.parquet")
+    load = (("loadavg_before", 1.5), ("loadavg_after", 2.25), ("others_cpu_share", 0.4))
+    measured = replace(
+        trial("torch", "fp32", CPU, 0.01, when=DAY0 + timedelta(hours=1)), extra=load
+    )
+    run(history, "v2").append(measured)
+    rows = read_history(history).to_pylist()
+    assert [r["run_id"] for r in rows] == ["v1", "v2"]
+    assert all(rows[0][name] is None for name in LOAD_COLUMNS)
+    assert (rows[1]["loadavg_before"], rows[1]["loadavg_after"]) == (1.5, 2.25)
+    assert rows[1]["others_cpu_share"] == 0.4
+    assert rows[1]["steal_share"] is None  # not measured (no /proc/stat): null, never 0
 
 
 def test_missing_history_is_a_clear_error(tmp_path):

@@ -23,7 +23,14 @@ from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
 from speedster_dist.progress import trial_observer
-from speedster_dist.runtime import Executor, RayExecutor, connect, package_runtime_env, run_search
+from speedster_dist.runtime import (
+    Executor,
+    GroupDemand,
+    RayExecutor,
+    connect,
+    package_runtime_env,
+    run_search,
+)
 from speedster_dist.summary import format_summary, format_trials
 from speedster_dist.winners import learner_from_outcome
 
@@ -63,8 +70,12 @@ def optimize_model(
     ``runtime_env`` (the Ray job's runtime environment, or ``"package"`` to ship this
     speedster_dist to nodes where it is not installed; docs/cluster.md), ``history`` (a
     folder, or a :class:`speedster_dist.results.HistoryTarget`): every trial is appended to
-    that Parquet history as soon as it finishes (docs/cli.md). ``executor``: run the trials
-    there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
+    that Parquet history as soon as it finishes (docs/cli.md). ``node_groups`` (group names,
+    or a cluster YAML; default: the groups of the cluster's nodes and autoscaler config) and
+    ``group_wait`` (seconds, default 600): on Ray, one node of each group is asked of the
+    autoscaler for the length of the search and awaited that long (docs/cluster.md).
+    ``executor``: run the trials there instead of on Ray (tests, benchmarks; see
+    :mod:`speedster_dist.runtime`).
 
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """
@@ -81,14 +92,16 @@ def optimize_model(
     )
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
+    executor = _executor(options)
     outcome = run_search(
-        _executor(options),
+        executor,
         payload,
         options.space_settings(payload.source),
         options.budget,
         on_result=trial_observer(options, model, payload.source.fingerprint, prepared.batch),
         make_searcher=options.searcher_factory(payload.source.fingerprint),
         devices=options.devices,
+        demand=_demand(executor, options),
     )
     learner = learner_from_outcome(outcome, prepared.io, payload)
     learner.summary = format_summary(outcome, prepared.batch)
@@ -106,3 +119,10 @@ def _executor(options: RunOptions) -> Executor:
     runtime_env = package_runtime_env() if options.runtime_env == "package" else options.runtime_env
     connect(options.cluster, runtime_env)
     return RayExecutor(trial_timeout_s=options.trial_timeout_s)
+
+
+def _demand(executor: Executor, options: RunOptions) -> GroupDemand | None:
+    """On Ray: ask the autoscaler for every declared node group (docs/cluster.md)."""
+    if not isinstance(executor, RayExecutor):
+        return None
+    return executor.group_demand(options.node_groups, options.group_wait_s)

@@ -66,10 +66,13 @@ EXTRA_KWARGS = frozenset(
         "searcher",
         "search_seed",
         "history",
+        "node_groups",
+        "group_wait",
     }
 )
 SEARCHERS = ("optuna", "exhaustive")
 DEFAULT_TRIAL_TIMEOUT_S = 900.0
+DEFAULT_GROUP_WAIT_S = 600.0  # how long a search waits for a node group to come up
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class RunOptions:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     executor: Any = None  # an executor given by the caller (tests, benchmarks)
     history: Any = None  # a folder or a HistoryTarget
+    node_groups: tuple[str, ...] | str | None = None  # names, a cluster YAML, None: the cluster's
+    group_wait_s: float = DEFAULT_GROUP_WAIT_S
     progress: bool = True
     verbose: bool = False
 
@@ -181,6 +186,8 @@ def parse_run_options(
         measure=_measure(extras.get("measure_settings")),
         executor=extras.get("executor"),
         history=extras.get("history"),
+        node_groups=_node_groups(extras.get("node_groups")),
+        group_wait_s=_positive("group_wait", extras.get("group_wait", DEFAULT_GROUP_WAIT_S)),
         progress=bool(extras.get("progress", True)),
         verbose=bool(extras.get("verbose", False)),
     )
@@ -306,3 +313,18 @@ def _measure(value: Any) -> MeasureSettings:
     if not isinstance(value, MeasureSettings):
         raise InputError(f"measure_settings must be a MeasureSettings, got {value!r}")
     return value
+
+
+def _node_groups(value: Any) -> tuple[str, ...] | str | None:
+    """None (the cluster's own groups), group names, or a cluster YAML declaring them."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        return value
+    names = _names("node_groups", value)
+    from speedster_dist.runtime._demand import parse_group_names  # no Ray imported
+
+    try:
+        return parse_group_names(names)
+    except ValueError as exc:
+        raise InputError(f"node_groups: {exc}") from exc

@@ -75,12 +75,21 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
         blocks.append(f"{title}\n{table}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome))
+    blocks.extend(_missing_groups(outcome))
     exhausted = (
         "\n(the optimization_time budget ran out; results are the best found)"
         if outcome.budget_exhausted
         else ""
     )
     return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+
+
+def _missing_groups(outcome: SearchOutcome) -> list[str]:
+    """The declared node groups that never came up, and why (never silent)."""
+    if not outcome.missing_groups:
+        return []
+    lines = [f"  {name}: {why}" for name, why in sorted(outcome.missing_groups.items())]
+    return ["Node groups that never came up (not searched):\n" + "\n".join(lines)]
 
 
 def _fleet_note(outcome: SearchOutcome, key: str) -> str:

@@ -37,7 +37,7 @@ from speedster_dist.records import TrialResult
 __all__ = ["SweepJobResult", "SweepPlan", "plan_from_mapping", "run_sweep"]
 
 _TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
-_PATHS = frozenset({"model", "inputs", "tokenizer"})
+_PATHS = frozenset({"model", "inputs", "tokenizer", "study_storage"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
 _CONVERT: dict[str, Any] = {
@@ -46,6 +46,9 @@ _CONVERT: dict[str, Any] = {
     "metric_drop_ths": lambda v: None if v is None else float(v),
     "trial_timeout": float,
     "kit": bool,
+    "resume": bool,
+    "group_wait": float,
+    "node_groups": lambda v: tuple(str(x) for x in ([v] if isinstance(v, str) else v)),
     "ignore_compilers": lambda v: tuple(str(x) for x in v),
     "ignore_compressors": lambda v: tuple(str(x) for x in v),
 }

@@ -4,6 +4,7 @@ Ray is imported only when a :class:`RayExecutor` is created or :func:`connect` i
 """
 
 from speedster_dist.runtime._catalog import NodeProbe, backend_catalog, probe_node
+from speedster_dist.runtime._demand import GROUP_LABEL, GroupDemand, NodeGroup
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._portable import onnx_portable
@@ -29,12 +30,15 @@ from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_tria
 __all__ = [
     "BUDGET_EXHAUSTED",
     "FP32_TOLERANCE",
+    "GROUP_LABEL",
     "Cluster",
     "ClusterConnectionError",
     "Executor",
     "FixedTrial",
+    "GroupDemand",
     "HardwareGroup",
     "InlineExecutor",
+    "NodeGroup",
     "NodeProbe",
     "OnlyTypes",
     "RayExecutor",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speedster_dist.records import Candidate, DeviceKind, HardwareType, SavedCandidate, TrialResult
+from speedster_dist.runtime._demand import GroupDemand
 from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
@@ -45,6 +46,7 @@ class SearchOutcome:
     portable: SavedCandidate | None = None
     lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
     joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
+    missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         return next(
@@ -102,6 +104,7 @@ def run_search(
     poll_s: float = 0.5,
     devices: frozenset[DeviceKind] = frozenset(DeviceKind),
     cluster: Cluster | None = None,
+    demand: GroupDemand | None = None,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
@@ -111,12 +114,56 @@ def run_search(
     every non-baseline trial is submitted with its searcher's ``prune_bar(candidate)``. When the
     budget runs out, the trials in flight are cancelled and told as FAILED with reason
     ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far.
+    ``demand`` asks the autoscaler for the declared node groups for the length of the
+    search: the search goes on (idle if need be) until every group is up or its wait is
+    over, and the groups that never came up are in ``outcome.missing_groups``.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
     deadline = started + budget.seconds
     view: Cluster = cluster if cluster is not None else executor
-    groups = [g for g in view.discover() if g.hardware.device in devices]
+    args = (payload, settings, deadline, on_result, make_searcher, poll_s, devices, demand)
+    if demand is None:
+        return _search(executor, view, *args, started=started)
+    demand.start()
+    try:
+        outcome = _search(executor, view, *args, started=started)
+    finally:
+        demand.release()  # also when the search fails: idle nodes must scale down
+    outcome.missing_groups = demand.missing()
+    return outcome
+
+
+def _first_groups(
+    view: Cluster,
+    devices: frozenset[DeviceKind],
+    demand: GroupDemand | None,
+    poll_s: float,
+    deadline: float,
+) -> list[HardwareGroup]:
+    """The groups to start with; with every node still coming, wait for the first."""
+    while True:
+        groups = [g for g in view.discover() if g.hardware.device in devices]
+        if groups or demand is None or not demand.pending() or time.monotonic() >= deadline:
+            return groups
+        time.sleep(poll_s)
+
+
+def _search(
+    executor: Executor,
+    view: Cluster,
+    payload: TrialPayload,
+    settings: SpaceSettings,
+    deadline: float,
+    on_result: Callable[[TrialResult], Any],
+    make_searcher: SearcherFactory,
+    poll_s: float,
+    devices: frozenset[DeviceKind],
+    demand: GroupDemand | None,
+    *,
+    started: float,
+) -> SearchOutcome:
+    groups = _first_groups(view, devices, demand, poll_s, deadline)
     if not groups:
         wanted = "/".join(sorted(d.value for d in devices))
         raise ValueError(f"the cluster has no {wanted} node to optimize for")
@@ -138,7 +185,8 @@ def run_search(
     while True:
         _adopt_joined(view, states, outcome, settings, make_searcher, devices)
         _submit_ready(executor, states)
-        if executor.in_flight() == 0:
+        idle = executor.in_flight() == 0
+        if idle and (demand is None or not demand.pending()):
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -146,6 +194,9 @@ def run_search(
             for item in executor.cancel_all(BUDGET_EXHAUSTED):
                 record(item)
             break
+        if idle:  # nothing to run until an awaited node group joins
+            time.sleep(min(poll_s, remaining))
+            continue
         for item in executor.poll(min(poll_s, remaining)):
             record(item)
 

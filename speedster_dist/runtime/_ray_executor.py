@@ -12,10 +12,18 @@ import json
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
+from speedster_dist.runtime._demand import (
+    DEFAULT_GROUP_WAIT_S,
+    GroupDemand,
+    Request,
+    declared_groups,
+    ray_request,
+)
 from speedster_dist.runtime._export_task import ExportState, SharedExportJob
 from speedster_dist.runtime._exports import consumes_onnx
 from speedster_dist.runtime._membership import ClusterMembership
@@ -128,6 +136,18 @@ class RayExecutor:
 
     def lost_types(self) -> dict[str, str]:
         return self.membership.lost_types()
+
+    def group_demand(
+        self,
+        node_groups: Sequence[str] | str | None = None,
+        wait_s: float = DEFAULT_GROUP_WAIT_S,
+        request: Request | None = None,
+    ) -> GroupDemand:
+        """Demand for the declared node groups (:mod:`._demand`), to give ``run_search``;
+        ``request`` replaces Ray's autoscaler request (a simulated autoscaler in tests)."""
+        groups = declared_groups(node_groups, self._ray.nodes())
+        send = request or ray_request(self._ray)
+        return GroupDemand(groups, send, self._ray.nodes, self._pool.node_ids, wait_s)
 
     # -- running ---------------------------------------------------------------------
     def prepare(self, payload: TrialPayload) -> None:

@@ -28,6 +28,7 @@ from speedster_dist.runtime._export_task import ExportState, SharedExportJob
 from speedster_dist.runtime._exports import consumes_onnx
 from speedster_dist.runtime._membership import ClusterMembership
 from speedster_dist.runtime._protocol import HardwareGroup, TrialOutcome, failed_result
+from speedster_dist.runtime._started import StartMarks
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.runtime._trial import TrialPayload
 
@@ -56,6 +57,12 @@ class _Running:
     node_id: str
     deadline: float
     artifact_ref: Any
+    mark: str = ""  # the task's start mark; "" once it is known to run (or without marks)
+
+
+# A trial task still not running this many timeouts after submission is given up on (its
+# node stays held by someone else's work).
+QUEUE_LIMIT_FACTOR = 10.0
 
 
 class RayExecutor:
@@ -67,7 +74,10 @@ class RayExecutor:
     left are dropped. A trial whose node dies is retried on another node of its type (up to
     ``node_loss_retries`` times), else recorded as lost with the reason; any other crash is
     an outcome, never retried. A trial past ``trial_timeout_s`` is force-cancelled and its
-    node freed. ``runtime_env`` is given to every task (URIs, ``pip``, ``env_vars``...;
+    node freed; the time counts from when the task starts running on its node (a mark it
+    leaves in Ray's key-value store), not from submission, so time queued behind another
+    driver's trial does not count. ``runtime_env`` is given to every task (URIs, ``pip``,
+    ``env_vars``...;
     local folders such as :func:`speedster_dist.runtime.package_runtime_env` are only
     uploaded at the job level, through :func:`speedster_dist.runtime.connect`).
     ``ray_api`` replaces the ``ray`` module in unit tests.
@@ -93,6 +103,8 @@ class RayExecutor:
         else:  # a stand-in for tests: it provides NodeAffinitySchedulingStrategy itself
             affinity_cls = ray_api.NodeAffinitySchedulingStrategy
         self._ray: Any = ray_api  # Ray's stubs do not type .options(num_returns=2) results
+        # A stand-in may simulate start marks; without them the clock runs from submission.
+        self._marks: Any = StartMarks() if real_ray else getattr(ray_api, "start_marks", None)
         self._timeout = trial_timeout_s
         self._retries = node_loss_retries
         self._task_options: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
@@ -221,8 +233,10 @@ class RayExecutor:
             item.prune_above_s,
             reservation.num_cpus,
         )
-        deadline = time.monotonic() + self._timeout
-        self._running[result_ref] = _Running(item, node_id, deadline, artifact_ref)
+        mark = self._marks.key(result_ref) if self._marks is not None else ""
+        limit = self._timeout * (QUEUE_LIMIT_FACTOR if mark else 1.0)
+        deadline = time.monotonic() + limit
+        self._running[result_ref] = _Running(item, node_id, deadline, artifact_ref, mark)
         self.stats["trials_started"] += 1
 
     def poll(self, timeout_s: float) -> list[TrialOutcome]:
@@ -257,6 +271,7 @@ class RayExecutor:
                 self.membership.node_left(node_id, f"the shared export's task: {crash}"[:200])
             return None
         running = self._running.pop(ref)
+        self._forget_mark(running)
         item = running.queued
         self._pool.release(running.node_id, item.key)
         try:
@@ -321,11 +336,40 @@ class RayExecutor:
     def _expire(self) -> list[TrialOutcome]:
         now = time.monotonic()
         self._export.expire(self._pool, now)
+        self._note_starts(now)
         late = [ref for ref, r in self._running.items() if r.deadline <= now]
-        return [self._cancel(ref, f"timed out after {self._timeout:g} s") for ref in late]
+        return [self._cancel(ref, self._late_reason(self._running[ref])) for ref in late]
+
+    def _note_starts(self, now: float) -> None:
+        """Start the clock of each trial whose task began running since the last poll."""
+        waiting = [r for r in self._running.values() if r.mark]
+        if not waiting:
+            return
+        try:
+            started = self._marks.started()
+        except Exception:  # marks unreadable: keep counting from submission
+            started = {r.mark for r in waiting}
+        for running in waiting:
+            if running.mark in started:
+                self._forget_mark(running)
+                running.deadline = now + self._timeout
+
+    def _forget_mark(self, running: _Running) -> None:
+        if running.mark:
+            self._marks.forget(running.mark)
+            running.mark = ""
+
+    def _late_reason(self, running: _Running) -> str:
+        if running.mark:  # never started: its node stayed busy with other work
+            return (
+                f"did not start within {self._timeout * QUEUE_LIMIT_FACTOR:g} s "
+                "(its node stayed busy with other work)"
+            )
+        return f"timed out after {self._timeout:g} s"
 
     def _cancel(self, ref: Any, reason: str) -> TrialOutcome:
         running = self._running.pop(ref)
+        self._forget_mark(running)
         self._ray.cancel(ref, force=True)
         self._pool.release(running.node_id, running.queued.key)
         item = running.queued

@@ -20,6 +20,7 @@ from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.runtime import GROUP_LABEL, RayExecutor, run_search
 from speedster_dist.runtime._ray import LOOPBACK_ENV
+from speedster_dist.runtime._started import StartMarks
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
@@ -166,3 +167,5 @@ def test_the_search_brings_up_a_group_at_zero_nodes_and_releases_the_demand(
 
     labelled = {n["NodeID"]: n["Labels"].get(GROUP_LABEL) for n in ray.nodes()}
     assert {labelled[n] for n in nodes_b} == {"cpu-b"}  # its trials ran on the new node
+    # Every trial task marked its start (trial_timeout counts from there); all were cleaned.
+    assert StartMarks().started() == set()

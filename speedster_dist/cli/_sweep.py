@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
+from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
 from speedster_dist.fleet import SweepJobResult, SweepPlan, node_count, plan_from_mapping, run_sweep
 
 __all__ = ["add_parser", "load_plan"]
@@ -41,6 +42,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--history", type=Path, help="overrides the YAML's history")
     parser.add_argument("--out", type=Path, help="overrides the YAML's out folder")
     parser.add_argument("--concurrency", type=int, help="overrides the YAML's concurrency")
+    add_fleet_options(parser, overrides=True)
     parser.set_defaults(run=run)
 
 
@@ -48,7 +50,7 @@ def _print_results(results: list[SweepJobResult]) -> int:
     failed = 0
     print("\nSweep results")
     for job in results:
-        if job.error is not None or job.learner is None:
+        if job.error is not None:
             failed += 1
             print(
                 f"  {job.spec.name}: FAILED: {type(job.error).__name__}: {job.error}".splitlines()[
@@ -56,11 +58,12 @@ def _print_results(results: list[SweepJobResult]) -> int:
                 ]
             )
             continue
-        for key, entry in job.learner.entries.items():
-            p50, base = entry.metrics.get("latency_p50_s"), entry.metrics.get("baseline_p50_s")
+        for key, winner in job.winners.items():
+            p50, base = winner.get("p50_s"), winner.get("baseline_p50_s")
             speed = f" ({base / p50:.2f}x)" if p50 and base else ""
             latency = f"{p50 * 1e3:.3g} ms" if p50 else "n/a"
-            print(f"  {job.spec.name}: {key}: {entry.label} {latency}{speed} -> {job.spec.out}")
+            label = winner.get("label", "")
+            print(f"  {job.spec.name}: {key}: {label} {latency}{speed} -> {job.spec.out}")
     sys.stdout.flush()
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -72,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("a sweep records every trial: give 'history:' in the YAML or --history")
     out = args.out
     specs = plan.jobs if out is None else tuple(replace(s, out=out / s.name) for s in plan.jobs)
-    connect_cluster(args.cluster or plan.cluster or "auto")
+    specs = tuple(replace(s, **fleet_settings(args)) for s in specs)  # --resume etc. override
+    cluster = args.cluster or plan.cluster or "auto"
+    connect_cluster(cluster)
     workers = args.concurrency or plan.concurrency or node_count()
-    results = run_sweep(specs, history, workers, args.quick_measure, args.quiet)
+    results = run_sweep(specs, history, workers, args.quick_measure, args.quiet, cluster=cluster)
     return _print_results(results)

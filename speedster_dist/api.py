@@ -74,6 +74,9 @@ def optimize_model(
     or a cluster YAML; default: the groups of the cluster's nodes and autoscaler config) and
     ``group_wait`` (seconds, default 600): on Ray, one node of each group is asked of the
     autoscaler for the length of the search and awaited that long (docs/cluster.md).
+    ``prices`` (a prices.yaml path or a mapping: node group or hardware type -> price per
+    hour): the summary adds each winner's cost per 1M inferences, the fastest and the
+    cheapest hardware type.
     ``executor``: run the trials there instead of on Ray (tests, benchmarks; see
     :mod:`speedster_dist.runtime`).
 
@@ -104,7 +107,7 @@ def optimize_model(
         demand=_demand(executor, options),
     )
     learner = learner_from_outcome(outcome, prepared.io, payload)
-    learner.summary = format_summary(outcome, prepared.batch)
+    learner.summary = format_summary(outcome, prepared.batch, options.prices)
     print(learner.summary, file=sys.stdout)
     if store_latencies or options.verbose:
         print(format_trials(outcome.results), file=sys.stdout)
@@ -123,6 +126,8 @@ def _executor(options: RunOptions) -> Executor:
 
 def _demand(executor: Executor, options: RunOptions) -> GroupDemand | None:
     """On Ray: ask the autoscaler for every declared node group (docs/cluster.md)."""
-    if not isinstance(executor, RayExecutor):
+    make = getattr(executor, "group_demand", None)  # only Ray executors have node groups
+    if make is None:
         return None
-    return executor.group_demand(options.node_groups, options.group_wait_s)
+    demand: GroupDemand = make(options.node_groups, options.group_wait_s)
+    return demand

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
 from speedster_dist.cache import cache_root, private_dir
+from speedster_dist.cost import PriceError, PriceTable, load_prices, parse_prices
 from speedster_dist.inputs import InputError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.records import DeviceKind
@@ -68,6 +69,7 @@ EXTRA_KWARGS = frozenset(
         "history",
         "node_groups",
         "group_wait",
+        "prices",
     }
 )
 SEARCHERS = ("optuna", "exhaustive")
@@ -99,6 +101,7 @@ class RunOptions:
     history: Any = None  # a folder or a HistoryTarget
     node_groups: tuple[str, ...] | str | None = None  # names, a cluster YAML, None: the cluster's
     group_wait_s: float = DEFAULT_GROUP_WAIT_S
+    prices: PriceTable | None = None  # cost per 1M inferences in the summary when given
     progress: bool = True
     verbose: bool = False
 
@@ -188,6 +191,7 @@ def parse_run_options(
         history=extras.get("history"),
         node_groups=_node_groups(extras.get("node_groups")),
         group_wait_s=_positive("group_wait", extras.get("group_wait", DEFAULT_GROUP_WAIT_S)),
+        prices=_prices(extras.get("prices")),
         progress=bool(extras.get("progress", True)),
         verbose=bool(extras.get("verbose", False)),
     )
@@ -328,3 +332,15 @@ def _node_groups(value: Any) -> tuple[str, ...] | str | None:
         return parse_group_names(names)
     except ValueError as exc:
         raise InputError(f"node_groups: {exc}") from exc
+
+
+def _prices(value: Any) -> PriceTable | None:
+    """None, a PriceTable, a mapping, or the path of a prices.yaml."""
+    if value is None or isinstance(value, PriceTable):
+        return value
+    try:
+        if isinstance(value, Mapping):
+            return parse_prices(value, "prices")
+        return load_prices(value)
+    except PriceError as exc:
+        raise InputError(f"prices: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from speedster_dist.cost import PriceTable, cost_rows, format_costs
 from speedster_dist.records import TrialResult
 from speedster_dist.runtime import SearchOutcome
 
@@ -60,7 +61,9 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
     ]
 
 
-def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
+def format_summary(
+    outcome: SearchOutcome, batch_size: int = 1, prices: PriceTable | None = None
+) -> str:
     """Speedster's summary table, one per hardware type, then the fleet-wide view."""
     blocks = []
     for key, hardware in outcome.hardware.items():
@@ -76,12 +79,25 @@ def format_summary(outcome: SearchOutcome, batch_size: int = 1) -> str:
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome))
     blocks.extend(_missing_groups(outcome))
+    blocks.extend(_costs(outcome, batch_size, prices))
     exhausted = (
         "\n(the optimization_time budget ran out; results are the best found)"
         if outcome.budget_exhausted
         else ""
     )
     return "\n\n".join(blocks) + f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
+
+
+def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> list[str]:
+    """Cost per 1M inferences of each winner, the fastest and the cheapest type."""
+    if prices is None:
+        return []
+    winners = [
+        (key, r.candidate.label, r.latency.p50 if r.latency else None, outcome.node_groups.get(key))
+        for key, r in outcome.winners.items()
+    ]
+    text = format_costs(cost_rows(winners, prices, batch), prices)
+    return [text] if text else []
 
 
 def _missing_groups(outcome: SearchOutcome) -> list[str]:

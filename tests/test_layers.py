@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "cache", "inputs", "hardware", "modelio"}
+_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "cost"}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
     "cache": set(),
+    "cost": set(),  # prices and cost per inference, pure: summary, manifest and report use it
     "hardware": set(),
     "inputs": set(),
     "modelio": {"backends"},  # SourceModel, the record every backend consumes
@@ -65,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
 # Third-party libraries a part must never import: the load path pays for none of the search.
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
+    "cost": {"torch", "ray", "optuna", "pyarrow"},
     "hardware": {"ray", "optuna", "pyarrow"},
     "artifacts": {"ray", "optuna", "pyarrow"},
     "learner": {"ray", "optuna", "pyarrow"},

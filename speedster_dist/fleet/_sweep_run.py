@@ -40,8 +40,8 @@ def _exit_description(code: int) -> str:
 class _Job:
     """One job's process: its events feed the board; its other output is kept."""
 
-    def __init__(self, spec: JobSpec, board: SweepBoard, lock: threading.Lock) -> None:
-        self.spec, self.board, self.lock = spec, board, lock
+    def __init__(self, spec: JobSpec, board: SweepBoard, lock: threading.Lock, quiet: bool) -> None:
+        self.spec, self.board, self.lock, self.quiet = spec, board, lock, quiet
         self.output: list[str] = []
         self.final: dict[str, Any] | None = None
 
@@ -85,6 +85,13 @@ class _Job:
                 continue
             if event.get("event") in ("done", "failed"):
                 self.final = event
+            elif event.get("event") == "trial" and not self.quiet:
+                p50 = event.get("p50_s")
+                detail = f"{p50 * 1e3:.3g} ms" if p50 else str(event.get("reason", ""))[:60]
+                say(
+                    f"{self.spec.name}: {event.get('hardware')} {event.get('label')}: "
+                    f"{event.get('status')} {detail}"
+                )
             with self.lock:
                 self.board.event(self.spec.name, event)
 
@@ -121,7 +128,7 @@ def run_sweep(
     say(f"sweep: {len(specs)} jobs, {workers} at a time, one process each, history {history}")
     board, lock = SweepBoard([s.name for s in specs]), threading.Lock()
     address = _address(cluster)
-    jobs = {spec.name: _Job(spec, board, lock) for spec in specs}
+    jobs = {spec.name: _Job(spec, board, lock, quiet) for spec in specs}
     futures: dict[str, Future[SweepJobResult]] = {}
     printed = -1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:

@@ -47,6 +47,7 @@ class SearchOutcome:
     lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
     joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
     missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
+    node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         return next(
@@ -201,6 +202,8 @@ def _search(
             record(item)
 
     outcome.lost = view.lost_types()
+    membership = getattr(executor, "membership", None)  # Ray: the node groups of the types
+    outcome.node_groups = dict(getattr(membership, "node_groups", {}))
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)

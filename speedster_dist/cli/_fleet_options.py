@@ -10,7 +10,7 @@ __all__ = ["add_fleet_options", "fleet_settings"]
 
 
 def add_fleet_options(parser: argparse.ArgumentParser, *, overrides: bool = False) -> None:
-    """``--node-groups``, ``--group-wait``, ``--study-storage``, ``--resume``; with
+    """``--node-groups``, ``--group-wait``, ``--study-storage``, ``--prices``, ``--resume``; with
     ``overrides`` (sweep) they default to None and override the YAML's settings only when given."""
     parser.add_argument(
         "--node-groups",
@@ -25,6 +25,9 @@ def add_fleet_options(parser: argparse.ArgumentParser, *, overrides: bool = Fals
     )
     parser.add_argument(
         "--study-storage", type=Path, help="where the Optuna studies live (default: the cache)"
+    )
+    parser.add_argument(
+        "--prices", type=Path, help="prices.yaml: cost per 1M inferences in the summary"
     )
     parser.add_argument(
         "--resume",
@@ -47,5 +50,6 @@ def fleet_settings(args: argparse.Namespace) -> dict[str, Any]:
         "group_wait": args.group_wait,
         "study_storage": args.study_storage,
         "resume": args.resume,
+        "prices": args.prices,
     }
     return {k: v for k, v in settings.items() if v is not None}

@@ -42,6 +42,7 @@ class JobSpec:
     group_wait: float = 600.0
     study_storage: Path | None = None  # where the Optuna studies live (default: the cache)
     resume: bool = False  # continue this job's stored studies (finished trials are kept)
+    prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
 
     def search_options(self) -> dict[str, Any]:
         """The settings a rebench needs to search a new hardware type the same way."""
@@ -78,6 +79,7 @@ class JobSpec:
             "group_wait": self.group_wait,
             "study_storage": str(self.study_storage) if self.study_storage else None,
             "resume": self.resume,
+            "prices": str(self.prices) if self.prices else None,
         }
 
 

@@ -38,7 +38,7 @@ from speedster_dist.learner import HardwareKeyedLearner
 __all__ = ["SweepJobResult", "SweepPlan", "node_count", "plan_from_mapping"]
 
 _TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
-_PATHS = frozenset({"model", "inputs", "tokenizer", "study_storage"})
+_PATHS = frozenset({"model", "inputs", "tokenizer", "study_storage", "prices"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
 _CONVERT: dict[str, Any] = {

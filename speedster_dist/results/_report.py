@@ -14,6 +14,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.cost import PriceTable
+from speedster_dist.results._cost_report import cost_section
 from speedster_dist.results._history import read_history
 from speedster_dist.results._regress import (
     Comparison,
@@ -252,8 +254,10 @@ def render_report(
     rows: Sequence[Row],
     title: str = "speedster-dist report",
     settings: RegressionSettings | None = None,
+    prices: PriceTable | None = None,
 ) -> str:
-    """The whole page for history ``rows`` (oldest first). Raises ValueError when empty."""
+    """The whole page for history ``rows`` (oldest first), with a cost section when
+    ``prices`` are given. Raises ValueError when empty."""
     if not rows:
         raise ValueError("the history holds no trial: nothing to report")
     regressions, flagged = _regressions(rows, settings or RegressionSettings())
@@ -269,6 +273,8 @@ def render_report(
         ("Latency against metric drop", _drop_charts(rows)),
         ("Failures", _failures(rows)),
     ]
+    if prices is not None:  # per model: cost per 1M inferences and the latency/cost frontier
+        sections.insert(4, ("Cost per 1M inferences", cost_section(rows, prices) or ""))
     body = "".join(f"<h2>{name}</h2>{html}" for name, html in sections)  # names are ours
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -4,6 +4,7 @@ Nothing here imports torch, Ray or a backend library: reading the history and dr
 report work on any machine with pyarrow.
 """
 
+from speedster_dist.results._compact import CompactionStats, compact_history, live_files
 from speedster_dist.results._history import (
     HistoryTarget,
     HistoryWriter,
@@ -33,14 +34,17 @@ __all__ = [
     "RUN_KINDS",
     "SCHEMA_VERSION",
     "TRIAL_SCHEMA",
+    "CompactionStats",
     "Comparison",
     "HistoryTarget",
     "HistoryWriter",
     "RegressionSettings",
     "RunInfo",
+    "compact_history",
     "compare_run",
     "describe_model",
     "library_versions",
+    "live_files",
     "new_run_id",
     "open_history",
     "read_history",

@@ -33,8 +33,8 @@ def test_the_table_shows_each_model_and_type_with_status_and_best_so_far():
         "bert", {"event": "done", "winners": {"cpu-a": {"label": "ov int8", "p50_s": 0.004}}}
     )
     board.job("bert", "done")
-    rows = {(r[0], r[1]): r[2] for r in board.rows()}
-    assert rows[("bert", "cpu-a")] == "done" and rows[("bert", "gpu-b")] == "no winner"
+    status = {(r[0], r[1]): r[2] for r in board.rows()}
+    assert status[("bert", "cpu-a")] == "done" and status[("bert", "gpu-b")] == "no winner"
     text = board.render()
     assert text.splitlines()[0].split() == [
         "model",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from speedster_dist.records import TrialStatus
 from speedster_dist.runtime import RayExecutor
@@ -18,7 +19,7 @@ class FakeMarks:
 
     queued: set[str] = field(default_factory=set)
     forgotten: list[str] = field(default_factory=list)
-    tasks: dict[str, object] = field(default_factory=dict)
+    tasks: dict[str, Any] = field(default_factory=dict)
 
     def key(self, ref) -> str:
         self.tasks[str(id(ref.task))] = ref.task
@@ -47,7 +48,8 @@ def _executor(ray: FakeRay, payload, timeout: float) -> RayExecutor:
 
 
 def _poll_for(executor, seconds: float) -> list:
-    outcomes, end = [], time.monotonic() + seconds
+    outcomes: list[Any] = []
+    end = time.monotonic() + seconds
     while time.monotonic() < end and not outcomes:
         outcomes = executor.poll(0.01)
     return outcomes

@@ -168,6 +168,11 @@ def _address(cluster: str | None) -> str:
     """Where the job processes connect: the given address, else this process's cluster."""
     if cluster and cluster not in ("auto", "local"):
         return cluster
+    import os
+
     import ray
 
-    return str(ray.get_runtime_context().gcs_address)
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # a Ray Client connection has no control-store address: reuse its own
+        return os.environ.get("RAY_ADDRESS", "auto")

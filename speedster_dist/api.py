@@ -24,7 +24,14 @@ from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
 from speedster_dist.progress import trial_observer
-from speedster_dist.runtime import Executor, RayExecutor, connect, package_runtime_env, run_search
+from speedster_dist.runtime import (
+    Executor,
+    GroupDemand,
+    RayExecutor,
+    connect,
+    package_runtime_env,
+    run_search,
+)
 from speedster_dist.summary import format_summary, format_trials
 from speedster_dist.winners import learner_from_outcome
 
@@ -72,6 +79,12 @@ def optimize_model(
     the summary's speedup is that confirmed figure, and the confirmed fastest wins
     (docs/search.md). With a ``history``, the search tries first what the history measured
     fastest on the same hardware type, and its earlier winners before anything else.
+    ``node_groups`` (group names, or a cluster YAML; default: the groups of the cluster's nodes
+    and autoscaler config) and ``group_wait`` (seconds, default 600): on Ray, one node of each
+    group is asked of the autoscaler for the length of the search and awaited that long
+    (docs/cluster.md). ``prices`` (a prices.yaml path or a mapping: node group or hardware
+    type -> price per hour): the summary adds each winner's cost per 1M inferences, the
+    fastest and the cheapest hardware type.
 
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """
@@ -88,10 +101,11 @@ def optimize_model(
     )
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
+    executor = _executor(options)
     observer = trial_observer(options, model, payload.source.fingerprint, prepared.batch)
     try:
         outcome = run_search(
-            _executor(options),
+            executor,
             payload,
             options.space_settings(payload.source, held_in=len(payload.calibration)),
             options.budget,
@@ -101,18 +115,24 @@ def optimize_model(
             on_plan=observer.plan,
             confirm_rounds=options.confirm_rounds,
             confirm_top=options.confirm_top,
+            demand=_demand(executor, options),
         )
     finally:
         observer.close()
     learner = learner_from_outcome(outcome, prepared.io, payload)
     learner.summary = format_summary(  # plain: it is kept and saved
-        outcome, prepared.batch, options.metric_name, options.metric_drop_ths
+        outcome, prepared.batch, options.metric_name, options.metric_drop_ths, options.prices
     )
     styled = is_terminal(sys.stdout)
     if styled:
         print(
             format_summary(
-                outcome, prepared.batch, options.metric_name, options.metric_drop_ths, styled=True
+                outcome,
+                prepared.batch,
+                options.metric_name,
+                options.metric_drop_ths,
+                options.prices,
+                styled=True,
             )
         )
     else:
@@ -130,3 +150,12 @@ def _executor(options: RunOptions) -> Executor:
     runtime_env = package_runtime_env() if options.runtime_env == "package" else options.runtime_env
     connect(options.cluster, runtime_env)
     return RayExecutor(trial_timeout_s=options.trial_timeout_s)
+
+
+def _demand(executor: Executor, options: RunOptions) -> GroupDemand | None:
+    """On Ray: ask the autoscaler for every declared node group (docs/cluster.md)."""
+    make = getattr(executor, "group_demand", None)  # only Ray executors have node groups
+    if make is None:
+        return None
+    demand: GroupDemand = make(options.node_groups, options.group_wait_s)
+    return demand

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
 from speedster_dist.cache import cache_root, private_dir
+from speedster_dist.cost import PriceError, PriceTable, load_prices, parse_prices
 from speedster_dist.inputs import InputError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.records import DeviceKind
@@ -71,10 +72,14 @@ EXTRA_KWARGS = frozenset(
         "history",
         "confirm_rounds",
         "confirm_top",
+        "node_groups",
+        "group_wait",
+        "prices",
     }
 )
 SEARCHERS = ("optuna", "exhaustive")
 DEFAULT_TRIAL_TIMEOUT_S = 900.0
+DEFAULT_GROUP_WAIT_S = 600.0  # how long a search waits for a node group to come up
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,9 @@ class RunOptions:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     executor: Any = None  # an executor given by the caller (tests, benchmarks)
     history: Any = None  # a folder or a HistoryTarget
+    node_groups: tuple[str, ...] | str | None = None  # names, a cluster YAML, None: the cluster's
+    group_wait_s: float = DEFAULT_GROUP_WAIT_S
+    prices: PriceTable | None = None  # cost per 1M inferences in the summary when given
     progress: bool = True
     verbose: bool = False
     confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS  # 0: the search's figures, not re-timed
@@ -210,6 +218,9 @@ def parse_run_options(
         measure=_measure(extras.get("measure_settings")),
         executor=extras.get("executor"),
         history=extras.get("history"),
+        node_groups=_node_groups(extras.get("node_groups")),
+        group_wait_s=_positive("group_wait", extras.get("group_wait", DEFAULT_GROUP_WAIT_S)),
+        prices=_prices(extras.get("prices")),
         progress=bool(extras.get("progress", True)),
         verbose=bool(extras.get("verbose", False)),
         confirm_rounds=_count(
@@ -345,3 +356,30 @@ def _measure(value: Any) -> MeasureSettings:
     if not isinstance(value, MeasureSettings):
         raise InputError(f"measure_settings must be a MeasureSettings, got {value!r}")
     return value
+
+
+def _node_groups(value: Any) -> tuple[str, ...] | str | None:
+    """None (the cluster's own groups), group names, or a cluster YAML declaring them."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        return value
+    names = _names("node_groups", value)
+    from speedster_dist.runtime._demand import parse_group_names  # no Ray imported
+
+    try:
+        return parse_group_names(names)
+    except ValueError as exc:
+        raise InputError(f"node_groups: {exc}") from exc
+
+
+def _prices(value: Any) -> PriceTable | None:
+    """None, a PriceTable, a mapping, or the path of a prices.yaml."""
+    if value is None or isinstance(value, PriceTable):
+        return value
+    try:
+        if isinstance(value, Mapping):
+            return parse_prices(value, "prices")
+        return load_prices(value)
+    except PriceError as exc:
+        raise InputError(f"prices: {exc}") from exc

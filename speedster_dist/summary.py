@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from speedster_dist.cost import PriceTable, cost_rows, format_costs
 from speedster_dist.display import render_table
 from speedster_dist.records import Confirmation, TrialResult
 from speedster_dist.runtime import SearchOutcome
@@ -111,11 +112,13 @@ def format_summary(
     batch_size: int = 1,
     metric: str | None = None,
     metric_drop_ths: float | None = None,
+    prices: PriceTable | None = None,
     styled: bool = False,
 ) -> str:
     """Speedster's summary table, one per hardware type, then the fleet-wide view (the
     speedup is the confirmed one when the winners were re-timed: the table says so); with
-    ``metric`` (a built-in metric's name or "custom"), a first line names the judge;
+    ``metric`` (a built-in metric's name or "custom"), a first line names the judge; with
+    ``prices``, each winner's cost per 1M inferences;
     ``styled`` for a terminal (colours, rounded boxes), else plain ASCII that logs and tests
     can parse."""
     blocks = [metric_line(metric, metric_drop_ths)] if metric else []
@@ -142,6 +145,8 @@ def format_summary(
         blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome, styled))
+    blocks.extend(_missing_groups(outcome))
+    blocks.extend(_costs(outcome, batch_size, prices))
     exhausted = (
         "\n(the optimization_time budget ran out; results are the best found)"
         if outcome.budget_exhausted
@@ -150,6 +155,26 @@ def format_summary(
     noise = f"\n\n{_ORIGINAL_DROP}" if outcome.winners else ""
     wall = f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
     return "\n\n".join(blocks) + noise + wall
+
+
+def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> list[str]:
+    """Cost per 1M inferences of each winner, the fastest and the cheapest type."""
+    if prices is None:
+        return []
+    winners = [
+        (key, r.candidate.label, r.latency.p50 if r.latency else None, outcome.node_groups.get(key))
+        for key, r in outcome.winners.items()
+    ]
+    text = format_costs(cost_rows(winners, prices, batch), prices)
+    return [text] if text else []
+
+
+def _missing_groups(outcome: SearchOutcome) -> list[str]:
+    """The declared node groups that never came up, and why (never silent)."""
+    if not outcome.missing_groups:
+        return []
+    lines = [f"  {name}: {why}" for name, why in sorted(outcome.missing_groups.items())]
+    return ["Node groups that never came up (not searched):\n" + "\n".join(lines)]
 
 
 def _fleet_note(outcome: SearchOutcome, key: str) -> str:

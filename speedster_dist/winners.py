@@ -3,6 +3,8 @@ nightly search of hardware types that joined)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from speedster_dist.artifacts import LearnerIO, WinnerEntry
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.runtime import SearchOutcome, TrialPayload, onnx_portable
@@ -16,7 +18,7 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
     entries = {}
     for key, result in outcome.winners.items():
         base = outcome.baseline(key)
-        metrics = {
+        metrics: dict[str, Any] = {
             "latency_p50_s": result.latency.p50 if result.latency else None,
             "latency_p90_s": result.latency.p90 if result.latency else None,
             "baseline_p50_s": base.latency.p50 if base and base.latency else None,
@@ -36,6 +38,8 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
                 confirmed_speedup_high=speedup[2],
                 confirm_rounds=confirmation.rounds,
             )
+        if key in outcome.node_groups:  # prices may be given per node group
+            metrics["node_group"] = outcome.node_groups[key]
         c = result.candidate
         entries[key] = WinnerEntry(
             outcome.hardware[key],

@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming", "display"}
+_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming", "display", "cost"}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
     "cache": set(),
+    "cost": set(),  # prices and cost per inference, pure: summary, manifest and report use it
     "hardware": set(),
     "inputs": set(),
     "naming": set(),
@@ -68,6 +69,7 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
     "naming": {"torch", "ray", "optuna", "pyarrow"},
+    "cost": {"torch", "ray", "optuna", "pyarrow"},
     "hardware": {"ray", "optuna", "pyarrow"},
     "artifacts": {"ray", "optuna", "pyarrow"},
     "learner": {"ray", "optuna", "pyarrow"},

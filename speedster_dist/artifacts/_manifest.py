@@ -29,6 +29,7 @@ from speedster_dist.artifacts._schema import (
     validate_manifest,
 )
 from speedster_dist.artifacts._signing import SignatureError, verify_key_from_env, verify_manifest
+from speedster_dist.cost import PriceTable, cost_rows, fastest_and_cheapest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
 from speedster_dist.records import DeviceKind, SavedCandidate
 
@@ -107,6 +108,27 @@ def _describe(key: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _price_rows(
+    rows: list[dict[str, Any]], entries: Mapping[str, Any], prices: PriceTable, batch: int
+) -> None:
+    winners = [
+        (
+            key,
+            raw["backend"],
+            raw.get("metrics", {}).get("latency_p50_s"),
+            raw.get("metrics", {}).get("node_group"),
+        )
+        for key, raw in entries.items()
+    ]
+    costs = {c.hardware_type: c for c in cost_rows(winners, prices, batch)}
+    fastest, cheapest = fastest_and_cheapest(list(costs.values()))
+    for row in rows:
+        cost = costs.get(row["hardware_type"])
+        row["cost_per_1m"] = cost.cost_per_1m if cost else None
+        row["fastest"] = fastest is not None and fastest.hardware_type == row["hardware_type"]
+        row["cheapest"] = cheapest is not None and cheapest.hardware_type == row["hardware_type"]
+
+
 def _read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir() or not (root / MANIFEST).exists():
         raise ArtifactError(f"{root} is not a saved learner: {MANIFEST} is missing")
@@ -165,9 +187,17 @@ class LearnerMetadata:
     def has_portable(self) -> bool:
         return "portable" in self.manifest
 
-    def describe(self) -> list[dict[str, Any]]:
-        """One row per entry (then the portable fallback): what it is and what it measured."""
+    def describe(
+        self, prices: PriceTable | None = None, batch_size: int = 1
+    ) -> list[dict[str, Any]]:
+        """One row per entry (then the portable fallback): what it is and what it measured.
+
+        With ``prices`` (:func:`speedster_dist.cost.load_prices`), each entry also has its
+        ``cost_per_1m`` (calls of ``batch_size`` samples) and whether it is the
+        ``fastest`` and the ``cheapest`` hardware type."""
         rows = [_describe(key, raw) for key, raw in self.manifest["entries"].items()]
+        if prices is not None:
+            _price_rows(rows, self.manifest["entries"], prices, batch_size)
         if self.has_portable:
             raw = self.manifest["portable"]
             rows.append(

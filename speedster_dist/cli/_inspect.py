@@ -26,6 +26,7 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--tail-threshold", type=float, default=0.5, help="as for rebench")
     report.add_argument("--window", type=int, default=7, help="as for rebench")
     report.add_argument("--min-history", type=int, default=3, help="as for rebench")
+    report.add_argument("--prices", type=Path, help="prices.yaml: adds cost per 1M inferences")
     report.set_defaults(run=run_report)
     cluster = sub.add_parser(
         "cluster",
@@ -49,11 +50,21 @@ def run_report(args: argparse.Namespace) -> int:
     if not rows:
         raise CliError(f"the history {args.history} holds no trial", EXIT_FAILED)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_report(rows, args.title, settings), encoding="utf-8")
+    prices = _prices(getattr(args, "prices", None))
+    args.out.write_text(render_report(rows, args.title, settings, prices=prices), encoding="utf-8")
     runs = len({r["run_id"] for r in rows})
     say(f"report of {len(rows)} trials from {runs} runs written to {args.out}")
     print(args.out)
     return EXIT_OK
+
+
+def _prices(path: Path | None) -> Any:
+    from speedster_dist.cost import PriceError, load_prices
+
+    try:
+        return load_prices(path) if path is not None else None
+    except PriceError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _addresses() -> dict[str, str]:

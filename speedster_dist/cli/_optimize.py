@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_OK, connect_cluster
+from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
 from speedster_dist.fleet import (
     JobSpec,
     check_sample_count,
@@ -41,6 +42,7 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-compilers", default="", help="comma-separated backend names")
     parser.add_argument("--ignore-compressors", default="", help="comma-separated techniques")
     parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
+    add_fleet_options(parser)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         trial_timeout=args.trial_timeout,
         out=args.out,
         kit=not args.no_kit,
+        **fleet_settings(args),
     )
     # Fail on a bad setting or path before Ray starts.
     spec.validate()

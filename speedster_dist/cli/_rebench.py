@@ -172,7 +172,17 @@ def run(args: argparse.Namespace) -> int:
         from speedster_dist.results import write_report
 
         say(f"report written to {write_report(args.history, args.report, settings=verdict)}")
+    _compact(args.history)
     return code
+
+
+def _compact(history: Path) -> None:
+    """Tonight's and earlier trial files merged per partition (atomic; docs/nightly.md)."""
+    from speedster_dist.results import compact_history
+
+    if history.is_dir():
+        stats = compact_history(history)
+        say(f"history compacted: {stats.files_merged} files into {stats.partitions}")
 
 
 def _write_json(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
+from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
 from speedster_dist.fleet import (
     JobSpec,
     SweepJobResult,
@@ -52,6 +53,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--history", type=Path, help="overrides the YAML's history")
     parser.add_argument("--out", type=Path, help="overrides the YAML's out folder")
     parser.add_argument("--concurrency", type=int, help="overrides the YAML's concurrency")
+    add_fleet_options(parser, overrides=True)
     parser.set_defaults(run=run)
 
 
@@ -59,16 +61,17 @@ def _print_results(results: list[SweepJobResult]) -> int:
     """One row per job and hardware type (a failed job: one row with its error)."""
     failed, rows = 0, []
     for job in results:
-        if job.error is not None or job.learner is None:
+        if job.error is not None:
             failed += 1
             why = f"FAILED: {type(job.error).__name__}: {job.error}".splitlines()[0]
             rows.append([job.spec.name, "-", why, "", "", ""])
             continue
-        for key, entry in job.learner.entries.items():
-            p50, base = entry.metrics.get("latency_p50_s"), entry.metrics.get("baseline_p50_s")
+        for key, winner in job.winners.items():
+            p50, base = winner.get("p50_s"), winner.get("baseline_p50_s")
             speed = f"{base / p50:.2f}x" if p50 and base else "n/a"
             latency = f"{p50 * 1e3:.3g} ms" if p50 else "n/a"
-            rows.append([job.spec.name, key, entry.label, latency, speed, str(job.spec.out)])
+            label = str(winner.get("label", ""))
+            rows.append([job.spec.name, key, label, latency, speed, str(job.spec.out)])
     headers = ["job", "hardware type", "winner", "latency (p50)", "speed-up", "saved to"]
     print("\nSweep results\n" + table(headers, rows))
     sys.stdout.flush()
@@ -96,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     specs = plan.jobs if out is None else tuple(replace(s, out=out / s.name) for s in plan.jobs)
     _check_files(specs)
-    connect_cluster(args.cluster or plan.cluster or "auto")
+    specs = tuple(replace(s, **fleet_settings(args)) for s in specs)  # --resume etc. override
+    cluster = args.cluster or plan.cluster or "auto"
+    connect_cluster(cluster)
     workers = args.concurrency or plan.concurrency or node_count()
-    results = run_sweep(specs, history, workers, args.quick_measure, args.quiet)
+    results = run_sweep(specs, history, workers, args.quick_measure, args.quiet, cluster=cluster)
     return _print_results(results)

@@ -28,8 +28,8 @@ from speedster_dist.fleet._sweep import (
     SweepPlan,
     node_count,
     plan_from_mapping,
-    run_sweep,
 )
+from speedster_dist.fleet._sweep_run import run_sweep
 
 __all__ = [
     "JOB_OPTIONS",

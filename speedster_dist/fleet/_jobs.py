@@ -41,6 +41,11 @@ class JobSpec:
     # The model's name in the history (default: ``name``). A sweep job's settings share it:
     # one model, several learners (``name``), one subject of the report.
     model_name: str = ""
+    node_groups: tuple[str, ...] = ()  # () : the cluster's own groups (docs/cluster.md)
+    group_wait: float = 600.0
+    study_storage: Path | None = None  # where the Optuna studies live (default: the cache)
+    resume: bool = False  # continue this job's stored studies (finished trials are kept)
+    prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
 
     def search_options(self) -> dict[str, Any]:
         """The settings a rebench needs to search a new hardware type the same way."""
@@ -64,8 +69,21 @@ class JobSpec:
             self.ignore_compilers,
             self.ignore_compressors,
             self.device,
-            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size},
+            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size, **self.fleet()},
         )
+
+    def fleet(self) -> dict[str, Any]:
+        """The cluster and study settings of ``optimize_model`` this job sets."""
+        groups: list[str] | str | None = list(self.node_groups) or None
+        if groups and len(groups) == 1 and groups[0].endswith((".yaml", ".yml")):
+            groups = groups[0]  # a cluster YAML that declares the groups
+        return {
+            "node_groups": groups,
+            "group_wait": self.group_wait,
+            "study_storage": str(self.study_storage) if self.study_storage else None,
+            "resume": self.resume,
+            "prices": str(self.prices) if self.prices else None,
+        }
 
 
 # Settings a sweep job may give (everything but its name).
@@ -124,6 +142,7 @@ def run_job(
         measure_settings=MeasureSettings.quick() if quick else None,
         progress=progress,
         history=target,
+        **spec.fleet(),
     )
     if spec.out is not None:
         learner.save(spec.out)

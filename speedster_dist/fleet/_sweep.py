@@ -14,31 +14,32 @@ The plan comes from a mapping (the CLI parses the YAML; see docs/cli.md for the 
           - {name: exact, metric_drop_ths: 0}
           - {name: fast, optimization_time: 120}
 
-Concurrent jobs are ``optimize_model`` calls in threads of this one Ray driver; each keeps
-its own search, and Ray's placement keeps one trial per node across all of them.
+Each job is its own driver process (``python -m speedster_dist.fleet._sweep_child``) joined
+to this process's Ray cluster: a job that crashes (a segfault, ``os._exit``, an OOM kill)
+ends alone and is reported, the others go on. Processes rather than Ray jobs
+(``JobSubmissionClient``): that needs the Ray dashboard, which a private embedded Ray does
+not run; processes rather than Ray tasks: a search's driver must own its Ray connection
+(it submits tasks, waits on them and cancels them). Ray's placement keeps one trial per node
+across all of them; time a trial waits for its node does not count against its timeout.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, run_job
-from speedster_dist.fleet._progress import say
+from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec
 from speedster_dist.inputs import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.naming import model_name
-from speedster_dist.records import TrialResult
 
-__all__ = ["SweepJobResult", "SweepPlan", "plan_from_mapping", "run_sweep"]
+__all__ = ["SweepJobResult", "SweepPlan", "node_count", "plan_from_mapping"]
 
 _TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
-_PATHS = frozenset({"model", "inputs", "tokenizer"})
+_PATHS = frozenset({"model", "inputs", "tokenizer", "study_storage", "prices"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
 _CONVERT: dict[str, Any] = {
@@ -47,6 +48,9 @@ _CONVERT: dict[str, Any] = {
     "metric_drop_ths": lambda v: None if v is None else float(v),
     "trial_timeout": float,
     "kit": bool,
+    "resume": bool,
+    "group_wait": float,
+    "node_groups": lambda v: tuple(str(x) for x in ([v] if isinstance(v, str) else v)),
     "ignore_compilers": lambda v: tuple(str(x) for x in v),
     "ignore_compressors": lambda v: tuple(str(x) for x in v),
 }
@@ -65,11 +69,14 @@ class SweepPlan:
 
 @dataclass(frozen=True)
 class SweepJobResult:
-    """How one job of a sweep ended: its learner, or the error that stopped it."""
+    """How one job of a sweep ended: its winners (hardware key -> label, p50_s,
+    baseline_p50_s), or the error that stopped it. ``learner`` is None when the job ran in
+    its own process (its learner is in ``spec.out``)."""
 
     spec: JobSpec
     learner: HardwareKeyedLearner | None = None
     error: BaseException | None = None
+    winners: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _same(value: Any) -> Any:
@@ -161,54 +168,3 @@ def node_count() -> int:
     import ray
 
     return max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-
-
-def _one(
-    spec: JobSpec, history: Path, quick: bool, quiet: bool, concurrent: bool
-) -> HardwareKeyedLearner:
-    started = time.monotonic()
-    say(f"{spec.name}: started")
-
-    def trial(result: TrialResult) -> None:  # with concurrent jobs, say whose trial finished
-        detail = f"{result.latency.p50 * 1e3:.3g} ms" if result.latency else result.reason[:60]
-        say(
-            f"{spec.name}: {result.candidate.hardware_key} {result.candidate.label}: "
-            f"{result.status.value} {detail}"
-        )
-
-    show = not quiet
-    try:
-        learner = run_job(
-            spec,
-            history,
-            "sweep",
-            quick,
-            progress=show and not concurrent,
-            on_trial=trial if show and concurrent else None,
-        )
-    except Exception as exc:  # reported now, and again in the summary; the others go on
-        say(f"{spec.name}: FAILED after {time.monotonic() - started:.0f} s: {exc}")
-        raise
-    say(f"{spec.name}: finished in {time.monotonic() - started:.0f} s")
-    return learner
-
-
-def run_sweep(
-    specs: tuple[JobSpec, ...],
-    history: Path,
-    workers: int,
-    quick: bool = False,
-    quiet: bool = False,
-) -> list[SweepJobResult]:
-    """Run every job, ``workers`` at a time; one job's failure never stops the others."""
-    say(f"sweep: {len(specs)} jobs, {workers} at a time, history {history}")
-    futures: dict[str, Future[HardwareKeyedLearner]] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
-        for spec in specs:
-            futures[spec.name] = pool.submit(_one, spec, history, quick, quiet, workers > 1)
-    results = []
-    for spec in specs:
-        error = futures[spec.name].exception()
-        learner = None if error is not None else futures[spec.name].result()
-        results.append(SweepJobResult(spec, learner, error))
-    return results

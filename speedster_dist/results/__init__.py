@@ -4,6 +4,7 @@ Nothing here imports torch, Ray or a backend library: reading the history and dr
 report work on any machine with pyarrow.
 """
 
+from speedster_dist.results._compact import CompactionStats, compact_history, live_files
 from speedster_dist.results._history import (
     HistoryTarget,
     HistoryWriter,
@@ -42,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRIAL_SCHEMA",
     "WARM_START_WINNERS",
+    "CompactionStats",
     "Comparison",
     "HistoryTarget",
     "HistoryWriter",
@@ -49,12 +51,14 @@ __all__ = [
     "RunInfo",
     "Winner",
     "WinnerColumn",
+    "compact_history",
     "compare_run",
     "describe_model",
     "find_winners",
     "history_knowledge",
     "knowledge_from_rows",
     "library_versions",
+    "live_files",
     "new_run_id",
     "open_history",
     "read_history",

@@ -188,8 +188,18 @@ def open_history(
 
 
 def _dataset(root: Path) -> ds.Dataset:
+    from speedster_dist.results._compact import live_files
+
     partitioning = ds.partitioning(PARTITION_SCHEMA, flavor="hive")
-    return ds.dataset(root, format="parquet", partitioning=partitioning, schema=HISTORY_SCHEMA)
+    # The files that hold rows once (a compaction interrupted before its clean-up leaves
+    # merged rows in two places: the merged file wins).
+    return ds.dataset(
+        live_files(root),
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(root),
+        schema=HISTORY_SCHEMA,
+    )
 
 
 def read_history(root: str | Path, filter: ds.Expression | None = None) -> pa.Table:

@@ -17,6 +17,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.cost import PriceTable
+from speedster_dist.results._cost_report import cost_column, cost_section
 from speedster_dist.results._history import read_history
 from speedster_dist.results._html import Row, table, when
 from speedster_dist.results._plots import drop_charts, latency_charts, speedup_chart
@@ -127,18 +129,26 @@ def render_report(
     settings: RegressionSettings | None = None,
     winner_columns: Sequence[WinnerColumn] = (),
     sections: Sequence[tuple[str, str]] = (),
+    prices: PriceTable | None = None,
 ) -> str:
     """The whole page for history ``rows`` (oldest first). Raises ValueError when empty.
 
     ``winner_columns``: extra columns of the winners table (header, cell text of a
     :class:`Winner`); ``sections``: extra ``(heading, HTML)`` sections, placed after the
     regressions and before the plots (the HTML is inserted as given: escape what you put in).
+    ``prices``: the winners table gains a cost per 1M inferences column, and a cost section
+    (per model: the fastest and the cheapest hardware type, the latency/cost frontier) comes
+    after the regressions.
     """
     if not rows:
         raise ValueError("the history holds no trial: nothing to report")
     settings = settings or RegressionSettings()
     verdicts = nightly_verdicts(rows, settings)
     winners = find_winners(rows, verdicts, settings.min_history)
+    if prices is not None:  # cost per 1M inferences, in the table and in its own section
+        winner_columns = (*winner_columns, cost_column(prices))
+        priced = cost_section(rows, prices) or "<p>No winner is priced.</p>"
+        sections = (*sections, ("Cost per 1M inferences", priced))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         (
@@ -164,10 +174,12 @@ def write_report(
     out: str | Path,
     title: str = "speedster-dist report",
     settings: RegressionSettings | None = None,
+    prices: PriceTable | None = None,
 ) -> Path:
-    """Read the history under ``history`` and write the page to ``out``."""
+    """Read the history under ``history`` and write the page to ``out`` (with costs when
+    ``prices`` are given)."""
     rows = read_history(history).to_pylist()
-    page = render_report(rows, title, settings)
+    page = render_report(rows, title, settings, prices=prices)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")

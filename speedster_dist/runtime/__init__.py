@@ -9,6 +9,7 @@ from speedster_dist.runtime._confirm import (
     DEFAULT_CONFIRM_TOP,
     confirm_task,
 )
+from speedster_dist.runtime._demand import GROUP_LABEL, GroupDemand, NodeGroup
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._portable import onnx_portable
@@ -36,12 +37,15 @@ __all__ = [
     "DEFAULT_CONFIRM_ROUNDS",
     "DEFAULT_CONFIRM_TOP",
     "FP32_TOLERANCE",
+    "GROUP_LABEL",
     "Cluster",
     "ClusterConnectionError",
     "Executor",
     "FixedTrial",
+    "GroupDemand",
     "HardwareGroup",
     "InlineExecutor",
+    "NodeGroup",
     "NodeProbe",
     "OnlyTypes",
     "RayExecutor",

@@ -22,6 +22,7 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._confirm import DEFAULT_CONFIRM_TOP
+from speedster_dist.runtime._demand import GroupDemand
 from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
@@ -57,6 +58,8 @@ class SearchOutcome:
     confirmed: dict[str, Confirmation] = field(default_factory=dict)
     not_confirmed: dict[str, str] = field(default_factory=dict)
     confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
+    missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
+    node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         return next(
@@ -123,6 +126,7 @@ def run_search(
     on_plan: Callable[[str, int], Any] = lambda key, planned: None,
     confirm_rounds: int = 0,
     confirm_top: int = DEFAULT_CONFIRM_TOP,
+    demand: GroupDemand | None = None,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
@@ -138,12 +142,67 @@ def run_search(
     candidates of each hardware type are re-timed side by side over that many rounds, through
     the executor's ``confirm`` (:mod:`~speedster_dist.runtime._confirm`); the confirmed
     fastest is the winner. A confirmation that fails keeps the search's figures and winner.
+    ``demand`` asks the autoscaler for the declared node groups for the length of the
+    search: the search goes on (idle if need be) until every group is up or its wait is
+    over, and the groups that never came up are in ``outcome.missing_groups``.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
     deadline = started + budget.seconds
     view: Cluster = cluster if cluster is not None else executor
-    groups = [g for g in view.discover() if g.hardware.device in devices]
+    args = (payload, settings, deadline, on_result, make_searcher, poll_s, devices, demand)
+    after = _After(on_plan, confirm_rounds, confirm_top if confirm_rounds > 0 else 0)
+    if demand is None:
+        return _search(executor, view, *args, started=started, after=after)
+    demand.start()
+    try:  # the demand holds the nodes through the confirmation too
+        outcome = _search(executor, view, *args, started=started, after=after)
+    finally:
+        demand.release()  # also when the search fails: idle nodes must scale down
+    outcome.missing_groups = demand.missing()
+    return outcome
+
+
+@dataclass(frozen=True)
+class _After:
+    """What the search tells and does besides trials: plans announced, winners confirmed."""
+
+    on_plan: Callable[[str, int], Any]
+    confirm_rounds: int
+    confirm_top: int  # contenders kept per hardware type (0: no confirmation)
+
+
+def _first_groups(
+    view: Cluster,
+    devices: frozenset[DeviceKind],
+    demand: GroupDemand | None,
+    poll_s: float,
+    deadline: float,
+) -> list[HardwareGroup]:
+    """The groups to start with; with every node still coming, wait for the first."""
+    while True:
+        groups = [g for g in view.discover() if g.hardware.device in devices]
+        if groups or demand is None or not demand.pending() or time.monotonic() >= deadline:
+            return groups
+        time.sleep(poll_s)
+
+
+def _search(
+    executor: Executor,
+    view: Cluster,
+    payload: TrialPayload,
+    settings: SpaceSettings,
+    deadline: float,
+    on_result: Callable[[TrialResult], Any],
+    make_searcher: SearcherFactory,
+    poll_s: float,
+    devices: frozenset[DeviceKind],
+    demand: GroupDemand | None,
+    *,
+    started: float,
+    after: _After,
+) -> SearchOutcome:
+    groups = _first_groups(view, devices, demand, poll_s, deadline)
     if not groups:
         wanted = "/".join(sorted(d.value for d in devices))
         raise ValueError(f"the cluster has no {wanted} node to optimize for")
@@ -160,7 +219,7 @@ def run_search(
         if item.result.ok and _faster(item.result, state.best):
             state.best = item  # the previous best's files are released with its handle
         if item.result.ok:
-            _keep_top(state, item, confirm_top if confirm_rounds > 0 else 0)
+            _keep_top(state, item, after.confirm_top)
         if item.result.ok and item.result.is_baseline:
             _keep_portable(outcome, executor, item)
 
@@ -169,9 +228,10 @@ def run_search(
         for key, state in states.items():
             if not state.announced:
                 state.announced = True
-                on_plan(key, state.planned)
+                after.on_plan(key, state.planned)
         _submit_ready(executor, states)
-        if executor.in_flight() == 0:
+        idle = executor.in_flight() == 0
+        if idle and (demand is None or not demand.pending()):
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -179,16 +239,21 @@ def run_search(
             for item in executor.cancel_all(BUDGET_EXHAUSTED):
                 record(item)
             break
+        if idle:  # nothing to run until an awaited node group joins
+            time.sleep(min(poll_s, remaining))
+            continue
         for item in executor.poll(min(poll_s, remaining)):
             record(item)
 
     outcome.lost = view.lost_types()
-    if confirm_rounds > 0:
+    if after.confirm_rounds > 0:
         confirm_started = time.monotonic()
         for state in states.values():
             if state.best is not None:
-                _confirm(outcome, executor, state, confirm_rounds)
+                _confirm(outcome, executor, state, after.confirm_rounds)
         outcome.confirm_s = time.monotonic() - confirm_started
+    membership = getattr(executor, "membership", None)  # Ray: the node groups of the types
+    outcome.node_groups = dict(getattr(membership, "node_groups", {}))
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)

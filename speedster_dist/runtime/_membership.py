@@ -19,6 +19,7 @@ from typing import Any
 from speedster_dist.hardware import with_node_labels
 from speedster_dist.records import HardwareType
 from speedster_dist.runtime._catalog import NodeProbe, probe_node
+from speedster_dist.runtime._demand import GROUP_LABEL
 from speedster_dist.runtime._placement import NodePool
 from speedster_dist.runtime._protocol import HardwareGroup
 
@@ -68,6 +69,7 @@ class ClusterMembership:
         self._unprobeable: set[str] = set()
         self._probes: dict[Any, dict[str, Any]] = {}
         self._last_refresh = -math.inf
+        self.node_groups: dict[str, str] = {}  # hardware key -> node group (its label)
 
     # -- the Cluster protocol ----------------------------------------------------------
     def discover(self) -> list[HardwareGroup]:
@@ -176,6 +178,9 @@ class ClusterMembership:
         if node_id in self._dead:
             return
         hardware = with_node_labels(probe.hardware, node.get("Labels") or {})
+        node_group = str((node.get("Labels") or {}).get(GROUP_LABEL) or "")
+        for h in hardware if node_group else ():
+            self.node_groups.setdefault(h.key, node_group)
         resources = node.get("Resources", {})
         self.pool.add(node_id, hardware, float(resources["CPU"]), int(resources.get("GPU", 0)))
         for h in hardware:

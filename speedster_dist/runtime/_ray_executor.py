@@ -13,7 +13,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from speedster_dist.records import (
@@ -24,38 +24,23 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._confirm import confirm_task
+from speedster_dist.runtime._demand import (
+    DEFAULT_GROUP_WAIT_S,
+    GroupDemand,
+    Request,
+    declared_groups,
+    ray_request,
+)
 from speedster_dist.runtime._export_task import ExportState, SharedExportJob
 from speedster_dist.runtime._exports import consumes_onnx
+from speedster_dist.runtime._in_flight import QUEUE_LIMIT_FACTOR, Queued, Running
 from speedster_dist.runtime._membership import ClusterMembership
 from speedster_dist.runtime._protocol import HardwareGroup, TrialOutcome, failed_result
+from speedster_dist.runtime._started import StartMarks
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.runtime._trial import TrialPayload
 
 __all__ = ["RayExecutor"]
-
-
-@dataclass(frozen=True)
-class _Queued:
-    """A submitted trial waiting for a node (or for the shared export)."""
-
-    candidate: Candidate
-    hardware: HardwareType
-    is_baseline: bool
-    prune_above_s: float | None
-    attempt: int = 1
-    retry_note: str = ""
-
-    @property
-    def key(self) -> str:
-        return self.candidate.hardware_key
-
-
-@dataclass
-class _Running:
-    queued: _Queued
-    node_id: str
-    deadline: float
-    artifact_ref: Any
 
 
 class RayExecutor:
@@ -67,7 +52,10 @@ class RayExecutor:
     left are dropped. A trial whose node dies is retried on another node of its type (up to
     ``node_loss_retries`` times), else recorded as lost with the reason; any other crash is
     an outcome, never retried. A trial past ``trial_timeout_s`` is force-cancelled and its
-    node freed. ``runtime_env`` is given to every task (URIs, ``pip``, ``env_vars``...;
+    node freed; the time counts from when the task starts running on its node (a mark it
+    leaves in Ray's key-value store), not from submission, so time queued behind another
+    driver's trial does not count. ``runtime_env`` is given to every task (URIs, ``pip``,
+    ``env_vars``...;
     local folders such as :func:`speedster_dist.runtime.package_runtime_env` are only
     uploaded at the job level, through :func:`speedster_dist.runtime.connect`).
     ``ray_api`` replaces the ``ray`` module in unit tests.
@@ -93,6 +81,8 @@ class RayExecutor:
         else:  # a stand-in for tests: it provides NodeAffinitySchedulingStrategy itself
             affinity_cls = ray_api.NodeAffinitySchedulingStrategy
         self._ray: Any = ray_api  # Ray's stubs do not type .options(num_returns=2) results
+        # A stand-in may simulate start marks; without them the clock runs from submission.
+        self._marks: Any = StartMarks() if real_ray else getattr(ray_api, "start_marks", None)
         self._timeout = trial_timeout_s
         self._retries = node_loss_retries
         self._task_options: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
@@ -124,8 +114,8 @@ class RayExecutor:
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
         self._payload_ref: Any = None
         self._exportable = False
-        self._queue: deque[_Queued] = deque()
-        self._running: dict[Any, _Running] = {}
+        self._queue: deque[Queued] = deque()
+        self._running: dict[Any, Running] = {}
         self._finished: list[TrialOutcome] = []  # decided without running (lost types)
         self._best_p50: dict[str, float] = {}
 
@@ -138,6 +128,18 @@ class RayExecutor:
 
     def lost_types(self) -> dict[str, str]:
         return self.membership.lost_types()
+
+    def group_demand(
+        self,
+        node_groups: Sequence[str] | str | None = None,
+        wait_s: float = DEFAULT_GROUP_WAIT_S,
+        request: Request | None = None,
+    ) -> GroupDemand:
+        """Demand for the declared node groups (:mod:`._demand`), to give ``run_search``;
+        ``request`` replaces Ray's autoscaler request (a simulated autoscaler in tests)."""
+        groups = declared_groups(node_groups, self._ray.nodes())
+        send = request or ray_request(self._ray)
+        return GroupDemand(groups, send, self._ray.nodes, self._pool.node_ids, wait_s)
 
     # -- running ---------------------------------------------------------------------
     def prepare(self, payload: TrialPayload) -> None:
@@ -156,10 +158,10 @@ class RayExecutor:
         is_baseline: bool,
         prune_above_s: float | None = None,
     ) -> None:
-        self._queue.append(_Queued(candidate, hardware, is_baseline, prune_above_s))
+        self._queue.append(Queued(candidate, hardware, is_baseline, prune_above_s))
         self._dispatch()
 
-    def _needs_export(self, item: _Queued) -> bool:
+    def _needs_export(self, item: Queued) -> bool:
         if not (self._share_exports and self._exportable):
             return False
         group = self.membership.group(item.key)
@@ -190,7 +192,7 @@ class RayExecutor:
                 self._queue.remove(item)
                 self._start(item, node_id, export_ref)
 
-    def _start(self, item: _Queued, node_id: str, export_ref: Any) -> None:
+    def _start(self, item: Queued, node_id: str, export_ref: Any) -> None:
         reservation = self._pool.acquire(node_id, item.key)
         function = self._gpu_trial_fn if reservation.num_gpus else self._trial_fn
         result_ref, artifact_ref = function.options(
@@ -211,8 +213,10 @@ class RayExecutor:
             item.prune_above_s,
             reservation.num_cpus,
         )
-        deadline = time.monotonic() + self._timeout
-        self._running[result_ref] = _Running(item, node_id, deadline, artifact_ref)
+        mark = self._marks.key(result_ref) if self._marks is not None else ""
+        limit = self._timeout * (QUEUE_LIMIT_FACTOR if mark else 1.0)
+        deadline = time.monotonic() + limit
+        self._running[result_ref] = Running(item, node_id, deadline, artifact_ref, mark)
         self.stats["trials_started"] += 1
 
     def poll(self, timeout_s: float) -> list[TrialOutcome]:
@@ -247,6 +251,7 @@ class RayExecutor:
                 self.membership.node_left(node_id, f"the shared export's task: {crash}"[:200])
             return None
         running = self._running.pop(ref)
+        self._forget_mark(running)
         item = running.queued
         self._pool.release(running.node_id, item.key)
         try:
@@ -284,7 +289,7 @@ class RayExecutor:
             return self.membership.is_dead(node_id)
         return False
 
-    def _crashed(self, running: _Running, exc: Exception) -> TrialOutcome | None:
+    def _crashed(self, running: Running, exc: Exception) -> TrialOutcome | None:
         item = running.queued
         reason = f"{type(exc).__name__}: {str(exc).strip()[-1500:]}"
         if not self._is_node_loss(exc, running.node_id):
@@ -311,11 +316,40 @@ class RayExecutor:
     def _expire(self) -> list[TrialOutcome]:
         now = time.monotonic()
         self._export.expire(self._pool, now)
+        self._note_starts(now)
         late = [ref for ref, r in self._running.items() if r.deadline <= now]
-        return [self._cancel(ref, f"timed out after {self._timeout:g} s") for ref in late]
+        return [self._cancel(ref, self._late_reason(self._running[ref])) for ref in late]
+
+    def _note_starts(self, now: float) -> None:
+        """Start the clock of each trial whose task began running since the last poll."""
+        waiting = [r for r in self._running.values() if r.mark]
+        if not waiting:
+            return
+        try:
+            started = self._marks.started()
+        except Exception:  # marks unreadable: keep counting from submission
+            started = {r.mark for r in waiting}
+        for running in waiting:
+            if running.mark in started:
+                self._forget_mark(running)
+                running.deadline = now + self._timeout
+
+    def _forget_mark(self, running: Running) -> None:
+        if running.mark:
+            self._marks.forget(running.mark)
+            running.mark = ""
+
+    def _late_reason(self, running: Running) -> str:
+        if running.mark:  # never started: its node stayed busy with other work
+            return (
+                f"did not start within {self._timeout * QUEUE_LIMIT_FACTOR:g} s "
+                "(its node stayed busy with other work)"
+            )
+        return f"timed out after {self._timeout:g} s"
 
     def _cancel(self, ref: Any, reason: str) -> TrialOutcome:
         running = self._running.pop(ref)
+        self._forget_mark(running)
         self._ray.cancel(ref, force=True)
         self._pool.release(running.node_id, running.queued.key)
         item = running.queued

@@ -8,6 +8,7 @@ from typing import Any
 
 from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
 from speedster_dist.runtime._exports import SharedExport, use_shared_export
+from speedster_dist.runtime._started import mark_started
 from speedster_dist.runtime._trial import TrialPayload, run_trial
 
 __all__ = ["size_torch_threads", "trial_task"]
@@ -45,6 +46,7 @@ def trial_task(
     ONNX export, for backends that consume ONNX (None for the others). ``cpus``: the CPUs
     the task reserved, which torch's thread pool is sized to (None in-process: unchanged).
     """
+    mark_started()  # the executor's trial_timeout runs from now, not from submission
     started = time.time()
     extra: list[tuple[str, Any]] = [("torch_threads", size_torch_threads(cpus))]
     if export is not None and export.ok:

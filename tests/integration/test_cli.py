@@ -153,7 +153,7 @@ def test_sweep_runs_models_by_settings_concurrently_into_one_history(local_ray, 
 out: learners
 history: history
 concurrency: 2
-defaults: {{ignore_compilers: [{IGNORE}], optimization_time: 120}}
+defaults: {{ignore_compilers: [{IGNORE}], optimization_time: 600}}
 jobs:
   - name: bert
     model: bert

@@ -80,3 +80,13 @@ def test_local_script_is_valid_bash_and_never_stops_other_rays(script):
     assert subprocess.run(["bash", "-n", str(CLUSTER / script)]).returncode == 0
     assert "ray stop" not in text.replace("never `ray stop`", "")
     assert "RAY_AUTH_MODE=token" in text and "127.0.0.1" in text
+
+
+def test_costly_groups_start_at_zero_nodes_the_search_demand_brings_them_up():
+    aws = yaml.safe_load((CLUSTER / "autoscaler-aws.yaml").read_text())["available_node_types"]
+    kube, _ = yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text())
+    replicas = {g["groupName"]: g["minReplicas"] for g in kube["spec"]["workerGroupSpecs"]}
+    for name in WANTED - {"cpu-sapphire-rapids"}:  # every group but the one cheap CPU group
+        assert aws[name]["min_workers"] == 0 and replicas[name] == 0, name
+        # The custom resource a v1 autoscaler scales on (it ignores label selectors).
+        assert aws[name]["resources"] == {f"speedster-group-{name}": 1}

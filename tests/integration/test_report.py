@@ -138,3 +138,32 @@ def test_the_report_renders_in_headless_chromium_with_its_plots(tmp_path):
     assert cells(dom).judged == "Latest night (night-5): 6 of 6 figures judged (needs 3 nights)."
     failures = cells(dom, "failures").rows[1:]
     assert [row[4] for row in failures] == ["failed", "rejected", "rejected"]
+
+
+@needs_chromium
+def test_the_cost_section_and_its_frontier_plot_render_in_headless_chromium(tmp_path):
+    from speedster_dist.results._cost_report import FRONTIER_COLOR
+
+    history, page = tmp_path / "history", tmp_path / "report.html"
+    fleet(history)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"source: test prices\nprices: {{{CPU}: 0.36, {GPU}: 3.6}}\n")
+    args = ["report", "--history", str(history), "--out", str(page), "--prices", str(prices)]
+    assert main(args) == EXIT_OK
+    html = page.read_text()
+    # Only the cost section on a page of its own: the screenshot shows the frontier plot.
+    section = html.split("<h2>Cost per 1M inferences</h2>")[1].split("<h2>")[0]
+    alone = tmp_path / "cost.html"
+    alone.write_text(html.split("<h2>")[0] + "<h2>Cost per 1M inferences</h2>" + section)
+    shot = tmp_path / "cost.png"
+    done = chromium(alone, tmp_path / "profile", "--window-size=1000,900", f"--screenshot={shot}")
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    _, counts = pixel_counts(shot)
+    assert counts.get(bytes.fromhex(FRONTIER_COLOR[1:]), 0) > 200  # the frontier line, drawn
+    dom = chromium(alone, tmp_path / "profile", "--dump-dom").stdout
+    assert dom.count("<svg") == 1 and "cheapest" in dom and "0.4 USD" in dom
+    # The winners table carries each winner's cost per 1M inferences too.
+    full = chromium(page, tmp_path / "profile", "--dump-dom").stdout
+    header, *rows = cells(full).rows
+    assert header[-1] == "cost per 1M (USD)"
+    assert all(row[-1].endswith(" USD") for row in rows), rows

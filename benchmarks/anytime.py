@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,27 +32,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _fresh import check_fresh  # the saved learner against eager, in a fresh process
 from minilm import SEQ_LEN, _inputs  # the benchmark's own MiniLM inputs
-
-# Times a saved learner and the eager model side by side in a fresh process (5 alternating
-# rounds, like the confirmation), so the summary's figure can be checked against it.
-FRESH = """
-import json, statistics, sys, torch
-from transformers import AutoModel
-from speedster_dist import load_model
-from speedster_dist.measure import MeasureSettings, measure_latency
-learner = load_model(sys.argv[1], trust_code=True)
-model = AutoModel.from_pretrained(sys.argv[2]).eval()
-sample = torch.load(sys.argv[3])
-settings = MeasureSettings(warmup_calls=5, warmup_s=0.5, min_calls=16, min_duration_s=0.5)
-calls = {"learner": lambda: learner(**sample), "eager": lambda: model(**sample)}
-rounds = {k: [] for k in calls}
-with torch.inference_mode():
-    for r in range(5):
-        for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
-            rounds[name].append(measure_latency(calls[name], settings).p50)
-print(json.dumps({k: statistics.median(v) for k, v in rounds.items()}))
-"""
 
 
 def _curve(learner: Any, started: float) -> list[tuple[float, float]]:
@@ -113,23 +93,6 @@ def _search(
     return run, learner
 
 
-def _fresh(learner: Any, folder: str, sample: dict[str, Any]) -> dict[str, float]:
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "learner"
-        learner.save(path)
-        torch.save(sample, Path(tmp) / "sample.pt")
-        out = subprocess.run(
-            [sys.executable, "-c", FRESH, str(path), folder, str(Path(tmp) / "sample.pt")],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unconstrained-s", type=float, default=660.0)
@@ -147,12 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     history = Path(tempfile.mkdtemp(prefix="anytime-history-"))
     runs = []
     constrained, learner = _search("constrained", model, data, "constrained", history)
-    fresh = _fresh(learner, str(folder), data[0])
-    constrained["fresh_process"] = {
-        "learner_p50_ms": fresh["learner"] * 1e3,
-        "eager_p50_ms": fresh["eager"] * 1e3,
-        "speedup": fresh["eager"] / fresh["learner"],
-    }
+    constrained["fresh_process"] = check_fresh(learner, str(folder), data[0])
     runs.append(constrained)
     for name, budget, hist in (
         ("30 s, cold (built-in prior)", 30, None),

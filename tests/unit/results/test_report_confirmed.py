@@ -135,3 +135,13 @@ def test_confirmed_rows_are_never_a_nightly_series(history):
     assert {c.role for c in verdicts} == {"winner", "baseline"}
     assert not any(c.regressed for c in verdicts)
     assert all(c.value is None or c.value < 0.05 for c in verdicts)  # not the 0.1 s re-timing
+
+
+def test_the_report_command_counts_trials_not_re_timings(history, tmp_path, capsys):
+    from speedster_dist.cli import EXIT_OK, main
+
+    fleet(history, confirmed=True)
+    out = tmp_path / "report.html"
+    assert main(["report", "--history", str(history), "--out", str(out)]) == EXIT_OK
+    assert "report of 17 trials from 6 runs" in capsys.readouterr().err
+    assert "4 confirmation re-timings" in out.read_text()

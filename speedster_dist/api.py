@@ -117,6 +117,7 @@ def optimize_model(
             confirm_top=options.confirm_top,
             demand=_demand(executor, options),
         )
+        observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
         observer.close()
     learner = learner_from_outcome(outcome, prepared.io, payload)

@@ -126,6 +126,10 @@ class SearchProgress:
             best=_best_text(self.best.get(key)),
         )
 
+    def confirmed(self, outcome: Any) -> None:
+        """The search is over (a :class:`~speedster_dist.runtime.SearchOutcome`): its
+        confirmations are recorded where the trials are (nothing to do without a history)."""
+
     def close(self) -> None:
         """Stop redrawing (the bars stay on the screen, complete or not)."""
         if self._bars is not None:
@@ -146,11 +150,18 @@ class _Observer(SearchProgress):
         self.writer.append(result)
         super().__call__(result)
 
+    def confirmed(self, outcome: Any) -> None:
+        """One history row per re-timed contender (the baseline and the best candidates of
+        each confirmed hardware type): the confirmed figures are measurements too."""
+        for confirmation in outcome.confirmed.values():
+            self.writer.append_confirmation(confirmation, outcome.results)
+
 
 def trial_observer(options: RunOptions, model: Any, fingerprint: str, batch: int) -> SearchProgress:
     """The progress display, plus one history row per trial when ``history=`` is given:
     every trial is written as soon as it finishes, so nothing measured is lost later.
-    Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; ``close()`` it after."""
+    Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; give it the outcome
+    (``confirmed``) to record the confirmation, and ``close()`` it after."""
     shown: dict[str, Any] = {"enabled": options.progress, "budget_s": options.budget.seconds}
     if options.history is None:
         return SearchProgress(**shown)

@@ -53,7 +53,8 @@ def run_report(args: argparse.Namespace) -> int:
     prices = _prices(getattr(args, "prices", None))
     args.out.write_text(render_report(rows, args.title, settings, prices=prices), encoding="utf-8")
     runs = len({r["run_id"] for r in rows})
-    say(f"report of {len(rows)} trials from {runs} runs written to {args.out}")
+    trials = sum(r["role"] != "confirmed" for r in rows)  # not a confirmation's re-timings
+    say(f"report of {trials} trials from {runs} runs written to {args.out}")
     print(args.out)
     return EXIT_OK
 

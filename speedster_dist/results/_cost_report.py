@@ -28,11 +28,14 @@ POINT_COLOR = "#1f77b4"  # every priced hardware type
 
 
 def _best_per_type(rows: Sequence[Row]) -> dict[str, dict[str, tuple[Row, str | None]]]:
-    """model -> hardware type -> its fastest complete trial (and its node group)."""
+    """model -> hardware type -> its fastest complete trial (and its node group).
+
+    Trials only: a confirmation re-times trials already here (role ``confirmed``), and the
+    faster of two measurements of one candidate would flatter it."""
     best: dict[str, dict[str, tuple[Row, str | None]]] = defaultdict(dict)
     for row in rows:
         p50 = row.get("latency_p50_s")
-        if row.get("status") != "complete" or not p50:
+        if row.get("status") != "complete" or not p50 or row.get("role") == "confirmed":
             continue
         kept = best[row["model_name"]].get(row["hardware_type"])
         if kept is None or p50 < kept[0]["latency_p50_s"]:

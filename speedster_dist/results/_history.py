@@ -21,7 +21,7 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,12 +33,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from speedster_dist.naming import model_name
-from speedster_dist.records import TrialResult
+from speedster_dist.records import Confirmation, TrialResult
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
     PARTITION_SCHEMA,
     TRIAL_SCHEMA,
     RunInfo,
+    confirmed_row,
     new_run_id,
     trial_row,
 )
@@ -94,19 +95,48 @@ class HistoryWriter:
         in the learner's results and the failure is counted and announced.
         """
         role = role or ("baseline" if result.is_baseline else "candidate")
-        row = trial_row(result, self.run, role, _finished(result))
-        try:
-            written: Path | None = self._write(row)
-        except OSError as exc:
-            with self._lock:
-                self.failures += 1
-            warnings.warn(
-                f"could not write a trial to the history {self.root}: {exc}", stacklevel=2
-            )
-            written = None
+        written = self._write_or_warn(trial_row(result, self.run, role, _finished(result)))
         if self.on_write is not None:
             self.on_write(result)
         return written
+
+    def append_confirmation(
+        self,
+        confirmation: Confirmation,
+        trials: Sequence[TrialResult],
+        when: datetime | None = None,
+    ) -> list[Path]:
+        """One row (role ``confirmed``) per contender of ``confirmation``: the baseline and
+        each candidate re-timed side by side after the search, next to the trial of
+        ``trials`` it confirms (same candidate, knobs, hardware type and run id), at ``when``
+        (default: now, the confirmation's end).
+
+        Not a trial: ``on_write`` is not called. A contender with no complete trial in
+        ``trials`` (which the driver never confirms) is left out.
+        """
+        when = when or datetime.now(timezone.utc)
+        written = []
+        for entry in confirmation.entries:
+            timed = [t for t in trials if t.ok and t.candidate == entry.candidate]
+            if not timed:
+                continue
+            trial = min(timed, key=lambda t: t.latency.p50 if t.latency else float("inf"))
+            path = self._write_or_warn(confirmed_row(trial, entry, confirmation, self.run, when))
+            if path is not None:
+                written.append(path)
+        return written
+
+    def _write_or_warn(self, row: dict[str, Any]) -> Path | None:
+        try:
+            return self._write(row)
+        except OSError as exc:
+            with self._lock:
+                self.failures += 1
+            what = "confirmation" if row["role"] == "confirmed" else "trial"
+            warnings.warn(
+                f"could not write a {what} to the history {self.root}: {exc}", stacklevel=3
+            )
+            return None
 
     def _write(self, row: dict[str, Any]) -> Path:
         folder = (

@@ -45,6 +45,24 @@ def _config(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _confirmed_winner(
+    run: list[Mapping[str, Any]],
+) -> tuple[bool, tuple[float, Mapping[str, Any]] | None]:
+    """Whether a search run was confirmed, and then (confirmed speedup, row) of its confirmed
+    fastest: None when the baseline itself won (a baseline is never a warm-start winner)."""
+    confirmed = [
+        (p50, r)
+        for r in run
+        if r.get("role") == "confirmed" and r.get("run_kind") in _SEARCH_KINDS
+        if (p50 := _p50(r)) is not None
+    ]
+    base = next((p for p, r in confirmed if r.get("is_baseline")), None)
+    if base is None or len(confirmed) < 2:
+        return False, None
+    p50, row = min(confirmed, key=lambda pr: pr[0])
+    return True, None if row.get("is_baseline") else (base / p50, row)
+
+
 def knowledge_from_rows(
     rows: Iterable[Mapping[str, Any]], top: int = WARM_START_WINNERS
 ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[dict[str, Any], ...]]]:
@@ -53,18 +71,22 @@ def knowledge_from_rows(
     ``speedups[key]["backend/precision"]``: the median, over the runs that measured it on
     hardware type ``key``, of the run's baseline p50 over the arm's best complete p50 in that
     run. ``winners[key]``: the configs that were fastest in a search run (not a rebench) of
-    ``key``, most wins first, then fastest; at most ``top``.
+    ``key`` (confirmed fastest, when the run re-timed its best side by side), most wins
+    first, then fastest; at most ``top``.
     """
     ratios: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     wins: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     configs: dict[str, dict[str, Any]] = {}
     for (_, key), run in _runs(rows).items():
-        base = min((p for r in run if r.get("is_baseline") and (p := _p50(r))), default=None)
+        # A search's confirmation re-times trials of the run (role "confirmed"): they pick its
+        # winner, as they did the learner's, but are not more trials of their arms.
+        trials = [r for r in run if r.get("role") != "confirmed"]
+        base = min((p for r in trials if r.get("is_baseline") and (p := _p50(r))), default=None)
         if base is None:
             continue
         best: dict[str, float] = {}
         winner: tuple[float, Mapping[str, Any]] | None = None
-        for row in run:
+        for row in trials:
             p50 = _p50(row)
             if p50 is None or row.get("is_baseline"):
                 continue
@@ -74,11 +96,14 @@ def knowledge_from_rows(
                 winner = (p50, row)
         for arm, p50 in best.items():
             ratios[key][arm].append(base / p50)
-        if winner is not None:
-            config = _config(winner[1])
+        confirmed, won = _confirmed_winner(run)
+        if not confirmed and winner is not None:
+            won = (base / winner[0], winner[1])
+        if won is not None:
+            config = _config(won[1])
             ident = json.dumps(config, sort_keys=True, default=str)
             configs[ident] = config
-            wins[key][ident].append(base / winner[0])
+            wins[key][ident].append(won[0])
     speedups = {
         key: {arm: statistics.median(values) for arm, values in arms.items()}
         for key, arms in ratios.items()
@@ -107,6 +132,7 @@ def history_knowledge(
     columns = [
         "run_id",
         "run_kind",
+        "role",
         "hardware_type",
         "backend",
         "precision",

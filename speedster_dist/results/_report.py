@@ -49,20 +49,29 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
 
+def _trials(rows: Sequence[Row]) -> list[Row]:
+    """The trials and nightly re-measures: not the rows of a search's confirmation (re-timed
+    trials, shown in the winners table only)."""
+    return [r for r in rows if r["role"] != "confirmed"]
+
+
 def _overview(rows: Sequence[Row]) -> str:
     statuses: dict[str, int] = defaultdict(int)
-    for row in rows:
+    trials = _trials(rows)
+    for row in trials:
         statuses[row["status"]] += 1
+    retimed = len(rows) - len(trials)
     # A model is its fingerprint: two learners of one model are one model.
     models = {r["model_fingerprint"] or r["model_name"] for r in rows}
     counts = [
         _count(len({r["run_id"] for r in rows}), "run"),
         _count(len(models), "model"),
         _count(len({r["hardware_type"] for r in rows}), "hardware type"),
-        _count(len(rows), "trial")
+        _count(len(trials), "trial")
         + " ("
         + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
         + ")",
+        *([_count(retimed, "confirmation re-timing")] if retimed else []),
     ]
     versions = json.loads(rows[-1]["versions"] or "{}")
     libs = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
@@ -157,8 +166,8 @@ def render_report(
         ),
         ("Regressions (nightly re-benchmarks)", regressions_section(verdicts, settings)),
         *((escape(name), html) for name, html in sections),
-        ("Plots", _plots(rows, winners, flagged_keys(verdicts))),
-        ("Rejected and failed candidates", _failures(rows)),
+        ("Plots", _plots(_trials(rows), winners, flagged_keys(verdicts))),
+        ("Rejected and failed candidates", _failures(_trials(rows))),
     ]
     body = "".join(f"<h2>{name}</h2>{html}" for name, html in parts)
     return (

@@ -15,7 +15,7 @@ __all__ = ["WinnerColumn", "winners_section"]
 
 # An extra column of the winners table: its header, and its cell's text for a winner.
 WinnerColumn = tuple[str, Callable[[Winner], str]]
-_STATE_CLASS = {"confirmed": "good", "regressed": "bad", "failed": "bad"}
+_STATE_CLASS = {"confirmed": "good", "re-timed": "good", "regressed": "bad", "failed": "bad"}
 
 
 def _model_cell(w: Winner) -> str:
@@ -52,6 +52,8 @@ def _baseline_moved(w: Winner, rows: Sequence[Row]) -> str:
         r
         for r in rows
         if r["is_baseline"]
+        and r["role"] != "confirmed"  # a re-timing: not the same kind of measurement
+        and r["run_id"] != base["run_id"]
         and r["status"] == "complete"
         and r["latency_p50_s"]
         and r["time"] < base["time"]
@@ -66,13 +68,45 @@ def _baseline_moved(w: Winner, rows: Sequence[Row]) -> str:
     return f'<br><span class="warn">baseline {change:+.0%} since the run before</span>'
 
 
+def _p50_cell(w: Winner) -> str:
+    row = w.row
+    if not w.retimed or row.get("confirm_low_s") is None:
+        return ms(row["latency_p50_s"])
+    spread = f"{ms(row['confirm_low_s'])}-{ms(row['confirm_high_s'])}"
+    return f"{ms(row['latency_p50_s'])} (rounds {spread})"
+
+
+def _p90_cell(w: Winner, rows: Sequence[Row]) -> str:
+    """A re-timed winner's p90 is its search trial's (the confirmation times medians only)."""
+    if not w.retimed:
+        return ms(w.row["latency_p90_s"])
+    same = ("run_id", "hardware_type", "backend", "precision", "technique", "knobs")
+    trial = next(
+        (
+            r
+            for r in rows
+            if r["role"] in ("candidate", "baseline")
+            and r["status"] == "complete"
+            and all(r[k] == w.row[k] for k in same)
+        ),
+        None,
+    )
+    return f"{ms(trial['latency_p90_s'])} (search)" if trial and trial["latency_p90_s"] else "n/a"
+
+
+def _speedup_cell(w: Winner) -> str:
+    speedup, spread = w.speedup, w.speedup_range
+    if speedup is None:
+        return "n/a"
+    return f"{speedup:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f}x)" if spread else "")
+
+
 def _winner_cells(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]) -> list[str]:
     row = w.row
     knobs = json.loads(row.get("knobs") or "{}")
     calibration = (json.loads(row.get("settings") or "{}").get("samples") or {}).get("calibration")
     shown_knobs = knob_text(knobs, calibration).strip() or "-"  # as they acted
     precision = row["precision"] + (f"/{row['technique']}" if row["technique"] else "")
-    speedup = w.speedup
     state = f'<span class="{_STATE_CLASS.get(w.state, "warn")}">{escape(w.detail)}</span>'
     return [
         _model_cell(w),
@@ -80,9 +114,9 @@ def _winner_cells(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row
         escape(row["backend"]),
         escape(precision),
         escape(shown_knobs),
-        ms(row["latency_p50_s"]),
-        ms(row["latency_p90_s"]),
-        (f"{speedup:.2f}x" if speedup is not None else "n/a") + _baseline_moved(w, rows),
+        _p50_cell(w),
+        _p90_cell(w, rows),
+        _speedup_cell(w) + _baseline_moved(w, rows),
         escape(_drop_cell(w)),
         state,
         _measured_cell(w),
@@ -112,7 +146,9 @@ def winners_section(
     rows = [_winner_cells(w, columns, history) for w in winners]
     note = (
         '<p class="muted">The winner is the fastest complete candidate of the latest search; '
-        "speed-up is against the baseline measured in the same run. Confirmed: re-measured "
-        "by enough nightly runs, and not regressed.</p>"
+        "speed-up is against the baseline measured in the same run. When the search re-timed "
+        "its best candidates side by side with the baseline, the confirmed fastest wins and "
+        "its confirmed p50 and speed-up are shown (in brackets: the rounds' range). "
+        "Confirmed: re-measured by enough nightly runs, and not regressed.</p>"
     )
     return table(headers, rows, "winners") + note

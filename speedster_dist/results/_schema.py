@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from speedster_dist.records import TrialResult
+from speedster_dist.records import Confirmation, ConfirmedLatency, TrialResult
 
 __all__ = [
     "HISTORY_SCHEMA",
@@ -31,22 +31,27 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRIAL_SCHEMA",
     "RunInfo",
+    "confirmed_row",
     "library_versions",
     "new_run_id",
     "trial_row",
 ]
 
 # "2" added ``quick_measure`` and the machine load each trial saw (loadavg_*, steal_share,
-# others_cpu_share). Files of an older version read with the new columns as nulls
+# others_cpu_share); "3" the confirmation's columns (``confirm_*``, null on every other row).
+# Files of an older version read with the new columns as nulls
 # (``read_history`` reads every file with the current schema); a column is never removed or
 # retyped, so any version's files read with any later one.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # The load columns, named as the trial's ``extra`` keys (speedster_dist.measure.LOAD_KEYS).
 LOAD_COLUMNS = ("loadavg_before", "loadavg_after", "steal_share", "others_cpu_share")
+_CONFIRM_COLUMNS = ("confirm_rounds", "confirm_low_s", "confirm_high_s", "confirm_round_p50s")
 
-# What a row is: a trial of a search ("candidate" or "baseline"), or a re-measurement by the
-# nightly rebench of a saved learner's "winner" or of its "baseline".
-ROLES = ("candidate", "baseline", "winner")
+# What a row is: a trial of a search ("candidate" or "baseline"), a re-measurement by the
+# nightly rebench of a saved learner's "winner" or of its "baseline", or one contender of a
+# search's confirmation ("confirmed": the baseline or a best candidate re-timed side by side
+# after the search, in the search's run; not a trial, and not a nightly figure).
+ROLES = ("candidate", "baseline", "winner", "confirmed")
 RUN_KINDS = ("optimize", "sweep", "rebench")
 
 # Columns stored inside each Parquet file.
@@ -84,6 +89,14 @@ TRIAL_SCHEMA = pa.schema(
         # True when the run timed candidates briefly (``--quick-measure``): noisy figures.
         ("quick_measure", pa.bool_()),
         *((name, pa.float64()) for name in LOAD_COLUMNS),
+        # Role "confirmed" only (null elsewhere): the rounds of the side-by-side re-timing,
+        # the lowest and highest round p50 (the row's p50 is the median of the rounds'), and
+        # every round's p50 (a JSON list, in round order: the baseline's and a candidate's
+        # rounds of one run pair up, which gives the speed-up's range).
+        ("confirm_rounds", pa.int64()),
+        ("confirm_low_s", pa.float64()),
+        ("confirm_high_s", pa.float64()),
+        ("confirm_round_p50s", pa.string()),
     ],
     metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
 )
@@ -159,10 +172,9 @@ def _latency(result: TrialResult, name: str) -> float | None:
     return float(getattr(result.latency, name)) if result.latency is not None else None
 
 
-def _load(result: TrialResult) -> dict[str, float | None]:
-    """The machine load the trial recorded (None where it could not be measured)."""
-    extra = dict(result.extra)
-    values = {name: extra.get(name) for name in LOAD_COLUMNS}
+def _load(recorded: Mapping[str, Any]) -> dict[str, float | None]:
+    """The machine load recorded (None where it could not be measured)."""
+    values = {name: recorded.get(name) for name in LOAD_COLUMNS}
     return {k: float(v) if isinstance(v, int | float) else None for k, v in values.items()}
 
 
@@ -203,7 +215,47 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         "versions": json.dumps(dict(run.versions), sort_keys=True),
         "host": run.host,
         "quick_measure": run.quick,
-        **_load(result),
+        **_load(dict(result.extra)),
+        **dict.fromkeys(_CONFIRM_COLUMNS),
         "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
         "hardware_type": c.hardware_key,
     }
+
+
+def confirmed_row(
+    trial: TrialResult,
+    entry: ConfirmedLatency,
+    confirmation: Confirmation,
+    run: RunInfo,
+    when: datetime,
+) -> dict[str, Any]:
+    """The history row of ``entry``, the confirmation of ``trial`` (same candidate, run and
+    hardware type): its p50 is the confirmed one; the other latency figures, and the build
+    time, are the trial's business (the confirmation does not measure them) and stay null."""
+    row = trial_row(trial, run, "confirmed", when)
+    p50 = entry.p50
+    row.update(
+        {
+            "node_id": confirmation.node_id or trial.node_id,
+            "status": "complete",
+            "reason": "",
+            "latency_p50_s": p50,
+            **dict.fromkeys(
+                (
+                    "latency_p90_s",
+                    "latency_p99_s",
+                    "latency_mean_s",
+                    "latency_std_s",
+                    "latency_count",
+                    "build_s",
+                )
+            ),
+            "throughput": run.batch_size / p50,
+            **_load(dict(confirmation.load)),  # what the machine load was while re-timing
+            "confirm_rounds": len(entry.round_p50s),
+            "confirm_low_s": entry.low,
+            "confirm_high_s": entry.high,
+            "confirm_round_p50s": json.dumps(list(entry.round_p50s)),
+        }
+    )
+    return row

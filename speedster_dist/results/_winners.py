@@ -2,12 +2,15 @@
 
 A winner is the fastest complete candidate (by p50) of the latest search of its hardware type
 (an ``optimize``, a ``sweep`` job, or a nightly search of a type that joined): the rule the
-driver uses to pick it. The nightly ``rebench`` re-measures it (role ``winner``); its latest
-night gives the figures shown, and whether they confirm the search.
+driver uses to pick it. When that search re-timed its best candidates and the baseline side by
+side (role ``confirmed``), the confirmed fastest wins and its confirmed figures are shown, as
+in the learner. The nightly ``rebench`` re-measures it (role ``winner``); its latest night
+gives the figures shown, and whether they confirm the search.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from typing import Any
 
 from speedster_dist.results._regress import Comparison
 
-__all__ = ["Winner", "find_winners", "search_groups"]
+__all__ = ["Winner", "confirmed_range", "find_winners", "search_groups"]
 
 Row = Mapping[str, Any]
 Key = tuple[str, str, str]  # model name, learner, hardware type
@@ -33,7 +36,9 @@ class Winner:
     row: Row  # the figures shown: the latest complete measurement of the winner
     baseline: Row | None  # the baseline measured in the same run, when there was one
     nightly: bool  # the figures come from a nightly re-measure (else from the search)
-    state: str  # "confirmed", "regressed", "failed", "not judged", "not re-measured"
+    # "confirmed", "regressed", "failed", "not judged" (nightly), "re-timed" (side by side
+    # after the search, not re-measured at night), "not re-measured"
+    state: str
     detail: str  # the confirmation column's text
 
     @property
@@ -41,6 +46,29 @@ class Winner:
         base = self.baseline["latency_p50_s"] if self.baseline else None
         p50 = self.row["latency_p50_s"]
         return base / p50 if base and p50 else None
+
+    @property
+    def retimed(self) -> bool:
+        """The figures are the search's confirmation (re-timed side by side with the baseline)."""
+        return self.row["role"] == "confirmed"
+
+    @property
+    def speedup_range(self) -> tuple[float, float] | None:
+        """The lowest and highest speed-up over the confirmation's rounds (each round pairs
+        the baseline and the winner timed moments apart); None when not re-timed."""
+        return confirmed_range(self.row, self.baseline)
+
+
+def _rounds(row: Row) -> list[float]:
+    return [float(v) for v in json.loads(row.get("confirm_round_p50s") or "[]")]
+
+
+def confirmed_range(row: Row, base: Row | None) -> tuple[float, float] | None:
+    """(lowest, highest) per-round ratio of the baseline's confirmed p50 over ``row``'s."""
+    if base is None or row.get("role") != "confirmed" or base.get("role") != "confirmed":
+        return None
+    ratios = [b / c for b, c in zip(_rounds(base), _rounds(row), strict=False) if b and c]
+    return (min(ratios), max(ratios)) if ratios else None
 
 
 def _key(row: Row) -> Key:
@@ -65,16 +93,48 @@ def _complete(rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if r["status"] == "complete" and r["latency_p50_s"] is not None]
 
 
-def _latest_search(runs: Mapping[str, list[Row]]) -> tuple[Row, Row | None] | None:
-    """The winner and the baseline of the latest run that completed something."""
+def _confirmations(rows: Sequence[Row]) -> dict[tuple[Key, str], list[Row]]:
+    """The confirmation rows of each search, by key and run id."""
+    found: dict[tuple[Key, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row["role"] == "confirmed":
+            found[(_key(row), row["run_id"])].append(row)
+    return dict(found)
+
+
+def _confirmed(rows: Sequence[Row]) -> tuple[Row, Row] | None:
+    """The confirmed fastest and the confirmed baseline of one run, when it has both."""
+    complete = _complete(rows)
+    base = next((r for r in complete if r["is_baseline"]), None)
+    if base is None or len(complete) < 2:
+        return None
+    # The baseline is a contender too: it wins when nothing beat it once re-timed.
+    return min(complete, key=lambda r: r["latency_p50_s"]), base
+
+
+def _latest_search(
+    runs: Mapping[str, list[Row]], confirmed: Mapping[str, list[Row]]
+) -> tuple[Row, Row | None] | None:
+    """The winner and the baseline of the latest run that completed something: its
+    confirmed figures (``confirmed``: rows by run id) when it re-timed them side by side."""
     ordered = sorted(runs.values(), key=lambda rs: max(r["time"] for r in rs), reverse=True)
     for run in ordered:
         complete = _complete(run)
         if complete:
+            retimed = _confirmed(confirmed.get(run[0]["run_id"], []))
+            if retimed is not None:  # the learner's rule: the confirmed fastest wins
+                return retimed
             winner = min(complete, key=lambda r: r["latency_p50_s"])
             base = next((r for r in complete if r["is_baseline"]), None)
             return winner, base
     return None
+
+
+def _retimed_detail(winner: Row, base: Row | None) -> str:
+    spread = confirmed_range(winner, base)
+    rounds = f"{winner['confirm_rounds']} rounds" if winner.get("confirm_rounds") else "rounds"
+    span = f" ({spread[0]:.2f}-{spread[1]:.2f}x)" if spread else ""
+    return f"re-timed side by side: {rounds}{span}; not re-measured at night"
 
 
 def _nights(rows: Sequence[Row]) -> dict[Key, dict[str, list[Row]]]:
@@ -111,10 +171,12 @@ def find_winners(
     rows: Sequence[Row], verdicts: Mapping[str, Sequence[Comparison]], min_history: int
 ) -> list[Winner]:
     """Every key's winner; ``verdicts`` are the regression verdicts of each nightly run id."""
-    searches, nights = search_groups(rows), _nights(rows)
+    searches, nights, confirmations = search_groups(rows), _nights(rows), _confirmations(rows)
     found = []
     for key in sorted(set(searches) | set(nights)):
-        searched = _latest_search(searches.get(key, {}))
+        runs_of = searches.get(key, {})
+        confirmed = {run: confirmations.get((key, run), []) for run in runs_of}
+        searched = _latest_search(runs_of, confirmed)
         since = searched[0]["time"] if searched else None
         runs = [
             run
@@ -124,7 +186,10 @@ def find_winners(
         runs.sort(key=lambda run: max(r["time"] for r in run))
         measured = [r for run in runs for r in run if r["role"] == "winner"]
         if not measured:
-            if searched:
+            if searched and searched[0]["role"] == "confirmed":
+                detail = _retimed_detail(*searched)
+                found.append(Winner(*key, *searched, False, "re-timed", detail))
+            elif searched:
                 found.append(Winner(*key, *searched, False, "not re-measured", "not re-measured"))
             continue
         latest_run = runs[-1]

@@ -2,7 +2,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from speedster_dist.records import Candidate, LatencyStats, TrialResult, TrialStatus
+from speedster_dist.records import (
+    Candidate,
+    Confirmation,
+    ConfirmedLatency,
+    LatencyStats,
+    TrialResult,
+    TrialStatus,
+)
 from speedster_dist.results import HistoryWriter, RunInfo
 
 DAY0 = datetime(2024, 3, 1, 2, 0, tzinfo=timezone.utc)
@@ -61,6 +68,17 @@ def nightly(root, night, hw, winner_p50, baseline_p50, learner="bert", status=No
         "winner",
     )
     return writer
+
+
+def confirm(writer, timed, when=DAY0 + timedelta(minutes=5)):
+    """The search of ``writer``'s run re-timed side by side: ``timed`` pairs each trial (appended
+    before) with its round p50s. Returns the rows' files."""
+    entries = tuple(ConfirmedLatency(t.candidate, t.is_baseline, tuple(r)) for t, r in timed)
+    hw = timed[0][0].candidate.hardware_key
+    confirmation = Confirmation(
+        hw, entries, len(timed[0][1]), "node-confirm", load=(("steal_share", 0.01),)
+    )
+    return writer.append_confirmation(confirmation, [t for t, _ in timed], when)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from speedster_dist.results import (
 )
 from speedster_dist.testing.models import tiny_bert
 
-from .conftest import DAY0, run, trial
+from .conftest import DAY0, confirm, run, trial
 
 CPU, GPU = "cpu-intel-xeon-avx512vnni-8c", "gpu-nvidia-l4-24gb-sm89"
 
@@ -93,7 +93,7 @@ def test_plain_pyarrow_reads_the_dataset(history):
     assert sorted(table.column("hardware_type").to_pylist()) == [CPU, GPU]
     assert pq.read_table(history).num_rows == 2
     one = next(history.rglob("*.parquet"))
-    assert pq.read_schema(one).metadata[b"speedster_dist.history_schema"] == b"2"
+    assert pq.read_schema(one).metadata[b"speedster_dist.history_schema"] == b"3"
     assert set(pq.read_schema(one).names) == set(TRIAL_SCHEMA.names)
     assert set(HISTORY_SCHEMA.names) == set(TRIAL_SCHEMA.names) | {"date", "hardware_type"}
 
@@ -211,3 +211,46 @@ def test_run_info_is_validated_and_ids_sort_by_time():
         RunInfo("r", "optimize", "m", batch_size=0)
     assert new_run_id(DAY0) < new_run_id(DAY0 + timedelta(seconds=1))
     assert "torch" in library_versions() and "pyarrow" not in library_versions()
+
+
+def test_a_confirmation_is_one_row_per_re_timed_trial_next_to_it(history):
+    writer = run(history, "run-1", batch=4)
+    base = trial("torch", "fp32", CPU, 0.010, baseline=True)
+    best = trial("onnxruntime", "int8", CPU, 0.004, technique="dynamic", knobs={"threads": 2})
+    writer.append(base)
+    writer.append(best)
+    seen: list[TrialResult] = []
+    writer.on_write = seen.append
+    paths = confirm(writer, [(base, [0.011, 0.009, 0.010]), (best, [0.005, 0.003, 0.004])])
+    assert len(paths) == 2 and seen == []  # not trials: no progress callback
+    rows = read_history(history).to_pylist()
+    trials = {r["backend"]: r for r in rows if r["role"] != "confirmed"}
+    confirmed = {r["backend"]: r for r in rows if r["role"] == "confirmed"}
+    assert set(confirmed) == {"torch", "onnxruntime"} and confirmed["torch"]["is_baseline"]
+    mine, searched = confirmed["onnxruntime"], trials["onnxruntime"]
+    same = ("run_id", "run_kind", "hardware_type", "precision", "technique", "knobs", "metric_drop")
+    assert all(mine[k] == searched[k] for k in same)
+    assert (mine["latency_p50_s"], mine["confirm_low_s"], mine["confirm_high_s"]) == (
+        0.004,
+        0.003,
+        0.005,
+    )
+    assert mine["confirm_rounds"] == 3 and json.loads(mine["confirm_round_p50s"]) == [
+        0.005,
+        0.003,
+        0.004,
+    ]
+    assert mine["throughput"] == 4 / 0.004 and mine["latency_p90_s"] is None
+    assert (mine["node_id"], mine["steal_share"], mine["loadavg_before"]) == (
+        "node-confirm",
+        0.01,
+        None,
+    )
+    assert searched["confirm_rounds"] is None and searched["confirm_round_p50s"] is None
+
+
+def test_a_confirmed_contender_without_its_trial_is_left_out(history):
+    writer = run(history, "run-1")
+    base = trial("torch", "fp32", CPU, 0.010, baseline=True)
+    failed = trial("openvino", "int8", CPU)  # never completed: nothing it could confirm
+    assert len(confirm(writer, [(base, [0.01]), (failed, [0.02])])) == 1

@@ -7,7 +7,7 @@ import pytest
 from speedster_dist.results import history_knowledge
 from speedster_dist.results._knowledge import knowledge_from_rows
 
-from .conftest import run, trial
+from .conftest import confirm, run, trial
 
 HW = "cpu-intel-xeon-avx512vnni-2c"
 OTHER = "cpu-amd-epyc-avx2-2c"
@@ -65,3 +65,30 @@ def test_failed_trials_runs_without_baseline_and_rebench_winners():
 
 def test_no_history_teaches_nothing(tmp_path):
     assert history_knowledge(tmp_path / "absent") == ({}, {})
+
+
+def test_a_confirmed_search_is_won_by_its_confirmed_fastest_counted_once(tmp_path):
+    writer = run(tmp_path, "r1")
+    base = trial("torch", "fp32", HW, 0.030, baseline=True)
+    ort = trial("onnxruntime", "fp32", HW, 0.010)  # the search's fastest...
+    ov = trial("openvino", "fp32", HW, 0.012)  # ...loses its place once re-timed
+    for t in (base, ort, ov):
+        writer.append(t)
+    confirm(writer, [(base, [0.03] * 3), (ort, [0.015] * 3), (ov, [0.011] * 3)])
+    # r2: nothing beat the baseline once re-timed: no winner from that run
+    writer = run(tmp_path, "r2")
+    base, ts = (
+        trial("torch", "fp32", HW, 0.030, baseline=True),
+        trial("torchscript", "fp32", HW, 0.02),
+    )
+    writer.append(base)
+    writer.append(ts)
+    confirm(writer, [(base, [0.02] * 3), (ts, [0.025] * 3)])
+    speedups, winners = history_knowledge(tmp_path)
+    # the arms' speedups are the trials' (one per run), not the re-timings'
+    assert speedups[HW] == {
+        "onnxruntime/fp32": pytest.approx(3.0),
+        "openvino/fp32": pytest.approx(2.5),
+        "torchscript/fp32": pytest.approx(1.5),
+    }
+    assert [w["backend"] for w in winners[HW]] == ["openvino"]

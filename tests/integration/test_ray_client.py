@@ -1,0 +1,214 @@
+"""A search through Ray Client (``cluster="ray://host:port"``) on a local loopback cluster.
+
+The cluster is a head (no CPU) with Ray's client server and one 1-CPU node of group ``cpu-a``.
+The search runs in a child process that connects only as a Ray Client, as a user's laptop
+would; this process starts the cluster and never connects to it, so nothing it does can
+stand in for the client's own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from speedster_dist.artifacts import LearnerMetadata
+from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
+from speedster_dist.cli import EXIT_OK
+from speedster_dist.hardware import HARDWARE_LABEL
+from speedster_dist.results import read_history
+from speedster_dist.runtime import GROUP_LABEL
+from speedster_dist.runtime._ray import LOOPBACK_ENV, _refresh_auth_config
+from speedster_dist.testing.fakes import FAKE_BACKENDS
+
+from .test_cli import IGNORE
+from .test_cluster import _quiet_address_file
+from .test_sweep_processes import _mlp
+
+pytestmark = pytest.mark.integration
+
+HARDWARE = "cpu-sim-client"
+GROUP_WAIT_S = 3
+
+# The user's side: optimize_model through ray://, then what it knows, as one JSON line.
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from speedster_dist import optimize_model
+    from speedster_dist.measure import MeasureSettings
+    from speedster_dist.testing import models
+
+    address, ignore, out, wait = sys.argv[1:5]
+    model = models.tiny_mlp()
+    data = [torch.randn(2, 16, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    learner = optimize_model(
+        model,
+        data,
+        metric_drop_ths=0.05,
+        cluster=address,
+        optimization_time=60,
+        ignore_compilers=ignore.split(","),
+        measure_settings=MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5,
+                                         min_duration_s=0.05),
+        node_groups=["cpu-a", "gpu-never"],
+        group_wait=float(wait),
+        confirm_rounds=1,
+        progress=False,
+    )
+    import ray
+    from ray.util.client import ray as client
+
+    def demand_now():
+        from ray._private.ray_constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
+        return None if raw is None else json.loads(raw)
+
+    read = ray.remote(num_cpus=0)(demand_now)
+    key = learner.hardware_types()[0]
+    with torch.inference_mode():
+        diff = (learner.for_hardware(key)(data[0]) - model(data[0])).abs().max().item()
+    learner.save(out)
+    facts = {
+        "client": client.is_connected(),
+        "types": learner.hardware_types(),
+        "trials": [
+            [r.candidate.hardware_key, r.node_id, r.status.value, r.is_baseline]
+            for r in learner.results
+        ],
+        "summary": learner.summary,
+        "demand_after": ray.get(read.remote(), timeout=60),
+        "diff": diff,
+    }
+    print("FACTS " + json.dumps(facts), flush=True)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def client_cluster():
+    """Head with a Ray Client server on 127.0.0.1, and one node of group cpu-a; token
+    authentication on, as a cluster of ``ray start`` with a token is. Yields (address, env
+    for the client processes, the node's id)."""
+    import ray
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():  # another module's local Ray: this process stays off Ray here
+        ray.shutdown()
+    patcher = pytest.MonkeyPatch()
+    root = str(Path(__file__).resolve().parents[2])
+    token = secrets.token_hex(32)
+    # Set before the nodes start: Ray's processes and workers inherit the environment.
+    patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
+    patcher.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    for name, value in LOOPBACK_ENV.items():
+        patcher.setenv(name, value)
+    # Ray read that switch when imported (before this fixture): without this, its nodes
+    # and the client server would bind to the machine's routable address.
+    patcher.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+    patcher.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # The client server forks one server per client from a process busy with gRPC; gRPC's
+    # fork handlers then crash that child now and then (ray-project/ray#63202). It always
+    # execs at once, so the handlers are not needed.
+    patcher.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")
+    patcher.setenv("RAY_AUTH_MODE", "token")
+    patcher.setenv("RAY_AUTH_TOKEN", token)
+    port = _free_port()
+    with _quiet_address_file(patcher):
+        _refresh_auth_config()  # Ray read the auth mode when imported
+        cl = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "ray_client_server_port": port,
+            },
+        )
+        node = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: HARDWARE, GROUP_LABEL: "cpu-a"})
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+        try:
+            yield f"ray://127.0.0.1:{port}", env, node.node_id
+        finally:
+            cl.shutdown()
+            patcher.undo()
+            _refresh_auth_config()
+
+
+def test_optimize_model_through_ray_client(client_cluster, tmp_path):
+    address, env, node_id = client_cluster
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, address, IGNORE, tmp_path / "learner", str(GROUP_WAIT_S)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("FACTS ")]
+    assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
+    facts = json.loads(lines[0][len("FACTS ") :])
+    assert facts["client"] is True  # the search's driver was a Ray Client, not a local Ray
+    assert facts["types"] == [HARDWARE]
+    trials = facts["trials"]
+    assert len(trials) > 1
+    assert {(key, node) for key, node, *_ in trials} == {(HARDWARE, node_id)}
+    assert [t for t in trials if t[3] and t[2] == "complete"]  # the baseline was measured
+    assert facts["diff"] < 0.05  # the winner computes the model's outputs
+    # The demand went through Ray Client (a task in the cluster): cpu-a came up, gpu-never
+    # is reported as never having joined, not as a demand that could not be sent ...
+    summary = facts["summary"]
+    assert f"gpu-never: no node of it joined within {GROUP_WAIT_S} s" in summary
+    assert "cpu-a:" not in summary and "could not be sent" not in summary
+    assert facts["demand_after"] == []  # ... and was released at the end.
+    saved = LearnerMetadata.read(tmp_path / "learner")
+    assert saved.hardware_types() == [HARDWARE]
+
+
+def test_a_sweep_through_ray_client(client_cluster, tmp_path):
+    """`speedster-dist sweep --cluster ray://...`: the sweep and its job process are both
+    Ray Clients of the cluster."""
+    address, env, node_id = client_cluster
+    _mlp(tmp_path)
+    (tmp_path / "sweep.yaml").write_text(
+        f"""
+out: learners
+history: history
+concurrency: 1
+defaults: {{ignore_compilers: [{IGNORE}], optimization_time: 60, metric_drop_ths: 0.05}}
+jobs:
+  - name: mlp
+    model: mlp.pt
+    inputs: mlp.npz
+"""
+    )
+    args = ["sweep", str(tmp_path / "sweep.yaml"), "--cluster", address, "--quick-measure"]
+    run = subprocess.run(
+        [sys.executable, "-m", "speedster_dist.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == EXIT_OK, run.stdout[-3000:] + run.stderr[-3000:]
+    assert LearnerMetadata.read(tmp_path / "learners" / "mlp").hardware_types() == [HARDWARE]
+    rows = read_history(tmp_path / "history").to_pylist()
+    assert len(rows) > 1 and {(r["hardware_type"], r["node_id"]) for r in rows} == {
+        (HARDWARE, node_id)
+    }

@@ -60,12 +60,19 @@ def _token_available() -> bool:
 
 
 def _refresh_auth_config() -> None:
-    """Ray caches its config at import: refresh it the way Ray itself does."""
+    """Ray caches its config at import, and the token once read: refresh both the way Ray
+    itself does, so a token set in the environment now is the one this process sends."""
     try:
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
         _enable_token_auth()
     except ImportError:  # older Ray without token authentication: the env vars are harmless
+        return
+    try:
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # a Ray without the token cache reads it each time
         pass
 
 

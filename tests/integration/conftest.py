@@ -1,10 +1,27 @@
-import os
+import secrets
 
 import pytest
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
-from speedster_dist.runtime._ray import LOOPBACK_ENV
+from speedster_dist.runtime._ray import LOOPBACK_ENV, _refresh_auth_config
 from speedster_dist.testing.fakes import FAKE_BACKENDS
+
+
+def loopback_only(patcher: pytest.MonkeyPatch) -> None:
+    """Every Ray node these tests start binds 127.0.0.1 only. Ray reads its switch once, when
+    imported (usually before a fixture runs), so the environment alone is not enough: the
+    constant it was read into is set too, as speedster_dist's embedded Ray does."""
+    from ray._private import ray_constants
+
+    for name, value in LOOPBACK_ENV.items():
+        patcher.setenv(name, value)
+    patcher.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+
+
+def assert_loopback(ray) -> None:
+    """The nodes of the running cluster listen on loopback only (never a routable address)."""
+    addresses = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+    assert addresses == {"127.0.0.1"}, addresses
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +33,15 @@ def local_ray():
     """
     import ray
 
-    saved = {name: os.environ.get(name) for name in (EXTRA_BACKENDS_ENV, *LOOPBACK_ENV)}
+    patcher = pytest.MonkeyPatch()
     # Set before ray.init: worker processes inherit the raylet's environment.
-    os.environ[EXTRA_BACKENDS_ENV] = FAKE_BACKENDS
-    os.environ.update(LOOPBACK_ENV)
+    patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
+    loopback_only(patcher)
+    # Token authentication with an ephemeral token, as speedster_dist's embedded Ray: also
+    # whatever auth mode an earlier module's cluster left in Ray's cached config.
+    patcher.setenv("RAY_AUTH_MODE", "token")
+    patcher.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    _refresh_auth_config()
     if ray.is_initialized():
         ray.shutdown()
     # "local": a new Ray even if a stale cluster address is recorded in /tmp/ray.
@@ -31,11 +53,8 @@ def local_ray():
         configure_logging=False,
     )
     try:
+        assert_loopback(ray)
         yield ray
     finally:
         ray.shutdown()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        patcher.undo()

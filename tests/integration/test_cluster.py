@@ -30,11 +30,12 @@ from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import RayExecutor, run_search
-from speedster_dist.runtime._ray import LOOPBACK_ENV
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
+
+from .conftest import assert_loopback, loopback_only
 
 pytestmark = pytest.mark.integration
 
@@ -116,8 +117,7 @@ def cluster():
     patcher.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     )
-    for name, value in LOOPBACK_ENV.items():
-        patcher.setenv(name, value)
+    loopback_only(patcher)
     with _quiet_address_file(patcher):
         cl = Cluster(
             initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
@@ -127,6 +127,7 @@ def cluster():
             for name, key in (("a1", TYPE_A), ("a2", TYPE_A), ("b1", TYPE_B))
         }
         ray.init(address=cl.address, log_to_driver=False, configure_logging=False)
+        assert_loopback(ray)
         try:
             yield cl, nodes
         finally:

@@ -19,12 +19,12 @@ from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV, backend_names
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.runtime import GROUP_LABEL, RayExecutor, run_search
-from speedster_dist.runtime._ray import LOOPBACK_ENV
 from speedster_dist.runtime._started import StartMarks
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
+from .conftest import assert_loopback, loopback_only
 from .test_cluster import _quiet_address_file
 
 pytestmark = pytest.mark.integration
@@ -91,8 +91,7 @@ def one_group_cluster():
     patcher.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     )
-    for name, value in LOOPBACK_ENV.items():
-        patcher.setenv(name, value)
+    loopback_only(patcher)
     with _quiet_address_file(patcher):
         cl = Cluster(
             initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
@@ -103,6 +102,7 @@ def one_group_cluster():
             resources={_resource("cpu-a"): 1},
         )
         ray.init(address=cl.address, log_to_driver=False, configure_logging=False)
+        assert_loopback(ray)
         try:
             yield cl
         finally:

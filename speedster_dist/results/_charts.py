@@ -104,11 +104,13 @@ def _figure(height_in: float) -> Iterator[Any]:
 def _svg(fig: Any, kind: str, title: str) -> str:
     out = io.StringIO()
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    # Texts past the axes (a bar's label at its end) count too, or the crop cuts them.
+    texts = [text for ax in fig.axes for text in ax.texts]
     fig.savefig(
         out,
         format="svg",
         bbox_inches="tight",
-        bbox_extra_artists=legends,  # outside the layout, inside the saved figure
+        bbox_extra_artists=[*legends, *texts],  # outside the layout, inside the saved figure
         pad_inches=0.08,
         metadata={"Date": None},
     )
@@ -197,7 +199,7 @@ def bar_chart(title: str, bars: Sequence[Bar], x_label: str) -> str:
         ax.set_yticks(positions, labels)
         top = max([b.value for b in bars] + [1.0])  # the 1x line is always in view
         for y, b in zip(positions, bars, strict=True):
-            ax.text(b.value + top * 0.01, y, b.text, va="center", fontsize=9)
+            ax.text(b.value + top * 0.01, y, wrap(b.text, 48), va="center", fontsize=9)
         ax.axvline(1.0, color="#555", linewidth=0.8, linestyle=":")
         ax.set_xlim(0, top * 1.15)
         ax.set_xlabel(x_label)

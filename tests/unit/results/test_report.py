@@ -241,3 +241,23 @@ def test_a_big_night_lists_only_the_figures_worth_reading(history):
     assert "64 figures ok, without notes: not shown." in html
     drawn = chart_text(html)
     assert "l00:onnxruntimeint8/dynamic" in drawn and "l10:baseline:torchfp32" in drawn
+
+
+def test_a_bar_text_past_the_axes_stays_inside_the_saved_chart():
+    """The text at a bar's end (its winner's label) is part of the crop: a longer text makes
+    a wider chart, and every line of it starts inside the SVG's width."""
+    import re
+
+    from speedster_dist.results._charts import Bar, bar_chart
+
+    def drawn(text: str) -> tuple[float, list[float]]:
+        svg = bar_chart("speed-up", [Bar("model · cpu", 3.1, "#1f77b4", text)], "x")
+        width = float(re.search(r'width="([\d.]+)pt"', svg).group(1))
+        starts = [float(x) for x in re.findall(r'text-anchor: start" x="([\d.]+)"', svg)]
+        return width, starts
+
+    short_width, _ = drawn("3.10x openvino bf16")
+    long_text = "3.10x openvino bf16 inference_num_threads=0 num_streams=0 performance_hint=LATENCY"
+    long_width, starts = drawn(long_text)
+    assert long_width > short_width
+    assert starts and all(x < long_width - 100 for x in starts)  # room for the text after it

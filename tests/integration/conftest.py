@@ -58,3 +58,4 @@ def local_ray():
     finally:
         ray.shutdown()
         patcher.undo()
+        _refresh_auth_config()  # Ray cached this fixture's token: read the restored one

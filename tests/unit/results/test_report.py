@@ -252,7 +252,9 @@ def test_a_bar_text_past_the_axes_stays_inside_the_saved_chart():
 
     def drawn(text: str) -> tuple[float, list[float]]:
         svg = bar_chart("speed-up", [Bar("model · cpu", 3.1, "#1f77b4", text)], "x")
-        width = float(re.search(r'width="([\d.]+)pt"', svg).group(1))
+        found = re.search(r'width="([\d.]+)pt"', svg)
+        assert found is not None
+        width = float(found.group(1))
         starts = [float(x) for x in re.findall(r'text-anchor: start" x="([\d.]+)"', svg)]
         return width, starts
 

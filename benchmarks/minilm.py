@@ -28,29 +28,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from int8 import CALIBRATION_TEXTS, _cpu_name
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TEXTS = [
-    "Speedster-dist finds the fastest way to run a model on every kind of hardware a team has.",
-    "The quick brown fox jumps over the lazy dog while the search measures every candidate.",
-    "A sentence embedding maps text to a vector so that similar meanings land close together.",
-    "Quantization trades a little accuracy for a lot of speed on processors with int8 units.",
-    "Ray schedules each trial on a node of the right hardware type and collects the winners.",
-    "Nightly re-benchmarks catch regressions caused by new drivers or library versions.",
-    "MiniLM has six transformer layers, twelve attention heads and a hidden size of 384.",
-    "Latency is measured after a warm-up until both a minimum count and duration are met.",
-    "An accuracy guard rejects any candidate whose outputs drift beyond the threshold.",
-    "The learner keyed by hardware type picks the right winner wherever it is loaded.",
-]
+# The first ten of int8.py's calibration texts (one list for both benchmarks).
+TEXTS = CALIBRATION_TEXTS[:10]
 SEQ_LEN = 128
 
 
 def _inputs(tokenizer: Any, texts: int = len(TEXTS)) -> list[dict[str, Any]]:
     """``texts`` samples (the first of TEXTS, then int8.py's calibration texts), each one text
     repeated so that it fills the 128 tokens the target is defined on."""
-    from int8 import CALIBRATION_TEXTS
-
     chosen = (TEXTS + [t for t in CALIBRATION_TEXTS if t not in TEXTS])[:texts]
     return [
         dict(
@@ -196,16 +186,6 @@ def _budget(text: str) -> str | float:
         return float(text)
     except ValueError:
         return text
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def check_fresh(
     learner: Any,
     model_folder: str,
     sample: dict[str, Any],
-    held_out: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    held_out: Sequence[dict[str, Any]] = (),
     rounds: int = 5,
 ) -> dict[str, Any]:
     """Save ``learner``, then time it against eager in a fresh process (see the module)."""

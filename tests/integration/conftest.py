@@ -1,4 +1,7 @@
+import contextlib
+import os
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,29 @@ def loopback_only(patcher: pytest.MonkeyPatch) -> None:
     for name, value in LOOPBACK_ENV.items():
         patcher.setenv(name, value)
     patcher.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+
+
+def node_environment(patcher: pytest.MonkeyPatch, backends: str) -> None:
+    """What the nodes of a test cluster need, set before they start (their workers inherit
+    it): the extra backends ``backends``, this checkout on PYTHONPATH, loopback only."""
+    root = str(Path(__file__).resolve().parents[2])
+    patcher.setenv(EXTRA_BACKENDS_ENV, backends)
+    patcher.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    loopback_only(patcher)
+
+
+@contextlib.contextmanager
+def quiet_address_file(monkeypatch: pytest.MonkeyPatch):
+    """cluster_utils writes (then deletes) /tmp/ray/ray_current_cluster, which every
+    ``ray.init(address="auto")`` on this machine reads: leave other people's Ray alone."""
+    import ray._common.utils
+    import ray._private.utils
+
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *a, **k: None)
+    monkeypatch.setattr(ray._common.utils, "reset_ray_address", lambda *a, **k: None)
+    yield
 
 
 def assert_loopback(ray) -> None:

@@ -8,7 +8,6 @@ own winner.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
@@ -16,7 +15,6 @@ import time
 import warnings
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +33,7 @@ from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
 
-from .conftest import assert_loopback, loopback_only
+from .conftest import assert_loopback, node_environment, quiet_address_file
 
 pytestmark = pytest.mark.integration
 
@@ -89,18 +87,6 @@ ONLY_TYPED = frozenset(
 )
 
 
-@contextlib.contextmanager
-def _quiet_address_file(monkeypatch):
-    """cluster_utils writes (then deletes) /tmp/ray/ray_current_cluster, which every
-    ``ray.init(address="auto")`` on this machine reads: leave other people's Ray alone."""
-    import ray._common.utils
-    import ray._private.utils
-
-    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *a, **k: None)
-    monkeypatch.setattr(ray._common.utils, "reset_ray_address", lambda *a, **k: None)
-    yield
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """Head (no CPU: it only coordinates) + a1, a2 of type A and b1 of type B, 1 CPU each."""
@@ -111,14 +97,8 @@ def cluster():
     was_initialized = ray.is_initialized()
     if was_initialized:
         ray.shutdown()
-    root = str(Path(__file__).resolve().parents[2])
-    # Set before the nodes start: workers inherit the raylet's environment.
-    patcher.setenv(EXTRA_BACKENDS_ENV, BACKENDS)
-    patcher.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    )
-    loopback_only(patcher)
-    with _quiet_address_file(patcher):
+    node_environment(patcher, BACKENDS)
+    with quiet_address_file(patcher):
         cl = Cluster(
             initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
         )

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV, backend_names
+from speedster_dist.backends._registry import backend_names
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.runtime import GROUP_LABEL, RayExecutor, run_search
@@ -24,8 +23,7 @@ from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
-from .conftest import assert_loopback, loopback_only
-from .test_cluster import _quiet_address_file
+from .conftest import assert_loopback, node_environment, quiet_address_file
 
 pytestmark = pytest.mark.integration
 
@@ -86,13 +84,8 @@ def one_group_cluster():
     was_initialized = ray.is_initialized()
     if was_initialized:
         ray.shutdown()
-    root = str(Path(__file__).resolve().parents[2])
-    patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
-    patcher.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    )
-    loopback_only(patcher)
-    with _quiet_address_file(patcher):
+    node_environment(patcher, FAKE_BACKENDS)
+    with quiet_address_file(patcher):
         cl = Cluster(
             initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
         )

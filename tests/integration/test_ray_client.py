@@ -15,21 +15,19 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from speedster_dist.artifacts import LearnerMetadata
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.cli import EXIT_OK
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.results import read_history
 from speedster_dist.runtime import GROUP_LABEL
-from speedster_dist.runtime._ray import LOOPBACK_ENV, _refresh_auth_config
+from speedster_dist.runtime._ray import _refresh_auth_config
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
+from .conftest import node_environment, quiet_address_file
 from .test_cli import IGNORE
-from .test_cluster import _quiet_address_file
 from .test_sweep_processes import _mlp
 
 pytestmark = pytest.mark.integration
@@ -106,24 +104,14 @@ def client_cluster():
     authentication on, as a cluster of ``ray start`` with a token is. Yields (address, env
     for the client processes, the node's id)."""
     import ray
-    from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():  # another module's local Ray: this process stays off Ray here
         ray.shutdown()
     patcher = pytest.MonkeyPatch()
-    root = str(Path(__file__).resolve().parents[2])
     token = secrets.token_hex(32)
     # Set before the nodes start: Ray's processes and workers inherit the environment.
-    patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
-    patcher.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    )
-    for name, value in LOOPBACK_ENV.items():
-        patcher.setenv(name, value)
-    # Ray read that switch when imported (before this fixture): without this, its nodes
-    # and the client server would bind to the machine's routable address.
-    patcher.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+    node_environment(patcher, FAKE_BACKENDS)
     patcher.setenv("RAY_USAGE_STATS_ENABLED", "0")
     # The client server forks one server per client from a process busy with gRPC; gRPC's
     # fork handlers then crash that child now and then (ray-project/ray#63202). It always
@@ -132,7 +120,7 @@ def client_cluster():
     patcher.setenv("RAY_AUTH_MODE", "token")
     patcher.setenv("RAY_AUTH_TOKEN", token)
     port = _free_port()
-    with _quiet_address_file(patcher):
+    with quiet_address_file(patcher):
         _refresh_auth_config()  # Ray read the auth mode when imported
         cl = Cluster(
             initialize_head=True,

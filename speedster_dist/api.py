@@ -26,7 +26,6 @@ from speedster_dist.prepare import prepare
 from speedster_dist.progress import trial_observer
 from speedster_dist.runtime import (
     Executor,
-    GroupDemand,
     RayExecutor,
     connect,
     package_runtime_env,
@@ -115,7 +114,8 @@ def optimize_model(
             on_plan=observer.plan,
             confirm_rounds=options.confirm_rounds,
             confirm_top=options.confirm_top,
-            demand=_demand(executor, options),
+            # On Ray: every declared node group asked of the autoscaler (docs/cluster.md).
+            demand=executor.group_demand(options.node_groups, options.group_wait_s),
         )
         observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
@@ -151,12 +151,3 @@ def _executor(options: RunOptions) -> Executor:
     runtime_env = package_runtime_env() if options.runtime_env == "package" else options.runtime_env
     connect(options.cluster, runtime_env)
     return RayExecutor(trial_timeout_s=options.trial_timeout_s)
-
-
-def _demand(executor: Executor, options: RunOptions) -> GroupDemand | None:
-    """On Ray: ask the autoscaler for every declared node group (docs/cluster.md)."""
-    make = getattr(executor, "group_demand", None)  # only Ray executors have node groups
-    if make is None:
-        return None
-    demand: GroupDemand = make(options.node_groups, options.group_wait_s)
-    return demand

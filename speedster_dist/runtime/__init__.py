@@ -14,7 +14,10 @@ from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._portable import onnx_portable
 from speedster_dist.runtime._protocol import (
+    CANNOT_CONFIRM,
+    NO_DEMAND,
     Cluster,
+    Demand,
     Executor,
     HardwareGroup,
     TrialOutcome,
@@ -34,12 +37,15 @@ from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_tria
 
 __all__ = [
     "BUDGET_EXHAUSTED",
+    "CANNOT_CONFIRM",
     "DEFAULT_CONFIRM_ROUNDS",
     "DEFAULT_CONFIRM_TOP",
     "FP32_TOLERANCE",
     "GROUP_LABEL",
+    "NO_DEMAND",
     "Cluster",
     "ClusterConnectionError",
+    "Demand",
     "Executor",
     "FixedTrial",
     "GroupDemand",

@@ -22,8 +22,13 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._confirm import DEFAULT_CONFIRM_TOP
-from speedster_dist.runtime._demand import GroupDemand
-from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
+from speedster_dist.runtime._protocol import (
+    Cluster,
+    Demand,
+    Executor,
+    HardwareGroup,
+    TrialOutcome,
+)
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
@@ -126,7 +131,7 @@ def run_search(
     on_plan: Callable[[str, int], Any] = lambda key, planned: None,
     confirm_rounds: int = 0,
     confirm_top: int = DEFAULT_CONFIRM_TOP,
-    demand: GroupDemand | None = None,
+    demand: Demand | None = None,
 ) -> SearchOutcome:
     """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
 
@@ -175,7 +180,7 @@ class _After:
 def _first_groups(
     view: Cluster,
     devices: frozenset[DeviceKind],
-    demand: GroupDemand | None,
+    demand: Demand | None,
     poll_s: float,
     deadline: float,
 ) -> list[HardwareGroup]:
@@ -197,7 +202,7 @@ def _search(
     make_searcher: SearcherFactory,
     poll_s: float,
     devices: frozenset[DeviceKind],
-    demand: GroupDemand | None,
+    demand: Demand | None,
     *,
     started: float,
     after: _After,
@@ -252,8 +257,7 @@ def _search(
             if state.best is not None:
                 _confirm(outcome, executor, state, after.confirm_rounds)
         outcome.confirm_s = time.monotonic() - confirm_started
-    membership = getattr(executor, "membership", None)  # Ray: the node groups of the types
-    outcome.node_groups = dict(getattr(membership, "node_groups", {}))
+    outcome.node_groups = executor.node_groups()
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
@@ -354,11 +358,8 @@ def _confirm(outcome: SearchOutcome, executor: Executor, state: _TypeState, roun
     becomes the winner. Any failure leaves the search's winner and says why."""
     hardware = state.group.hardware
     key = hardware.key
-    confirm = getattr(executor, "confirm", None)
     why = ""
-    if confirm is None:
-        why = "this executor cannot re-time candidates"
-    elif key in outcome.lost:
+    if key in outcome.lost:
         why = f"its nodes left: {outcome.lost[key]}"
     elif state.base_item is None:
         why = "the baseline did not complete"
@@ -367,11 +368,11 @@ def _confirm(outcome: SearchOutcome, executor: Executor, state: _TypeState, roun
     if why:
         outcome.not_confirmed[key] = why
         return
-    assert confirm is not None and state.base_item is not None
+    assert state.base_item is not None
     contenders = [state.base_item, *state.top]
     pairs = [(o.result.candidate, o.result.is_baseline) for o in contenders]
     try:
-        confirmation: Confirmation = confirm(hardware, pairs, rounds)
+        confirmation = executor.confirm(hardware, pairs, rounds)
     except Exception as exc:  # the executor itself failed: the search's figures stand
         confirmation = Confirmation(key, (), rounds, "", f"{type(exc).__name__}: {exc}"[:500])
     if not confirmation.ok or any(confirmation.of(c) is None for c, _ in pairs):

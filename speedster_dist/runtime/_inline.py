@@ -9,17 +9,18 @@ from typing import Any
 from speedster_dist.records import Candidate, Confirmation, HardwareType, SavedCandidate
 from speedster_dist.runtime._catalog import NodeProbe, probe_node
 from speedster_dist.runtime._confirm import confirm_task
-from speedster_dist.runtime._protocol import HardwareGroup, TrialOutcome, failed_result
+from speedster_dist.runtime._protocol import Executor, HardwareGroup, TrialOutcome, failed_result
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.runtime._trial import TrialPayload
 
 __all__ = ["InlineExecutor"]
 
 
-class InlineExecutor:
+class InlineExecutor(Executor):
     """Runs each trial in this process when polled (unit tests, the GPU benchmark).
 
-    ``probe`` replaces the probe of this machine (simulated hardware types).
+    ``probe`` replaces the probe of this machine (simulated hardware types). It confirms
+    winners in this process; it has no node groups and asks no autoscaler for nodes.
     """
 
     def __init__(self, probe: NodeProbe | None = None) -> None:

@@ -35,7 +35,7 @@ from speedster_dist.runtime._export_task import ExportState, SharedExportJob
 from speedster_dist.runtime._exports import consumes_onnx
 from speedster_dist.runtime._in_flight import QUEUE_LIMIT_FACTOR, Queued, Running
 from speedster_dist.runtime._membership import ClusterMembership
-from speedster_dist.runtime._protocol import HardwareGroup, TrialOutcome, failed_result
+from speedster_dist.runtime._protocol import Executor, HardwareGroup, TrialOutcome, failed_result
 from speedster_dist.runtime._started import StartMarks
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.runtime._trial import TrialPayload
@@ -43,7 +43,7 @@ from speedster_dist.runtime._trial import TrialPayload
 __all__ = ["RayExecutor"]
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs each trial as a Ray task pinned to one free node of the trial's hardware type.
 
     A CPU trial reserves every CPU of its node (a GPU trial one GPU and its share of the
@@ -128,6 +128,9 @@ class RayExecutor:
 
     def lost_types(self) -> dict[str, str]:
         return self.membership.lost_types()
+
+    def node_groups(self) -> dict[str, str]:
+        return dict(self.membership.node_groups)
 
     def group_demand(
         self,

@@ -92,7 +92,7 @@ def run_fixed_trials(
     return done
 
 
-class OnlyTypes:
+class OnlyTypes(Cluster):
     """A :class:`~._protocol.Cluster` that shows only some hardware types of another, so
     that a search covers just those (the nightly search of types that joined the fleet)."""
 
@@ -109,3 +109,6 @@ class OnlyTypes:
 
     def lost_types(self) -> dict[str, str]:
         return {k: v for k, v in self.inner.lost_types().items() if k in self.keys}
+
+    def node_groups(self) -> dict[str, str]:
+        return {k: v for k, v in self.inner.node_groups().items() if k in self.keys}

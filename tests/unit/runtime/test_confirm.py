@@ -17,7 +17,13 @@ from speedster_dist.records import (
     ConfirmedLatency,
     TrialResult,
 )
-from speedster_dist.runtime import InlineExecutor, RayExecutor, confirm_task, run_search
+from speedster_dist.runtime import (
+    Executor,
+    InlineExecutor,
+    RayExecutor,
+    confirm_task,
+    run_search,
+)
 from speedster_dist.runtime._confirm import round_settings
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
@@ -156,8 +162,8 @@ def test_confirmation_off_and_an_executor_that_cannot_confirm(fakes, payload):
     assert off.confirmed == {} and off.not_confirmed == {}
     assert "confirmed" not in format_summary(off)
 
-    class Old(InlineExecutor):  # an executor written before confirmation existed
-        confirm = None  # type: ignore[assignment]
+    class Old(InlineExecutor):  # an executor that cannot re-time: the protocol's default
+        confirm = Executor.confirm
 
     old = search(payload, Old(fake_probe("fake")))
     assert "cannot re-time" in old.not_confirmed[FAKE_HW.key]

@@ -94,6 +94,7 @@ def test_demand_brings_up_each_group_is_released_and_a_missing_group_is_reported
     assert raised[1] == [{GROUP_LABEL: g} for g in ("cpu-a", "cpu-b", "gpu-x")]
     assert released == ([], None)  # withdrawn at the end
     assert sorted(outcome.winners) == [A, B]  # the group that came up was searched
+    assert outcome.node_groups == {A: "cpu-a", B: "cpu-b"}  # from the nodes' labels
     trial_nodes = {t.node_id for t in ray.tasks if t.fn is trial_task}
     assert trial_nodes == {"a-1", "cpu-b-1"}
     assert list(outcome.missing_groups) == ["gpu-x"]

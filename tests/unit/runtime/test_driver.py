@@ -3,7 +3,7 @@ import math
 import pytest
 
 from speedster_dist.records import Precision, TrialResult, TrialStatus
-from speedster_dist.runtime import BUDGET_EXHAUSTED, InlineExecutor, run_search
+from speedster_dist.runtime import BUDGET_EXHAUSTED, NO_DEMAND, InlineExecutor, run_search
 from speedster_dist.search import Budget, SpaceSettings
 
 from .conftest import FAKE_HW, fake_probe
@@ -129,3 +129,13 @@ def test_each_hardware_type_is_announced_once_with_its_planned_trials(fakes, pay
     assert planned == [(FAKE_HW.key, planned[0][1])]  # once, before the trials
     tried = [r for r in outcome.results if r.candidate.hardware_key == FAKE_HW.key]
     assert 1 <= len(tried) <= planned[0][1]  # never more trials than planned
+
+
+def test_an_executor_without_the_optional_capabilities_gets_their_defaults(fakes, payload):
+    executor = InlineExecutor(fake_probe("fake"))
+    assert executor.node_groups() == {}
+    demand = executor.group_demand(["cpu-a"], 600)
+    assert demand is NO_DEMAND and not demand.pending() and demand.missing() == {}
+    outcome = search(payload, "fake", demand=demand)
+    assert outcome.node_groups == {} and outcome.missing_groups == {}
+    assert outcome.winners[FAKE_HW.key].ok

@@ -68,7 +68,7 @@ def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: flo
     """One search with every knob tuned (default configs first) within ``budget_s``."""
     from speedster_dist.options import parse_run_options
     from speedster_dist.prepare import prepare
-    from speedster_dist.runtime import InlineExecutor, run_search
+    from speedster_dist.runtime import InlineExecutor, SearchRequest, run_search
     from speedster_dist.search import Budget
 
     options = parse_run_options(
@@ -76,14 +76,14 @@ def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: flo
     )
     prepared = prepare(model, data, options, None, None, None)
     payload = prepared.payload
-    return run_search(
-        InlineExecutor(),
-        payload,
-        options.space_settings(payload.source),
-        Budget(budget_s, tune_knobs=True, label=f"{budget_s:g}s, knobs tuned"),
+    request = SearchRequest(
+        payload=payload,
+        settings=options.space_settings(payload.source),
+        budget=Budget(budget_s, tune_knobs=True, label=f"{budget_s:g}s, knobs tuned"),
         make_searcher=options.searcher_factory(payload.source.fingerprint),
         devices=options.devices,
     )
+    return run_search(InlineExecutor(), request)
 
 
 def _rows(outcome: Any) -> list[dict[str, Any]]:

@@ -113,7 +113,7 @@ def _gaps(results: Sequence[Any]) -> list[float]:
 
 
 def _search(trials: int, payload: Any) -> dict[str, Any]:
-    from speedster_dist.runtime import RayExecutor, run_search
+    from speedster_dist.runtime import RayExecutor, SearchRequest, run_search
     from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 
     settings = SpaceSettings(
@@ -128,14 +128,14 @@ def _search(trials: int, payload: Any) -> dict[str, Any]:
         return ExhaustiveSearcher(list(space)[:trials])
 
     started = time.time()
-    outcome = run_search(
-        RayExecutor(trial_timeout_s=120, refresh_s=2.0),
-        payload,
-        settings,
-        Budget(math.inf, True, "bench"),
+    request = SearchRequest(
+        payload=payload,
+        settings=settings,
+        budget=Budget(math.inf, True, "bench"),
         make_searcher=first,
         poll_s=0.5,
     )
+    outcome = run_search(RayExecutor(trial_timeout_s=120, refresh_s=2.0), request)
     ended = time.time()
     results = outcome.results
     assert len(results) == trials and all(r.ok for r in results), [r.reason for r in results]

@@ -27,6 +27,8 @@ from speedster_dist.progress import trial_observer
 from speedster_dist.runtime import (
     Executor,
     RayExecutor,
+    SearchHooks,
+    SearchRequest,
     connect,
     package_runtime_env,
     run_search,
@@ -103,20 +105,19 @@ def optimize_model(
     executor = _executor(options)
     observer = trial_observer(options, model, payload.source.fingerprint, prepared.batch)
     try:
-        outcome = run_search(
-            executor,
-            payload,
-            options.space_settings(payload.source, held_in=len(payload.calibration)),
-            options.budget,
-            on_result=observer,
-            make_searcher=options.searcher_factory(payload.source.fingerprint),
+        request = SearchRequest(
+            payload=payload,
+            settings=options.space_settings(payload.source, held_in=len(payload.calibration)),
+            budget=options.budget,
             devices=options.devices,
-            on_plan=observer.plan,
+            make_searcher=options.searcher_factory(payload.source.fingerprint),
+            hooks=SearchHooks(on_result=observer, on_plan=observer.plan),
             confirm_rounds=options.confirm_rounds,
             confirm_top=options.confirm_top,
             # On Ray: every declared node group asked of the autoscaler (docs/cluster.md).
             demand=executor.group_demand(options.node_groups, options.group_wait_s),
         )
+        outcome = run_search(executor, request)
         observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
         observer.close()

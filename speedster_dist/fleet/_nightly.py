@@ -29,6 +29,8 @@ from speedster_dist.runtime import (
     FixedTrial,
     HardwareGroup,
     OnlyTypes,
+    SearchHooks,
+    SearchRequest,
     TrialPayload,
     baseline_candidate,
     run_fixed_trials,
@@ -206,14 +208,14 @@ def _search_new(
 
     source, held_in = learner.payload.source, len(learner.payload.calibration)
     space = learner.options.space_settings(source, budget, held_in)
-    outcome = run_search(
-        executor,
-        learner.payload,
-        space,
-        budget,
-        on_result=searched,
+    request = SearchRequest(
+        payload=learner.payload,
+        settings=space,
+        budget=budget,
+        hooks=SearchHooks(on_result=searched),
         cluster=OnlyTypes(executor, keys),
     )
+    outcome = run_search(executor, request)
     for key, why in outcome.no_winner.items():
         say(f"{learner.name}: still no winner for {key}: {why}")
     if outcome.winners:

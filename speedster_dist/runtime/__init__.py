@@ -33,6 +33,7 @@ from speedster_dist.runtime._rebench import (
     run_fixed_trials,
     winner_candidate,
 )
+from speedster_dist.runtime._request import SearchHooks, SearchRequest
 from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial
 
 __all__ = [
@@ -55,7 +56,9 @@ __all__ = [
     "NodeProbe",
     "OnlyTypes",
     "RayExecutor",
+    "SearchHooks",
     "SearchOutcome",
+    "SearchRequest",
     "TrialOutcome",
     "TrialPayload",
     "TrialRunner",

@@ -3,42 +3,26 @@
 It owns the loop and nothing else: which candidate next comes from one searcher per hardware
 type (ask/tell), where and how a trial runs is the executor's business. Every outcome is told
 to its searcher and reported through ``on_result`` as soon as it arrives, so nothing already
-measured is lost when something later fails.
+measured is lost when something later fails. A search is a :class:`_Search`: begun, stepped
+until over, finished (winners confirmed and fetched) into a :class:`SearchOutcome`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from speedster_dist.records import (
     Candidate,
     Confirmation,
-    DeviceKind,
     HardwareType,
     SavedCandidate,
     TrialResult,
 )
-from speedster_dist.runtime._confirm import DEFAULT_CONFIRM_TOP
-from speedster_dist.runtime._protocol import (
-    Cluster,
-    Demand,
-    Executor,
-    HardwareGroup,
-    TrialOutcome,
-)
-from speedster_dist.runtime._trial import TrialPayload
-from speedster_dist.search import (
-    BUDGET_EXHAUSTED,
-    Budget,
-    ExhaustiveSearcher,
-    Searcher,
-    SearcherFactory,
-    SpaceSettings,
-    derive_space,
-)
+from speedster_dist.runtime._contenders import Contenders
+from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
+from speedster_dist.runtime._request import SearchRequest
+from speedster_dist.search import BUDGET_EXHAUSTED, Searcher, derive_space
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
 
@@ -78,13 +62,10 @@ class _TypeState:
     group: HardwareGroup
     searcher: Searcher
     baseline: Candidate | None
+    contenders: Contenders  # what its confirmation re-times
     planned: int = 0  # configs in its space: at most this many trials
     best: TrialOutcome | None = None
     announced: bool = False  # told to ``on_plan``
-    # The fastest complete trials, fastest first, and the baseline's: the confirmation's
-    # contenders; their files stay fetchable while they are held here.
-    top: list[TrialOutcome] = field(default_factory=list)  # never the baseline
-    base_item: TrialOutcome | None = None
 
 
 def _faster(result: TrialResult, best: TrialOutcome | None) -> bool:
@@ -94,16 +75,12 @@ def _faster(result: TrialResult, best: TrialOutcome | None) -> bool:
     return result.latency.p50 < best.result.latency.p50
 
 
-def _states(
-    groups: list[HardwareGroup], settings: SpaceSettings, make_searcher: SearcherFactory
-) -> dict[str, _TypeState]:
-    states = {}
-    for group in groups:
-        space = derive_space(group.catalog, group.hardware, settings)
-        states[group.hardware.key] = _TypeState(
-            group, make_searcher(group.hardware, space), space.baseline, space.size
-        )
-    return states
+def _state(group: HardwareGroup, request: SearchRequest) -> _TypeState:
+    space = derive_space(group.catalog, group.hardware, request.settings)
+    searcher = request.make_searcher(group.hardware, space)
+    return _TypeState(
+        group, searcher, space.baseline, Contenders(request.kept_contenders), space.size
+    )
 
 
 def _submit_ready(executor: Executor, states: dict[str, _TypeState]) -> None:
@@ -118,160 +95,224 @@ def _submit_ready(executor: Executor, states: dict[str, _TypeState]) -> None:
             executor.submit(candidate, state.group.hardware, is_baseline, bar)
 
 
-def run_search(
-    executor: Executor,
-    payload: TrialPayload,
-    settings: SpaceSettings,
-    budget: Budget,
-    on_result: Callable[[TrialResult], Any] = lambda r: None,
-    make_searcher: SearcherFactory = lambda hw, space: ExhaustiveSearcher(space),
-    poll_s: float = 0.5,
-    devices: frozenset[DeviceKind] = frozenset(DeviceKind),
-    cluster: Cluster | None = None,
-    on_plan: Callable[[str, int], Any] = lambda key, planned: None,
-    confirm_rounds: int = 0,
-    confirm_top: int = DEFAULT_CONFIRM_TOP,
-    demand: Demand | None = None,
-) -> SearchOutcome:
-    """Search every hardware type the executor discovers (of ``devices``), within ``budget``.
+def run_search(executor: Executor, request: SearchRequest) -> SearchOutcome:
+    """Run the search ``request`` describes on ``executor``, and keep each type's winner.
 
-    ``cluster`` (default: the executor) decides which hardware types the search sees, e.g.
-    :class:`OnlyTypes` of the executor to search some of them only.
-    ``make_searcher`` gives each hardware type its searcher over the space derived for it;
-    every non-baseline trial is submitted with its searcher's ``prune_bar(candidate)``. When the
-    budget runs out, the trials in flight are cancelled and told as FAILED with reason
-    ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far.
-    ``on_plan(hardware_key, planned)`` is called once per hardware type before its first
-    trial (a type that joins mid-search too), ``planned`` being the configs of its space.
-    ``confirm_rounds`` > 0: after the search, the baseline and the ``confirm_top`` fastest
-    candidates of each hardware type are re-timed side by side over that many rounds, through
-    the executor's ``confirm`` (:mod:`~speedster_dist.runtime._confirm`); the confirmed
-    fastest is the winner. A confirmation that fails keeps the search's figures and winner.
-    ``demand`` asks the autoscaler for the declared node groups for the length of the
-    search: the search goes on (idle if need be) until every group is up or its wait is
-    over, and the groups that never came up are in ``outcome.missing_groups``.
+    When the budget runs out, the trials in flight are cancelled and told as FAILED with
+    reason ``BUDGET_EXHAUSTED``; the winners are the best complete trials so far. The
+    request's demand is held from before the first trial until after the confirmation, and
+    released even when the search fails; the node groups that never came up are in
+    ``outcome.missing_groups``.
     Raises ValueError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
-    deadline = started + budget.seconds
-    view: Cluster = cluster if cluster is not None else executor
-    args = (payload, settings, deadline, on_result, make_searcher, poll_s, devices, demand)
-    after = _After(on_plan, confirm_rounds, confirm_top if confirm_rounds > 0 else 0)
-    if demand is None:
-        return _search(executor, view, *args, started=started, after=after)
-    demand.start()
-    try:  # the demand holds the nodes through the confirmation too
-        outcome = _search(executor, view, *args, started=started, after=after)
+    request.demand.start()
+    try:
+        search = _Search.begin(executor, request, started)
+        while search.step():
+            pass
+        return search.finish()
     finally:
-        demand.release()  # also when the search fails: idle nodes must scale down
-    outcome.missing_groups = demand.missing()
-    return outcome
+        request.demand.release()  # also when the search fails: idle nodes must scale down
 
 
-@dataclass(frozen=True)
-class _After:
-    """What the search tells and does besides trials: plans announced, winners confirmed."""
-
-    on_plan: Callable[[str, int], Any]
-    confirm_rounds: int
-    confirm_top: int  # contenders kept per hardware type (0: no confirmation)
-
-
-def _first_groups(
-    view: Cluster,
-    devices: frozenset[DeviceKind],
-    demand: Demand | None,
-    poll_s: float,
-    deadline: float,
-) -> list[HardwareGroup]:
+def _first_groups(view: Cluster, request: SearchRequest, deadline: float) -> list[HardwareGroup]:
     """The groups to start with; with every node still coming, wait for the first."""
     while True:
-        groups = [g for g in view.discover() if g.hardware.device in devices]
-        if groups or demand is None or not demand.pending() or time.monotonic() >= deadline:
+        groups = [g for g in view.discover() if g.hardware.device in request.devices]
+        if groups or not request.demand.pending() or time.monotonic() >= deadline:
             return groups
-        time.sleep(poll_s)
+        time.sleep(request.poll_s)
 
 
-def _search(
-    executor: Executor,
-    view: Cluster,
-    payload: TrialPayload,
-    settings: SpaceSettings,
-    deadline: float,
-    on_result: Callable[[TrialResult], Any],
-    make_searcher: SearcherFactory,
-    poll_s: float,
-    devices: frozenset[DeviceKind],
-    demand: Demand | None,
-    *,
-    started: float,
-    after: _After,
-) -> SearchOutcome:
-    groups = _first_groups(view, devices, demand, poll_s, deadline)
-    if not groups:
-        wanted = "/".join(sorted(d.value for d in devices))
-        raise ValueError(f"the cluster has no {wanted} node to optimize for")
-    states = _states(groups, settings, make_searcher)
-    outcome = SearchOutcome(hardware={k: s.group.hardware for k, s in states.items()})
-    outcome.skipped = {g.hardware.key: _skipped_backends(g, settings) for g in groups}
-    executor.prepare(payload)
+@dataclass
+class _Search:
+    """A search under way: its hardware types, what it measured and kept so far."""
 
-    def record(item: TrialOutcome) -> None:
-        state = states[item.result.candidate.hardware_key]
+    executor: Executor
+    request: SearchRequest
+    view: Cluster  # the hardware types it sees
+    started: float
+    deadline: float
+    states: dict[str, _TypeState] = field(default_factory=dict)
+    hardware: dict[str, HardwareType] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    results: list[TrialResult] = field(default_factory=list)
+    joined_late: list[str] = field(default_factory=list)
+    portable: SavedCandidate | None = None
+    budget_exhausted: bool = False
+
+    @classmethod
+    def begin(cls, executor: Executor, request: SearchRequest, started: float) -> _Search:
+        """The types to search (ValueError when there is none) and the payload shipped."""
+        view = request.cluster if request.cluster is not None else executor
+        search = cls(executor, request, view, started, started + request.budget.seconds)
+        groups = _first_groups(view, request, search.deadline)
+        if not groups:
+            wanted = "/".join(sorted(d.value for d in request.devices))
+            raise ValueError(f"the cluster has no {wanted} node to optimize for")
+        search.adopt(groups)
+        executor.prepare(request.payload)
+        return search
+
+    def adopt(self, groups: list[HardwareGroup]) -> None:
+        for group in groups:
+            key = group.hardware.key
+            self.states[key] = _state(group, self.request)
+            self.hardware[key] = group.hardware
+            self.skipped[key] = _skipped_backends(group, self.request)
+
+    def step(self) -> bool:
+        """One turn of the loop: adopt joined types, submit what fits, collect outcomes
+        (or cancel everything once the budget is over). False once the search is over."""
+        self._adopt_joined()
+        self._announce()
+        _submit_ready(self.executor, self.states)
+        idle = self.executor.in_flight() == 0
+        if idle and not self.request.demand.pending():
+            return False
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.budget_exhausted = True
+            for item in self.executor.cancel_all(BUDGET_EXHAUSTED):
+                self.record(item)
+            return False
+        wait_s = min(self.request.poll_s, remaining)
+        if idle:  # nothing to run until an awaited node group joins
+            time.sleep(wait_s)
+            return True
+        for item in self.executor.poll(wait_s):
+            self.record(item)
+        return True
+
+    def record(self, item: TrialOutcome) -> None:
+        """Tell an outcome to its searcher and the caller; keep what a winner needs."""
+        state = self.states[item.result.candidate.hardware_key]
         state.searcher.tell(item.result)
-        outcome.results.append(item.result)
-        on_result(item.result)
-        if item.result.ok and _faster(item.result, state.best):
+        self.results.append(item.result)
+        self.request.hooks.on_result(item.result)
+        if not item.result.ok:
+            return
+        if _faster(item.result, state.best):
             state.best = item  # the previous best's files are released with its handle
-        if item.result.ok:
-            _keep_top(state, item, after.confirm_top)
-        if item.result.ok and item.result.is_baseline:
-            _keep_portable(outcome, executor, item)
+        state.contenders.keep(item)
+        if item.result.is_baseline:
+            self._keep_portable(item)
 
-    while True:
-        _adopt_joined(view, states, outcome, settings, make_searcher, devices)
-        for key, state in states.items():
+    def finish(self) -> SearchOutcome:
+        """Confirm and fetch each type's winner; everything the search found, in one record."""
+        lost = self.view.lost_types()
+        confirmed, not_confirmed, confirm_s = self._confirm_winners(lost)
+        winners, saved, no_winner = self._fetch_winners(lost)
+        return SearchOutcome(
+            hardware=self.hardware,
+            results=self.results,
+            winners=winners,
+            saved=saved,
+            no_winner=no_winner,
+            skipped=self.skipped,
+            wall_s=time.monotonic() - self.started,
+            budget_exhausted=self.budget_exhausted,
+            portable=self.portable,
+            lost=lost,
+            joined_late=self.joined_late,
+            confirmed=confirmed,
+            not_confirmed=not_confirmed,
+            confirm_s=confirm_s,
+            missing_groups=self.request.demand.missing(),
+            node_groups=self.executor.node_groups(),
+        )
+
+    # -- the cluster changing under a search (nodes joining) ------------------------------
+
+    def _adopt_joined(self) -> None:
+        """A hardware type whose first node joined mid-search is searched too, from then on,
+        with what is left of the budget (new nodes of known types the executor uses itself)."""
+        new = [
+            g
+            for g in self.view.joined()
+            if g.hardware.device in self.request.devices and g.hardware.key not in self.states
+        ]
+        self.adopt(new)
+        self.joined_late.extend(g.hardware.key for g in new)
+
+    def _announce(self) -> None:
+        for key, state in self.states.items():
             if not state.announced:
                 state.announced = True
-                after.on_plan(key, state.planned)
-        _submit_ready(executor, states)
-        idle = executor.in_flight() == 0
-        if idle and (demand is None or not demand.pending()):
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            outcome.budget_exhausted = True
-            for item in executor.cancel_all(BUDGET_EXHAUSTED):
-                record(item)
-            break
-        if idle:  # nothing to run until an awaited node group joins
-            time.sleep(min(poll_s, remaining))
-            continue
-        for item in executor.poll(min(poll_s, remaining)):
-            record(item)
+                self.request.hooks.on_plan(key, state.planned)
 
-    outcome.lost = view.lost_types()
-    if after.confirm_rounds > 0:
-        confirm_started = time.monotonic()
-        for state in states.values():
-            if state.best is not None:
-                _confirm(outcome, executor, state, after.confirm_rounds)
-        outcome.confirm_s = time.monotonic() - confirm_started
-    outcome.node_groups = executor.node_groups()
-    for key, state in states.items():
-        if state.best is None:
-            outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
-            continue
-        _keep_winner(outcome, executor, key, state.best)
-    outcome.wall_s = time.monotonic() - started
-    return outcome
+    # -- keeping files -------------------------------------------------------------------
+
+    def _keep_portable(self, item: TrialOutcome) -> None:
+        """Keep a baseline's files as the learner's portable fallback (a CPU one preferred:
+        it loads on any machine); a baseline whose files cannot be fetched is not kept."""
+        if self.portable is not None and self.portable.device == "cpu":
+            return
+        try:
+            saved = self.executor.fetch(item.artifact)
+        except Exception:  # its node left with the files: another type's baseline may do
+            return
+        if self.portable is None or saved.device == "cpu":
+            self.portable = saved
+
+    def _fetch_winners(
+        self, lost: dict[str, str]
+    ) -> tuple[dict[str, TrialResult], dict[str, SavedCandidate], dict[str, str]]:
+        """Each type's winner and its files, or why it has none."""
+        winners: dict[str, TrialResult] = {}
+        saved: dict[str, SavedCandidate] = {}
+        no_winner: dict[str, str] = {}
+        for key, state in self.states.items():
+            best = state.best
+            if best is None:
+                no_winner[key] = lost.get(key) or _why_no_winner(self.results, key)
+                continue
+            try:
+                saved[key] = self.executor.fetch(best.artifact)
+            except Exception as exc:  # the node holding the files left before the fetch
+                no_winner[key] = (
+                    f"the winner ({best.result.candidate.label}) was measured, but its files "
+                    f"were lost with its node: {type(exc).__name__}: {str(exc)[:200]}"
+                )
+                continue
+            winners[key] = best.result
+        return winners, saved, no_winner
+
+    # -- confirming the winners ------------------------------------------------------------
+
+    def _confirm_winners(
+        self, lost: dict[str, str]
+    ) -> tuple[dict[str, Confirmation], dict[str, str], float]:
+        """Re-time each type's contenders; the confirmed fastest becomes its winner. Any
+        failure leaves the search's winner and says why."""
+        rounds = self.request.confirm_rounds
+        confirmed: dict[str, Confirmation] = {}
+        not_confirmed: dict[str, str] = {}
+        if rounds <= 0:
+            return confirmed, not_confirmed, 0.0
+        began = time.monotonic()
+        for key, state in self.states.items():
+            if state.best is None:
+                continue
+            if key in lost:
+                reason = f"its nodes left: {lost[key]}"
+                confirmation = Confirmation(key, (), rounds, "", reason)
+            else:
+                confirmation = state.contenders.confirm(self.executor, state.group.hardware, rounds)
+            if confirmation.reason:
+                not_confirmed[key] = confirmation.reason
+                continue
+            confirmed[key] = confirmation
+            state.best = state.contenders.winner(confirmation)
+        return confirmed, not_confirmed, time.monotonic() - began
 
 
-def _skipped_backends(group: HardwareGroup, settings: SpaceSettings) -> list[str]:
+def _skipped_backends(group: HardwareGroup, request: SearchRequest) -> list[str]:
     """Backends that will not be tried on this hardware type, and why (never silent)."""
     lines = []
     for info in group.catalog:
-        if info.name in settings.ignored_backends:
+        if info.name in request.settings.ignored_backends:
             lines.append(f"{info.name}: ignored by request")
         elif info.unavailable is not None:
             lines.append(f"{info.name}: {info.unavailable}")
@@ -283,106 +324,3 @@ def _why_no_winner(results: list[TrialResult], key: str) -> str:
     if not mine:
         return "no candidate could run on this hardware type"
     return f"all {len(mine)} trials failed or were rejected"
-
-
-# -- the cluster changing under a search (nodes joining, leaving) ------------------------
-
-
-def _adopt_joined(
-    cluster: Cluster,
-    states: dict[str, _TypeState],
-    outcome: SearchOutcome,
-    settings: SpaceSettings,
-    make_searcher: SearcherFactory,
-    devices: frozenset[DeviceKind],
-) -> None:
-    """A hardware type whose first node joined mid-search is searched too, from then on,
-    with what is left of the budget (new nodes of known types the executor uses itself)."""
-    new = [
-        g for g in cluster.joined() if g.hardware.device in devices and g.hardware.key not in states
-    ]
-    if not new:
-        return
-    states.update(_states(new, settings, make_searcher))
-    for group in new:
-        outcome.hardware[group.hardware.key] = group.hardware
-        outcome.skipped[group.hardware.key] = _skipped_backends(group, settings)
-        outcome.joined_late.append(group.hardware.key)
-
-
-def _keep_portable(outcome: SearchOutcome, executor: Executor, item: TrialOutcome) -> None:
-    """Keep a baseline's files as the learner's portable fallback (a CPU one preferred: it
-    loads on any machine); a baseline whose files cannot be fetched is simply not kept."""
-    if outcome.portable is not None and outcome.portable.device == "cpu":
-        return
-    try:
-        saved = executor.fetch(item.artifact)
-    except Exception:  # its node left with the files: another type's baseline may do
-        return
-    if outcome.portable is None or saved.device == "cpu":
-        outcome.portable = saved
-
-
-def _keep_winner(outcome: SearchOutcome, executor: Executor, key: str, best: TrialOutcome) -> None:
-    try:
-        outcome.saved[key] = executor.fetch(best.artifact)
-    except Exception as exc:  # the node holding the files left before they were fetched
-        outcome.no_winner[key] = (
-            f"the winner ({best.result.candidate.label}) was measured, but its files were "
-            f"lost with its node: {type(exc).__name__}: {str(exc)[:200]}"
-        )
-        return
-    outcome.winners[key] = best.result
-
-
-# -- confirming the winners ----------------------------------------------------------------
-
-
-def _p50(item: TrialOutcome) -> float:
-    return item.result.latency.p50 if item.result.latency else float("inf")
-
-
-def _keep_top(state: _TypeState, item: TrialOutcome, top: int) -> None:
-    """Hold the baseline's and the ``top`` fastest candidates' outcomes (0: none)."""
-    if top <= 0:
-        return
-    if item.result.is_baseline:
-        state.base_item = item
-        return
-    others = [o for o in state.top if o.result.candidate != item.result.candidate]
-    state.top = sorted([*others, item], key=_p50)[:top]
-
-
-def _confirm(outcome: SearchOutcome, executor: Executor, state: _TypeState, rounds: int) -> None:
-    """Re-time the baseline and the best candidates of one type; the confirmed fastest
-    becomes the winner. Any failure leaves the search's winner and says why."""
-    hardware = state.group.hardware
-    key = hardware.key
-    why = ""
-    if key in outcome.lost:
-        why = f"its nodes left: {outcome.lost[key]}"
-    elif state.base_item is None:
-        why = "the baseline did not complete"
-    elif not state.top:
-        why = "no candidate completed besides the baseline"
-    if why:
-        outcome.not_confirmed[key] = why
-        return
-    assert state.base_item is not None
-    contenders = [state.base_item, *state.top]
-    pairs = [(o.result.candidate, o.result.is_baseline) for o in contenders]
-    try:
-        confirmation = executor.confirm(hardware, pairs, rounds)
-    except Exception as exc:  # the executor itself failed: the search's figures stand
-        confirmation = Confirmation(key, (), rounds, "", f"{type(exc).__name__}: {exc}"[:500])
-    if not confirmation.ok or any(confirmation.of(c) is None for c, _ in pairs):
-        outcome.not_confirmed[key] = confirmation.reason or "not every contender was re-timed"
-        return
-    outcome.confirmed[key] = confirmation
-
-    def confirmed_p50(item: TrialOutcome) -> float:
-        entry = confirmation.of(item.result.candidate)
-        return entry.p50 if entry is not None else float("inf")
-
-    # A candidate whose confirmed figure is slower than another's loses its place.
-    state.best = min(contenders, key=confirmed_p50)

@@ -27,8 +27,8 @@ from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
 from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
-from speedster_dist.runtime import RayExecutor, run_search
-from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
+from speedster_dist.runtime import RayExecutor, SearchHooks, SearchRequest, run_search
+from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
@@ -135,15 +135,14 @@ def _settings(ignored=ONLY_TYPED, baseline="typed"):
 
 
 def _search(executor, payload=None, settings=None, **kw):
-    return run_search(
-        executor,
-        payload or _payload(),
-        settings or _settings(),
-        UNLIMITED,
-        make_searcher=lambda hw, space: ExhaustiveSearcher(space),
+    request = SearchRequest(
+        payload=payload or _payload(),
+        settings=settings or _settings(),
+        budget=UNLIMITED,
         poll_s=0.2,
         **kw,
     )
+    return run_search(executor, request)
 
 
 def _type_of(node_ids_by_type, node_id):
@@ -230,7 +229,7 @@ def test_nodes_leaving_and_joining_mid_search(cluster):
         cl.remove_node(only_c, allow_graceful=False)
         events["added"] = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: TYPE_D}).node_id
 
-    outcome = _search(executor, on_result=on_result)
+    outcome = _search(executor, hooks=SearchHooks(on_result=on_result))
 
     assert events, "the nodes to remove were never both busy"
     assert ray.is_initialized()

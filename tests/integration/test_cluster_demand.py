@@ -17,9 +17,9 @@ import yaml
 from speedster_dist.backends._registry import backend_names
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
-from speedster_dist.runtime import GROUP_LABEL, RayExecutor, run_search
+from speedster_dist.runtime import GROUP_LABEL, RayExecutor, SearchRequest, run_search
 from speedster_dist.runtime._started import StartMarks
-from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
+from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
@@ -135,19 +135,18 @@ def test_the_search_brings_up_a_group_at_zero_nodes_and_releases_the_demand(
     executor = RayExecutor(trial_timeout_s=120, refresh_s=0.2)
     demand = executor.group_demand(str(_config(tmp_path / "cluster.yaml")), wait_s=180)
     demand.nodes = autoscaler.nodes
-    outcome = run_search(
-        executor,
-        contract_payload("mlp", 0.01, MEASURE),
-        SpaceSettings(
+    request = SearchRequest(
+        payload=contract_payload("mlp", 0.01, MEASURE),
+        settings=SpaceSettings(
             metric_drop_ths=0.01,
             baseline_backend="fake",
             ignored_backends=frozenset(backend_names()) - {"fake"},
         ),
-        Budget(math.inf, tune_knobs=False, label="test"),
-        make_searcher=lambda hw, space: ExhaustiveSearcher(space),
+        budget=Budget(math.inf, tune_knobs=False, label="test"),
         poll_s=0.2,
         demand=demand,
     )
+    outcome = run_search(executor, request)
     final = autoscaler.demand()
     raised = autoscaler.demands[0]
     assert raised == [{"CPU": 1.0, _resource(g): 1.0} for g in TYPES]

@@ -14,7 +14,7 @@ import torch
 from speedster_dist import optimize_model
 from speedster_dist.measure import MeasureSettings, numeric_precision_drop
 from speedster_dist.records import DeviceKind, TrialStatus
-from speedster_dist.runtime import RayExecutor, connect, run_search
+from speedster_dist.runtime import RayExecutor, SearchRequest, connect, run_search
 from speedster_dist.runtime._ray import LOOPBACK_ENV, ClusterConnectionError
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing import models
@@ -46,7 +46,10 @@ def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray)
         ),
     )
     started = time.monotonic()
-    outcome = run_search(executor, _payload(), settings, Budget(math.inf, False, "test"))
+    budget = Budget(math.inf, False, "test")
+    outcome = run_search(
+        executor, SearchRequest(payload=_payload(), settings=settings, budget=budget)
+    )
     results = {r.candidate.technique or r.candidate.backend: r for r in outcome.results}
     assert results["crash"].status is TrialStatus.FAILED
     assert "Worker" in results["crash"].reason or "crash" in results["crash"].reason.lower()

@@ -21,6 +21,7 @@ from speedster_dist.runtime import (
     Executor,
     InlineExecutor,
     RayExecutor,
+    SearchRequest,
     confirm_task,
     run_search,
 )
@@ -82,7 +83,10 @@ def test_a_contender_that_no_longer_builds_means_not_confirmed(fakes, payload):
 def search(payload, executor, rounds=3, **kw):
     payload.metric_drop_ths = 0.01
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
-    return run_search(executor, payload, settings, UNLIMITED, confirm_rounds=rounds, **kw)
+    request = SearchRequest(
+        payload=payload, settings=settings, budget=UNLIMITED, confirm_rounds=rounds, **kw
+    )
+    return run_search(executor, request)
 
 
 def _search_ranking(outcome):

@@ -11,10 +11,10 @@ import pytest
 
 from speedster_dist.inputs import InputError
 from speedster_dist.options import parse_run_options
-from speedster_dist.runtime import GROUP_LABEL, NodeGroup, RayExecutor, run_search
+from speedster_dist.runtime import GROUP_LABEL, NodeGroup, RayExecutor, SearchRequest, run_search
 from speedster_dist.runtime._demand import groups_from_config, groups_of_nodes
 from speedster_dist.runtime._task import trial_task
-from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
+from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
 
 from .test_executors import A, B, FakeRay
@@ -73,15 +73,14 @@ def _executor(ray: GroupedRay, autoscaler: SimulatedAutoscaler, groups, wait_s=5
 
 
 def _search(executor, demand, payload):
-    return run_search(
-        executor,
-        payload,
-        SETTINGS,
-        Budget(30.0, False, "30"),
-        make_searcher=lambda hw, space: ExhaustiveSearcher(space),
+    request = SearchRequest(
+        payload=payload,
+        settings=SETTINGS,
+        budget=Budget(30.0, False, "30"),
         poll_s=0.01,
         demand=demand,
     )
+    return run_search(executor, request)
 
 
 def test_demand_brings_up_each_group_is_released_and_a_missing_group_is_reported(fakes, payload):

@@ -1,9 +1,18 @@
+import dataclasses
 import math
+from dataclasses import replace
 
 import pytest
 
 from speedster_dist.records import Precision, TrialResult, TrialStatus
-from speedster_dist.runtime import BUDGET_EXHAUSTED, NO_DEMAND, InlineExecutor, run_search
+from speedster_dist.runtime import (
+    BUDGET_EXHAUSTED,
+    NO_DEMAND,
+    InlineExecutor,
+    SearchHooks,
+    SearchRequest,
+    run_search,
+)
 from speedster_dist.search import Budget, SpaceSettings
 
 from .conftest import FAKE_HW, fake_probe
@@ -16,7 +25,9 @@ def search(payload, *names, ths=0.01, budget=UNLIMITED, tune=False, **kw):
     # The 4 ms fake fp32 is the baseline: real eager on a tiny model would be faster than any fake.
     executor = InlineExecutor(fake_probe(*names))
     settings = SpaceSettings(metric_drop_ths=ths, tune_knobs=tune, baseline_backend="fake")
-    return run_search(executor, payload, settings, budget, **kw)
+    return run_search(
+        executor, SearchRequest(payload=payload, settings=settings, budget=budget, **kw)
+    )
 
 
 def by_label(outcome):
@@ -66,7 +77,7 @@ def test_a_failing_build_is_recorded_and_the_search_goes_on(fakes, payload):
 
 def test_every_outcome_is_reported_as_it_arrives(fakes, payload):
     seen: list[TrialResult] = []
-    outcome = search(payload, "fake", ths=0.05, on_result=seen.append)
+    outcome = search(payload, "fake", ths=0.05, hooks=SearchHooks(on_result=seen.append))
     assert seen == outcome.results
     assert len(seen) == 3  # baseline (fake fp32), fp16, int8
 
@@ -93,7 +104,9 @@ def test_skipped_backends_are_listed(fakes, payload):
     payload.metric_drop_ths = None
     executor = InlineExecutor(fake_probe("torch", "fake"))
     settings = SpaceSettings(ignored_backends=frozenset({"fake"}))
-    outcome = run_search(executor, payload, settings, UNLIMITED)
+    outcome = run_search(
+        executor, SearchRequest(payload=payload, settings=settings, budget=UNLIMITED)
+    )
     assert outcome.skipped[FAKE_HW.key] == ["fake: ignored by request"]
     assert {r.candidate.backend for r in outcome.results} == {"torch"}
 
@@ -125,7 +138,12 @@ def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
 
 def test_each_hardware_type_is_announced_once_with_its_planned_trials(fakes, payload):
     planned = []
-    outcome = search(payload, "fake", ths=0.01, on_plan=lambda key, n: planned.append((key, n)))
+    outcome = search(
+        payload,
+        "fake",
+        ths=0.01,
+        hooks=SearchHooks(on_plan=lambda key, n: planned.append((key, n))),
+    )
     assert planned == [(FAKE_HW.key, planned[0][1])]  # once, before the trials
     tried = [r for r in outcome.results if r.candidate.hardware_key == FAKE_HW.key]
     assert 1 <= len(tried) <= planned[0][1]  # never more trials than planned
@@ -139,3 +157,21 @@ def test_an_executor_without_the_optional_capabilities_gets_their_defaults(fakes
     outcome = search(payload, "fake", demand=demand)
     assert outcome.node_groups == {} and outcome.missing_groups == {}
     assert outcome.winners[FAKE_HW.key].ok
+
+
+def test_a_search_request_is_frozen_and_refuses_impossible_settings(payload):
+    settings = SpaceSettings()
+    request = SearchRequest(payload=payload, settings=settings, budget=UNLIMITED)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.poll_s = 1.0  # type: ignore[misc]
+    assert request.demand is NO_DEMAND and request.kept_contenders == 0
+    assert replace(request, confirm_rounds=2, confirm_top=4).kept_contenders == 4
+    for bad, match in (
+        ({"devices": frozenset()}, "devices"),
+        ({"confirm_rounds": -1}, "confirm_rounds"),
+        ({"confirm_top": 0}, "confirm_top"),
+        ({"poll_s": -0.5}, "poll_s"),
+        ({"poll_s": math.nan}, "poll_s"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            SearchRequest(payload=payload, settings=settings, budget=UNLIMITED, **bad)

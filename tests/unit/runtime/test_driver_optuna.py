@@ -15,7 +15,13 @@ import torch
 
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import TrialStatus
-from speedster_dist.runtime import BUDGET_EXHAUSTED, InlineExecutor, run_search
+from speedster_dist.runtime import (
+    BUDGET_EXHAUSTED,
+    InlineExecutor,
+    SearchHooks,
+    SearchRequest,
+    run_search,
+)
 from speedster_dist.search import PRUNE_MARGIN, Budget, OptunaSearcher, SpaceSettings
 
 from .conftest import FAKE_HW, fake_probe
@@ -42,7 +48,10 @@ def optuna_search(payload, storage=None, resume=False, budget=UNLIMITED, searche
         return searcher
 
     executor = InlineExecutor(fake_probe("fake"))
-    return run_search(executor, payload, settings, budget, make_searcher=make, **kw)
+    request = SearchRequest(
+        payload=payload, settings=settings, budget=budget, make_searcher=make, **kw
+    )
+    return run_search(executor, request)
 
 
 def slowdown(result):
@@ -74,7 +83,9 @@ def test_the_budget_stops_the_search_within_one_trial(fakes, payload):
     budget = Budget(0.5, tune_knobs=True, label="0.5s")
     started = time.monotonic()
     outcome = optuna_search(
-        payload, budget=budget, on_result=lambda r: ends.append((r, time.monotonic() - started))
+        payload,
+        budget=budget,
+        hooks=SearchHooks(on_result=lambda r: ends.append((r, time.monotonic() - started))),
     )
     assert outcome.budget_exhausted
     measured = [(r, t) for r, t in ends if r.reason != BUDGET_EXHAUSTED]
@@ -100,7 +111,7 @@ def test_a_killed_search_resumes_without_repeating_completed_trials(fakes, paylo
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        optuna_search(payload, storage=tmp_path, on_result=die_after_three)
+        optuna_search(payload, storage=tmp_path, hooks=SearchHooks(on_result=die_after_three))
     first = {r.candidate: r for r in seen}
     previous_best = min((r for r in seen if r.ok), key=lambda r: r.latency.p50).candidate
 

@@ -25,13 +25,13 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import NodeProbe, RayExecutor, run_search
+from speedster_dist.runtime import NodeProbe, RayExecutor, SearchRequest, run_search
 from speedster_dist.runtime._catalog import probe_node
 from speedster_dist.runtime._export_task import _shared_export_task
 from speedster_dist.runtime._exports import SharedExport
 from speedster_dist.runtime._placement import NodePool
 from speedster_dist.runtime._task import trial_task
-from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
+from speedster_dist.search import Budget, SpaceSettings
 
 from .conftest import fake_probe
 
@@ -292,14 +292,10 @@ def test_types_are_discovered_from_labels_and_trials_stay_on_their_type(executor
         baseline_backend="fake",
         ignored_backends=frozenset({"onnxruntime"}),
     )
-    outcome = run_search(
-        executor,
-        payload,
-        settings,
-        Budget(math.inf, True, "test"),
-        make_searcher=lambda hw, space: ExhaustiveSearcher(space),
-        poll_s=0,
+    request = SearchRequest(
+        payload=payload, settings=settings, budget=Budget(math.inf, True, "test"), poll_s=0
     )
+    outcome = run_search(executor, request)
     nodes_of = {A: {"a1", "a2"}, B: {"b1"}}
     assert len(outcome.results) == 12 and all(r.ok for r in outcome.results)
     assert all(r.node_id in nodes_of[r.candidate.hardware_key] for r in outcome.results)

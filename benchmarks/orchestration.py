@@ -113,7 +113,8 @@ def _gaps(results: Sequence[Any]) -> list[float]:
 
 
 def _search(trials: int, payload: Any) -> dict[str, Any]:
-    from speedster_dist.runtime import RayExecutor, SearchRequest, run_search
+    from speedster_dist.runtime import SearchRequest, run_search
+    from speedster_dist.runtime.ray import RayExecutor
     from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
 
     settings = SpaceSettings(
@@ -235,7 +236,8 @@ def _task_overhead(backends: Sequence[str], reps: int) -> list[dict[str, Any]]:
     from speedster_dist.hardware import local_hardware
     from speedster_dist.measure import MeasureSettings
     from speedster_dist.records import Candidate
-    from speedster_dist.runtime import RayExecutor, run_trial
+    from speedster_dist.runtime import run_trial
+    from speedster_dist.runtime.ray import RayExecutor
 
     payload = _payload(
         MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=20, min_duration_s=0.2)
@@ -332,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _prepare_environment() -> None:
     """Before Ray starts: loopback only, and every worker can import this module."""
     from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
-    from speedster_dist.runtime._ray import LOOPBACK_ENV
+    from speedster_dist.runtime.ray import LOOPBACK_ENV
 
     os.environ.update(LOOPBACK_ENV)
     os.environ[EXTRA_BACKENDS_ENV] = "synthetic=benchmarks.orchestration:BACKEND"

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from minilm import SEQ_LEN, _inputs  # the same 10 samples as the main benchmark
 
-from speedster_dist.runtime import RayExecutor  # Ray itself is imported when one is made
+from speedster_dist.runtime.ray import RayExecutor  # Ray itself is imported when one is made
 
 PRUNED_TARGET = 0.95  # of the exhaustive best speedup
 WALL_TARGET = 0.40  # of the exhaustive wall time
@@ -270,8 +270,7 @@ def _start_ray() -> None:
     that happens to run on this machine (it may stop in the middle of the benchmark)."""
     import ray
 
-    from speedster_dist.runtime import connect
-    from speedster_dist.runtime._ray import LOOPBACK_ENV
+    from speedster_dist.runtime.ray import LOOPBACK_ENV, connect
 
     if os.environ.get("RAY_ADDRESS"):
         connect("auto")

@@ -24,15 +24,8 @@ from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
 from speedster_dist.progress import trial_observer
-from speedster_dist.runtime import (
-    Executor,
-    RayExecutor,
-    SearchHooks,
-    SearchRequest,
-    connect,
-    package_runtime_env,
-    run_search,
-)
+from speedster_dist.runtime import Executor, SearchHooks, SearchRequest, run_search
+from speedster_dist.runtime.ray import RayExecutor, connect, package_runtime_env
 from speedster_dist.summary import format_summary, format_trials
 from speedster_dist.winners import learner_from_outcome
 

@@ -51,9 +51,9 @@ def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
 
 
 def connect_cluster(address: str) -> str:
-    """Connect this process to Ray (see :func:`speedster_dist.runtime.connect`): ``local``
+    """Connect this process to Ray (see :func:`speedster_dist.runtime.ray.connect`): ``local``
     always starts a private embedded Ray; an unreachable address is a usage error."""
-    from speedster_dist.runtime import ClusterConnectionError, connect
+    from speedster_dist.runtime.ray import ClusterConnectionError, connect
 
     try:
         return connect(address)

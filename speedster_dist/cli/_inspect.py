@@ -68,18 +68,12 @@ def _prices(path: Path | None) -> Any:
         raise CliError(str(exc)) from exc
 
 
-def _addresses() -> dict[str, str]:
-    import ray
-
-    return {n["NodeID"]: n.get("NodeManagerAddress", "") for n in ray.nodes() if n.get("Alive")}
-
-
 def run_cluster(args: argparse.Namespace) -> int:
-    from speedster_dist.runtime import RayExecutor
+    from speedster_dist.runtime.ray import RayExecutor, node_addresses
 
     connect_cluster(args.cluster or "auto")
     groups = RayExecutor().discover()
-    addresses = _addresses()
+    addresses = node_addresses()
     described: list[dict[str, Any]] = [
         {
             "hardware_type": g.hardware.key,

@@ -113,7 +113,7 @@ def exit_code(regressions: int, errors: int) -> int:
 
 
 def _run_learners(args: argparse.Namespace, settings: NightlySettings) -> list[LearnerRebench]:
-    from speedster_dist.runtime import RayExecutor
+    from speedster_dist.runtime.ray import RayExecutor
 
     learners = find_learners(args.learners)
     if not learners:

@@ -165,6 +165,6 @@ def plan_from_mapping(raw: Any, base: Path, where: str = "the sweep") -> SweepPl
 
 def node_count() -> int:
     """Alive nodes of the connected Ray cluster (the default number of searches at once)."""
-    import ray
+    from speedster_dist.runtime.ray import alive_node_count
 
-    return max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    return alive_node_count()

@@ -68,7 +68,7 @@ def _trial_event(result: TrialResult) -> dict[str, Any]:
 def main() -> int:
     request = json.loads(sys.stdin.read())
     spec = job_from_json(request["spec"])
-    from speedster_dist.runtime import connect
+    from speedster_dist.runtime.ray import connect
 
     try:
         connect(request["cluster"])

@@ -168,11 +168,6 @@ def _address(cluster: str | None) -> str:
     """Where the job processes connect: the given address, else this process's cluster."""
     if cluster and cluster not in ("auto", "local"):
         return cluster
-    import os
+    from speedster_dist.runtime.ray import connected_address
 
-    import ray
-
-    try:
-        return str(ray.get_runtime_context().gcs_address)
-    except Exception:  # a Ray Client connection has no control-store address: reuse its own
-        return os.environ.get("RAY_ADDRESS", "auto")
+    return connected_address()

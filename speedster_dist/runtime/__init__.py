@@ -1,6 +1,10 @@
-"""Runtime: where trials run (Ray, node probes, placement) and the driver that runs a search.
+"""Runtime: where trials run and the driver that runs a search, executor-agnostic.
 
-Ray is imported only when a :class:`RayExecutor` is created or :func:`connect` is called.
+The executor protocol (with its optional capabilities), the search request and driver, the
+trial and confirmation bodies, node probes, the in-process executor and fixed re-measurements.
+Everything of Ray lives in :mod:`speedster_dist.runtime.ray`; its public names are also
+re-exported here, where callers found them before (Ray itself is imported only when a
+:class:`RayExecutor` is created or :func:`connect` is called).
 """
 
 from speedster_dist.runtime._catalog import NodeProbe, backend_catalog, probe_node
@@ -9,7 +13,6 @@ from speedster_dist.runtime._confirm import (
     DEFAULT_CONFIRM_TOP,
     confirm_task,
 )
-from speedster_dist.runtime._demand import GROUP_LABEL, GroupDemand, NodeGroup
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._portable import onnx_portable
@@ -24,8 +27,6 @@ from speedster_dist.runtime._protocol import (
     TrialRunner,
     failed_result,
 )
-from speedster_dist.runtime._ray import ClusterConnectionError, connect, package_runtime_env
-from speedster_dist.runtime._ray_executor import RayExecutor
 from speedster_dist.runtime._rebench import (
     FixedTrial,
     OnlyTypes,
@@ -35,6 +36,14 @@ from speedster_dist.runtime._rebench import (
 )
 from speedster_dist.runtime._request import SearchHooks, SearchRequest
 from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial
+from speedster_dist.runtime.ray import (
+    ClusterConnectionError,
+    GroupDemand,
+    RayExecutor,
+    connect,
+    package_runtime_env,
+)
+from speedster_dist.runtime.ray._group_demand import GROUP_LABEL, NodeGroup
 
 __all__ = [
     "BUDGET_EXHAUSTED",

@@ -27,7 +27,7 @@ from speedster_dist.records import (
     DeviceKind,
     HardwareType,
 )
-from speedster_dist.runtime._exports import SharedExport, use_shared_export
+from speedster_dist.runtime._shared_export import SharedExport, use_shared_export
 from speedster_dist.runtime._task import size_torch_threads
 from speedster_dist.runtime._trial import TrialPayload, synchronizer
 

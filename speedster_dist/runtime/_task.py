@@ -1,4 +1,8 @@
-"""The body of a trial task, around :func:`run_trial`: shared export in, timestamps out."""
+"""The body of a trial task, around :func:`run_trial`: shared export in, timestamps out.
+
+Executor-agnostic: the in-process executor calls it as it is, the Ray executor through
+:func:`speedster_dist.runtime.ray._run_clock.started_trial_task` (which marks the start).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from speedster_dist.records import Candidate, HardwareType, SavedCandidate, TrialResult
-from speedster_dist.runtime._exports import SharedExport, use_shared_export
-from speedster_dist.runtime._started import mark_started
+from speedster_dist.runtime._shared_export import SharedExport, use_shared_export
 from speedster_dist.runtime._trial import TrialPayload, run_trial
 
 __all__ = ["size_torch_threads", "trial_task"]
@@ -46,7 +49,6 @@ def trial_task(
     ONNX export, for backends that consume ONNX (None for the others). ``cpus``: the CPUs
     the task reserved, which torch's thread pool is sized to (None in-process: unchanged).
     """
-    mark_started()  # the executor's trial_timeout runs from now, not from submission
     started = time.time()
     extra: list[tuple[str, Any]] = [("torch_threads", size_torch_threads(cpus))]
     if export is not None and export.ok:

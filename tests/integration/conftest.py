@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
-from speedster_dist.runtime._ray import LOOPBACK_ENV, _refresh_auth_config
+from speedster_dist.runtime.ray._connect import LOOPBACK_ENV, _refresh_auth_config
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 

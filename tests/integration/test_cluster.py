@@ -27,7 +27,8 @@ from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
 from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialStatus
-from speedster_dist.runtime import RayExecutor, SearchHooks, SearchRequest, run_search
+from speedster_dist.runtime import SearchHooks, SearchRequest, run_search
+from speedster_dist.runtime.ray import RayExecutor
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
@@ -328,7 +329,7 @@ def test_save_on_one_type_load_on_another(cluster, tmp_path, monkeypatch):
 _SHIPPED_SCRIPT = """
 import json, sys
 import ray
-from speedster_dist.runtime import RayExecutor, connect, package_runtime_env
+from speedster_dist.runtime.ray import RayExecutor, connect, package_runtime_env
 
 connect(sys.argv[1], package_runtime_env())
 

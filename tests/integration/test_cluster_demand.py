@@ -17,8 +17,9 @@ import yaml
 from speedster_dist.backends._registry import backend_names
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
-from speedster_dist.runtime import GROUP_LABEL, RayExecutor, SearchRequest, run_search
-from speedster_dist.runtime._started import StartMarks
+from speedster_dist.runtime import GROUP_LABEL, SearchRequest, run_search
+from speedster_dist.runtime.ray import RayExecutor
+from speedster_dist.runtime.ray._run_clock import StartMarks
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
-from speedster_dist.runtime._ray import LOOPBACK_ENV
+from speedster_dist.runtime.ray import LOOPBACK_ENV
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 pytestmark = pytest.mark.integration

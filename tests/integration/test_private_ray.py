@@ -26,7 +26,7 @@ pytestmark = [
 CHILD = textwrap.dedent(
     """
     import json, os, sys
-    from speedster_dist.runtime import connect
+    from speedster_dist.runtime.ray import connect
 
     how = connect("auto")
     import ray

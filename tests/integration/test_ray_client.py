@@ -23,7 +23,7 @@ from speedster_dist.cli import EXIT_OK
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.results import read_history
 from speedster_dist.runtime import GROUP_LABEL
-from speedster_dist.runtime._ray import _refresh_auth_config
+from speedster_dist.runtime.ray._connect import _refresh_auth_config
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 from .conftest import node_environment, quiet_address_file

@@ -14,8 +14,8 @@ import torch
 from speedster_dist import optimize_model
 from speedster_dist.measure import MeasureSettings, numeric_precision_drop
 from speedster_dist.records import DeviceKind, TrialStatus
-from speedster_dist.runtime import RayExecutor, SearchRequest, connect, run_search
-from speedster_dist.runtime._ray import LOOPBACK_ENV, ClusterConnectionError
+from speedster_dist.runtime import SearchRequest, run_search
+from speedster_dist.runtime.ray import LOOPBACK_ENV, ClusterConnectionError, RayExecutor, connect
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing import models
 from speedster_dist.testing.backend_contract import contract_payload
@@ -135,7 +135,7 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
     try:
         script = (
             "import ray\n"
-            "from speedster_dist.runtime import connect\n"
+            "from speedster_dist.runtime.ray import connect\n"
             "how = connect('auto')\n"
             "print(how, ray.cluster_resources().get('marker_of_this_cluster'))\n"
         )

@@ -20,12 +20,12 @@ from speedster_dist.records import (
 from speedster_dist.runtime import (
     Executor,
     InlineExecutor,
-    RayExecutor,
     SearchRequest,
     confirm_task,
     run_search,
 )
 from speedster_dist.runtime._confirm import round_settings
+from speedster_dist.runtime.ray import RayExecutor
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
 

@@ -11,9 +11,10 @@ import pytest
 
 from speedster_dist.inputs import InputError
 from speedster_dist.options import parse_run_options
-from speedster_dist.runtime import GROUP_LABEL, NodeGroup, RayExecutor, SearchRequest, run_search
-from speedster_dist.runtime._demand import groups_from_config, groups_of_nodes
-from speedster_dist.runtime._task import trial_task
+from speedster_dist.runtime import GROUP_LABEL, NodeGroup, SearchRequest, run_search
+from speedster_dist.runtime.ray import RayExecutor
+from speedster_dist.runtime.ray._group_demand import groups_from_config, groups_of_nodes
+from speedster_dist.runtime.ray._run_clock import started_trial_task
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.summary import format_summary
 
@@ -94,7 +95,7 @@ def test_demand_brings_up_each_group_is_released_and_a_missing_group_is_reported
     assert released == ([], None)  # withdrawn at the end
     assert sorted(outcome.winners) == [A, B]  # the group that came up was searched
     assert outcome.node_groups == {A: "cpu-a", B: "cpu-b"}  # from the nodes' labels
-    trial_nodes = {t.node_id for t in ray.tasks if t.fn is trial_task}
+    trial_nodes = {t.node_id for t in ray.tasks if t.fn is started_trial_task}
     assert trial_nodes == {"a-1", "cpu-b-1"}
     assert list(outcome.missing_groups) == ["gpu-x"]
     assert "no node of it joined within 0.3 s" in outcome.missing_groups["gpu-x"]

@@ -25,12 +25,13 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import NodeProbe, RayExecutor, SearchRequest, run_search
+from speedster_dist.runtime import NodeProbe, SearchRequest, run_search
 from speedster_dist.runtime._catalog import probe_node
-from speedster_dist.runtime._export_task import _shared_export_task
-from speedster_dist.runtime._exports import SharedExport
-from speedster_dist.runtime._placement import NodePool
-from speedster_dist.runtime._task import trial_task
+from speedster_dist.runtime._shared_export import SharedExport
+from speedster_dist.runtime.ray import RayExecutor
+from speedster_dist.runtime.ray._node_pool import NodePool
+from speedster_dist.runtime.ray._run_clock import started_trial_task
+from speedster_dist.runtime.ray._shared_export_job import _shared_export_task
 from speedster_dist.search import Budget, SpaceSettings
 
 from .conftest import fake_probe
@@ -121,7 +122,11 @@ class FakeRay:
         self.nodes_spec[node_id]["dead"] = True
 
     def running_trials(self, node_id: str) -> list[Task]:
-        return [t for t in self.tasks if t.fn is trial_task and not t.done and t.node_id == node_id]
+        return [
+            t
+            for t in self.tasks
+            if t.fn is started_trial_task and not t.done and t.node_id == node_id
+        ]
 
     # -- the API
     def remote(self, fn: Any = None, **decorated: Any) -> Any:
@@ -141,7 +146,7 @@ class FakeRay:
 
     def _submit(self, fn: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         node_id = options["scheduling_strategy"].node_id
-        if fn is trial_task and not options.get("num_gpus"):
+        if fn is started_trial_task and not options.get("num_gpus"):
             # The rule under test: never two trials measuring on one node.
             assert not self.running_trials(node_id), f"two trials on {node_id}"
             assert options["num_cpus"] == self.nodes_spec[node_id].get("cpus", 2.0)
@@ -164,7 +169,7 @@ class FakeRay:
             task.values = (probe,)
         elif task.fn is _shared_export_task:
             task.values = ("", SharedExport("k1", "model.onnx", {"model.onnx": b"onnx"}))
-        elif task.fn is trial_task:
+        elif task.fn is started_trial_task:
             # Like Ray, object refs passed as arguments arrive as their values.
             args = tuple(self.get(a) if isinstance(a, Ref) else a for a in task.args)
             _, export, candidate, hardware, node_id, is_baseline, _, cpus = args
@@ -361,7 +366,7 @@ def test_nodes_that_join_are_probed_and_used_new_types_reported(executor_for):
     executor.submit(_candidate(A), _hw(A), True)
     assert executor.has_capacity(A)  # the new A node
     executor.submit(_candidate(A, slowdown=2), _hw(A), False)
-    assert [t.node_id for t in ray.tasks if t.fn is trial_task] == ["a1", "a2"]
+    assert [t.node_id for t in ray.tasks if t.fn is started_trial_task] == ["a1", "a2"]
     # A node that leaves without a running trial is dropped at the next refresh.
     ray.nodes_spec["a2"]["alive"] = False
     ray.held.add("a2")
@@ -376,9 +381,9 @@ def test_onnx_trials_wait_for_one_shared_export_others_do_not(executor_for):
     ort_b = Candidate.make("onnxruntime", "fp32", B)
     executor.submit(ort_a, _hw(A), False)
     exports = [t for t in ray.tasks if t.fn is _shared_export_task]
-    assert len(exports) == 1 and not [t for t in ray.tasks if t.fn is trial_task]
+    assert len(exports) == 1 and not [t for t in ray.tasks if t.fn is started_trial_task]
     executor.submit(_candidate(B), _hw(B), True)  # not an ONNX consumer: starts at once
-    assert [t.node_id for t in ray.tasks if t.fn is trial_task] == ["b1"]
+    assert [t.node_id for t in ray.tasks if t.fn is started_trial_task] == ["b1"]
     outcomes = []
     for _ in range(4):
         outcomes += executor.poll(0)
@@ -418,7 +423,7 @@ def test_each_gpu_trial_gets_a_fresh_worker_cpu_trials_reuse_theirs(executor_for
     gpu = HardwareType(GPU_TYPE, DeviceKind.GPU)
     executor.submit(_candidate(GPU_TYPE), gpu, False)
     executor.submit(_candidate(GPU_TYPE, precision="fp16"), gpu, False)  # the node's 2nd GPU
-    trials = [t for t in ray.tasks if t.fn is trial_task]
+    trials = [t for t in ray.tasks if t.fn is started_trial_task]
     assert len(trials) == 2
     for task in trials:
         assert task.options["decorator"] == {"num_gpus": 1, "max_calls": 1}
@@ -426,7 +431,7 @@ def test_each_gpu_trial_gets_a_fresh_worker_cpu_trials_reuse_theirs(executor_for
     for _ in range(3):
         executor.poll(0)
     executor.submit(_candidate(A), _hw(A), False)
-    cpu_trial = [t for t in ray.tasks if t.fn is trial_task][-1]
+    cpu_trial = [t for t in ray.tasks if t.fn is started_trial_task][-1]
     assert cpu_trial.options["decorator"] == {} and cpu_trial.options["num_gpus"] == 0
 
 

@@ -1,10 +1,12 @@
 """connect(): a stale cluster address recorded on this machine is skipped at once."""
 
 import socket
+from pathlib import Path
 
 import pytest
 
-from speedster_dist.runtime import _ray
+import speedster_dist
+from speedster_dist.runtime.ray import _connect
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def test_a_recorded_address_nothing_listens_on_is_skipped(recorded):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     recorded(f"127.0.0.1:{port}")
-    assert not _ray._recorded_cluster_is_up()
+    assert not _connect._recorded_cluster_is_up()
 
 
 def test_a_live_recorded_address_or_none_lets_ray_decide(recorded):
@@ -36,16 +38,17 @@ def test_a_live_recorded_address_or_none_lets_ray_decide(recorded):
         server.bind(("127.0.0.1", 0))
         server.listen()
         recorded(f"127.0.0.1:{server.getsockname()[1]}")
-        assert _ray._recorded_cluster_is_up()
+        assert _connect._recorded_cluster_is_up()
     recorded(None)
-    assert _ray._recorded_cluster_is_up()
+    assert _connect._recorded_cluster_is_up()
 
 
 def test_package_runtime_env_ships_the_package_folder_and_the_plugins(monkeypatch):
     monkeypatch.setenv("SPEEDSTER_DIST_BACKENDS", "x=y.z")
-    env = _ray.package_runtime_env({"pip": ["onnxruntime"], "env_vars": {"A": "1"}})
+    env = _connect.package_runtime_env({"pip": ["onnxruntime"], "env_vars": {"A": "1"}})
     (folder,) = env["py_modules"]
-    assert folder.endswith("speedster_dist") and env["pip"] == ["onnxruntime"]
+    assert Path(folder) == Path(speedster_dist.__file__).resolve().parent  # the package, whole
+    assert env["pip"] == ["onnxruntime"]
     assert env["env_vars"] == {"SPEEDSTER_DIST_BACKENDS": "x=y.z", "A": "1"}
 
 
@@ -53,4 +56,4 @@ def test_the_recorded_address_is_read_like_ray_reads_it(recorded):
     import ray._private.utils
 
     recorded("10.1.2.3:6379")
-    assert _ray._recorded_address() == ray._private.utils.read_ray_address() == "10.1.2.3:6379"
+    assert _connect._recorded_address() == ray._private.utils.read_ray_address() == "10.1.2.3:6379"

@@ -7,7 +7,7 @@ import pytest
 
 from speedster_dist.cache import CACHE_ENV
 from speedster_dist.records import BackendInfo, Candidate, Capability, DeviceKind, Precision
-from speedster_dist.runtime._exports import (
+from speedster_dist.runtime._shared_export import (
     SharedExport,
     consumes_onnx,
     make_shared_export,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speedster_dist.records import TrialStatus
-from speedster_dist.runtime import RayExecutor
+from speedster_dist.runtime.ray import RayExecutor
 
 from .test_executors import A, FakeRay, _candidate, _fake_ray, _hw
 

@@ -1,8 +1,9 @@
 """Trials as Ray tasks: a queue, placement on free nodes, collection, crashes and timeouts.
 
-Where a trial may run is :class:`~._placement.NodePool`'s rule (one trial measuring per node
+Where a trial may run is :class:`~._node_pool.NodePool`'s rule (one trial measuring per node
 or GPU); which nodes exist is :class:`~._membership.ClusterMembership`'s; the shared ONNX
-export is :class:`~._export_task.SharedExportJob`'s. This module turns a crashed or cancelled
+export is :class:`~._shared_export_job.SharedExportJob`'s; when a trial's time starts is the
+run clock's (:mod:`._run_clock`). This module turns a crashed or cancelled
 task into a FAILED result, and retries a trial whose node died.
 """
 
@@ -24,21 +25,20 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._confirm import confirm_task
-from speedster_dist.runtime._demand import (
+from speedster_dist.runtime._protocol import Executor, HardwareGroup, TrialOutcome, failed_result
+from speedster_dist.runtime._shared_export import consumes_onnx
+from speedster_dist.runtime._trial import TrialPayload
+from speedster_dist.runtime.ray._group_demand import (
     DEFAULT_GROUP_WAIT_S,
     GroupDemand,
     Request,
     declared_groups,
     ray_request,
 )
-from speedster_dist.runtime._export_task import ExportState, SharedExportJob
-from speedster_dist.runtime._exports import consumes_onnx
-from speedster_dist.runtime._in_flight import QUEUE_LIMIT_FACTOR, Queued, Running
-from speedster_dist.runtime._membership import ClusterMembership
-from speedster_dist.runtime._protocol import Executor, HardwareGroup, TrialOutcome, failed_result
-from speedster_dist.runtime._started import StartMarks
-from speedster_dist.runtime._task import trial_task
-from speedster_dist.runtime._trial import TrialPayload
+from speedster_dist.runtime.ray._in_flight import QUEUE_LIMIT_FACTOR, Queued, Running
+from speedster_dist.runtime.ray._membership import ClusterMembership
+from speedster_dist.runtime.ray._run_clock import StartMarks, started_trial_task
+from speedster_dist.runtime.ray._shared_export_job import ExportState, SharedExportJob
 
 __all__ = ["RayExecutor"]
 
@@ -56,8 +56,8 @@ class RayExecutor(Executor):
     leaves in Ray's key-value store), not from submission, so time queued behind another
     driver's trial does not count. ``runtime_env`` is given to every task (URIs, ``pip``,
     ``env_vars``...;
-    local folders such as :func:`speedster_dist.runtime.package_runtime_env` are only
-    uploaded at the job level, through :func:`speedster_dist.runtime.connect`).
+    local folders such as :func:`speedster_dist.runtime.ray.package_runtime_env` are only
+    uploaded at the job level, through :func:`speedster_dist.runtime.ray.connect`).
     ``ray_api`` replaces the ``ray`` module in unit tests.
     """
 
@@ -104,11 +104,11 @@ class RayExecutor(Executor):
             stats=self.stats,
         )
         self._pool = self.membership.pool
-        self._trial_fn: Any = ray_api.remote(trial_task)
+        self._trial_fn: Any = ray_api.remote(started_trial_task)
         # A GPU trial gets a fresh worker process (Ray's max_calls=1, which it applies only
         # when the GPU is asked for in the decorator): no CUDA context, memory pool or device
         # choice of an earlier trial sticks to the next one.
-        self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(trial_task)
+        self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(started_trial_task)
         self._confirm_fn: Any = ray_api.remote(confirm_task)
         self._gpu_confirm_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(confirm_task)
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
@@ -138,7 +138,7 @@ class RayExecutor(Executor):
         wait_s: float = DEFAULT_GROUP_WAIT_S,
         request: Request | None = None,
     ) -> GroupDemand:
-        """Demand for the declared node groups (:mod:`._demand`), to give ``run_search``;
+        """Demand for the declared node groups (:mod:`._group_demand`), for ``run_search``;
         ``request`` replaces Ray's autoscaler request (a simulated autoscaler in tests)."""
         groups = declared_groups(node_groups, self._ray.nodes())
         send = request or ray_request(self._ray)

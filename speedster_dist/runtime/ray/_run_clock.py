@@ -4,7 +4,7 @@ A task pinned to a node waits there while another driver's trial (a concurrent s
 holds the node's CPUs; that wait must not count against ``trial_timeout``. The task marks
 its start in Ray's internal key-value store under its own task id (:func:`mark_started`);
 the executor lists the marks between polls (:class:`StartMarks`) and starts the trial's
-clock when its mark appears.
+clock when its mark appears. Ray runs every trial as :func:`started_trial_task`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["StartMarks", "mark_started"]
+from speedster_dist.records import SavedCandidate, TrialResult
+from speedster_dist.runtime._task import trial_task
+
+__all__ = ["StartMarks", "mark_started", "started_trial_task"]
 
 _NAMESPACE = "speedster-dist"
 _PREFIX = "started:"
@@ -33,6 +36,14 @@ def mark_started() -> None:
             _internal_kv_put(_PREFIX + task_id, str(time.time()), namespace=_NAMESPACE)
     except Exception:  # an older Ray without these internals: the timeout is from submission
         return
+
+
+def started_trial_task(*args: Any, **kwargs: Any) -> tuple[TrialResult, SavedCandidate | None]:
+    """:func:`~speedster_dist.runtime._task.trial_task` as a Ray task runs it: its start
+    marked first, so that the executor's ``trial_timeout`` runs from now, not from when it
+    was submitted."""
+    mark_started()
+    return trial_task(*args, **kwargs)
 
 
 class StartMarks:

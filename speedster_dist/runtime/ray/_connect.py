@@ -222,7 +222,8 @@ def package_runtime_env(base: Mapping[str, Any] | None = None) -> dict[str, Any]
     ``{"pip": [...]}``, or an image with them). Anything in ``base`` is kept.
     """
     env: dict[str, Any] = dict(base or {})
-    package_dir = str(Path(__file__).resolve().parents[1])  # speedster_dist/: Ray uploads it
+    # speedster_dist/ (this file is speedster_dist/runtime/ray/_connect.py): Ray uploads it.
+    package_dir = str(Path(__file__).resolve().parents[2])
     env["py_modules"] = [*env.get("py_modules", []), package_dir]
     shipped = {name: os.environ[name] for name in _SHIPPED_ENV if os.environ.get(name)}
     env["env_vars"] = {**shipped, **env.get("env_vars", {})}

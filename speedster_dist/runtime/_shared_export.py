@@ -5,6 +5,8 @@ node, so the executor runs :func:`make_shared_export` once (as a task that has a
 itself), keeps the files in the object store, and hands them to every trial whose backend
 consumes ONNX. :func:`use_shared_export` writes them once per node and points the trial's
 source model at them; the backends then take the file as they would a user's ONNX model.
+Plain files, no Ray: the trial and confirmation bodies use them wherever they run; running the
+export as a Ray task is :mod:`speedster_dist.runtime.ray._shared_export_job`'s.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The search's one shared ONNX export as a Ray task: idle -> running -> done.
 
-Trials of backends that consume ONNX wait for it (see :mod:`._exports`); it runs on a node of
-the first such trial's type with the whole node reserved, and its files stay in the object
-store. A failed or timed-out export is *done* without files: each trial then exports for
-itself, as without sharing.
+Trials of backends that consume ONNX wait for it (the files:
+:mod:`speedster_dist.runtime._shared_export`); it runs on a node of the first such trial's
+type with the whole node reserved, and its files stay in the object store. A failed or
+timed-out export is *done* without files: each trial then exports for itself, as without
+sharing.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from speedster_dist.runtime._exports import SharedExport, make_shared_export
-from speedster_dist.runtime._placement import NodePool
+from speedster_dist.runtime._shared_export import SharedExport, make_shared_export
 from speedster_dist.runtime._task import size_torch_threads
 from speedster_dist.runtime._trial import TrialPayload
+from speedster_dist.runtime.ray._node_pool import NodePool
 
 __all__ = ["ExportState", "SharedExportJob"]
 

@@ -365,7 +365,7 @@ def _node_groups(value: Any) -> tuple[str, ...] | str | None:
     if isinstance(value, str) and value.endswith((".yaml", ".yml")):
         return value
     names = _names("node_groups", value)
-    from speedster_dist.runtime.ray._group_demand import parse_group_names  # no Ray imported
+    from speedster_dist.runtime._node_groups import parse_group_names  # no Ray imported
 
     try:
         return parse_group_names(names)

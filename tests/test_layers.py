@@ -1,5 +1,6 @@
 """The dependency rule of docs/architecture.md, checked on every import statement (lazy ones
-inside functions included): roles depend one way, and the load path stays free of the search."""
+inside functions included): roles depend one way, the load path stays free of the search, only
+``runtime/ray/`` imports Ray."""
 
 from __future__ import annotations
 
@@ -116,3 +117,59 @@ def test_imports_follow_the_dependency_rule(path: Path) -> None:
         elif top in FORBIDDEN_LIBRARIES.get(part, set()):
             wrong.add(name)
     assert not wrong, f"{part} must not import {sorted(wrong)} (docs/architecture.md)"
+
+
+# -- Ray in one folder ----------------------------------------------------------------------
+RAY_FOLDER = PACKAGE / "runtime" / "ray"
+# Besides the folder itself: the runtime package's face (it re-exports the public Ray names
+# where callers found them first) and the entry points that choose to run on Ray.
+RAY_FOLDER_USERS = {"api", "cli", "fleet"}
+RUNTIME_FACE = PACKAGE / "runtime" / "__init__.py"
+
+
+def _names_imported(path: Path) -> set[str]:
+    """Every dotted name an import statement of ``path`` names (``from a import b``: a, a.b)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _in_ray_folder(path: Path) -> bool:
+    return RAY_FOLDER in path.parents
+
+
+def test_only_the_ray_folder_imports_ray() -> None:
+    importers = {
+        path.relative_to(PACKAGE).as_posix(): sorted(
+            n for n in _names_imported(path) if n.split(".")[0] == "ray"
+        )
+        for path in MODULES
+    }
+    outside = {path: names for path, names in importers.items() if names}
+    outside = {p: n for p, n in outside.items() if not p.startswith("runtime/ray/")}
+    assert not outside, f"only speedster_dist/runtime/ray/ may import Ray: {outside}"
+    inside = [p for p, names in importers.items() if names and p.startswith("runtime/ray/")]
+    assert len(inside) >= 4, "the rule is vacuous: the Ray folder should be where Ray is used"
+
+
+def test_the_ray_folder_is_used_only_by_entry_points() -> None:
+    wrong = {}
+    for path in MODULES:
+        if _in_ray_folder(path) or path == RUNTIME_FACE or _part(path) in RAY_FOLDER_USERS:
+            continue
+        uses = {
+            n
+            for n in _names_imported(path)
+            if n == "speedster_dist.runtime.ray" or n.startswith("speedster_dist.runtime.ray.")
+        }
+        if uses:
+            wrong[path.relative_to(PACKAGE).as_posix()] = sorted(uses)
+    assert not wrong, (
+        "the rest of runtime/ is executor-agnostic, and only api, cli and fleet choose Ray: "
+        f"{wrong}"
+    )

@@ -15,6 +15,7 @@ from speedster_dist.runtime._confirm import (
 )
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
 from speedster_dist.runtime._inline import InlineExecutor
+from speedster_dist.runtime._node_groups import GROUP_LABEL, NodeGroup
 from speedster_dist.runtime._portable import onnx_portable
 from speedster_dist.runtime._protocol import (
     CANNOT_CONFIRM,
@@ -43,7 +44,6 @@ from speedster_dist.runtime.ray import (
     connect,
     package_runtime_env,
 )
-from speedster_dist.runtime.ray._group_demand import GROUP_LABEL, NodeGroup
 
 __all__ = [
     "BUDGET_EXHAUSTED",

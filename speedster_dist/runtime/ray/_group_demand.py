@@ -3,142 +3,29 @@
 Costly groups start at zero nodes (cluster/*.yaml), and trials only run on nodes that exist,
 so a search must *ask* for them. :class:`GroupDemand` asks Ray's autoscaler for one node of
 each declared group (``request_resources`` with one ``{"CPU": 1}`` bundle per group and a
-label selector on the group's :data:`GROUP_LABEL`; the group's custom resources join its
-bundle, which is what the v1 autoscaler, blind to label selectors, scales on), watches for the
-nodes to join, gives up on a group after ``wait_s`` seconds, and releases the demand at the
-end. The nodes that join are probed and searched by the executor as any node is.
-
-Declared groups come from ``node_groups`` (names, or an autoscaler/KubeRay YAML), else from
-the labels of the nodes alive now and the autoscaler's own config on the head
-(``~/ray_bootstrap_config.yaml``), when there is one.
+label selector on the group's :data:`~speedster_dist.runtime.GROUP_LABEL`; the group's custom
+resources join its bundle, which is what the v1 autoscaler, blind to label selectors, scales
+on), watches for the nodes to join, gives up on a group after ``wait_s`` seconds, and
+releases the demand at the end. The nodes that join are probed and searched by the executor
+as any node is. Which groups are declared: :mod:`speedster_dist.runtime._node_groups`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "DEFAULT_GROUP_WAIT_S",
-    "GROUP_LABEL",
-    "GroupDemand",
-    "NodeGroup",
-    "groups_from_config",
-    "groups_of_nodes",
-    "parse_group_names",
-    "ray_request",
-]
+from speedster_dist.runtime._node_groups import DEFAULT_GROUP_WAIT_S, GROUP_LABEL, NodeGroup
+from speedster_dist.runtime._protocol import Demand
+
+__all__ = ["GroupDemand", "Request", "ray_request"]
 
 logger = logging.getLogger(__name__)
 
-GROUP_LABEL = "speedster-dist/node-group"
-DEFAULT_GROUP_WAIT_S = 600.0
-# Where `ray up` puts the autoscaler's config on the head node.
-BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-# A Ray label value: what a node group may be called.
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
-_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
-
 Request = Callable[[list[dict[str, float]], list[dict[str, str]] | None], None]
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    """A worker group: its name (the :data:`GROUP_LABEL` value of its nodes) and the custom
-    resources each of its nodes offers."""
-
-    name: str
-    resources: tuple[tuple[str, float], ...] = ()
-
-    def bundle(self) -> dict[str, float]:
-        return {"CPU": 1.0, **dict(self.resources)}
-
-    def selector(self) -> dict[str, str]:
-        return {GROUP_LABEL: self.name}
-
-
-def parse_group_names(value: Any) -> tuple[str, ...]:
-    """``node_groups`` as group names (ValueError says what is wrong)."""
-    names = [value] if isinstance(value, str) else list(value)
-    bad = [n for n in names if not isinstance(n, str) or not _NAME.match(n)]
-    if bad:
-        raise ValueError(
-            f"node group names must be Ray label values (letters, digits, '-', '_', '.'; "
-            f"at most 63), got {bad!r}"
-        )
-    return tuple(dict.fromkeys(names))
-
-
-def groups_of_nodes(nodes: Iterable[Mapping[str, Any]]) -> list[NodeGroup]:
-    """The groups of the alive nodes that lend Ray CPUs (a CPU-less head never runs trials)."""
-    names = {
-        (n.get("Labels") or {}).get(GROUP_LABEL, "")
-        for n in nodes
-        if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0
-    }
-    return [NodeGroup(name) for name in sorted(names - {""})]
-
-
-def _custom(resources: Mapping[str, Any] | None) -> tuple[tuple[str, float], ...]:
-    return tuple(
-        sorted((k, float(v)) for k, v in (resources or {}).items() if k not in _BUILTIN_RESOURCES)
-    )
-
-
-def groups_from_config(path: Path) -> list[NodeGroup]:
-    """The worker groups of a Ray autoscaler YAML (``available_node_types``) or a KubeRay
-    RayCluster (``workerGroupSpecs``) that carry the :data:`GROUP_LABEL` label."""
-    import yaml
-
-    docs = [d for d in yaml.safe_load_all(path.expanduser().read_text(encoding="utf-8")) if d]
-    groups: list[NodeGroup] = []
-    for doc in docs:
-        head = doc.get("head_node_type")
-        for name, spec in (doc.get("available_node_types") or {}).items():
-            label = (spec.get("labels") or {}).get(GROUP_LABEL)
-            if label and name != head:
-                groups.append(NodeGroup(label, _custom(spec.get("resources"))))
-        for spec in (doc.get("spec") or {}).get("workerGroupSpecs") or []:
-            label = (spec.get("labels") or {}).get(GROUP_LABEL)
-            if label:
-                resources = (spec.get("rayStartParams") or {}).get("resources")
-                groups.append(NodeGroup(label, _custom(_json_or_empty(resources))))
-    return list({g.name: g for g in groups}.values())
-
-
-def _json_or_empty(text: Any) -> Mapping[str, Any]:
-    import json
-
-    if not isinstance(text, str):
-        return {}
-    try:
-        # KubeRay's documented form: '"{\"name\": 1}"' (quoted, quotes escaped)
-        loaded = json.loads(text.strip("'\"").replace('\\"', '"'))
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def declared_groups(
-    node_groups: Sequence[str] | str | None, nodes: Iterable[Mapping[str, Any]]
-) -> list[NodeGroup]:
-    """Explicit names, a YAML naming the groups, or (None) what the cluster says."""
-    if isinstance(node_groups, str) and node_groups.endswith((".yaml", ".yml")):
-        return groups_from_config(Path(node_groups))
-    if node_groups is not None:
-        return [NodeGroup(name) for name in parse_group_names(node_groups)]
-    found = {g.name: g for g in groups_of_nodes(nodes)}
-    if BOOTSTRAP_CONFIG.expanduser().is_file():
-        try:
-            found.update({g.name: g for g in groups_from_config(BOOTSTRAP_CONFIG)})
-        except Exception as exc:  # an unreadable config leaves the groups the nodes show
-            logger.warning("cannot read the autoscaler config %s: %s", BOOTSTRAP_CONFIG, exc)
-    return list(found.values())
 
 
 def _send_request(bundles: list[dict[str, float]], selectors: list[dict[str, str]] | None) -> None:
@@ -164,7 +51,7 @@ def ray_request(ray: Any) -> Request:
 
 
 @dataclass
-class GroupDemand:
+class GroupDemand(Demand):
     """One node of each of ``groups``, asked of the autoscaler for the length of a search.
 
     ``request(bundles, selectors)`` sends the demand (:func:`ray_request`, or a simulated

@@ -19,8 +19,8 @@ from typing import Any
 from speedster_dist.hardware import with_node_labels
 from speedster_dist.records import HardwareType
 from speedster_dist.runtime._catalog import NodeProbe, probe_node
+from speedster_dist.runtime._node_groups import GROUP_LABEL
 from speedster_dist.runtime._protocol import HardwareGroup
-from speedster_dist.runtime.ray._group_demand import GROUP_LABEL
 from speedster_dist.runtime.ray._node_pool import NodePool
 
 __all__ = ["ClusterMembership"]

@@ -22,14 +22,19 @@ __all__ = [
 
 if TYPE_CHECKING:
     from speedster_dist.api import optimize_model
-    from speedster_dist.artifacts import LearnerMetadata, ShapeError
-    from speedster_dist.learner import HardwareKeyedLearner, InferenceLearner, load_model
+    from speedster_dist.artifacts import ShapeError
+    from speedster_dist.learner import (
+        HardwareKeyedLearner,
+        InferenceLearner,
+        LearnerMetadata,
+        load_model,
+    )
 
 _LAZY = {
     "optimize_model": "speedster_dist.api",
     "HardwareKeyedLearner": "speedster_dist.learner",
     "InferenceLearner": "speedster_dist.learner",
-    "LearnerMetadata": "speedster_dist.artifacts",
+    "LearnerMetadata": "speedster_dist.learner",
     "ShapeError": "speedster_dist.artifacts",
     "load_model": "speedster_dist.learner",
 }

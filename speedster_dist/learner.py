@@ -16,7 +16,7 @@ from typing import Any
 from speedster_dist.artifacts import (
     PORTABLE_KEY,
     LearnerIO,
-    LearnerMetadata,
+    Manifest,
     Selection,
     WinnerEntry,
     load_compiled,
@@ -28,7 +28,7 @@ from speedster_dist.backends import Compiled
 from speedster_dist.hardware import local_hardware_types
 from speedster_dist.records import DeviceKind, SavedCandidate, TrialResult
 
-__all__ = ["HardwareKeyedLearner", "InferenceLearner", "load_model"]
+__all__ = ["HardwareKeyedLearner", "InferenceLearner", "LearnerMetadata", "load_model"]
 
 
 class InferenceLearner:
@@ -115,6 +115,46 @@ class HardwareKeyedLearner:
         (``bytes``/``str`` for HMAC-SHA256, or an Ed25519 private key; default: the
         ``SPEEDSTER_DIST_SIGNING_KEY`` variable) signs the manifest."""
         return save_learner(path, self.io, self.entries, self.portable, signing_key)
+
+
+class LearnerMetadata(Manifest):
+    """A saved learner's verified manifest, and the learner it describes: Speedster's loading
+    entry point, ``LearnerMetadata.read(path).load_model(path)``. What the folder holds is
+    :class:`~speedster_dist.artifacts.Manifest`'s (reading it never builds a learner)."""
+
+    def load_model(
+        self,
+        path: str | Path | None = None,
+        hardware_key: str | None = None,
+        *,
+        trust_code: bool = False,
+        device: str | None = None,
+    ) -> HardwareKeyedLearner:
+        """The learner of this artifact, its entry for this machine loaded now (so that a
+        broken artifact fails here): ``hardware_key``'s entry (``"portable"`` for the
+        fallback) or, by default, this machine's (see
+        :func:`speedster_dist.artifacts.select_entry`), warning when it falls back.
+        ``trust_code``: see :func:`speedster_dist.load_model`."""
+        root = Path(path) if path is not None else self.path
+        learner = HardwareKeyedLearner(
+            self.io(),
+            self.entries(root),
+            portable=self.portable(root),
+            trust_code=trust_code,
+            device=_device(device),
+        )
+        if hardware_key is not None:  # calling the learner runs the asked-for entry
+            learner.selection = learner.select(hardware_key)
+        learner.for_hardware()
+        return learner
+
+
+def _device(device: str | None) -> DeviceKind | None:
+    if device is None:
+        return None
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be None, 'cpu' or 'gpu', got {device!r}")
+    return DeviceKind(device)
 
 
 def load_model(

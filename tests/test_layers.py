@@ -27,8 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "backends": set(),
     "measure": set(),
     "search": set(),
-    # LearnerMetadata.load_model (Speedster's API) builds the learner: one lazy import back.
-    "artifacts": {"backends", "learner"},
+    "artifacts": {"backends"},
     "learner": {"artifacts", "backends"},
     "results": set(),
     "runtime": {"backends", "measure", "search"},
@@ -173,3 +172,83 @@ def test_the_ray_folder_is_used_only_by_entry_points() -> None:
         "the rest of runtime/ is executor-agnostic, and only api, cli and fleet choose Ray: "
         f"{wrong}"
     )
+
+
+# -- no import circle -----------------------------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+MODULE_NAMES = {_module_name(path): path for path in MODULES}
+
+
+def _targets(path: Path) -> set[str]:
+    """The package's modules that ``path`` names in an import statement (lazy ones and those
+    for type checking only included): ``from a import b`` names a.b when b is a module, else
+    a. The parent packages Python imports on the way are not counted: a package's face that
+    re-exports its own modules is no circle."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, up ``level - 1`` packages
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in MODULE_NAMES else base)
+    return {t for t in found if t in MODULE_NAMES and t != name}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = [stack.pop()]
+            while group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_import_circle_in_the_package() -> None:
+    graph = {name: _targets(path) for name, path in MODULE_NAMES.items()}
+    circles = _circles(graph)
+    ties = [
+        [f"{a} -> {b}" for a in circle for b in sorted(graph[a]) if b in circle]
+        for circle in circles
+    ]
+    assert not circles, f"modules that import each other (lazily or not): {ties}"
+
+
+def test_the_circle_check_finds_a_lazy_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _circles(graph) == [["a", "b", "c"]]
+    learner = PACKAGE / "learner.py"
+    assert "speedster_dist.artifacts" in _targets(learner)  # from ... import names the face

@@ -27,7 +27,7 @@ from speedster_dist.artifacts._manifest import (
     FORMAT_VERSION,
     MANIFEST,
     ArtifactError,
-    LearnerMetadata,
+    Manifest,
 )
 from speedster_dist.artifacts._selection import Selection, compatible, select_entry
 from speedster_dist.artifacts._store import load_compiled, save_learner
@@ -45,7 +45,7 @@ __all__ = [
     "InputSource",
     "Kit",
     "LearnerIO",
-    "LearnerMetadata",
+    "Manifest",
     "ModelSource",
     "Selection",
     "ShapeError",

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry
 from speedster_dist.artifacts._files import (
@@ -31,10 +31,7 @@ from speedster_dist.artifacts._schema import (
 from speedster_dist.artifacts._signing import SignatureError, verify_key_from_env, verify_manifest
 from speedster_dist.cost import PriceTable, cost_rows, fastest_and_cheapest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
-from speedster_dist.records import DeviceKind, SavedCandidate
-
-if TYPE_CHECKING:
-    from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.records import SavedCandidate
 
 __all__ = [
     "FORMAT",
@@ -42,7 +39,7 @@ __all__ = [
     "MANIFEST",
     "PORTABLE_FOLDER",
     "ArtifactError",
-    "LearnerMetadata",
+    "Manifest",
     "entry_json",
     "saved_json",
 ]
@@ -50,6 +47,7 @@ __all__ = [
 MANIFEST = "manifest.json"
 PORTABLE_FOLDER = "_portable"  # the portable fallback's folder in an artifact
 _MAX_MANIFEST_BYTES = 16 << 20
+_M = TypeVar("_M", bound="Manifest")
 
 
 def saved_json(saved: SavedCandidate, folder: str, checksums: dict[str, str]) -> dict[str, Any]:
@@ -149,23 +147,16 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
-def _device(device: str | None) -> DeviceKind | None:
-    if device is None:
-        return None
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be None, 'cpu' or 'gpu', got {device!r}")
-    return DeviceKind(device)
-
-
 @dataclass(frozen=True)
-class LearnerMetadata:
-    """The parsed, verified manifest of a saved learner (Speedster's loading entry point)."""
+class Manifest:
+    """The parsed, verified manifest of a saved learner: what it holds, never the learner
+    itself (:class:`speedster_dist.LearnerMetadata` adds ``load_model``, above this package)."""
 
     path: Path
     manifest: dict[str, Any]
 
     @classmethod
-    def read(cls, path: str | Path, verify_key: Any = None) -> LearnerMetadata:
+    def read(cls: type[_M], path: str | Path, verify_key: Any = None) -> _M:
         """Read and check ``path``'s manifest. ``verify_key`` (default: the
         ``SPEEDSTER_DIST_VERIFY_KEY`` variable, if set) refuses an unsigned manifest or one
         signed with another key; see :mod:`speedster_dist.artifacts._signing`."""
@@ -222,31 +213,3 @@ class LearnerMetadata:
 
     def io(self) -> LearnerIO:
         return LearnerIO.from_json(self.manifest["io"])
-
-    def load_model(
-        self,
-        path: str | Path | None = None,
-        hardware_key: str | None = None,
-        *,
-        trust_code: bool = False,
-        device: str | None = None,
-    ) -> HardwareKeyedLearner:
-        """The learner of this artifact, its entry for this machine loaded now (so that a
-        broken artifact fails here): ``hardware_key``'s entry (``"portable"`` for the
-        fallback) or, by default, this machine's (see
-        :func:`speedster_dist.artifacts.select_entry`), warning when it falls back.
-        ``trust_code``: see :func:`speedster_dist.load_model`."""
-        from speedster_dist.learner import HardwareKeyedLearner
-
-        root = Path(path) if path is not None else self.path
-        learner = HardwareKeyedLearner(
-            self.io(),
-            self.entries(root),
-            portable=self.portable(root),
-            trust_code=trust_code,
-            device=_device(device),
-        )
-        if hardware_key is not None:  # calling the learner runs the asked-for entry
-            learner.selection = learner.select(hardware_key)
-        learner.for_hardware()
-        return learner

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import KIT_DIR, MANIFEST, Kit, LearnerMetadata, read_kit
+from speedster_dist.artifacts import KIT_DIR, MANIFEST, Kit, Manifest, read_kit
 from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
 from speedster_dist.fleet._progress import say
@@ -100,7 +100,7 @@ class _Learner:
 
 
 def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
-    entries = LearnerMetadata.read(path).manifest["entries"]
+    entries = Manifest.read(path).manifest["entries"]
     kit = read_kit(path)
     say(f"{name}: loading {kit.model.kind} model {kit.model_name} from its rebench kit")
     model = read_model(kit.model, settings.trust_code)
@@ -219,7 +219,7 @@ def _search_new(
     for key, why in outcome.no_winner.items():
         say(f"{learner.name}: still no winner for {key}: {why}")
     if outcome.winners:
-        meta = LearnerMetadata.read(learner.path)
+        meta = Manifest.read(learner.path)
         updated = HardwareKeyedLearner(
             meta.io(), {**meta.entries(), **winner_entries(outcome)}, portable=meta.portable()
         )

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from speedster_dist.artifacts import LearnerMetadata
+from speedster_dist import LearnerMetadata
 from speedster_dist.cli import EXIT_OK, EXIT_REGRESSION, main
 from speedster_dist.learner import load_model
 from speedster_dist.results import read_history

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from speedster_dist.artifacts import LearnerMetadata
+from speedster_dist import LearnerMetadata
 from speedster_dist.cli import EXIT_OK
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.results import read_history

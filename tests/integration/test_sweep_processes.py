@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from speedster_dist.artifacts import LearnerMetadata
+from speedster_dist import LearnerMetadata
 from speedster_dist.cli import EXIT_OK
 from speedster_dist.fleet import JobSpec, run_sweep
 from speedster_dist.fleet._sweep_run import JobCrashed

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from speedster_dist.artifacts import LearnerMetadata, WinnerEntry
+from speedster_dist import LearnerMetadata
+from speedster_dist.artifacts import WinnerEntry
 from speedster_dist.cost import (
     CostRow,
     PriceError,

@@ -10,7 +10,7 @@ from speedster_dist.artifacts import (
     PORTABLE_KEY,
     ArtifactError,
     LearnerIO,
-    LearnerMetadata,
+    Manifest,
     WinnerEntry,
 )
 from speedster_dist.artifacts import compatible as _compatible
@@ -94,7 +94,7 @@ def test_saved_artifact_holds_the_fallback_verified_and_listed(mlp, tmp_path):
     assert entry["hardware"]["cpu_model"] == LOCAL.cpu_model
     assert entry["hardware"]["arch"] == LOCAL.arch and LOCAL.arch
 
-    meta = LearnerMetadata.read(path)
+    meta = Manifest.read(path)
     assert meta.hardware_types() == [ELSEWHERE.key] and meta.has_portable
     rows = {row["hardware_type"]: row for row in meta.describe()}
     assert rows[ELSEWHERE.key]["speedup"] == pytest.approx(2.0)
@@ -124,7 +124,7 @@ def test_a_portable_naming_an_unknown_backend_is_refused(mlp, tmp_path):
     manifest["portable"]["backend"] = "os.system"
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="portable fallback names unknown backend"):
-        LearnerMetadata.read(path)
+        Manifest.read(path)
 
 
 def test_gpu_engines_only_fit_the_compute_capability_they_were_built_for(mlp, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from speedster_dist import load_model
-from speedster_dist.artifacts import ArtifactError, LearnerIO, LearnerMetadata, WinnerEntry
+from speedster_dist.artifacts import ArtifactError, LearnerIO, Manifest, WinnerEntry
 from speedster_dist.backends import BuildConfig, get_backend
 from speedster_dist.backends.torch_compile import export_module
 from speedster_dist.cache import CACHE_ENV
@@ -117,14 +117,14 @@ def test_names_must_be_plain_relative_paths(artifact: Path, name: str):
     raw["files"] = {name: next(iter(raw["files"].values()))}
     _write(artifact, manifest)
     with pytest.raises(ArtifactError, match=r"plain relative path|non-empty"):
-        LearnerMetadata.read(artifact)
+        Manifest.read(artifact)
 
 
 def test_a_link_anywhere_in_the_artifact_is_refused(artifact: Path):
     (artifact / "rebench").mkdir()
     os.symlink("/etc/hostname", artifact / "rebench" / "notes.txt")
     with pytest.raises(ArtifactError, match="symbolic links"):
-        LearnerMetadata.read(artifact)
+        Manifest.read(artifact)
 
 
 def test_a_model_file_replaced_by_a_link_is_refused_even_with_its_checksum(artifact: Path):
@@ -269,7 +269,7 @@ def test_nothing_is_left_behind_once_the_learner_is_gone(artifact: Path, _privat
 def test_a_save_never_writes_through_a_planted_link(artifact: Path, tmp_path: Path):
     # The nightly re-save: links planted (after the learner was read) where the save puts
     # its folders. Each folder is created afresh, never through what is already there.
-    meta = LearnerMetadata.read(artifact)
+    meta = Manifest.read(artifact)
     learner = HardwareKeyedLearner(meta.io(), meta.entries(), portable=meta.portable())
     outside = tmp_path / "elsewhere"
     outside.mkdir()

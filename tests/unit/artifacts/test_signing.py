@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from speedster_dist import load_model
-from speedster_dist.artifacts import ArtifactError, LearnerMetadata
+from speedster_dist.artifacts import ArtifactError, Manifest
 from speedster_dist.learner import HardwareKeyedLearner
 
 from .test_hostile import _entry_raw, _manifest, _write, artifact, mlp  # noqa: F401
@@ -30,7 +30,7 @@ def _tamper_consistently(path: Path) -> None:
 
 
 def _resign(path: Path, key: object) -> Path:
-    meta = LearnerMetadata.read(path)
+    meta = Manifest.read(path)
     learner = HardwareKeyedLearner(meta.io(), meta.entries(), portable=meta.portable())
     return learner.save(path, signing_key=key)
 

@@ -1,7 +1,9 @@
 import contextlib
 import os
 import secrets
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,62 @@ def quiet_address_file(monkeypatch: pytest.MonkeyPatch):
     yield
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (never Ray's default: other Rays on this machine stay
+    untouched)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def private_token(patcher: pytest.MonkeyPatch) -> str:
+    """Token authentication with an ephemeral token for what starts next (as speedster_dist's
+    embedded Ray): never ~/.ray/auth_token, which another Ray on this machine may write or
+    remove, and never the auth mode an earlier module's Ray left in Ray's cached config."""
+    token = secrets.token_hex(32)
+    patcher.setenv("RAY_AUTH_MODE", "token")
+    patcher.setenv("RAY_AUTH_TOKEN", token)
+    _refresh_auth_config()
+    return token
+
+
+@contextlib.contextmanager
+def ray_cluster(backends: str, *, connect: bool = True, **head_args: Any):
+    """A private multi-node Ray of one test module (``ray.cluster_utils.Cluster``): a head
+    without CPUs (it only coordinates) on 127.0.0.1 with token authentication, whose nodes
+    and workers know the extra ``backends``. The test adds its nodes (``add_node``), and this
+    process is connected to it unless ``connect`` is False. Any Ray this process was connected
+    to is shut down first; everything is stopped and the environment restored after."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():  # an earlier module's Ray: one cluster at a time
+        ray.shutdown()
+    patcher = pytest.MonkeyPatch()
+    # Set before the nodes start: Ray's processes and workers inherit the environment.
+    node_environment(patcher, backends)
+    patcher.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    private_token(patcher)
+    try:
+        with quiet_address_file(patcher):
+            cl = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": 0, "include_dashboard": False, **head_args},
+            )
+            try:
+                if connect:
+                    ray.init(address=cl.address, log_to_driver=False, configure_logging=False)
+                    assert_loopback(ray)
+                yield cl
+            finally:
+                if connect:
+                    ray.shutdown()
+                cl.shutdown()
+    finally:
+        patcher.undo()
+        _refresh_auth_config()  # Ray cached this cluster's token: read the restored one
+
+
 def assert_loopback(ray) -> None:
     """The nodes of the running cluster listen on loopback only (never a routable address)."""
     addresses = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
@@ -63,11 +121,7 @@ def local_ray():
     # Set before ray.init: worker processes inherit the raylet's environment.
     patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
     loopback_only(patcher)
-    # Token authentication with an ephemeral token, as speedster_dist's embedded Ray: also
-    # whatever auth mode an earlier module's cluster left in Ray's cached config.
-    patcher.setenv("RAY_AUTH_MODE", "token")
-    patcher.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    _refresh_auth_config()
+    private_token(patcher)
     if ray.is_initialized():
         ray.shutdown()
     # "local": a new Ray even if a stale cluster address is recorded in /tmp/ray.

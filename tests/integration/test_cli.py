@@ -144,6 +144,7 @@ def test_optimize_takes_an_onnx_file_with_npz_inputs(local_ray, tmp_path):
     assert torch.allclose(learner(x), model(x), atol=1e-4)
 
 
+@pytest.mark.slow  # three job processes
 def test_sweep_runs_models_by_settings_concurrently_into_one_history(local_ray, tmp_path):
     _, inputs = write_tiny_bert(tmp_path / "bert")
     scripted = torch.jit.trace(models.tiny_mlp(), (torch.randn(1, 16),))

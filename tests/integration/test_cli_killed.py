@@ -32,7 +32,7 @@ from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 from .test_cli import TEXTS, write_tiny_bert
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a sweep process until it hangs
 
 OLD_TYPE = "cpu-old-fleet-2c"
 REAL = "torchscript, torch_compile, onnxruntime, openvino, tensorrt"

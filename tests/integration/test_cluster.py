@@ -34,7 +34,7 @@ from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
 
-from .conftest import assert_loopback, node_environment, quiet_address_file
+from .conftest import ray_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -91,38 +91,12 @@ ONLY_TYPED = frozenset(
 @pytest.fixture(scope="module")
 def cluster():
     """Head (no CPU: it only coordinates) + a1, a2 of type A and b1 of type B, 1 CPU each."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    patcher = pytest.MonkeyPatch()
-    was_initialized = ray.is_initialized()
-    if was_initialized:
-        ray.shutdown()
-    node_environment(patcher, BACKENDS)
-    with quiet_address_file(patcher):
-        cl = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
-        )
+    with ray_cluster(BACKENDS) as cl:
         nodes = {
             name: cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: key})
             for name, key in (("a1", TYPE_A), ("a2", TYPE_A), ("b1", TYPE_B))
         }
-        ray.init(address=cl.address, log_to_driver=False, configure_logging=False)
-        assert_loopback(ray)
-        try:
-            yield cl, nodes
-        finally:
-            ray.shutdown()
-            cl.shutdown()
-            patcher.undo()
-    if was_initialized:  # the session's embedded Ray (tests/integration/conftest.py)
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        yield cl, nodes
 
 
 def _payload(ths=0.01):
@@ -207,6 +181,7 @@ def test_each_type_gets_its_own_winner_on_its_own_nodes_one_trial_at_a_time(clus
     assert outcome.portable is not None and outcome.portable.files
 
 
+@pytest.mark.slow  # nodes killed and started mid-search
 def test_nodes_leaving_and_joining_mid_search(cluster):
     """A node of A (which has another) and the only node of C leave while they measure;
     a node of a new type D joins. A's lost trial is retried, C has no winner and says why,

@@ -24,7 +24,7 @@ from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
-from .conftest import assert_loopback, node_environment, quiet_address_file
+from .conftest import ray_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -78,39 +78,13 @@ class KvAutoscaler:
 @pytest.fixture(scope="module")
 def one_group_cluster():
     """Head (no CPU) + one node of group cpu-a; cpu-b exists only in the cluster config."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    patcher = pytest.MonkeyPatch()
-    was_initialized = ray.is_initialized()
-    if was_initialized:
-        ray.shutdown()
-    node_environment(patcher, FAKE_BACKENDS)
-    with quiet_address_file(patcher):
-        cl = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
-        )
+    with ray_cluster(FAKE_BACKENDS) as cl:
         cl.add_node(
             num_cpus=1,
             labels={HARDWARE_LABEL: TYPES["cpu-a"], GROUP_LABEL: "cpu-a"},
             resources={_resource("cpu-a"): 1},
         )
-        ray.init(address=cl.address, log_to_driver=False, configure_logging=False)
-        assert_loopback(ray)
-        try:
-            yield cl
-        finally:
-            ray.shutdown()
-            cl.shutdown()
-            patcher.undo()
-    if was_initialized:
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        yield cl
 
 
 def _config(path: Path) -> Path:
@@ -129,6 +103,7 @@ def _config(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a node group started while the search waits
 def test_the_search_brings_up_a_group_at_zero_nodes_and_releases_the_demand(
     one_group_cluster, tmp_path
 ):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import secrets
 import subprocess
 import sys
 import time
@@ -18,19 +18,17 @@ from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.runtime.ray import LOOPBACK_ENV
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
-pytestmark = pytest.mark.integration
+from .conftest import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a 4-node cluster by `ray start`
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    # Not Ray's default, and free now: other Ray clusters on this machine stay untouched.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-PORT = _free_port()
+PORT = free_port()
+# The cluster's token, in the environment only: local.sh would otherwise write one to
+# ~/.ray/auth_token, which every other Ray of this user on this machine then reads.
+TOKEN = secrets.token_hex(32)
 
 _DRIVER = """
 import json
@@ -78,6 +76,7 @@ def _local_sh(command: str, state: Path, **env: str) -> subprocess.CompletedProc
         "SPEEDSTER_CLUSTER_PORT": str(PORT),
         "SPEEDSTER_CLUSTER_DIR": str(state),
         "PYTHON": sys.executable,
+        "RAY_AUTH_TOKEN": TOKEN,
         **env,
     }
     return subprocess.run(
@@ -101,9 +100,8 @@ def test_local_cluster_up_status_search_down(tmp_path):
         assert status.stdout.count("cpu-sim-a") == 2 and "cpu-sim-b" in status.stdout
         assert "(head: coordinates only)" in status.stdout
 
-        client_env = {
-            k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")
-        }
+        drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+        client_env = {k: v for k, v in os.environ.items() if k not in drop}
         client_env.update(LOOPBACK_ENV)
         # The nodes were started without the fake backends: runtime_env="package" passes
         # the driver's SPEEDSTER_DIST_BACKENDS (and the package) to their workers.
@@ -112,6 +110,7 @@ def test_local_cluster_up_status_search_down(tmp_path):
             env={
                 **client_env,
                 "RAY_ADDRESS": f"127.0.0.1:{PORT}",
+                "RAY_AUTH_TOKEN": TOKEN,
                 EXTRA_BACKENDS_ENV: FAKE_BACKENDS,
             },
             stdout=subprocess.PIPE,

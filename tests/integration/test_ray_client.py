@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,10 +21,9 @@ from speedster_dist.cli import EXIT_OK
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.results import read_history
 from speedster_dist.runtime import GROUP_LABEL
-from speedster_dist.runtime.ray._connect import _refresh_auth_config
 from speedster_dist.testing.fakes import FAKE_BACKENDS
 
-from .conftest import node_environment, quiet_address_file
+from .conftest import free_port, ray_cluster
 from .test_cli import IGNORE
 from .test_sweep_processes import _mlp
 
@@ -92,52 +89,24 @@ CHILD = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def client_cluster():
     """Head with a Ray Client server on 127.0.0.1, and one node of group cpu-a; token
     authentication on, as a cluster of ``ray start`` with a token is. Yields (address, env
     for the client processes, the node's id)."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():  # another module's local Ray: this process stays off Ray here
-        ray.shutdown()
-    patcher = pytest.MonkeyPatch()
-    token = secrets.token_hex(32)
-    # Set before the nodes start: Ray's processes and workers inherit the environment.
-    node_environment(patcher, FAKE_BACKENDS)
-    patcher.setenv("RAY_USAGE_STATS_ENABLED", "0")
     # The client server forks one server per client from a process busy with gRPC; gRPC's
     # fork handlers then crash that child now and then (ray-project/ray#63202). It always
     # execs at once, so the handlers are not needed.
-    patcher.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")
-    patcher.setenv("RAY_AUTH_MODE", "token")
-    patcher.setenv("RAY_AUTH_TOKEN", token)
-    port = _free_port()
-    with quiet_address_file(patcher):
-        _refresh_auth_config()  # Ray read the auth mode when imported
-        cl = Cluster(
-            initialize_head=True,
-            head_node_args={
-                "num_cpus": 0,
-                "include_dashboard": False,
-                "ray_client_server_port": port,
-            },
-        )
-        node = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: HARDWARE, GROUP_LABEL: "cpu-a"})
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-        try:
+    with pytest.MonkeyPatch.context() as patcher:
+        patcher.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")
+        port = free_port()
+        # This process stays off Ray here: the client processes are the only drivers.
+        with ray_cluster(FAKE_BACKENDS, connect=False, ray_client_server_port=port) as cl:
+            node = cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: HARDWARE, GROUP_LABEL: "cpu-a"})
+            # The token goes with the client's environment, the auth mode it finds itself.
+            drop = ("RAY_ADDRESS", "RAY_AUTH_MODE")
+            env = {k: v for k, v in os.environ.items() if k not in drop}
             yield f"ray://127.0.0.1:{port}", env, node.node_id
-        finally:
-            cl.shutdown()
-            patcher.undo()
-            _refresh_auth_config()
 
 
 def test_optimize_model_through_ray_client(client_cluster, tmp_path):
@@ -169,6 +138,7 @@ def test_optimize_model_through_ray_client(client_cluster, tmp_path):
     assert saved.hardware_types() == [HARDWARE]
 
 
+@pytest.mark.slow  # a sweep's job processes, each a Ray Client
 def test_a_sweep_through_ray_client(client_cluster, tmp_path):
     """`speedster-dist sweep --cluster ray://...`: the sweep and its job process are both
     Ray Clients of the cluster."""

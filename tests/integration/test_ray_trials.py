@@ -4,6 +4,7 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from speedster_dist.runtime.ray import LOOPBACK_ENV, ClusterConnectionError, Ray
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing import models
 from speedster_dist.testing.backend_contract import contract_payload
+
+from .conftest import free_port
 
 pytestmark = pytest.mark.integration
 FAST = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1)
@@ -111,8 +114,9 @@ def test_unreachable_address_fails_fast():
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow  # a `ray start` head in its own process
 def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
-    port = "6391"
+    port = str(free_port())
     env = {**os.environ, **LOOPBACK_ENV, "RAY_DISABLE_USAGE_STATS": "1"}
     head = subprocess.Popen(
         [
@@ -139,8 +143,9 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
             "how = connect('auto')\n"
             "print(how, ray.cluster_resources().get('marker_of_this_cluster'))\n"
         )
+        _wait_for_port(int(port), head)  # then one client, not one per second of boot
         out = ""
-        for _ in range(10):  # wait for the head to accept clients
+        for _ in range(3):  # its control store may take a moment more than its port
             proc = subprocess.run(
                 [sys.executable, "-c", script],
                 env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
@@ -156,6 +161,17 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
     finally:
         _stop_group(head)
         _forget_address(f"127.0.0.1:{port}")
+
+
+def _wait_for_port(port, process, timeout_s=90.0):
+    """Until something listens on 127.0.0.1:``port`` (``process`` still running)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the head exited while starting"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:g} s")
 
 
 def _forget_address(address):

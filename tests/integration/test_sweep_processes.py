@@ -75,6 +75,7 @@ def test_a_job_whose_process_crashes_mid_search_ends_alone(local_ray, tmp_path, 
     assert any(line.startswith("fine") and " done " in line for line in table.splitlines())
 
 
+@pytest.mark.slow  # two sweeps of job processes
 def test_a_resumed_sweep_does_not_measure_finished_trials_again(local_ray, tmp_path):
     _mlp(tmp_path)
     (tmp_path / "sweep.yaml").write_text(

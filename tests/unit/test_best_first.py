@@ -6,6 +6,7 @@ how busy this machine is: a slower machine only makes the cold search reach less
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from speedster_dist import optimize_model
@@ -63,12 +64,14 @@ def _measured(learner):
     return {r.candidate.backend for r in learner.results if r.status is TrialStatus.COMPLETE}
 
 
+@pytest.mark.slow  # its fakes sleep through a 5 s budget
 def test_a_cold_short_search_misses_the_planted_best(monkeypatch, tmp_path):
     learner = _search(monkeypatch, tmp_path, None, BUDGET_S)
     assert "planted" not in _measured(learner)
     assert "slow_a" in _measured(learner)
 
 
+@pytest.mark.slow  # a full search, then a 5 s one
 def test_the_history_puts_the_planted_best_first(monkeypatch, tmp_path):
     history = HistoryTarget(tmp_path / "history", model_name="mlp")
     # A full search once (no budget limit to speak of) teaches the history the winner...

@@ -69,6 +69,7 @@ def _tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
+@pytest.mark.slow  # 60 artifacts copied, mutated and loaded
 @settings(
     max_examples=int(os.environ.get("SPEEDSTER_DIST_FUZZ_EXAMPLES", "60")),
     deadline=None,

@@ -24,7 +24,7 @@ def _params() -> list[object]:
     params: list[object] = []
     for case in contract_cases():
         marks = [pytest.mark.gpu] if case.device is DeviceKind.GPU else []
-        if case.backend == "torch_compile":
+        if case.backend == "torch_compile" or case.technique == "nncf":  # compile, calibrate
             marks.append(pytest.mark.slow)
         params.append(pytest.param(case, id=case.id, marks=marks))
     return params

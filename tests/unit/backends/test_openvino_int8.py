@@ -73,6 +73,7 @@ def test_full_int8_runs_int8_kernels_close_in_cosine(bert, tmp_path):
     assert 0 < drop < 0.05
 
 
+@pytest.mark.slow  # an NNCF build with its sensitivity runs
 def test_fp_layers_keeps_that_many_matmuls_in_float(bert, tmp_path):
     compiled = _build(bert, tmp_path, hardware=NO_BF16, fp_layers=2, smooth_quant_alpha=-1.0)
     assert len(compiled.float_layers) == 2
@@ -111,6 +112,7 @@ def spied(bert, tmp_path_factory):
     return compiled, seen, rankings
 
 
+@pytest.mark.slow  # the spied NNCF build
 def test_sensitivity_sees_only_calibration_samples(bert, spied):
     compiled, seen, _ = spied
     assert len(compiled.float_layers) == 1 and seen
@@ -125,6 +127,7 @@ def test_sensitivity_sees_only_calibration_samples(bert, spied):
         assert not any(np.array_equal(item["input_ids"], h) for h in held_out)
 
 
+@pytest.mark.slow  # the spied NNCF build
 def test_the_most_sensitive_matmul_is_kept_in_float(spied):
     compiled, _, rankings = spied
     (ranking,) = rankings
@@ -135,6 +138,7 @@ def test_the_most_sensitive_matmul_is_kept_in_float(spied):
     assert ranking[0][1] < ranking[-1][1]
 
 
+@pytest.mark.slow  # the spied NNCF build
 def test_float_part_is_bf16_where_the_cpu_has_it(spied):
     compiled, _, _ = spied
     expected = "bf16" if _ov_bf16() else "f32"

@@ -92,7 +92,7 @@ status() {
     client - <<'PY'
 import ray
 from speedster_dist.hardware import HARDWARE_LABEL
-from speedster_dist.runtime import connect
+from speedster_dist.runtime.ray import connect
 
 connect("auto")
 for node in ray.nodes():

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from speedster_dist.display import is_terminal
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options

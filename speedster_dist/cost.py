@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.errors import PriceError
+
 __all__ = [
     "CostRow",
     "PriceTable",
@@ -26,10 +28,6 @@ __all__ = [
     "load_prices",
     "parse_prices",
 ]
-
-
-class PriceError(ValueError):
-    """The price table is malformed (says what and where)."""
 
 
 @dataclass(frozen=True)

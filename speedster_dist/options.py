@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel, resolve_backend_name
 from speedster_dist.cache import cache_root, private_dir
-from speedster_dist.cost import PriceError, PriceTable, load_prices, parse_prices
-from speedster_dist.inputs import InputError
+from speedster_dist.cost import PriceTable, load_prices, parse_prices
+from speedster_dist.errors import InputError, PriceError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.records import DeviceKind
 from speedster_dist.runtime import DEFAULT_CONFIRM_ROUNDS, DEFAULT_CONFIRM_TOP

@@ -21,7 +21,8 @@ import torch
 
 from speedster_dist.artifacts import LearnerIO, sha256_file
 from speedster_dist.backends import BuildConfig, SourceModel, get_backend
-from speedster_dist.inputs import InputError, SampleSet, few_samples, normalize_inputs, split_sizes
+from speedster_dist.errors import InputError
+from speedster_dist.inputs import SampleSet, few_samples, normalize_inputs, split_sizes
 from speedster_dist.measure import resolve_metric
 from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.options import RunOptions, parse_run_options

@@ -36,8 +36,7 @@ from speedster_dist.artifacts._files import (
     find_symlinks,
     sha256_file,
 )
-from speedster_dist.artifacts._manifest import ArtifactError
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import ArtifactError, InputError
 
 __all__ = [
     "KIT_DIR",

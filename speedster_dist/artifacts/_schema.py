@@ -14,6 +14,7 @@ from typing import Any
 
 from speedster_dist.artifacts._files import UnsafeName, check_plain_name
 from speedster_dist.backends import backend_names
+from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ArtifactError", "validate_manifest"]
@@ -23,10 +24,6 @@ FORMAT_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OUTPUT_KINDS = ("tensor", "tuple", "list", "dict", "model_output")
 _MAX_FILES = 10_000
-
-
-class ArtifactError(RuntimeError):
-    """A saved learner is missing, corrupt, tampered with, or has nothing for this machine."""
 
 
 def _fail(where: str, message: str) -> ArtifactError:

@@ -17,6 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from speedster_dist.errors import SignatureError
+
 __all__ = [
     "SIGNATURE_FIELD",
     "SIGNING_KEY_ENV",
@@ -32,10 +34,6 @@ SIGNATURE_FIELD = "signature"
 SIGNING_KEY_ENV = "SPEEDSTER_DIST_SIGNING_KEY"
 VERIFY_KEY_ENV = "SPEEDSTER_DIST_VERIFY_KEY"
 _HMAC, _ED25519 = "hmac-sha256", "ed25519"
-
-
-class SignatureError(ValueError):
-    """The manifest is unsigned, signed with another key, or changed after signing."""
 
 
 def signing_key_from_env() -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from speedster_dist.errors import UnsupportedCandidate
 from speedster_dist.records import Capability, DeviceKind, HardwareType, Knob, Precision
 
 if TYPE_CHECKING:
@@ -29,10 +30,6 @@ __all__ = [
 ]
 
 Tensors = tuple["torch.Tensor", ...]
-
-
-class UnsupportedCandidate(RuntimeError):
-    """Raised by ``build`` when this model cannot be built this way (recorded as failed)."""
 
 
 @dataclass

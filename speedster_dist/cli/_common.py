@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speedster_dist.errors import ClusterConnectionError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -53,7 +55,7 @@ def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
 def connect_cluster(address: str) -> str:
     """Connect this process to Ray (see :func:`speedster_dist.runtime.connect`): ``local``
     always starts a private embedded Ray; an unreachable address is a usage error."""
-    from speedster_dist.runtime import ClusterConnectionError, connect
+    from speedster_dist.runtime import connect
 
     try:
         return connect(address)

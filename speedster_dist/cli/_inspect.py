@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
+from speedster_dist.errors import PriceError
 from speedster_dist.fleet import say
 
 __all__ = ["add_parsers"]
@@ -60,7 +61,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _prices(path: Path | None) -> Any:
-    from speedster_dist.cost import PriceError, load_prices
+    from speedster_dist.cost import load_prices
 
     try:
         return load_prices(path) if path is not None else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
 from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
+from speedster_dist.errors import InputError
 from speedster_dist.fleet import (
     JobSpec,
     SweepJobResult,
@@ -25,7 +26,6 @@ from speedster_dist.fleet import (
     plan_from_mapping,
     run_sweep,
 )
-from speedster_dist.inputs import InputError
 
 __all__ = ["add_parser", "load_plan"]
 

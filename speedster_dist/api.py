@@ -20,6 +20,7 @@ import torch
 from speedster_dist.display import is_terminal
 from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.learner_builder import learner_from_outcome
 from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
@@ -29,11 +30,11 @@ from speedster_dist.runtime import (
     GroupDemand,
     RayExecutor,
     connect,
+    onnx_portable,
     package_runtime_env,
     run_search,
 )
 from speedster_dist.summary import format_summary, format_trials
-from speedster_dist.winners import learner_from_outcome
 
 __all__ = ["optimize_model"]
 
@@ -120,7 +121,7 @@ def optimize_model(
         observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
         observer.close()
-    learner = learner_from_outcome(outcome, prepared.io, payload)
+    learner = learner_from_outcome(outcome, prepared.io, lambda: onnx_portable(payload))
     learner.summary = format_summary(  # plain: it is kept and saved
         outcome, prepared.batch, options.metric_name, options.metric_drop_ths, options.prices
     )

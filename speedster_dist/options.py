@@ -20,9 +20,12 @@ from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.cost import PriceTable, load_prices, parse_prices
 from speedster_dist.errors import InputError, PriceError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
+from speedster_dist.naming import parse_group_names
 from speedster_dist.records import DeviceKind
-from speedster_dist.runtime import DEFAULT_CONFIRM_ROUNDS, DEFAULT_CONFIRM_TOP
 from speedster_dist.search import (
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_GROUP_WAIT_S,
     DEFAULT_SEED,
     Budget,
     ExhaustiveSearcher,
@@ -79,7 +82,6 @@ EXTRA_KWARGS = frozenset(
 )
 SEARCHERS = ("optuna", "exhaustive")
 DEFAULT_TRIAL_TIMEOUT_S = 900.0
-DEFAULT_GROUP_WAIT_S = 600.0  # how long a search waits for a node group to come up
 
 
 @dataclass(frozen=True)
@@ -365,8 +367,6 @@ def _node_groups(value: Any) -> tuple[str, ...] | str | None:
     if isinstance(value, str) and value.endswith((".yaml", ".yml")):
         return value
     names = _names("node_groups", value)
-    from speedster_dist.runtime._demand import parse_group_names  # no Ray imported
-
     try:
         return parse_group_names(names)
     except ValueError as exc:

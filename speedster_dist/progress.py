@@ -127,7 +127,7 @@ class SearchProgress:
         )
 
     def confirmed(self, outcome: Any) -> None:
-        """The search is over (a :class:`~speedster_dist.runtime.SearchOutcome`): its
+        """The search is over (a :class:`~speedster_dist.records.SearchOutcome`): its
         confirmations are recorded where the trials are (nothing to do without a history)."""
 
     def close(self) -> None:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from speedster_dist.cost import PriceTable, cost_rows, format_costs
 from speedster_dist.display import render_table
-from speedster_dist.records import Confirmation, TrialResult
-from speedster_dist.runtime import SearchOutcome
+from speedster_dist.records import Confirmation, SearchOutcome, TrialResult
 
 __all__ = ["format_fleet", "format_summary", "format_trials", "metric_line", "progress_line"]
 

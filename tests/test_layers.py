@@ -42,11 +42,11 @@ ALLOWED: dict[str, set[str]] = {
     "learner": {"artifacts", "backends"},
     "results": set(),
     "runtime": {"backends", "measure", "search"},
-    "summary": {"runtime"},
-    "options": {"backends", "measure", "results", "search", "runtime"},  # history: lazily
+    "summary": set(),
+    "options": {"backends", "measure", "results", "search"},  # history: lazily
     "prepare": {"artifacts", "backends", "measure", "options", "runtime"},
     "progress": {"options", "results", "summary"},
-    "winners": {"artifacts", "learner", "runtime", "summary"},
+    "learner_builder": {"artifacts", "learner", "summary"},
     "api": {
         "learner",
         "measure",
@@ -55,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
         "progress",
         "runtime",
         "summary",
-        "winners",
+        "learner_builder",
     },
     "fleet": {
         "api",
@@ -69,7 +69,7 @@ ALLOWED: dict[str, set[str]] = {
         "results",
         "runtime",
         "search",
-        "winners",
+        "learner_builder",
     },
     "cli": {"artifacts", "fleet", "measure", "results", "runtime"},
     "testing": {"backends", "measure", "runtime"},

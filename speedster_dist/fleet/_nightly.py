@@ -19,6 +19,7 @@ from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
 from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.learner_builder import winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.prepare import prepare_payload
@@ -36,7 +37,6 @@ from speedster_dist.runtime import (
     winner_candidate,
 )
 from speedster_dist.search import SpaceSettings, parse_optimization_time
-from speedster_dist.winners import winner_entries
 
 __all__ = [
     "LearnerRebench",

@@ -6,6 +6,9 @@ Optuna is imported only when an :class:`OptunaSearcher` is created.
 from speedster_dist.search._budget import (
     BUDGET_EXHAUSTED,
     CONSTRAINED_BUDGET_S,
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_GROUP_WAIT_S,
     Budget,
     parse_optimization_time,
 )
@@ -33,6 +36,9 @@ from speedster_dist.search._study import StudyStorage, open_study, study_name
 __all__ = [
     "BUDGET_EXHAUSTED",
     "CONSTRAINED_BUDGET_S",
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
+    "DEFAULT_GROUP_WAIT_S",
     "DEFAULT_SEED",
     "MAX_CONSECUTIVE_DUPLICATES",
     "PATIENCE",

@@ -24,10 +24,10 @@ from speedster_dist.records import (
     HardwareType,
     LatencyStats,
     Precision,
+    SearchOutcome,
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import SearchOutcome
 from speedster_dist.runtime._trial import save_compiled as _save
 from speedster_dist.summary import format_fleet, format_summary
 from speedster_dist.testing.backend_contract import contract_model

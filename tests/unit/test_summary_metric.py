@@ -5,10 +5,10 @@ from speedster_dist.records import (
     DeviceKind,
     HardwareType,
     LatencyStats,
+    SearchOutcome,
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import SearchOutcome
 from speedster_dist.summary import format_summary, metric_line
 
 KEY = "cpu-test-vnni"

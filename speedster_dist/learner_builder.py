@@ -1,13 +1,17 @@
-"""From what a search measured to the learner users get (for ``optimize_model`` and the
-nightly search of hardware types that joined)."""
+"""The learner builder: from what a search measured to the learner users get (for
+``optimize_model`` and the nightly search of hardware types that joined).
+
+It reads the search's :class:`~speedster_dist.records.SearchOutcome` and nothing of the
+runtime: which machine measured what, and how, is already in the outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from speedster_dist.artifacts import LearnerIO, WinnerEntry
 from speedster_dist.learner import HardwareKeyedLearner
-from speedster_dist.runtime import SearchOutcome, TrialPayload, onnx_portable
+from speedster_dist.records import SavedCandidate, SearchOutcome
 from speedster_dist.summary import format_trials
 
 __all__ = ["learner_from_outcome", "winner_entries"]
@@ -54,12 +58,15 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
 
 
 def learner_from_outcome(
-    outcome: SearchOutcome, io: LearnerIO, payload: TrialPayload | None = None
+    outcome: SearchOutcome,
+    io: LearnerIO,
+    make_portable: Callable[[], SavedCandidate | None] | None = None,
 ) -> HardwareKeyedLearner:
     """The learner of a search; RuntimeError (with every trial) when nothing completed.
 
-    Its portable fallback is the model as ONNX for onnxruntime (data: it loads without
-    ``trust_code``) when ``payload``'s model exports, else the eager baseline's files.
+    Its portable fallback is what ``make_portable`` gives, called once a winner exists
+    (``optimize_model``'s builds the model as ONNX for onnxruntime: data, loaded without
+    ``trust_code``), else the eager baseline's files the search kept.
     """
     entries = winner_entries(outcome)
     if not entries:
@@ -68,5 +75,5 @@ def learner_from_outcome(
             f"no candidate completed on any hardware type ({reasons}).\n"
             + format_trials(outcome.results)
         )
-    portable = (onnx_portable(payload) if payload is not None else None) or outcome.portable
-    return HardwareKeyedLearner(io, entries, results=list(outcome.results), portable=portable)
+    fallback = (make_portable() if make_portable is not None else None) or outcome.portable
+    return HardwareKeyedLearner(io, entries, results=list(outcome.results), portable=fallback)

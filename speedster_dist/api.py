@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from speedster_dist.display import is_terminal
 from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.learner_builder import learner_from_outcome
 from speedster_dist.measure import MetricFn
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
-from speedster_dist.progress import trial_observer
+from speedster_dist.present import SearchProgress, format_summary, format_trials, is_terminal
+from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.runtime import (
     Executor,
     GroupDemand,
@@ -34,7 +34,6 @@ from speedster_dist.runtime import (
     package_runtime_env,
     run_search,
 )
-from speedster_dist.summary import format_summary, format_trials
 
 __all__ = ["optimize_model"]
 
@@ -103,7 +102,7 @@ def optimize_model(
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
     executor = _executor(options)
-    observer = trial_observer(options, model, payload.source.fingerprint, prepared.batch)
+    observer = _trial_observer(options, model, payload.source.fingerprint, prepared.batch)
     try:
         outcome = run_search(
             executor,
@@ -142,6 +141,43 @@ def optimize_model(
     if store_latencies or options.verbose:
         print(format_trials(outcome.results, styled), file=sys.stdout)
     return learner
+
+
+class _Recorder(SearchProgress):
+    """The display, plus one history row per finished trial."""
+
+    def __init__(self, writer: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.writer = writer
+
+    def __call__(self, result: TrialResult) -> None:
+        self.writer.append(result)
+        super().__call__(result)
+
+    def confirmed(self, outcome: SearchOutcome) -> None:
+        """One history row per re-timed contender (the baseline and the best candidates of
+        each confirmed hardware type): the confirmed figures are measurements too."""
+        for confirmation in outcome.confirmed.values():
+            self.writer.append_confirmation(confirmation, outcome.results)
+
+
+def _trial_observer(
+    options: RunOptions, model: Any, fingerprint: str, batch: int
+) -> SearchProgress:
+    """The progress display, plus one history row per trial when ``history=`` is given:
+    every trial is written as soon as it finishes, so nothing measured is lost later.
+    Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; give it the outcome
+    (``confirmed``) to record the confirmation, and ``close()`` it after."""
+    shown: dict[str, Any] = {"enabled": options.progress, "budget_s": options.budget.seconds}
+    if options.history is None:
+        return SearchProgress(**shown)
+    from speedster_dist.results import open_history
+
+    quick = options.measure.brief
+    writer = open_history(
+        options.history, model, fingerprint, batch, options.history_settings(), quick
+    )
+    return _Recorder(writer, **shown)
 
 
 def _executor(options: RunOptions) -> Executor:

@@ -11,8 +11,8 @@ from typing import Any
 
 from speedster_dist.artifacts import LearnerIO, WinnerEntry
 from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.present import format_trials
 from speedster_dist.records import SavedCandidate, SearchOutcome
-from speedster_dist.summary import format_trials
 
 __all__ = ["learner_from_outcome", "winner_entries"]
 

@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, errors, the cluster connection, tables."""
+"""What every command shares: exit codes, errors, the cluster connection."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ __all__ = [
     "CliError",
     "add_shared_options",
     "connect_cluster",
-    "table",
 ]
 
 EXIT_OK = 0
@@ -61,12 +60,3 @@ def connect_cluster(address: str) -> str:
         return connect(address)
     except ClusterConnectionError as exc:
         raise CliError(str(exc)) from exc
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain text table (the CLI's result output), styled on a terminal."""
-    import sys
-
-    from speedster_dist.display import is_terminal, render_table
-
-    return render_table(headers, rows, styled=is_terminal(sys.stdout))

@@ -9,10 +9,10 @@ from typing import Any
 
 from speedster_dist.artifacts import write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
-from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import parse_run_options
+from speedster_dist.present import say
 from speedster_dist.records import TrialResult
 
 __all__ = ["JOB_OPTIONS", "JobSpec", "optimization_time", "run_job"]

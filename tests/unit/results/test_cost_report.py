@@ -7,7 +7,7 @@ import re
 
 from speedster_dist.cost import parse_prices
 from speedster_dist.results import read_history, render_report
-from speedster_dist.results._cost_report import FRONTIER_COLOR
+from speedster_dist.results.report._costs import FRONTIER_COLOR
 
 from .fleet import CPU, GPU, fleet
 

@@ -248,7 +248,7 @@ def test_a_bar_text_past_the_axes_stays_inside_the_saved_chart():
     a wider chart, and every line of it starts inside the SVG's width."""
     import re
 
-    from speedster_dist.results._charts import Bar, bar_chart
+    from speedster_dist.results.report._charts import Bar, bar_chart
 
     def drawn(text: str) -> tuple[float, list[float]]:
         svg = bar_chart("speed-up", [Bar("model · cpu", 3.1, "#1f77b4", text)], "x")

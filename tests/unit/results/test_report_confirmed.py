@@ -5,7 +5,7 @@ counts them as trials or as nightly figures."""
 from datetime import timedelta
 
 from speedster_dist.results import compare_run, read_history, render_report
-from speedster_dist.results._cost_report import _best_per_type
+from speedster_dist.results.report._costs import _best_per_type
 
 from .conftest import DAY0, confirm, nightly, run, trial
 from .fleet import CPU, GPU, fleet

@@ -11,6 +11,7 @@ import pytest
 
 import speedster_dist.runtime._confirm as confirm_module
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.present import format_summary
 from speedster_dist.records import (
     Candidate,
     Confirmation,
@@ -20,7 +21,6 @@ from speedster_dist.records import (
 from speedster_dist.runtime import InlineExecutor, RayExecutor, confirm_task, run_search
 from speedster_dist.runtime._confirm import round_settings
 from speedster_dist.search import Budget, SpaceSettings
-from speedster_dist.summary import format_summary
 
 from .conftest import FAKE_HW, fake_probe
 from .test_executors import A, FakeRay, Ref, _fake_ray, _hw

@@ -1,4 +1,5 @@
-"""What the report's sections share: number and time formats, HTML tables."""
+"""What the report's sections share: time formats and HTML tables (latencies read as in the
+terminal: :func:`speedster_dist.present.ms`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,9 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-__all__ = ["Row", "ms", "table", "when"]
+__all__ = ["Row", "table", "when"]
 
 Row = Mapping[str, Any]
-
-
-def ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1e3:.3g} ms"
 
 
 def when(row: Row) -> str:

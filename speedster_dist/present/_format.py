@@ -1,6 +1,6 @@
-"""How results are shown to people: tables (rich) and candidate labels.
+"""How values read for people: tables (rich), latencies and candidate knobs.
 
-A leaf: anything may import it, and it imports neither torch nor pyarrow. Tables are drawn by
+It imports neither torch nor pyarrow (rich only when a table is drawn). Tables are drawn by
 ``rich``: styled (colours, rounded boxes, wrapped cells) on a terminal, plain otherwise (ASCII
 or Markdown boxes, one row per line, no colour), so that logs, pipes and captured output stay
 readable and parseable.
@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["is_terminal", "knob_text", "render_table", "shown_knobs"]
+__all__ = ["is_terminal", "knob_text", "ms", "render_table", "shown_knobs", "terminal_table"]
 
 # Knobs whose value counts held-in samples, 0 meaning all of them.
 _SAMPLE_KNOBS = ("calibration_samples",)
 # Plain tables never wrap: a row is one line, whatever its width.
 _PLAIN_WIDTH = 4000
+
+
+def ms(seconds: float | None, missing: str = "", decimals: int | None = None) -> str:
+    """``seconds`` in milliseconds, e.g. ``4.21 ms``: three significant digits, or
+    ``decimals`` fixed ones (the summary's tables); ``missing`` when there is no figure."""
+    if seconds is None:
+        return missing
+    value = seconds * 1e3
+    return f"{value:.{decimals}f} ms" if decimals is not None else f"{value:.3g} ms"
 
 
 def shown_knobs(knobs: Mapping[str, Any], calibration: int | None = None) -> dict[str, Any]:
@@ -93,6 +103,17 @@ def render_table(
     console.print(table)
     lines = [line.rstrip() for line in out.getvalue().splitlines()]
     return "\n".join(lines).strip("\n")  # a Markdown box has an empty top edge
+
+
+def terminal_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    stream: TextIO | None = None,
+    styles: Mapping[str, str] | None = None,
+) -> str:
+    """The table for ``stream`` (default stdout): styled when it is a terminal, else plain."""
+    styled = is_terminal(stream if stream is not None else sys.stdout)
+    return render_table(headers, rows, styled=styled, styles=styles)
 
 
 def _cell(text: str, styles: Mapping[str, str] | None) -> Any:

@@ -2,7 +2,7 @@ import io
 import re
 import time
 
-from speedster_dist.progress import SearchProgress
+from speedster_dist.present import SearchProgress
 from speedster_dist.records import Candidate, LatencyStats, TrialResult, TrialStatus
 
 CPU = "cpu-intel-xeon-avx512vnni-8c"

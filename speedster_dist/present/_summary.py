@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from speedster_dist.cost import PriceTable, cost_rows, format_costs
-from speedster_dist.display import render_table
-from speedster_dist.records import Confirmation, SearchOutcome, TrialResult
+from speedster_dist.cost import CostRow, PriceTable, cost_rows, fastest_and_cheapest
+from speedster_dist.present._format import ms, render_table
+from speedster_dist.records import Confirmation, ConfirmedLatency, SearchOutcome, TrialResult
 
-__all__ = ["format_fleet", "format_summary", "format_trials", "metric_line", "progress_line"]
+__all__ = [
+    "format_costs",
+    "format_fleet",
+    "format_summary",
+    "format_trials",
+    "metric_line",
+    "progress_line",
+]
 
 _STYLES = {"complete": "green", "failed": "red", "rejected": "yellow", "n/a": "dim"}
 # Why the original has a metric drop at all: it is measured like every candidate.
@@ -23,7 +30,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], styled: bool =
 
 
 def _ms(result: TrialResult | None) -> str:
-    return f"{result.latency.p50 * 1e3:.2f} ms" if result and result.latency else "n/a"
+    return ms(result.latency.p50 if result and result.latency else None, "n/a", decimals=2)
 
 
 def _throughput(result: TrialResult | None, batch: int) -> float | None:
@@ -71,13 +78,17 @@ def _confirmed_rows(
     if mine is None or theirs is None or speedup is None or base is None:
         return []
 
-    def ms(entry: object) -> str:
-        p50, low, high = (getattr(entry, k) * 1e3 for k in ("p50", "low", "high"))
-        return f"{p50:.2f} ms ({low:.2f}-{high:.2f})"
+    def spread(entry: ConfirmedLatency) -> str:
+        return f"{ms(entry.p50, decimals=2)} ({entry.low * 1e3:.2f}-{entry.high * 1e3:.2f})"
 
     ratio, low, high = speedup
     return [
-        ["latency (p50 per batch)", ms(theirs), ms(mine), f"{ratio:.2f}x ({low:.2f}-{high:.2f})"],
+        [
+            "latency (p50 per batch)",
+            spread(theirs),
+            spread(mine),
+            f"{ratio:.2f}x ({low:.2f}-{high:.2f})",
+        ],
         [
             "throughput (samples/s)",
             f"{batch / theirs.p50:.1f}",
@@ -260,3 +271,26 @@ def progress_line(done: int, result: TrialResult) -> str:
     candidate = result.candidate
     status = result.status.value
     return f"[trial {done}] {candidate.hardware_key} {candidate.label}: {status}{extra}"
+
+
+def format_costs(rows: list[CostRow], prices: PriceTable) -> str:
+    """Cost lines for a summary: every type's cost per 1M, then the fastest and cheapest."""
+    if not rows:
+        return ""
+    lines = [f"Cost per 1M inferences ({prices.currency}, one node at list price):"]
+    for row in sorted(rows, key=lambda r: r.p50_s):
+        cost = f"{row.cost_per_1m:.4g}" if row.cost_per_1m is not None else "no price"
+        price = f"{row.price_per_hour:g}/h" if row.price_per_hour is not None else "-"
+        lines.append(
+            f"  {row.hardware_type}: {cost} ({row.label}, {ms(row.p50_s)}, "
+            f"{row.throughput_per_s:.4g}/s, {price})"
+        )
+    fastest, cheapest = fastest_and_cheapest(rows)
+    if fastest is not None:
+        lines.append(f"Fastest hardware type: {fastest.hardware_type}")
+    if cheapest is not None:
+        lines.append(
+            f"Cheapest hardware type: {cheapest.hardware_type} "
+            f"({cheapest.cost_per_1m:.4g} {prices.currency} per 1M inferences)"
+        )
+    return "\n".join(lines)

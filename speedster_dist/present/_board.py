@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from speedster_dist.present._format import ms, render_table
+
 __all__ = ["SweepBoard"]
 
 
@@ -55,15 +57,11 @@ class SweepBoard:
             if not mine:
                 rows.append([name, "-", status, "0", "-"])
             for key, cell in mine:
-                best = f"{cell.best_s * 1e3:.3g} ms {cell.best_label}" if cell.best_s else "-"
+                best = f"{ms(cell.best_s)} {cell.best_label}" if cell.best_s else "-"
                 rows.append([name, key, cell.status, str(cell.trials), best])
         return rows
 
-    def render(self) -> str:
+    def render(self, styled: bool = False) -> str:
+        """The table: ``styled`` for a terminal, else plain ASCII (one row per line)."""
         headers = ["model", "hardware type", "status", "trials", "best so far (p50)"]
-        rows = [headers, *self.rows()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-        return "\n".join(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        )
+        return render_table(headers, self.rows(), styled=styled)

@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.cost import PriceTable
-from speedster_dist.results._cost_report import cost_column, cost_section
 from speedster_dist.results._history import read_history
-from speedster_dist.results._html import Row, table, when
-from speedster_dist.results._plots import drop_charts, latency_charts, speedup_chart
 from speedster_dist.results._regress import RegressionSettings, candidate_label
-from speedster_dist.results._report_nights import (
+from speedster_dist.results._winners import Winner, find_winners
+from speedster_dist.results.report._costs import cost_column, cost_section
+from speedster_dist.results.report._html import Row, table, when
+from speedster_dist.results.report._nights import (
     flagged_keys,
     nightly_verdicts,
     regressions_section,
 )
-from speedster_dist.results._report_winners import WinnerColumn, winners_section
-from speedster_dist.results._winners import Winner, find_winners
+from speedster_dist.results.report._plots import drop_charts, latency_charts, speedup_chart
+from speedster_dist.results.report._winner_table import WinnerColumn, winners_section
 
 __all__ = ["WinnerColumn", "render_report", "write_report"]
 

@@ -18,11 +18,12 @@ from speedster_dist.cost import (
     fastest_and_cheapest,
     frontier,
 )
+from speedster_dist.present import ms
 from speedster_dist.results._regress import candidate_label
+from speedster_dist.results.report._html import Row
 
 __all__ = ["FRONTIER_COLOR", "POINT_COLOR", "cost_column", "cost_section"]
 
-Row = Mapping[str, Any]
 FRONTIER_COLOR = "#d62728"  # the frontier line and its points
 POINT_COLOR = "#1f77b4"  # every priced hardware type
 
@@ -107,7 +108,7 @@ def _table(rows: list[CostRow], prices: PriceTable) -> str:
         cells = [
             row.hardware_type,
             row.label,
-            f"{row.p50_s * 1e3:.3g} ms",
+            ms(row.p50_s),
             f"{row.throughput_per_s:.4g}",
             price,
             cost,

@@ -1,6 +1,6 @@
 import io
 
-from speedster_dist.display import is_terminal, knob_text, render_table
+from speedster_dist.present import is_terminal, knob_text, render_table
 
 HEADERS = ["hardware type", "winner", "p50"]
 ROWS = [

@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable, Sequence
 from html import escape
 
-from speedster_dist.display import knob_text
-from speedster_dist.results._html import Row, ms, table, when
-from speedster_dist.results._plots import threshold_of
+from speedster_dist.present import knob_text, ms
 from speedster_dist.results._winners import Winner
+from speedster_dist.results.report._html import Row, table, when
+from speedster_dist.results.report._plots import threshold_of
 
 __all__ = ["WinnerColumn", "winners_section"]
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from speedster_dist.results._html import Row, ms, table
+from speedster_dist.present import ms
 from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
+from speedster_dist.results.report._html import Row, table
 
 __all__ = ["flagged_keys", "judged_text", "nightly_verdicts", "regressions_section"]
 

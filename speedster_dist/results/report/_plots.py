@@ -10,7 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from speedster_dist.results._charts import (
+from speedster_dist.results._regress import candidate_label
+from speedster_dist.results._winners import Winner
+from speedster_dist.results.report._charts import (
     PALETTE,
     Bar,
     Point,
@@ -19,8 +21,6 @@ from speedster_dist.results._charts import (
     drop_chart,
     line_chart,
 )
-from speedster_dist.results._regress import candidate_label
-from speedster_dist.results._winners import Winner
 
 __all__ = ["drop_charts", "latency_charts", "speedup_chart", "threshold_of"]
 

@@ -1,5 +1,6 @@
 """The summary names the metric that judged the candidates and the winner's technique."""
 
+from speedster_dist.present import format_summary, metric_line
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
@@ -9,7 +10,6 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.summary import format_summary, metric_line
 
 KEY = "cpu-test-vnni"
 

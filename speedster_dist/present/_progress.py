@@ -1,10 +1,11 @@
-"""What happens as each trial finishes: a progress display, and a row in the history when asked.
+"""Progress for people: the search's display as each trial finishes, and the fleet's status
+lines.
 
 On a terminal the display is one ``rich`` bar per hardware type (trials done of planned, the
 best p50 so far, the time left in the budget), with a line per finished trial above the bars.
 Anywhere else (a pipe, a log, a captured stream) it is one plain line per finished trial,
 nothing redrawn, so that logs stay readable and parseable. ``progress=False`` (``--quiet``)
-shows nothing. Everything goes to stderr: stdout stays the summary.
+shows nothing. Everything goes to stderr: stdout stays the summary (or a command's result).
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import sys
 import time
 from typing import Any, TextIO
 
-from speedster_dist.display import is_terminal
-from speedster_dist.options import RunOptions
-from speedster_dist.records import TrialResult
-from speedster_dist.summary import progress_line
+from speedster_dist.present._format import is_terminal, ms
+from speedster_dist.present._summary import progress_line
+from speedster_dist.records import SearchOutcome, TrialResult
 
-__all__ = ["SearchProgress", "trial_observer"]
+__all__ = ["SearchProgress", "say"]
+
+
+def say(message: str) -> None:
+    """A timestamped progress or status line of the fleet workflows (stderr)."""
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def _best_text(result: TrialResult | None) -> str:
     if result is None or result.latency is None:
         return "best: -"
-    return f"best: {result.latency.p50 * 1e3:.3g} ms {result.candidate.label}"
+    return f"best: {ms(result.latency.p50)} {result.candidate.label}"
 
 
 class SearchProgress:
@@ -126,9 +132,9 @@ class SearchProgress:
             best=_best_text(self.best.get(key)),
         )
 
-    def confirmed(self, outcome: Any) -> None:
-        """The search is over (a :class:`~speedster_dist.records.SearchOutcome`): its
-        confirmations are recorded where the trials are (nothing to do without a history)."""
+    def confirmed(self, outcome: SearchOutcome) -> None:
+        """The search is over: a subclass that records the trials records its confirmations
+        too (the display has nothing to add)."""
 
     def close(self) -> None:
         """Stop redrawing (the bars stay on the screen, complete or not)."""
@@ -137,38 +143,3 @@ class SearchProgress:
                 self._update(key)
             self._bars.stop()
             self._bars = None
-
-
-class _Observer(SearchProgress):
-    """The display, plus one history row per finished trial."""
-
-    def __init__(self, writer: Any, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.writer = writer
-
-    def __call__(self, result: TrialResult) -> None:
-        self.writer.append(result)
-        super().__call__(result)
-
-    def confirmed(self, outcome: Any) -> None:
-        """One history row per re-timed contender (the baseline and the best candidates of
-        each confirmed hardware type): the confirmed figures are measurements too."""
-        for confirmation in outcome.confirmed.values():
-            self.writer.append_confirmation(confirmation, outcome.results)
-
-
-def trial_observer(options: RunOptions, model: Any, fingerprint: str, batch: int) -> SearchProgress:
-    """The progress display, plus one history row per trial when ``history=`` is given:
-    every trial is written as soon as it finishes, so nothing measured is lost later.
-    Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; give it the outcome
-    (``confirmed``) to record the confirmation, and ``close()`` it after."""
-    shown: dict[str, Any] = {"enabled": options.progress, "budget_s": options.budget.seconds}
-    if options.history is None:
-        return SearchProgress(**shown)
-    from speedster_dist.results import open_history
-
-    quick = options.measure.brief
-    writer = open_history(
-        options.history, model, fingerprint, batch, options.history_settings(), quick
-    )
-    return _Observer(writer, **shown)

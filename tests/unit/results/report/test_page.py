@@ -6,9 +6,9 @@ import pytest
 from speedster_dist.records import TrialStatus
 from speedster_dist.results import read_history, render_report, write_report
 
-from .conftest import DAY0, nightly, run, trial
-from .fleet import CPU, GPU, fleet
-from .page import cells, chart_text
+from ..conftest import DAY0, nightly, run, trial
+from ..fleet import CPU, GPU, fleet
+from ..page import cells, chart_text
 
 
 def page(history, **kw):

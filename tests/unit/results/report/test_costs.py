@@ -7,9 +7,9 @@ import re
 
 from speedster_dist.cost import parse_prices
 from speedster_dist.results import read_history, render_report
-from speedster_dist.results.report._costs import FRONTIER_COLOR
+from speedster_dist.results.report import FRONTIER_COLOR
 
-from .fleet import CPU, GPU, fleet
+from ..fleet import CPU, GPU, fleet
 
 
 def test_with_prices_the_report_has_cost_per_million_and_the_frontier(tmp_path):

@@ -7,9 +7,9 @@ from datetime import timedelta
 from speedster_dist.results import compare_run, read_history, render_report
 from speedster_dist.results.report._costs import _best_per_type
 
-from .conftest import DAY0, confirm, nightly, run, trial
-from .fleet import CPU, GPU, fleet
-from .page import cells
+from ..conftest import DAY0, confirm, nightly, run, trial
+from ..fleet import CPU, GPU, fleet
+from ..page import cells
 
 BASE_ROUNDS = [0.0100, 0.0098, 0.0102, 0.0099, 0.0101]
 OV_ROUNDS = [0.0034, 0.0033, 0.0035, 0.0032, 0.0034]  # re-timed, openvino beats onnxruntime

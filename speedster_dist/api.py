@@ -52,6 +52,8 @@ def optimize_model(
     device: str | None = None,
     tokenizer: Any = None,
     tokenizer_args: Mapping[str, Any] | None = None,
+    *,
+    executor: Executor | None = None,
     **kwargs: Any,
 ) -> HardwareKeyedLearner:
     """Find the fastest accurate way to run ``model`` on every hardware type of the cluster.
@@ -71,8 +73,8 @@ def optimize_model(
     ``runtime_env`` (the Ray job's runtime environment, or ``"package"`` to ship this
     speedster_dist to nodes where it is not installed; docs/cluster.md), ``history`` (a
     folder, or a :class:`speedster_dist.results.HistoryTarget`): every trial is appended to
-    that Parquet history as soon as it finishes (docs/cli.md). ``executor``: run the trials
-    there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
+    that Parquet history as soon as it finishes (docs/cli.md). ``executor`` (keyword only): run
+    the trials there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
     ``confirm_rounds`` (default 5; 0: off) and ``confirm_top`` (default 3): after the search,
     the baseline and the ``confirm_top`` fastest candidates of each hardware type are re-timed
     side by side, in alternating order over ``confirm_rounds`` rounds, on a node of that type;
@@ -91,17 +93,17 @@ def optimize_model(
     if config_file is not None:
         raise InputError("config_file is not supported: pass the settings as arguments")
     options = parse_run_options(
-        metric_drop_ths,
-        metric,
-        optimization_time,
-        ignore_compilers,
-        ignore_compressors,
-        device,
-        kwargs,
+        metric_drop_ths=metric_drop_ths,
+        metric=metric,
+        optimization_time=optimization_time,
+        ignore_compilers=ignore_compilers,
+        ignore_compressors=ignore_compressors,
+        device=device,
+        extras=kwargs,
     )
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
-    executor = _executor(options)
+    executor = executor if executor is not None else _ray_executor(options)
     observer = _trial_observer(options, model, payload.source.fingerprint, prepared.batch)
     try:
         outcome = run_search(
@@ -180,11 +182,8 @@ def _trial_observer(
     return _Recorder(writer, **shown)
 
 
-def _executor(options: RunOptions) -> Executor:
-    """The caller's executor, else Ray: connected (or started) now, after validation."""
-    if options.executor is not None:
-        executor: Executor = options.executor
-        return executor
+def _ray_executor(options: RunOptions) -> Executor:
+    """Ray, connected (or started) now, after validation."""
     runtime_env = package_runtime_env() if options.runtime_env == "package" else options.runtime_env
     connect(options.cluster, runtime_env)
     return RayExecutor(trial_timeout_s=options.trial_timeout_s)

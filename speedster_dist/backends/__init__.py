@@ -11,6 +11,8 @@ from speedster_dist.backends._protocol import (
 )
 from speedster_dist.backends._registry import (
     BASELINE_BACKEND,
+    ENTRY_POINT_GROUP,
+    EXTRA_BACKENDS_ENV,
     UnknownBackendError,
     backend_names,
     get_backend,
@@ -19,6 +21,8 @@ from speedster_dist.backends._registry import (
 
 __all__ = [
     "BASELINE_BACKEND",
+    "ENTRY_POINT_GROUP",
+    "EXTRA_BACKENDS_ENV",
     "Backend",
     "BuildConfig",
     "Capability",

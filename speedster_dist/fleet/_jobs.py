@@ -63,13 +63,17 @@ class JobSpec:
         """Check the search settings now (InputError), before any model loads or Ray starts:
         the same checks ``optimize_model`` makes, NaN and infinity thresholds included."""
         parse_run_options(
-            self.metric_drop_ths,
-            self.metric,
-            optimization_time(self.optimization_time),
-            self.ignore_compilers,
-            self.ignore_compressors,
-            self.device,
-            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size, **self.fleet()},
+            metric_drop_ths=self.metric_drop_ths,
+            metric=self.metric,
+            optimization_time=optimization_time(self.optimization_time),
+            ignore_compilers=self.ignore_compilers,
+            ignore_compressors=self.ignore_compressors,
+            device=self.device,
+            extras={
+                "trial_timeout": self.trial_timeout,
+                "batch_size": self.batch_size,
+                **self.fleet(),
+            },
         )
 
     def fleet(self) -> dict[str, Any]:

@@ -211,12 +211,11 @@ def contract_payload(
     with torch.inference_mode():
         reference = [tuple(model.source.module(*s)) for s in model.validation]
     return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        metric_drop_ths,
-        measure or MeasureSettings(),
+        source=model.source,
+        calibration=model.calibration,
+        validation=model.validation,
+        reference_outputs=reference,
+        metric=numeric_precision_drop,
+        metric_drop_ths=metric_drop_ths,
+        measure=measure or MeasureSettings(),
     )

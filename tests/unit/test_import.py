@@ -95,3 +95,14 @@ def test_an_in_process_search_needs_no_ray_optuna_pyarrow_or_openvino():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("ok")
     assert "onnxruntime" in proc.stdout  # searched, as the GPU machine's onnxruntime would be
+
+
+def test_package_exports_the_speedster_entry_points():
+    import speedster_dist
+    from speedster_dist.api import optimize_model
+    from speedster_dist.artifacts import LearnerMetadata
+    from speedster_dist.learner import load_model
+
+    assert speedster_dist.optimize_model is optimize_model
+    assert speedster_dist.LearnerMetadata is LearnerMetadata
+    assert speedster_dist.load_model is load_model

@@ -5,6 +5,7 @@ Ray executor's stand-in); the confirmed fastest wins; a failed confirmation lose
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_contender_that_no_longer_builds_means_not_confirmed(fakes, payload):
 
 
 def search(payload, executor, rounds=3, **kw):
-    payload.metric_drop_ths = 0.01
+    payload = replace(payload, metric_drop_ths=0.01)
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
     return run_search(executor, payload, settings, UNLIMITED, confirm_rounds=rounds, **kw)
 

@@ -8,6 +8,7 @@ known best is fp16 with slowdown=1.
 import itertools
 import math
 import time
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -31,8 +32,7 @@ class Interrupted(Exception):
 
 
 def optuna_search(payload, storage=None, resume=False, budget=UNLIMITED, searchers=None, **kw):
-    payload.metric_drop_ths = 0.01
-    payload.measure = TIMING
+    payload = replace(payload, metric_drop_ths=0.01, measure=TIMING)
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
 
     def make(hardware, space):

@@ -8,13 +8,21 @@ from typing import Any
 
 import torch
 
-from speedster_dist.backends._protocol import SourceModel, Tensors, UnsupportedCandidate
+from speedster_dist.backends._protocol import (
+    BuildConfig,
+    SourceModel,
+    Tensors,
+    UnsupportedCandidate,
+)
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = [
     "PRECISION_DTYPES",
     "TorchCompiled",
+    "TorchScriptFiles",
     "as_tuple",
+    "build_dtype",
+    "cuda_unavailable",
     "require_module",
     "save_portable",
     "set_tf32",
@@ -140,3 +148,38 @@ PRECISION_DTYPES: dict[Precision, torch.dtype] = {
     Precision.FP16: torch.float16,
     Precision.BF16: torch.bfloat16,
 }
+
+
+def build_dtype(backend: str, config: BuildConfig) -> torch.dtype:
+    """The dtype ``config`` builds in; reduced precisions run on GPUs only (UnsupportedCandidate
+    says so for the others)."""
+    dtype = PRECISION_DTYPES.get(config.precision)
+    if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
+        raise UnsupportedCandidate(
+            f"{backend} does not build {config.precision.value} on {config.device.value}"
+        )
+    return dtype
+
+
+def cuda_unavailable(device: DeviceKind) -> str | None:
+    """Why torch cannot run on ``device`` here (None when it can)."""
+    if device is DeviceKind.GPU and not torch.cuda.is_available():
+        return "no CUDA device visible to torch"
+    return None
+
+
+class TorchScriptFiles:
+    """What the backends that save TorchScript files share (the eager baseline, TorchScript):
+    their availability and their loading."""
+
+    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
+    saves_code = True
+    file_options = ("file",)  # load options that name one of the saved files
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        return cuda_unavailable(device)
+
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> TorchCompiled:
+        return load_torchscript(directory, options, device)

@@ -36,8 +36,9 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
-    PRECISION_DTYPES,
     TorchCompiled,
+    build_dtype,
+    cuda_unavailable,
     require_module,
     saved_dtype,
     set_tf32,
@@ -166,11 +167,7 @@ def _warmup_samples(model: SourceModel, calibration: Sequence[Tensors]) -> list[
 
 
 def _prepare(model: SourceModel, config: BuildConfig) -> tuple[torch.nn.Module, torch.dtype]:
-    dtype = PRECISION_DTYPES.get(config.precision)
-    if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
-        raise UnsupportedCandidate(
-            f"torch_compile does not build {config.precision.value} on {config.device.value}"
-        )
+    dtype = build_dtype("torch_compile", config)
     module = require_module(model)
     if config.device is DeviceKind.CPU and dtype is torch.float32:
         return module.eval(), dtype
@@ -245,8 +242,9 @@ class TorchCompileBackend:
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU:
-            if not torch.cuda.is_available():
-                return "no CUDA device visible to torch"
+            no_cuda = cuda_unavailable(device)
+            if no_cuda is not None:
+                return no_cuda
             if importlib.util.find_spec("triton") is None:
                 return "inductor needs triton for CUDA kernels; it is not installed"
             return None

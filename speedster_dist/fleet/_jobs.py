@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import write_kit
+from speedster_dist.artifacts import KIT_FILE, sha256_file, write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
 from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
@@ -145,9 +145,11 @@ def run_job(
         **spec.fleet(),
     )
     if spec.out is not None:
-        learner.save(spec.out)
-        say(f"{spec.name}: learner saved to {spec.out} ({', '.join(learner.hardware_types())})")
-        if spec.kit:
+        kit_sha256 = None
+        if spec.kit:  # first: the learner's manifest records (and its signature covers) it
             name = spec.model_name or spec.name  # the rebench records the same model name
-            write_kit(spec.out, name, model_source, input_source, spec.search_options())
+            kit = write_kit(spec.out, name, model_source, input_source, spec.search_options())
+            kit_sha256 = sha256_file(kit / KIT_FILE)
+        learner.save(spec.out, kit_sha256=kit_sha256)
+        say(f"{spec.name}: learner saved to {spec.out} ({', '.join(learner.hardware_types())})")
     return learner

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -60,25 +60,55 @@ def _complete_prefix(data: bytes) -> int:
             end = data.rfind(b"\n", 0, end) + 1
             continue
         start = data.rfind(b"\n", 0, end - 1) + 1
-        try:
-            json.loads(data[start:end])
+        if _parse(data[start:end])[1] is None:
             return end
-        except (ValueError, RecursionError):  # a terminated but garbled record: cut it too
-            end = start
+        end = start  # a terminated but garbled record: cut it too
     return 0
+
+
+# Optuna's records nest a few levels; deeper lines are refused before json.loads, whose
+# recursion would reach the interpreter's limit (and run finalizers at that depth).
+_MAX_DEPTH = 64
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
+
+
+def _depth(line: bytes) -> int:
+    """How deep the arrays and objects of ``line`` nest (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped = byte == _BACKSLASH
+            in_string = byte != _QUOTE
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in _CLOSE:
+            depth -= 1
+    return deepest
+
+
+def _parse(line: bytes) -> tuple[Any, str | None]:
+    """The JSON value of ``line``, or why it is not one."""
+    # Counting brackets is fast; the exact depth is only worked out for lines with many.
+    if line.count(b"[") + line.count(b"{") > _MAX_DEPTH and _depth(line) > _MAX_DEPTH:
+        return None, f"nested more than {_MAX_DEPTH} levels deep"
+    try:
+        return json.loads(line), None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, a number too long to read
+        return None, f"not JSON: {exc}"
 
 
 def _record_problem(line: bytes) -> str | None:
     """Why ``line`` is not an Optuna journal record; None when it is one."""
-    try:
-        record = json.loads(line)
-    except RecursionError:
-        return "nested too deeply"
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8, a number too long to read
-        return f"not JSON: {exc}"
-    if not isinstance(record, dict) or "op_code" not in record:
+    record, problem = _parse(line)
+    if problem is None and (not isinstance(record, dict) or "op_code" not in record):
         return "JSON, but not an Optuna journal record (no op_code)"
-    return None
+    return problem
 
 
 def check_journal(path: Path) -> None:

@@ -1,6 +1,7 @@
 """What ``study_storage`` may be (checked before any trial), how each kind is opened and
 resumed, readable study names with their metric named, and damaged journals refused."""
 
+import json
 import sys
 from typing import Any
 
@@ -135,7 +136,7 @@ def test_an_unreachable_database_is_a_storage_error_naming_it(tmp_path):
         (b'{"op_code": 5, "worker_id": "w", "tri\n', "not JSON"),
         (b"\xff\xfe garbage\n", "not JSON"),
         (b"[1, 2, 3]\n", "JSON, but not an Optuna journal record"),
-        (b"[" * 100_000 + b"\n", "nested too deeply"),
+        (b"[" * 100_000 + b"\n", "nested more than 64 levels deep"),
     ],
 )
 def test_a_journal_damaged_in_the_middle_names_its_file_and_line(tmp_path, line, problem):
@@ -149,3 +150,21 @@ def test_a_journal_damaged_in_the_middle_names_its_file_and_line(tmp_path, line,
     assert f"the Optuna journal {path} is damaged at line 3 ({problem}" in message
     assert f"mv '{path}' '{path}.damaged'" in message  # how to start fresh
     check_journal(tmp_path / "missing.journal")  # nothing to check: no error
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
+    path = tmp_path / "studies.journal"
+    drive(OptunaSearcher(space(), storage=path, name="s"), max_tells=1)
+    # a record whose user attribute is text full of brackets (and escaped quotes): valid
+    text = '[{\\"' * 200
+    record = {"op_code": 8, "worker_id": "w", "trial_id": 0, "user_attr": {"reason": text}}
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    check_journal(path)
+    deep = len(path.read_bytes().splitlines()) + 1
+    with path.open("a") as handle:  # one object nested 65 deep, as a whole line
+        handle.write('{"a": ' * 65 + "1" + "}" * 65 + "\n")
+        handle.write(json.dumps(record) + "\n")
+    with pytest.raises(StudyStorageError) as info:
+        check_journal(path)
+    assert f"at line {deep} (nested more than 64 levels deep)" in str(info.value)

@@ -29,6 +29,8 @@ from speedster_dist.search import (
     SearcherFactory,
     SearchHistory,
     SpaceSettings,
+    StudyStorageError,
+    check_storage,
     optuna_searcher_factory,
     parse_optimization_time,
 )
@@ -98,7 +100,7 @@ class RunOptions:
     runtime_env: Any = None  # None, "package" or a Ray runtime environment dict
     searcher: str = "optuna"
     search_seed: int = DEFAULT_SEED
-    study_storage: Any = None  # None: ~/.cache/speedster-dist/studies
+    study_storage: Any = None  # None: ~/.cache/speedster-dist/studies (search/_storage.py)
     resume: bool = False
     batch_size: int = 1
     measure: MeasureSettings = field(default_factory=MeasureSettings)
@@ -156,9 +158,10 @@ class RunOptions:
             "devices": sorted(d.value for d in self.devices),
         }
 
-    def searcher_factory(self, model_fingerprint: str) -> SearcherFactory:
-        """One searcher per hardware type: an Optuna study named after the model and the
-        settings that change what "best" means, or the exhaustive searcher."""
+    def searcher_factory(self, model_fingerprint: str, model_name: str = "") -> SearcherFactory:
+        """One searcher per hardware type: an Optuna study named after the model (``model_name``
+        for people, the fingerprint for identity) and the settings that change what "best"
+        means, or the exhaustive searcher."""
         if self.searcher == "exhaustive":
             return lambda hardware, space: ExhaustiveSearcher(space)
         identity = {
@@ -170,7 +173,12 @@ class RunOptions:
         }
         storage: StudyStorage = self.study_storage or private_dir(cache_root() / "studies")
         return optuna_searcher_factory(
-            storage, model_fingerprint, identity, resume=self.resume, seed=self.search_seed
+            storage,
+            model_fingerprint,
+            identity,
+            model_name=model_name,
+            resume=self.resume,
+            seed=self.search_seed,
         )
 
 
@@ -212,7 +220,7 @@ def parse_run_options(
         runtime_env=_runtime_env(extras.get("runtime_env")),
         searcher=_searcher(extras.get("searcher", "optuna")),
         search_seed=_seed(extras.get("search_seed", DEFAULT_SEED)),
-        study_storage=extras.get("study_storage"),
+        study_storage=_study_storage(extras.get("study_storage")),
         resume=bool(extras.get("resume", False)),
         batch_size=_batch_size(extras.get("batch_size", 1)),
         measure=_measure(extras.get("measure_settings")),
@@ -249,6 +257,13 @@ def _threshold(value: Any) -> float | None:
             "number such as 0.05 (NaN or infinity would accept any candidate)"
         )
     return float(value)
+
+
+def _study_storage(value: Any) -> Any:
+    try:
+        return check_storage(value)
+    except StudyStorageError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _positive(name: str, value: Any) -> float:

@@ -64,7 +64,7 @@ def _probe() -> str | None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        return "openvino not installed"
+        return "openvino not installed: pip install 'speedster-dist[openvino]' (or [cpu])"
     try:
         devices = _core().available_devices
     except Exception as err:  # a broken install must not break the search
@@ -298,6 +298,9 @@ class OpenVinoBackend:
             raise UnsupportedCandidate(
                 f"openvino does not build {config.precision.value} on {config.device.value}"
             )
+        reason = _probe()
+        if reason is not None:
+            raise UnsupportedCandidate(reason)
         properties = compile_properties(config.precision, config.knobs)
         if config.precision is Precision.INT8 and config.technique == NNCF_TECHNIQUE:
             properties["INFERENCE_PRECISION_HINT"] = _int8_float_hint(config)
@@ -310,8 +313,9 @@ class OpenVinoBackend:
     def load(
         self, directory: Path, options: Mapping[str, Any], device: DeviceKind
     ) -> OpenVinoCompiled:
-        if device is not _CPU:
-            raise UnsupportedCandidate("the openvino backend runs on the CPU device only")
+        reason = self.unavailable_reason(device)
+        if reason is not None:  # e.g. a learner with an OpenVINO winner, openvino missing here
+            raise UnsupportedCandidate(reason)
         ov_model = _core().read_model(
             str(directory / options["xml"]), str(directory / options["bin"])
         )

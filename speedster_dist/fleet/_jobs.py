@@ -43,7 +43,9 @@ class JobSpec:
     model_name: str = ""
     node_groups: tuple[str, ...] = ()  # () : the cluster's own groups (docs/cluster.md)
     group_wait: float = 600.0
-    study_storage: Path | None = None  # where the Optuna studies live (default: the cache)
+    # Where the Optuna studies live: a storage URL, a journal file or a folder (default: the
+    # cache). Text, not a Path: "sqlite:///x.db" must keep its slashes.
+    study_storage: str | None = None
     resume: bool = False  # continue this job's stored studies (finished trials are kept)
     prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
 
@@ -80,7 +82,7 @@ class JobSpec:
         return {
             "node_groups": groups,
             "group_wait": self.group_wait,
-            "study_storage": str(self.study_storage) if self.study_storage else None,
+            "study_storage": self.study_storage,
             "resume": self.resume,
             "prices": str(self.prices) if self.prices else None,
         }

@@ -57,7 +57,9 @@ class LoadPoint:
         _whole("batch_size (requests per call)", self.batch_size)
         _whole("concurrency (calls in flight)", self.concurrency)
         knobs = self.knobs
-        pairs = sorted(knobs.items()) if isinstance(knobs, Mapping) else list(knobs)
+        pairs = sorted(
+            knobs.items() if isinstance(knobs, Mapping) else knobs, key=lambda kv: str(kv[0])
+        )
         for name, value in pairs:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"knob {name!r} must be finite, got {value!r}")
@@ -67,7 +69,7 @@ class LoadPoint:
     def make(
         cls, batch_size: int, concurrency: int, knobs: Mapping[str, Any] | None = None
     ) -> LoadPoint:
-        return cls(batch_size, concurrency, tuple(sorted((knobs or {}).items())))
+        return cls(batch_size, concurrency, tuple((knobs or {}).items()))
 
     @property
     def label(self) -> str:

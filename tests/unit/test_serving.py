@@ -69,7 +69,7 @@ def test_a_nan_knob_is_refused():
 def test_a_point_freezes_its_knobs_sorted_and_labels_itself():
     point = LoadPoint.make(8, 2, {"b": 1, "a": "x"})
     assert point.knobs == (("a", "x"), ("b", 1))
-    assert point == LoadPoint(8, 2, (("a", "x"), ("b", 1)))
+    assert point == LoadPoint(8, 2, (("b", 1), ("a", "x")))  # pairs are sorted too
     assert point.label == "batch 8 x 2 in flight a=x b=1"
     assert hash(point) == hash(LoadPoint(8, 2, (("a", "x"), ("b", 1))))
 

@@ -17,7 +17,7 @@ def test_a_sleeping_call_leaves_the_gil_free():
 
 def test_a_builtin_loop_holds_it():
     probe = gil_release(lambda: sum(range(200_000)))
-    assert not probe.released and probe.free_share < 0.2
+    assert not probe.released and probe.free_share < 0.1
 
 
 def test_a_torch_kernel_releases_it():

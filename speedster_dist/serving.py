@@ -111,9 +111,10 @@ class Runner(Protocol):
     overlap: Overlap
 
     def submit(self, inputs: tuple[Any, ...], done: Done) -> None:
-        """Start one call on ``inputs`` and return without waiting for it. ``done(outputs,
-        None)`` (or ``done(None, error)``) is called exactly once, from any thread, when the
-        outputs are ready; the runner frees its slot before calling it."""
+        """Start one call on ``inputs`` and return without waiting for it (it may wait
+        briefly for a slot the last ``done`` is freeing). ``done(outputs, None)`` (or
+        ``done(None, error)``) is called exactly once, from any thread, when the outputs are
+        ready; it must not raise."""
         ...
 
     def drain(self) -> None:

@@ -12,10 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming", "display", "cost"}
+_LEAVES = {
+    "records",
+    "serving",
+    "cache",
+    "inputs",
+    "hardware",
+    "modelio",
+    "naming",
+    "display",
+    "cost",
+}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
+    "serving": set(),  # load points, throughput records and the runner protocol: stdlib only
     "cache": set(),
     "cost": set(),  # prices and cost per inference, pure: summary, manifest and report use it
     "hardware": set(),
@@ -68,6 +79,7 @@ ALLOWED: dict[str, set[str]] = {
 # Third-party libraries a part must never import: the load path pays for none of the search.
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
+    "serving": {"torch", "ray", "optuna", "pyarrow"},
     "naming": {"torch", "ray", "optuna", "pyarrow"},
     "cost": {"torch", "ray", "optuna", "pyarrow"},
     "hardware": {"ray", "optuna", "pyarrow"},

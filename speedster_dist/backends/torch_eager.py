@@ -22,6 +22,7 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
+    NUM_THREADS_KNOB,
     PRECISION_DTYPES,
     TorchCompiled,
     load_torchscript,
@@ -44,8 +45,9 @@ class _EagerCompiled(TorchCompiled):
         example: Tensors,
         dtype: torch.dtype | None = None,
         tf32: bool = False,
+        threads: int = 0,
     ) -> None:
-        super().__init__(module, device, dtype=dtype, tf32=tf32)
+        super().__init__(module, device, dtype=dtype, tf32=tf32, threads=threads)
         self._module = module
         self._example = example
 
@@ -69,6 +71,7 @@ class TorchEagerBackend:
         Capability(DeviceKind.GPU, Precision.BF16),
     )
     knobs: tuple[Knob, ...] = ()
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU and not torch.cuda.is_available():
@@ -94,8 +97,9 @@ class TorchEagerBackend:
             for t in model.example_inputs
         )
         tf32 = config.precision is Precision.TF32
+        threads = int(config.knobs.get("num_threads", 0))
         return _EagerCompiled(
-            module.eval(), config.device, example, dtype if reduced else None, tf32
+            module.eval(), config.device, example, dtype if reduced else None, tf32, threads
         )
 
     def load(

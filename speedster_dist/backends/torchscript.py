@@ -23,6 +23,7 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
+    NUM_THREADS_KNOB,
     PRECISION_DTYPES,
     TorchCompiled,
     load_torchscript,
@@ -84,6 +85,7 @@ class TorchScriptBackend:
         Capability(DeviceKind.GPU, Precision.FP16),
     )
     knobs: tuple[Knob, ...] = (Knob("optimize_for_inference", (True, False)),)
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU and not torch.cuda.is_available():
@@ -106,7 +108,12 @@ class TorchScriptBackend:
         # Inputs are cast to the module's dtype at call time; fp32 needs no cast.
         call_dtype = None if dtype is torch.float32 else dtype
         return TorchCompiled(
-            scripted, config.device, portable=scripted, dtype=call_dtype, tf32=tf32
+            scripted,
+            config.device,
+            portable=scripted,
+            dtype=call_dtype,
+            tf32=tf32,
+            threads=int(config.knobs.get("num_threads", 0)),
         )
 
     def load(

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from speedster_dist.errors import (
     ArtifactError,
+    BatchError,
     ClusterConnectionError,
     InputError,
     PriceError,
     ShapeError,
     SignatureError,
+    StudyStorageError,
     UnknownBackendError,
     UnsupportedCandidate,
 )
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError",
+    "BatchError",
     "ClusterConnectionError",
     "HardwareKeyedLearner",
     "InferenceLearner",
@@ -32,6 +35,7 @@ __all__ = [
     "PriceError",
     "ShapeError",
     "SignatureError",
+    "StudyStorageError",
     "UnknownBackendError",
     "UnsupportedCandidate",
     "__version__",

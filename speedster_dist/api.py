@@ -21,6 +21,7 @@ from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.learner_builder import learner_from_outcome
 from speedster_dist.measure import MetricFn
+from speedster_dist.naming import describe_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
 from speedster_dist.present import SearchProgress, format_summary, format_trials, is_terminal
@@ -66,8 +67,10 @@ def optimize_model(
     arguments: ``cluster`` ("auto", "local" or an address), ``trial_timeout`` (seconds),
     ``verbose``, ``batch_size`` (for string inputs), ``measure_settings``
     (:class:`MeasureSettings`), ``progress``, ``study_storage`` (where the Optuna studies
-    live: a directory, a file or any Optuna storage URL; default
-    ``~/.cache/speedster-dist/studies/``), ``resume`` (continue the stored study of the same
+    live: a storage URL as Optuna takes it, ``sqlite:///studies.db``, ``postgresql://...``; a
+    journal file; a folder, one journal file per study; or an ``optuna.storages`` object;
+    default ``~/.cache/speedster-dist/studies/``; studies are named
+    ``<model>-<hardware type>-<hash>``), ``resume`` (continue the stored study of the same
     model, hardware type and settings; default False: start over), ``searcher`` ("optuna",
     the default, or "exhaustive"), ``search_seed`` (default 0) (docs/search.md),
     ``runtime_env`` (the Ray job's runtime environment, or ``"package"`` to ship this
@@ -112,7 +115,9 @@ def optimize_model(
             options.space_settings(payload.source, held_in=len(payload.calibration)),
             options.budget,
             on_result=observer,
-            make_searcher=options.searcher_factory(payload.source.fingerprint),
+            make_searcher=options.searcher_factory(
+                payload.source.fingerprint, _model_name(options, model)
+            ),
             devices=options.devices,
             on_plan=observer.plan,
             confirm_rounds=options.confirm_rounds,
@@ -143,6 +148,13 @@ def optimize_model(
     if store_latencies or options.verbose:
         print(format_trials(outcome.results, styled), file=sys.stdout)
     return learner
+
+
+def _model_name(options: RunOptions, model: Any) -> str:
+    """The model's name in its study: the history's name for it when one was given (a CLI
+    run or a sweep job), else what the model says it is."""
+    named = getattr(options.history, "model_name", "")
+    return named if isinstance(named, str) and named else describe_model(model)
 
 
 class _Recorder(SearchProgress):

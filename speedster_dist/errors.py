@@ -9,11 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactError",
+    "BatchError",
     "ClusterConnectionError",
     "InputError",
     "PriceError",
     "ShapeError",
     "SignatureError",
+    "StudyStorageError",
     "UnknownBackendError",
     "UnsupportedCandidate",
 ]
@@ -32,11 +34,22 @@ class ArtifactError(RuntimeError):
 
 
 class SignatureError(ValueError):
-    """The manifest is unsigned, signed with another key, or changed after signing."""
+    """The manifest is unsigned, signed with another key, or changed after signing; or a
+    key cannot be used (the message says why)."""
 
 
 class PriceError(ValueError):
     """The price table is malformed (says what and where)."""
+
+
+class StudyStorageError(ValueError):
+    """A study storage that cannot be used: a wrong ``study_storage`` value, a URL Optuna
+    cannot open, or a damaged journal file. The message says what is wrong and how to fix it.
+    (``optimize_model`` raises a wrong value as ``InputError``, before any trial.)"""
+
+
+class BatchError(ValueError):
+    """The samples cannot be tiled into the batch asked for (and why, and the fix)."""
 
 
 class UnknownBackendError(ValueError):

@@ -14,8 +14,9 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["GENERIC_NAMES", "model_name", "name_from_path", "parse_group_names"]
+__all__ = ["GENERIC_NAMES", "describe_model", "model_name", "name_from_path", "parse_group_names"]
 
 # Names that say nothing about which model it is.
 GENERIC_NAMES = frozenset(
@@ -58,6 +59,21 @@ def model_name(path: str | Path) -> str:
         if configured and configured.lower() not in GENERIC_NAMES:
             return configured
     return name_from_path(where)
+
+
+def describe_model(model: Any) -> str:
+    """A readable default model name: the Hugging Face name, the file name or the class."""
+    if isinstance(model, str | Path):
+        where = Path(model)
+        # A file keeps its name (model.onnx says what it is); a folder is named by its
+        # config, or after its parent when it is a generic "model" folder.
+        return where.name if where.suffix else model_name(where)
+    config = getattr(model, "config", None)
+    for name in (getattr(model, "name_or_path", ""), getattr(config, "_name_or_path", "")):
+        if isinstance(name, str) and name:
+            # from_pretrained(folder) sets the folder's path: its config.json names the model
+            return model_name(name) if os.path.isabs(name) else name
+    return type(model).__name__
 
 
 def parse_group_names(value: str | Iterable[object]) -> tuple[str, ...]:

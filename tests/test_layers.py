@@ -12,11 +12,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "errors", "cache", "inputs", "hardware", "modelio", "naming", "cost"}
+_LEAVES = {
+    "records",
+    "errors",
+    "serving",
+    "cache",
+    "inputs",
+    "hardware",
+    "modelio",
+    "naming",
+    "cost",
+}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
     "errors": set(),  # every public exception: imports nothing at all
+    "serving": set(),  # load points, throughput records and the runner protocol: stdlib only
     "cache": set(),
     "cost": set(),  # prices and cost per inference, pure: summary, manifest and report use it
     "hardware": set(),
@@ -72,6 +83,7 @@ BELOW_RUNTIME = {"present", "results", "options", "learner_builder", "artifacts"
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
     "errors": {"torch", "ray", "optuna", "pyarrow"},
+    "serving": {"torch", "ray", "optuna", "pyarrow"},
     "naming": {"torch", "ray", "optuna", "pyarrow"},
     "cost": {"torch", "ray", "optuna", "pyarrow"},
     "hardware": {"ray", "optuna", "pyarrow"},

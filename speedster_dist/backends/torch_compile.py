@@ -35,6 +35,7 @@ from speedster_dist.backends._protocol import (
     Tensors,
     UnsupportedCandidate,
 )
+from speedster_dist.backends._runners import ThreadRunner
 from speedster_dist.backends._torch_common import (
     TorchCompiled,
     build_dtype,
@@ -45,6 +46,7 @@ from speedster_dist.backends._torch_common import (
     torch_device,
 )
 from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.serving import Overlap, Runner
 
 __all__ = ["BACKEND", "TorchCompileBackend", "check_export_archive"]
 
@@ -59,6 +61,9 @@ _CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 _MODES = (*_CPU_MODES, *_GPU_MODES[1:])
 _SAVED_FLAGS = (("mode", "default"), ("tf32", False), ("dynamic", False))
 _MAX_WARMUP_SHAPES = 4  # compiles happen per new shape kind; a few distinct shapes suffice
+_ONE_GRAPH_AT_A_TIME = Overlap(
+    "serial", overlaps=False, note="CUDA graphs replay one at a time (shared output buffers)"
+)
 
 
 class _InductorCompiled(TorchCompiled):
@@ -89,6 +94,13 @@ class _InductorCompiled(TorchCompiled):
         # caller's previous outputs (and the accuracy check's) would change under them.
         torch.compiler.cudagraph_mark_step_begin()
         return tuple(t.clone() for t in super().__call__(*inputs))
+
+    def runner(self, concurrency: int) -> Runner:
+        """CUDA-graph replays share their output buffers and mark steps per process: they
+        run one at a time. Otherwise as every torch candidate (streams or threads)."""
+        if self._cuda_graphs:
+            return ThreadRunner(self, 1, _ONE_GRAPH_AT_A_TIME)
+        return super().runner(concurrency)
 
     def save(self, directory: Path) -> dict[str, Any]:
         path = directory / _ARCHIVE

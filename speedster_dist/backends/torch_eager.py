@@ -21,6 +21,7 @@ from speedster_dist.backends._protocol import (
     Tensors,
 )
 from speedster_dist.backends._torch_common import (
+    NUM_THREADS_KNOB,
     TorchCompiled,
     TorchScriptFiles,
     build_dtype,
@@ -43,8 +44,9 @@ class _EagerCompiled(TorchCompiled):
         example: Tensors,
         dtype: torch.dtype | None = None,
         tf32: bool = False,
+        threads: int = 0,
     ) -> None:
-        super().__init__(module, device, dtype=dtype, tf32=tf32)
+        super().__init__(module, device, dtype=dtype, tf32=tf32, threads=threads)
         self._module = module
         self._example = example
 
@@ -67,6 +69,7 @@ class TorchEagerBackend(TorchScriptFiles):
         Capability(DeviceKind.GPU, Precision.BF16),
     )
     knobs: tuple[Knob, ...] = ()
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def build(
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
@@ -83,8 +86,9 @@ class TorchEagerBackend(TorchScriptFiles):
             for t in model.example_inputs
         )
         tf32 = config.precision is Precision.TF32
+        threads = int(config.knobs.get("num_threads", 0))
         return _EagerCompiled(
-            module.eval(), config.device, example, dtype if reduced else None, tf32
+            module.eval(), config.device, example, dtype if reduced else None, tf32, threads
         )
 
 

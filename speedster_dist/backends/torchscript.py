@@ -23,6 +23,7 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
+    NUM_THREADS_KNOB,
     TorchCompiled,
     TorchScriptFiles,
     build_dtype,
@@ -81,6 +82,7 @@ class TorchScriptBackend(TorchScriptFiles):
         Capability(DeviceKind.GPU, Precision.FP16),
     )
     knobs: tuple[Knob, ...] = (Knob("optimize_for_inference", (True, False)),)
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def build(
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
@@ -94,7 +96,12 @@ class TorchScriptBackend(TorchScriptFiles):
         # Inputs are cast to the module's dtype at call time; fp32 needs no cast.
         call_dtype = None if dtype is torch.float32 else dtype
         return TorchCompiled(
-            scripted, config.device, portable=scripted, dtype=call_dtype, tf32=tf32
+            scripted,
+            config.device,
+            portable=scripted,
+            dtype=call_dtype,
+            tf32=tf32,
+            threads=int(config.knobs.get("num_threads", 0)),
         )
 
 

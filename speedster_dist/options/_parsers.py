@@ -18,7 +18,13 @@ from speedster_dist.errors import InputError, PriceError
 from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.naming import parse_group_names
 from speedster_dist.records import DeviceKind
-from speedster_dist.search import Budget, StudyStorage, parse_optimization_time
+from speedster_dist.search import (
+    Budget,
+    StudyStorage,
+    StudyStorageError,
+    check_storage,
+    parse_optimization_time,
+)
 
 if TYPE_CHECKING:
     from speedster_dist.results import HistoryTarget
@@ -194,14 +200,12 @@ def _is_path(value: Any) -> bool:
 
 
 def study_storage(keyword: str, value: Any) -> StudyStorage:
-    """None (the cache folder), a folder, a file, a storage URL or an Optuna storage."""
-    if value is None or _is_path(value):
-        return value
-    from optuna.storages import BaseStorage  # only for an object given: it is Optuna's
-
-    if not isinstance(value, BaseStorage):
-        raise InputError(f"{keyword} must be a path, a storage URL or an Optuna storage")
-    return value
+    """None (the cache folder), a storage URL, a journal file, a folder or an Optuna storage
+    (search/_storage.py checks it without touching anything)."""
+    try:
+        return check_storage(value)
+    except StudyStorageError as exc:
+        raise InputError(str(exc)) from None
 
 
 def history(keyword: str, value: Any) -> HistoryLocation | None:

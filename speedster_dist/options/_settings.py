@@ -92,7 +92,7 @@ class RunOptions:
     searcher: str = field(default="optuna", metadata=_extra("searcher", parse.choice(SEARCHERS)))
     search_seed: int = field(default=DEFAULT_SEED, metadata=_extra("search_seed", parse.seed))
     # None: ~/.cache/speedster-dist/studies
-    study_storage: StudyStorage = field(
+    study_storage: StudyStorage = field(  # search/_storage.py
         default=None, metadata=_extra("study_storage", parse.study_storage)
     )
     resume: bool = field(default=False, metadata=_extra("resume", parse.flag))
@@ -170,15 +170,21 @@ class RunOptions:
             "ignored_backends": sorted(self.ignored_backends),
         }
 
-    def searcher_factory(self, model_fingerprint: str) -> SearcherFactory:
-        """One searcher per hardware type: an Optuna study named after the model and the
-        settings that change what "best" means, or the exhaustive searcher."""
+    def searcher_factory(self, model_fingerprint: str, model_name: str = "") -> SearcherFactory:
+        """One searcher per hardware type: an Optuna study named after the model (``model_name``
+        for people, the fingerprint for identity) and the settings that change what "best"
+        means, or the exhaustive searcher."""
         if self.searcher == "exhaustive":
             return lambda hardware, space: ExhaustiveSearcher(space)
         identity = {**self._identity(), "ignored_compressors": sorted(self.ignored_compressors)}
         storage: StudyStorage = self.study_storage or private_dir(cache_root() / "studies")
         return optuna_searcher_factory(
-            storage, model_fingerprint, identity, resume=self.resume, seed=self.search_seed
+            storage,
+            model_fingerprint,
+            identity,
+            model_name=model_name,
+            resume=self.resume,
+            seed=self.search_seed,
         )
 
 

@@ -18,7 +18,7 @@ from speedster_dist.cost import (
     load_prices,
     parse_prices,
 )
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.options import parse_run_options
 from speedster_dist.present import format_summary

@@ -22,6 +22,8 @@ FORMER_HOMES = {
     "UnknownBackendError": "speedster_dist.backends",
     "UnsupportedCandidate": "speedster_dist.backends",
     "ClusterConnectionError": "speedster_dist.runtime",
+    "StudyStorageError": "speedster_dist.search",
+    "BatchError": "speedster_dist.measure",
 }
 # What callers catch them as (``except ValueError`` around an input keeps working).
 BASES = {
@@ -33,6 +35,8 @@ BASES = {
     "UnknownBackendError": ValueError,
     "UnsupportedCandidate": RuntimeError,
     "ClusterConnectionError": ConnectionError,
+    "StudyStorageError": ValueError,
+    "BatchError": ValueError,
 }
 
 

@@ -1,13 +1,15 @@
 """The report's charts, drawn by matplotlib as static SVG with real text.
 
-Text stays text (``svg.fonttype = "none"``): the browser draws it, a reader can select it,
-a test can read it. Labels are wrapped, never cut, and the saved figure is cropped to what
-was drawn (legends below the axes included). No script and nothing fetched: each chart is
-an inline ``<svg>`` element of the page. matplotlib is imported when a chart is drawn.
+Text stays text (``svg.fonttype = "none"``) and plain (no mathtext, no TeX): the browser
+draws it, a reader can select it, a test can read it. Labels are wrapped, never cut, and the
+saved figure is cropped to what was drawn (legends below the axes included). No script and
+nothing fetched: each chart is an inline ``<svg>`` element of the page. matplotlib is
+imported when a chart is drawn.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import re
@@ -48,6 +50,10 @@ _WIDTH_IN = 7.2
 _RC = {
     "svg.fonttype": "none",  # text as <text>, drawn (and readable) by the browser
     "svg.hashsalt": "speedster-dist",  # stable element ids: the same history, the same page
+    # Names in charts (models, backends, techniques) are the user's text: "$\\frac{1}{$" is a
+    # name to show, not mathtext to typeset (which fails on it), nor LaTeX to run.
+    "text.parse_math": False,
+    "text.usetex": False,
     "font.family": "sans-serif",
     "font.size": 9,
     "axes.titlesize": 10,
@@ -117,7 +123,7 @@ def _svg(fig: Any, kind: str, title: str) -> str:
     text = out.getvalue()
     text = text[text.index("<svg") :]  # no XML prolog, no DOCTYPE (it names a URL)
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
-    label = title.replace("\n", " ").replace('"', "&quot;")
+    label = html.escape(title.replace("\n", " "), quote=True)  # a name's "<&" stay text
     return text.replace("<svg ", f'<svg class="chart {kind}" role="img" aria-label="{label}" ', 1)
 
 

@@ -81,7 +81,7 @@ def test_each_extra_reaches_its_field_through_its_parser():
         ("search_seed", "1", "search_seed must be an int"),
         ("runtime_env", ["pip"], "runtime_env must be None, 'package' or a dict"),
         ("history", 3, "history must be a folder or a HistoryTarget, got 3"),
-        ("study_storage", 3, "study_storage must be a path, a storage URL or an Optuna storage"),
+        ("study_storage", 3, "study_storage must be a URL, a path or None, got 3"),
         ("measure_settings", {}, "measure_settings must be a MeasureSettings"),
         ("cluster", "", "cluster must be 'auto' or an address"),
     ],

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.options import parse_run_options
 from speedster_dist.present import format_summary
 from speedster_dist.runtime import GROUP_LABEL, NodeGroup, RayExecutor, run_search

@@ -141,19 +141,42 @@ def local_cpu() -> HardwareType:
     )
 
 
-def _gpu_driver() -> str:
-    """The NVIDIA driver version, from NVML when installed, else nvidia-smi; "" if unknown."""
+_GpuRow = tuple[str, int, str]  # name, memory (MiB), compute capability ("9.0")
+
+
+def _text(value: Any) -> str:
+    # nvidia-ml-py returned bytes before 11.515, str since
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _nvml_gpus() -> tuple[list[_GpuRow], str] | None:
+    """Every GPU of the machine and the driver version, from NVML (``nvidia-ml-py``, the
+    ``gpu`` extra); None when it is not installed or finds no NVIDIA driver. Like nvidia-smi
+    (which reads NVML too) it sees every GPU whatever ``CUDA_VISIBLE_DEVICES`` says."""
     try:
         import pynvml
-
+    except ImportError:
+        return None
+    try:
         pynvml.nvmlInit()
-        try:
-            version = pynvml.nvmlSystemGetDriverVersion()
-        finally:
-            pynvml.nvmlShutdown()
-        return version.decode() if isinstance(version, bytes) else str(version)
-    except Exception:  # not installed, or no NVIDIA driver: try the command line tool
-        pass
+    except pynvml.NVMLError:  # no driver, or no NVML library on this machine
+        return None
+    try:
+        rows = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            memory = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) // 2**20
+            rows.append((_text(pynvml.nvmlDeviceGetName(handle)), memory, f"{major}.{minor}"))
+        return rows, _text(pynvml.nvmlSystemGetDriverVersion())
+    except pynvml.NVMLError:  # a GPU that fell off the bus...: ask nvidia-smi instead
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _smi_driver() -> str:
+    """The NVIDIA driver version from nvidia-smi; "" if unknown."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return ""
@@ -170,11 +193,11 @@ def _gpu_driver() -> str:
     return out.strip().splitlines()[0].strip() if out.strip() else ""
 
 
-def _smi_gpus() -> list[tuple[str, int, str]] | None:
-    """(name, memory MiB, compute capability) of every GPU of the machine, from nvidia-smi;
-    None when it is not there. Unlike CUDA in this process it sees every GPU whatever
-    ``CUDA_VISIBLE_DEVICES`` says (Ray sets it per task, to nothing for zero-GPU tasks in
-    some versions, and a reused worker keeps a GPU task's value)."""
+def _smi_gpus() -> list[_GpuRow] | None:
+    """(name, memory MiB, compute capability) of every GPU of the machine, from nvidia-smi
+    (NVML's fallback); None when it is not there. Unlike CUDA in this process it sees every
+    GPU whatever ``CUDA_VISIBLE_DEVICES`` says (Ray sets it per task, to nothing for zero-GPU
+    tasks in some versions, and a reused worker keeps a GPU task's value)."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
@@ -193,7 +216,7 @@ def _smi_gpus() -> list[tuple[str, int, str]] | None:
         return None
 
 
-def _torch_gpus() -> list[tuple[str, int, str]]:
+def _torch_gpus() -> list[_GpuRow]:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -207,13 +230,21 @@ def _torch_gpus() -> list[tuple[str, int, str]]:
     return found
 
 
-def _local_gpus() -> list[HardwareType]:
+def _gpus_and_driver() -> tuple[list[_GpuRow], str]:
+    """The machine's GPUs and driver: NVML, else nvidia-smi, else what CUDA shows torch."""
+    found = _nvml_gpus()
+    if found is not None:
+        return found
     gpus = _smi_gpus()
     if gpus is None:
         gpus = _torch_gpus()
+    return gpus, _smi_driver() if gpus else ""
+
+
+def _local_gpus() -> list[HardwareType]:
+    gpus, driver = _gpus_and_driver()
     if not gpus:
         return []
-    driver = _gpu_driver()
     try:
         import torch
 

@@ -109,12 +109,18 @@ class HardwareKeyedLearner:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
 
-    def save(self, path: str | Path, signing_key: Any = None) -> Path:
+    def save(
+        self, path: str | Path, signing_key: Any = None, *, kit_sha256: str | None = None
+    ) -> Path:
         """Write the learner under ``path`` (see :func:`speedster_dist.artifacts.save_learner`:
         saving over a saved learner is atomic and leaves other files alone). ``signing_key``
-        (``bytes``/``str`` for HMAC-SHA256, or an Ed25519 private key; default: the
-        ``SPEEDSTER_DIST_SIGNING_KEY`` variable) signs the manifest."""
-        return save_learner(path, self.io, self.entries, self.portable, signing_key)
+        (an HMAC-SHA256 secret, or an Ed25519 private key as an object, PEM or
+        ``ed25519:<hex>``: the key's form decides the algorithm; default: the
+        ``SPEEDSTER_DIST_SIGNING_KEY`` variable) signs the manifest. What you re-save is
+        what you loaded: load it with ``verify_key`` first. ``kit_sha256``: the digest of
+        the rebench kit's ``kit.json`` written there first, so that the signature covers it.
+        """
+        return save_learner(path, self.io, self.entries, self.portable, signing_key, kit_sha256)
 
 
 class LearnerMetadata(Manifest):
@@ -177,8 +183,10 @@ def load_model(
       torch.compile winner) load only with ``trust_code=True``, like Hugging Face's
       ``trust_remote_code``: checksums do not make a program safe to run;
     - with ``verify_key`` (or the ``SPEEDSTER_DIST_VERIFY_KEY`` variable) the manifest must
-      carry a valid signature by that key (HMAC-SHA256 secret, or an Ed25519 public key):
-      without a signature, anyone who can write the folder can rewrite its checksums too;
+      carry a valid signature by that key (an HMAC-SHA256 secret, or an Ed25519 public key
+      as an object, PEM, ``ssh-ed25519`` line or 64 hex digits; the key's form decides the
+      algorithm, never the manifest, and a variable set but empty is an error): without a
+      signature, anyone who can write the folder can rewrite its checksums too;
     - only the selected entry is read; its files are copied, verified, to a private
       temporary folder that is removed with the learner.
 

@@ -13,6 +13,7 @@ from speedster_dist.artifacts._entries import (
 from speedster_dist.artifacts._files import atomic_write_text, sha256_file
 from speedster_dist.artifacts._kit import (
     KIT_DIR,
+    KIT_FILE,
     MODEL_KINDS,
     PICKLED_WEIGHTS,
     TEXT_SUFFIXES,
@@ -28,6 +29,7 @@ from speedster_dist.artifacts._manifest import (
     MANIFEST,
     ArtifactError,
     Manifest,
+    resave_keys,
 )
 from speedster_dist.artifacts._selection import Selection, compatible, select_entry
 from speedster_dist.artifacts._store import load_compiled, save_learner
@@ -36,6 +38,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "KIT_DIR",
+    "KIT_FILE",
     "MANIFEST",
     "MODEL_KINDS",
     "PICKLED_WEIGHTS",
@@ -55,6 +58,7 @@ __all__ = [
     "load_compiled",
     "portable_entry",
     "read_kit",
+    "resave_keys",
     "save_learner",
     "select_entry",
     "sha256_file",

@@ -14,7 +14,9 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [
     "UnsafeName",
@@ -25,6 +27,7 @@ __all__ = [
     "read_plain_file",
     "sha256_bytes",
     "sha256_file",
+    "sha256_plain_file",
 ]
 
 _BLOCK = 1 << 20
@@ -95,15 +98,22 @@ def _open_below(root_fd: int, parts: list[str]) -> int:
             child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = child
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        # Only a regular file is opened: opening a FIFO for reading waits for a writer (for
+        # ever), a device node may act on open. O_NONBLOCK keeps a FIFO swapped in after
+        # the check from blocking; the caller's fstat refuses it.
+        mode = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise UnsafeName(f"{'/'.join(parts)!r} is {what} (a saved learner holds only files)")
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
     finally:
         os.close(fd)
 
 
-def read_plain_file(root: Path, name: str, max_bytes: int | None = None) -> bytes:
-    """The bytes of the regular file ``root/name``; :class:`UnsafeName` when ``name`` is not
-    plain, a component is a link, or it is not a regular file; FileNotFoundError when it is
-    missing."""
+@contextmanager
+def _plain_file(root: Path, name: str) -> Iterator[BinaryIO]:
+    """``root/name`` open for reading, if it is a plain name of a regular file reached
+    through no link (else :class:`UnsafeName`; FileNotFoundError when it is missing)."""
     check_plain_name(name)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -118,10 +128,28 @@ def read_plain_file(root: Path, name: str, max_bytes: int | None = None) -> byte
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise UnsafeName(f"{name!r} is not a regular file")
+        yield handle
+
+
+def read_plain_file(root: Path, name: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``root/name``; :class:`UnsafeName` when ``name`` is not
+    plain, a component is a link, or it is not a regular file (a FIFO is refused without
+    waiting on it); FileNotFoundError when it is missing."""
+    with _plain_file(root, name) as handle:
         data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         raise UnsafeName(f"{name!r} is larger than {max_bytes} bytes")
     return data
+
+
+def sha256_plain_file(root: Path, name: str) -> str:
+    """The SHA-256 of ``root/name``, opened as :func:`read_plain_file` opens it and read in
+    blocks (a kit's model can be gigabytes)."""
+    digest = hashlib.sha256()
+    with _plain_file(root, name) as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class VerifiedFiles(Mapping[str, bytes]):

@@ -34,13 +34,17 @@ from speedster_dist.artifacts._files import (
     atomic_write_text,
     check_plain_name,
     find_symlinks,
+    read_plain_file,
+    sha256_bytes,
     sha256_file,
+    sha256_plain_file,
 )
-from speedster_dist.artifacts._manifest import ArtifactError
-from speedster_dist.inputs import InputError
+from speedster_dist.artifacts._schema import parse_json
+from speedster_dist.errors import ArtifactError, InputError
 
 __all__ = [
     "KIT_DIR",
+    "KIT_FILE",
     "MODEL_KINDS",
     "PICKLED_WEIGHTS",
     "TEXT_SUFFIXES",
@@ -52,6 +56,8 @@ __all__ = [
 ]
 
 KIT_DIR = "rebench"
+KIT_FILE = "kit.json"
+_MAX_KIT_JSON = 16 << 20
 _FORMAT = "speedster-dist-rebench-kit"
 _VERSION = 1
 
@@ -182,7 +188,7 @@ def _write_kit_files(
         "options": options,
         "files": files,
     }
-    atomic_write_text(root / "kit.json", json.dumps(manifest, indent=2, sort_keys=True))
+    atomic_write_text(root / KIT_FILE, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def _inside(root: Path, relative: Any) -> Path:
@@ -195,31 +201,68 @@ def _inside(root: Path, relative: Any) -> Path:
 
 def _verify(root: Path, files: dict[str, str]) -> None:
     for name, digest in files.items():
-        target = _inside(root, name)
-        if not target.is_file():
-            raise ArtifactError(f"rebench kit {root}: {name} is missing")
-        if sha256_file(target) != digest:
+        _inside(root, name)
+        try:
+            actual = sha256_plain_file(root, name)
+        except FileNotFoundError:
+            raise ArtifactError(f"rebench kit {root}: {name} is missing") from None
+        except (UnsafeName, OSError) as exc:
+            raise ArtifactError(f"rebench kit {root}: {exc}") from None
+        if actual != digest:
             raise ArtifactError(
                 f"rebench kit {root}: {name} does not match its checksum (changed after saving)"
             )
+    # The model folder is read whole by its loader: a file the kit does not list (a planted
+    # pickle, a tokenizer swapped in) would be read unchecked.
+    listed = {*files, KIT_FILE}
+    unlisted = [
+        p.relative_to(root).as_posix()
+        for p in sorted(root.rglob("*"))
+        if not p.is_dir() and p.relative_to(root).as_posix() not in listed
+    ]
+    if unlisted:
+        raise ArtifactError(
+            f"rebench kit {root} holds files its {KIT_FILE} does not list: {unlisted[:5]}"
+        )
 
 
-def read_kit(learner_dir: str | Path) -> Kit:
+def _kit_json(root: Path, learner_dir: str | Path, sha256: str | None) -> Any:
+    """``kit.json``'s content, read once and checked against ``sha256`` when given."""
+    try:
+        data = read_plain_file(root, KIT_FILE, _MAX_KIT_JSON)
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{learner_dir} has no rebench kit ({KIT_DIR}/{KIT_FILE}): save it with "
+            "`speedster-dist optimize --out` or `sweep` so that it can be re-measured"
+        ) from None
+    except (UnsafeName, OSError) as exc:
+        raise ArtifactError(f"rebench kit {root}: {KIT_FILE} cannot be read: {exc}") from None
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise ArtifactError(
+            f"rebench kit {root}: {KIT_FILE} is not the one saved with the learner (its "
+            "digest differs from the manifest's): it was changed or replaced after saving"
+        )
+    return parse_json(data, f"{root}/{KIT_FILE}")
+
+
+def read_kit(learner_dir: str | Path, sha256: str | None = None) -> Kit:
     """The verified kit of a learner; :class:`ArtifactError` when missing, corrupt or
-    tampered with."""
+    tampered with. ``sha256``: the digest of ``kit.json`` that the learner's manifest
+    records (:attr:`Manifest.kit_sha256`); with it, the manifest's signature covers
+    the kit (every file's checksum is in ``kit.json``)."""
     root = Path(learner_dir) / KIT_DIR
     links = find_symlinks(root) if root.is_dir() else []
     if links or root.is_symlink():
         raise ArtifactError(f"rebench kit {root} holds symbolic links: {links[:5]}")
-    if not (root / "kit.json").is_file():
+    if not root.is_dir():
         raise ArtifactError(
-            f"{learner_dir} has no rebench kit ({KIT_DIR}/kit.json): save it with "
+            f"{learner_dir} has no rebench kit ({KIT_DIR}/{KIT_FILE}): save it with "
             "`speedster-dist optimize --out` or `sweep` so that it can be re-measured"
         )
+    raw = _kit_json(root, learner_dir, sha256)
     try:
-        raw = json.loads((root / "kit.json").read_text())
         if raw.get("format") != _FORMAT or raw.get("version") != _VERSION:
-            raise ArtifactError(f"{root}/kit.json is not a version {_VERSION} rebench kit")
+            raise ArtifactError(f"{root}/{KIT_FILE} is not a version {_VERSION} rebench kit")
         _verify(root, dict(raw["files"]))
         model = raw["model"]
         source = ModelSource(_inside(root, model["path"]), model["kind"], model["class"])
@@ -232,5 +275,5 @@ def read_kit(learner_dir: str | Path) -> Kit:
             int(spec.get("batch_size", 1)),
         )
         return Kit(str(raw["model_name"]), source, inputs, dict(raw.get("options", {})))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{root}/kit.json is corrupt: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{root}/{KIT_FILE} is corrupt: {exc}") from exc

@@ -9,7 +9,6 @@ is loaded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,19 @@ from speedster_dist.artifacts._files import (
 from speedster_dist.artifacts._schema import (
     FORMAT,
     FORMAT_VERSION,
+    KIT_SHA256,
     ArtifactError,
+    parse_json,
     validate_manifest,
 )
-from speedster_dist.artifacts._signing import SignatureError, verify_key_from_env, verify_manifest
+from speedster_dist.artifacts._signing import (
+    SIGNATURE_FIELD,
+    SignatureError,
+    signing_key_from_env,
+    verify_key_for,
+    verify_key_from_env,
+    verify_manifest,
+)
 from speedster_dist.cost import PriceTable, cost_rows, fastest_and_cheapest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
 from speedster_dist.records import SavedCandidate
@@ -41,6 +49,7 @@ __all__ = [
     "ArtifactError",
     "Manifest",
     "entry_json",
+    "resave_keys",
     "saved_json",
 ]
 
@@ -138,13 +147,27 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         )
     try:
         data = read_plain_file(root, MANIFEST, _MAX_MANIFEST_BYTES)
-        manifest = json.loads(data.decode("utf-8"))
     except (UnsafeName, OSError) as exc:
         raise ArtifactError(f"{root / MANIFEST} cannot be read: {exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{root / MANIFEST} is corrupt: {exc}") from exc
+    manifest = parse_json(data, str(root / MANIFEST))
     validate_manifest(manifest, str(root / MANIFEST))
     return dict(manifest)
+
+
+def resave_keys(signing_key: Any = None, verify_key: Any = None) -> tuple[Any, Any]:
+    """The keys of a job that reads learners to re-save them (the nightly rebench): the
+    signing key (default: ``SPEEDSTER_DIST_SIGNING_KEY``) and the key that checks each
+    learner first (default: ``SPEEDSTER_DIST_VERIFY_KEY``, else the signing key's own), so
+    that nothing is re-signed unless it verifies. :class:`ArtifactError` for a key that
+    cannot be used (an empty variable included)."""
+    try:
+        signing = signing_key if signing_key is not None else signing_key_from_env()
+        verify = verify_key if verify_key is not None else verify_key_from_env()
+        if verify is None and signing is not None:
+            verify = verify_key_for(signing)
+    except SignatureError as exc:
+        raise ArtifactError(str(exc)) from exc
+    return signing, verify
 
 
 @dataclass(frozen=True)
@@ -161,8 +184,11 @@ class Manifest:
         ``SPEEDSTER_DIST_VERIFY_KEY`` variable, if set) refuses an unsigned manifest or one
         signed with another key; see :mod:`speedster_dist.artifacts._signing`."""
         root = Path(path)
+        try:  # the key first: an empty variable is an error before anything is read
+            key = verify_key if verify_key is not None else verify_key_from_env()
+        except SignatureError as exc:
+            raise ArtifactError(str(exc)) from exc
         manifest = _read_manifest(root)
-        key = verify_key if verify_key is not None else verify_key_from_env()
         if key is not None:
             try:
                 verify_manifest(manifest, key)
@@ -177,6 +203,18 @@ class Manifest:
     @property
     def has_portable(self) -> bool:
         return "portable" in self.manifest
+
+    @property
+    def signed(self) -> bool:
+        """Whether the manifest carries a signature (checked by :meth:`read` with a key)."""
+        return SIGNATURE_FIELD in self.manifest
+
+    @property
+    def kit_sha256(self) -> str | None:
+        """The SHA-256 of the rebench kit's ``kit.json`` as saved with the learner (so that
+        the manifest's signature covers the kit), or None (no kit, or an older learner)."""
+        value = self.manifest.get(KIT_SHA256)
+        return str(value) if value is not None else None
 
     def describe(
         self, prices: PriceTable | None = None, batch_size: int = 1

@@ -7,26 +7,69 @@ or hostile one fails with :class:`ArtifactError` saying which field is wrong, ne
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from speedster_dist.artifacts._entries import PORTABLE_KEY
 from speedster_dist.artifacts._files import UnsafeName, check_plain_name
 from speedster_dist.backends import backend_names
+from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, Precision
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ArtifactError", "validate_manifest"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "KIT_SHA256",
+    "ArtifactError",
+    "parse_json",
+    "validate_manifest",
+]
 
 FORMAT = "speedster-dist-learner"
 FORMAT_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OUTPUT_KINDS = ("tensor", "tuple", "list", "dict", "model_output")
 _MAX_FILES = 10_000
+KIT_SHA256 = "kit_sha256"  # the rebench kit's kit.json, covered by the manifest's signature
+_MAX_DIGITS = 64  # no count or size in a manifest comes near; Python refuses 4300 itself
+_MAX_DEPTH = 32  # a manifest nests 5 levels; a kit's options a few more
 
 
-class ArtifactError(RuntimeError):
-    """A saved learner is missing, corrupt, tampered with, or has nothing for this machine."""
+def _integer(text: str) -> int:
+    if len(text) > _MAX_DIGITS:
+        raise ValueError(f"a number of {len(text)} digits (at most {_MAX_DIGITS} are read)")
+    return int(text)
+
+
+def parse_json(data: bytes, where: str) -> Any:
+    """``data`` (UTF-8 JSON) parsed; :class:`ArtifactError` saying why it cannot be, never a
+    raw ``RecursionError`` (deep nesting) or ``ValueError`` (bad text, a huge number)."""
+    too_deep = ArtifactError(f"{where} is corrupt: its JSON nests more than {_MAX_DEPTH} levels")
+    try:
+        value = json.loads(data.decode("utf-8"), parse_int=_integer)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number too long
+        raise ArtifactError(f"{where} is corrupt: {exc}") from None
+    if _too_deep(value):  # what parses just below Python's limit would fail later (dumps)
+        raise too_deep
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than :data:`_MAX_DEPTH` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > _MAX_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _fail(where: str, message: str) -> ArtifactError:
@@ -133,6 +176,8 @@ def _check_hardware(raw: Any, key: str, device: str, where: str) -> None:
 def _check_entry(key: Any, raw: Any, where: str) -> None:
     if not isinstance(key, str) or not key or len(key) > 200 or any(c.isspace() for c in key):
         raise _fail(where, f"hardware type {key!r} is not a non-empty word")
+    if key == PORTABLE_KEY:
+        raise _fail(where, f"{PORTABLE_KEY!r} names the portable fallback, not a hardware type")
     check_saved(raw, where)
     if raw.get("precision") not in tuple(p.value for p in Precision):
         raise _fail(f"{where}.precision", f"{raw.get('precision')!r} is not a precision")
@@ -160,3 +205,6 @@ def validate_manifest(manifest: Any, where: str) -> None:
         _check_entry(key, raw, f"{where}: entry {key!r}")
     if "portable" in manifest:
         check_saved(manifest["portable"], f"{where}: the portable fallback")
+    kit = manifest.get(KIT_SHA256, "0" * 64)
+    if not isinstance(kit, str) or not _SHA256.match(kit):
+        raise _fail(f"{where}: {KIT_SHA256}", "is not a SHA-256 hex digest")

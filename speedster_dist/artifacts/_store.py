@@ -16,6 +16,7 @@ from speedster_dist.artifacts._files import (
     UnsafeName,
     atomic_write_text,
     check_plain_name,
+    read_plain_file,
     sha256_bytes,
 )
 from speedster_dist.artifacts._manifest import (
@@ -26,15 +27,15 @@ from speedster_dist.artifacts._manifest import (
     entry_json,
     saved_json,
 )
-from speedster_dist.artifacts._schema import ArtifactError
+from speedster_dist.artifacts._schema import KIT_SHA256, parse_json
 from speedster_dist.artifacts._signing import (
     SIGNATURE_FIELD,
-    SignatureError,
     sign_manifest,
     signing_key_from_env,
 )
 from speedster_dist.backends import Compiled, get_backend
 from speedster_dist.cache import scratch_dir
+from speedster_dist.errors import ArtifactError, SignatureError
 from speedster_dist.records import DeviceKind, SavedCandidate
 
 __all__ = ["load_compiled", "needs_trust", "save_learner"]
@@ -46,6 +47,7 @@ def save_learner(
     entries: Mapping[str, WinnerEntry],
     portable: SavedCandidate | None,
     signing_key: Any = None,
+    kit_sha256: str | None = None,
 ) -> Path:
     """Write the manifest and every winner's files under ``path`` (created if needed).
 
@@ -55,7 +57,9 @@ def save_learner(
     save leaves the previous learner loadable and removes what it wrote (a killed process
     can leave an unused folder behind).
     Other files in ``path`` are left alone. ``signing_key`` (default: the
-    ``SPEEDSTER_DIST_SIGNING_KEY`` variable, if set) signs the manifest.
+    ``SPEEDSTER_DIST_SIGNING_KEY`` variable, if set) signs the manifest. ``kit_sha256``
+    (the rebench kit's ``kit.json``, whose digests cover every kit file) is recorded in the
+    manifest, so that its signature covers the kit too.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -63,6 +67,8 @@ def save_learner(
     created: list[str] = []
     try:
         manifest = _write_all(root, io, entries, portable, created)
+        if kit_sha256 is not None:
+            manifest[KIT_SHA256] = kit_sha256
         secret = signing_key if signing_key is not None else signing_key_from_env()
         if secret is not None:
             manifest[SIGNATURE_FIELD] = sign_manifest(manifest, secret)
@@ -111,11 +117,11 @@ def _write_all(
 
 def _folders_in_use(root: Path) -> set[str]:
     """The folders the manifest in ``root`` names (none when there is no readable one)."""
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
+    try:  # never blocks on a FIFO, never dies on deep nesting or a huge number
+        manifest = parse_json(read_plain_file(root, MANIFEST), str(root / MANIFEST))
         raws = [*manifest.get("entries", {}).values(), manifest.get("portable") or {}]
         names = {str(raw["folder"]) for raw in raws if isinstance(raw, dict) and "folder" in raw}
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, ArtifactError, AttributeError, TypeError):
         return set()
     # Only plain sub-folders: a hand-edited manifest must not make save delete elsewhere.
     return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from speedster_dist.errors import UnsupportedCandidate
 from speedster_dist.records import Capability, DeviceKind, HardwareType, Knob, Precision
 
 if TYPE_CHECKING:
@@ -26,13 +27,10 @@ __all__ = [
     "Knob",
     "SourceModel",
     "UnsupportedCandidate",
+    "throughput_knobs",
 ]
 
 Tensors = tuple["torch.Tensor", ...]
-
-
-class UnsupportedCandidate(RuntimeError):
-    """Raised by ``build`` when this model cannot be built this way (recorded as failed)."""
 
 
 @dataclass
@@ -83,6 +81,11 @@ class Compiled(Protocol):
     model whose ``__call__`` must copy its outputs to the host may also offer
     ``run_on_device(*inputs)``, one call that leaves them on the device: the trial runner
     times that instead, so that every backend is timed alike.
+
+    Several requests in flight: a compiled model may offer ``runner(concurrency)``, a
+    :class:`speedster_dist.serving.Runner` on its library's own asynchronous API that declares
+    (as data, ``runner.overlap``) whether requests really overlap; without one,
+    :func:`speedster_dist.backends.runner_for` runs calls on threads and declares no overlap.
     """
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors: ...
@@ -107,6 +110,9 @@ class Backend(Protocol):
     saves_code: bool
     # The load options that name a saved file: the loader checks they name listed files.
     file_options: tuple[str, ...]
+    # Optional (read through :func:`throughput_knobs`): knobs that pay off only with several
+    # requests in flight or large batches (threads per call...). The search tunes them when
+    # it optimizes throughput or cost, not latency.
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         """None when the backend can run on ``device`` in this process, else why not.
@@ -132,3 +138,9 @@ class Backend(Protocol):
     def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> Compiled:
         """Rebuild a compiled model from what :meth:`Compiled.save` wrote (no unpickling)."""
         ...
+
+
+def throughput_knobs(backend: object) -> tuple[Knob, ...]:
+    """The backend's optional ``throughput_knobs`` (none when it declares none)."""
+    knobs = getattr(backend, "throughput_knobs", ())
+    return tuple(knobs)

@@ -24,7 +24,11 @@ def add_fleet_options(parser: argparse.ArgumentParser, *, overrides: bool = Fals
         help="seconds to wait for each node group to join (default 600)",
     )
     parser.add_argument(
-        "--study-storage", type=Path, help="where the Optuna studies live (default: the cache)"
+        "--study-storage",
+        metavar="URL|FILE|DIR",
+        help="where the Optuna studies live, as Optuna takes it: a database URL "
+        "(sqlite:///studies.db, postgresql://...), a journal file, or a folder of journal "
+        "files (default: the cache); optuna-dashboard opens the URL or the journal file",
     )
     parser.add_argument(
         "--prices", type=Path, help="prices.yaml: cost per 1M inferences in the summary"

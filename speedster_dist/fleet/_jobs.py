@@ -7,12 +7,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import write_kit
+from speedster_dist.artifacts import KIT_FILE, sha256_file, write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
-from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import parse_run_options
+from speedster_dist.present import say
 from speedster_dist.records import TrialResult
 
 __all__ = ["JOB_OPTIONS", "JobSpec", "optimization_time", "run_job"]
@@ -43,7 +43,9 @@ class JobSpec:
     model_name: str = ""
     node_groups: tuple[str, ...] = ()  # () : the cluster's own groups (docs/cluster.md)
     group_wait: float = 600.0
-    study_storage: Path | None = None  # where the Optuna studies live (default: the cache)
+    # Where the Optuna studies live: a storage URL, a journal file or a folder (default: the
+    # cache). Text, not a Path: "sqlite:///x.db" must keep its slashes.
+    study_storage: str | None = None
     resume: bool = False  # continue this job's stored studies (finished trials are kept)
     prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
 
@@ -63,13 +65,17 @@ class JobSpec:
         """Check the search settings now (InputError), before any model loads or Ray starts:
         the same checks ``optimize_model`` makes, NaN and infinity thresholds included."""
         parse_run_options(
-            self.metric_drop_ths,
-            self.metric,
-            optimization_time(self.optimization_time),
-            self.ignore_compilers,
-            self.ignore_compressors,
-            self.device,
-            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size, **self.fleet()},
+            metric_drop_ths=self.metric_drop_ths,
+            metric=self.metric,
+            optimization_time=optimization_time(self.optimization_time),
+            ignore_compilers=self.ignore_compilers,
+            ignore_compressors=self.ignore_compressors,
+            device=self.device,
+            extras={
+                "trial_timeout": self.trial_timeout,
+                "batch_size": self.batch_size,
+                **self.fleet(),
+            },
         )
 
     def fleet(self) -> dict[str, Any]:
@@ -80,7 +86,7 @@ class JobSpec:
         return {
             "node_groups": groups,
             "group_wait": self.group_wait,
-            "study_storage": str(self.study_storage) if self.study_storage else None,
+            "study_storage": self.study_storage,
             "resume": self.resume,
             "prices": str(self.prices) if self.prices else None,
         }
@@ -145,9 +151,11 @@ def run_job(
         **spec.fleet(),
     )
     if spec.out is not None:
-        learner.save(spec.out)
-        say(f"{spec.name}: learner saved to {spec.out} ({', '.join(learner.hardware_types())})")
-        if spec.kit:
+        kit_sha256 = None
+        if spec.kit:  # first: the learner's manifest records (and its signature covers) it
             name = spec.model_name or spec.name  # the rebench records the same model name
-            write_kit(spec.out, name, model_source, input_source, spec.search_options())
+            kit = write_kit(spec.out, name, model_source, input_source, spec.search_options())
+            kit_sha256 = sha256_file(kit / KIT_FILE)
+        learner.save(spec.out, kit_sha256=kit_sha256)
+        say(f"{spec.name}: learner saved to {spec.out} ({', '.join(learner.hardware_types())})")
     return learner

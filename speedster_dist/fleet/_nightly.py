@@ -14,14 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import KIT_DIR, MANIFEST, Kit, Manifest, read_kit
+from speedster_dist.artifacts import (
+    KIT_DIR,
+    MANIFEST,
+    ArtifactError,
+    Kit,
+    Manifest,
+    read_kit,
+    resave_keys,
+    save_learner,
+)
 from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
-from speedster_dist.fleet._progress import say
-from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.learner_builder import winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.prepare import prepare_payload
+from speedster_dist.present import ms, say
 from speedster_dist.records import DeviceKind, TrialResult
 from speedster_dist.results import HistoryTarget, HistoryWriter, open_history
 from speedster_dist.runtime import (
@@ -38,7 +47,6 @@ from speedster_dist.runtime import (
     winner_candidate,
 )
 from speedster_dist.search import SpaceSettings, parse_optimization_time
-from speedster_dist.winners import winner_entries
 
 __all__ = [
     "LearnerRebench",
@@ -61,6 +69,10 @@ class NightlySettings:
     quick: bool = False
     trust_code: bool = False  # kits whose model is a program (TorchScript, .pt2) may load
     signing_key: Any = None  # re-sign what is re-saved (default: SPEEDSTER_DIST_SIGNING_KEY)
+    # Checks each learner and its kit before anything is measured or re-saved (default:
+    # SPEEDSTER_DIST_VERIFY_KEY, else the signing key's own: a learner is never re-signed
+    # unless it verifies).
+    verify_key: Any = None
 
 
 @dataclass
@@ -90,7 +102,7 @@ class _Learner:
 
     name: str
     path: Path
-    entries: dict[str, Any]
+    meta: Manifest  # as read and verified: what a re-save writes, file by file
     kit: Kit
     payload: TrialPayload
     options: RunOptions
@@ -99,9 +111,29 @@ class _Learner:
     signing_key: Any = None
 
 
+def _verified(path: Path, verify: Any) -> tuple[Manifest, Kit]:
+    """``path``'s manifest and kit, checked with ``verify`` (when there is a key, the
+    signature must cover the kit: see :func:`speedster_dist.artifacts.read_kit`)."""
+    try:
+        meta = Manifest.read(path, verify)
+    except ArtifactError as exc:
+        if verify is None:
+            raise
+        raise ArtifactError(
+            f"{exc}; the nightly measures and re-signs only learners that verify "
+            "(with SPEEDSTER_DIST_VERIFY_KEY, else the signing key's own)"
+        ) from exc
+    if verify is not None and meta.kit_sha256 is None:
+        raise ArtifactError(
+            f"{path}: its signature does not cover a rebench kit (it was saved without "
+            "one, or by an older speedster-dist): optimize it again with --out"
+        )
+    return meta, read_kit(path, meta.kit_sha256)
+
+
 def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
-    entries = Manifest.read(path).manifest["entries"]
-    kit = read_kit(path)
+    signing, verify = resave_keys(settings.signing_key, settings.verify_key)
+    meta, kit = _verified(path, verify)
     say(f"{name}: loading {kit.model.kind} model {kit.model_name} from its rebench kit")
     model = read_model(kit.model, settings.trust_code)
     input_data, tokenizer, tokenizer_args = read_inputs(kit.inputs)
@@ -120,9 +152,7 @@ def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
         target, model, payload.source.fingerprint, batch, kit.options, settings.quick
     )
     space = options.space_settings(payload.source, held_in=len(payload.calibration))
-    return _Learner(
-        name, path, dict(entries), kit, payload, options, space, writer, settings.signing_key
-    )
+    return _Learner(name, path, meta, kit, payload, options, space, writer, signing)
 
 
 def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[HardwareGroup]:
@@ -130,7 +160,7 @@ def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[Hardware
 
 
 def _show(name: str, role: str, result: TrialResult) -> None:
-    detail = f"{result.latency.p50 * 1e3:.3g} ms" if result.latency else result.reason[:70]
+    detail = ms(result.latency.p50) if result.latency else result.reason[:70]
     say(
         f"{name}: {result.candidate.hardware_key} {role} {result.candidate.label}: "
         f"{result.status.value} {detail}"
@@ -146,8 +176,9 @@ def rebench_learner(
     executor = make_executor()
     groups = _groups(executor, learner.options.devices)
     report = LearnerRebench(name, remeasured=_remeasure(learner, executor, groups))
-    report.absent = sorted(set(learner.entries) - {g.hardware.key for g in groups})
-    missing = [g for g in groups if g.hardware.key not in learner.entries]
+    entries = learner.meta.manifest["entries"]
+    report.absent = sorted(set(entries) - {g.hardware.key for g in groups})
+    missing = [g for g in groups if g.hardware.key not in entries]
     if missing and settings.search_new:
         report.added = _search_new(learner, executor, missing, settings.search_time)
     return report
@@ -175,7 +206,7 @@ def rebench_all(
 def _remeasure(learner: _Learner, executor: Executor, groups: list[HardwareGroup]) -> int:
     trials = []
     for group in groups:
-        entry = learner.entries.get(group.hardware.key)
+        entry = learner.meta.manifest["entries"].get(group.hardware.key)
         if entry is None:
             continue
         base = baseline_candidate(group, learner.space)
@@ -198,6 +229,11 @@ def _search_new(
     search_time: str | float | None,
 ) -> list[str]:
     keys = [g.hardware.key for g in missing]
+    if learner.meta.signed and learner.signing_key is None:  # before hours of search
+        raise ArtifactError(
+            f"{learner.path} is signed, and re-saving it with new winners needs the "
+            "signing key: set SPEEDSTER_DIST_SIGNING_KEY (or run with --no-search)"
+        )
     say(f"{learner.name}: no winner yet for {', '.join(keys)}: searching")
     budget_value = search_time or learner.kit.options.get("optimization_time", "constrained")
     budget = parse_optimization_time(optimization_time(budget_value))
@@ -219,11 +255,21 @@ def _search_new(
     for key, why in outcome.no_winner.items():
         say(f"{learner.name}: still no winner for {key}: {why}")
     if outcome.winners:
-        meta = Manifest.read(learner.path)
-        updated = HardwareKeyedLearner(
-            meta.io(), {**meta.entries(), **winner_entries(outcome)}, portable=meta.portable()
-        )
-        updated.save(learner.path, signing_key=learner.signing_key)
+        # The manifest read (and verified) before the search, never a fresh read: every
+        # file is copied from the folder checked against its verified checksum, so what
+        # changed since is refused, not re-signed.
+        meta = learner.meta
+        try:
+            save_learner(
+                learner.path,
+                meta.io(),
+                {**meta.entries(), **winner_entries(outcome)},
+                meta.portable(),
+                learner.signing_key,
+                kit_sha256=meta.kit_sha256,
+            )
+        except (ValueError, OSError) as exc:  # a file changed since it was read, a bad key
+            raise ArtifactError(f"{learner.path}: not re-saved: {exc}") from exc
         say(f"{learner.name}: added winners for {', '.join(outcome.winners)} to {learner.path}")
     return sorted(outcome.winners)
 

@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.errors import InputError
 from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec
-from speedster_dist.inputs import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.naming import model_name
+from speedster_dist.search import anchor_storage
 
 __all__ = ["SweepJobResult", "SweepPlan", "node_count", "plan_from_mapping"]
 
 _TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
-_PATHS = frozenset({"model", "inputs", "tokenizer", "study_storage", "prices"})
+_PATHS = frozenset({"model", "inputs", "tokenizer", "prices"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
 _CONVERT: dict[str, Any] = {
@@ -54,6 +55,7 @@ _CONVERT: dict[str, Any] = {
     "ignore_compilers": lambda v: tuple(str(x) for x in v),
     "ignore_compressors": lambda v: tuple(str(x) for x in v),
 }
+_ANCHORED = {"study_storage": anchor_storage}  # settings read relative to the YAML's folder
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,14 @@ def _settings(raw: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
         if key == "name":
             continue
         try:
-            out[key] = (base / str(value)) if key in _PATHS else _CONVERT.get(key, _same)(value)
+            if key in _PATHS:
+                out[key] = base / str(value)
+            elif key in _ANCHORED:
+                if not isinstance(value, str):
+                    raise TypeError("give it as text: a URL or a path")
+                out[key] = _ANCHORED[key](value, base)
+            else:
+                out[key] = _CONVERT.get(key, _same)(value)
         except (TypeError, ValueError) as exc:
             raise InputError(f"sweep {where}: {key}={value!r} is invalid: {exc}") from exc
     return out

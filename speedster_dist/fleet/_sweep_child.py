@@ -22,7 +22,7 @@ from speedster_dist.records import TrialResult
 __all__ = ["EVENT_PREFIX", "job_from_json", "job_to_json", "main"]
 
 EVENT_PREFIX = "@speedster-dist-event "
-_PATH_FIELDS = frozenset({"model", "inputs", "tokenizer", "out", "study_storage", "prices"})
+_PATH_FIELDS = frozenset({"model", "inputs", "tokenizer", "out", "prices"})
 _TUPLE_FIELDS = frozenset({"ignore_compilers", "ignore_compressors", "node_groups"})
 
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from speedster_dist.naming import model_name
+from speedster_dist.naming import describe_model
 from speedster_dist.records import Confirmation, TrialResult
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
@@ -165,21 +165,6 @@ def _finished(result: TrialResult) -> datetime:
     if finished > 0:
         return datetime.fromtimestamp(finished, tz=timezone.utc)
     return datetime.now(timezone.utc)
-
-
-def describe_model(model: Any) -> str:
-    """A readable default model name: the Hugging Face name, the file name or the class."""
-    if isinstance(model, str | Path):
-        where = Path(model)
-        # A file keeps its name (model.onnx says what it is); a folder is named by its
-        # config, or after its parent when it is a generic "model" folder.
-        return where.name if where.suffix else model_name(where)
-    config = getattr(model, "config", None)
-    for name in (getattr(model, "name_or_path", ""), getattr(config, "_name_or_path", "")):
-        if isinstance(name, str) and name:
-            # from_pretrained(folder) sets the folder's path: its config.json names the model
-            return model_name(name) if os.path.isabs(name) else name
-    return type(model).__name__
 
 
 def _file_fingerprint(path: Path) -> str:

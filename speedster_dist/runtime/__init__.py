@@ -36,7 +36,7 @@ from speedster_dist.runtime._rebench import (
     winner_candidate,
 )
 from speedster_dist.runtime._request import SearchHooks, SearchRequest
-from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial
+from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial, save_compiled
 from speedster_dist.runtime.ray import (
     ClusterConnectionError,
     GroupDemand,
@@ -82,5 +82,6 @@ __all__ = [
     "run_fixed_trials",
     "run_search",
     "run_trial",
+    "save_compiled",
     "winner_candidate",
 ]

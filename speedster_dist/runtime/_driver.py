@@ -17,6 +17,7 @@ from speedster_dist.records import (
     Confirmation,
     HardwareType,
     SavedCandidate,
+    SearchOutcome,
     TrialResult,
 )
 from speedster_dist.runtime._contenders import Contenders
@@ -25,36 +26,6 @@ from speedster_dist.runtime._request import SearchRequest
 from speedster_dist.search import BUDGET_EXHAUSTED, Searcher, derive_space
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
-
-
-@dataclass
-class SearchOutcome:
-    """Everything a search measured, and the winner of each hardware type."""
-
-    hardware: dict[str, HardwareType] = field(default_factory=dict)
-    results: list[TrialResult] = field(default_factory=list)
-    winners: dict[str, TrialResult] = field(default_factory=dict)
-    saved: dict[str, SavedCandidate] = field(default_factory=dict)
-    no_winner: dict[str, str] = field(default_factory=dict)  # hardware key -> why
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # key -> "backend: why" lines
-    wall_s: float = 0.0
-    budget_exhausted: bool = False
-    # The baseline's files (the original model in a standard format), a CPU one if any ran.
-    portable: SavedCandidate | None = None
-    lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
-    joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
-    # The winners re-timed side by side after the search (key -> figures), or why not.
-    confirmed: dict[str, Confirmation] = field(default_factory=dict)
-    not_confirmed: dict[str, str] = field(default_factory=dict)
-    confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
-    missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
-    node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
-
-    def baseline(self, hardware_key: str) -> TrialResult | None:
-        return next(
-            (r for r in self.results if r.is_baseline and r.candidate.hardware_key == hardware_key),
-            None,
-        )
 
 
 @dataclass

@@ -5,37 +5,34 @@ YAML, ``workerGroupSpecs`` of a KubeRay RayCluster) whose nodes carry the :data:
 label. The declared groups come from ``node_groups`` (names, or such a YAML), else from the
 labels of the nodes alive now and the autoscaler's own config on the head
 (``~/ray_bootstrap_config.yaml``), when there is one. Plain data: no Ray is imported here (the
-options validate names with it before anything connects; the Ray executor asks the
-autoscaler for the groups, :mod:`speedster_dist.runtime.ray`).
+Ray executor asks the autoscaler for the groups, :mod:`speedster_dist.runtime.ray`); what a
+group may be called is :func:`speedster_dist.naming.parse_group_names`, which the options
+check before anything connects.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.naming import parse_group_names
+
 __all__ = [
-    "DEFAULT_GROUP_WAIT_S",
     "GROUP_LABEL",
     "NodeGroup",
     "declared_groups",
     "groups_from_config",
     "groups_of_nodes",
-    "parse_group_names",
 ]
 
 logger = logging.getLogger(__name__)
 
 GROUP_LABEL = "speedster-dist/node-group"
-DEFAULT_GROUP_WAIT_S = 600.0
 # Where `ray up` puts the autoscaler's config on the head node.
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-# A Ray label value: what a node group may be called.
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
@@ -52,18 +49,6 @@ class NodeGroup:
 
     def selector(self) -> dict[str, str]:
         return {GROUP_LABEL: self.name}
-
-
-def parse_group_names(value: Any) -> tuple[str, ...]:
-    """``node_groups`` as group names (ValueError says what is wrong)."""
-    names = [value] if isinstance(value, str) else list(value)
-    bad = [n for n in names if not isinstance(n, str) or not _NAME.match(n)]
-    if bad:
-        raise ValueError(
-            f"node group names must be Ray label values (letters, digits, '-', '_', '.'; "
-            f"at most 63), got {bad!r}"
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def groups_of_nodes(nodes: Iterable[Mapping[str, Any]]) -> list[NodeGroup]:

@@ -6,9 +6,13 @@ Optuna is imported only when an :class:`OptunaSearcher` is created.
 from speedster_dist.search._budget import (
     BUDGET_EXHAUSTED,
     CONSTRAINED_BUDGET_S,
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_GROUP_WAIT_S,
     Budget,
     parse_optimization_time,
 )
+from speedster_dist.search._journal import StudyStorageError, check_journal, repair_journal
 from speedster_dist.search._optuna import (
     DEFAULT_SEED,
     MAX_CONSECUTIVE_DUPLICATES,
@@ -28,13 +32,18 @@ from speedster_dist.search._space import (
     derive_candidates,
     derive_space,
 )
-from speedster_dist.search._study import StudyStorage, open_study, study_name
+from speedster_dist.search._storage import StudyStorage, anchor_storage, check_storage
+from speedster_dist.search._study import METRIC_NAMES, open_study, study_name
 
 __all__ = [
     "BUDGET_EXHAUSTED",
     "CONSTRAINED_BUDGET_S",
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
+    "DEFAULT_GROUP_WAIT_S",
     "DEFAULT_SEED",
     "MAX_CONSECUTIVE_DUPLICATES",
+    "METRIC_NAMES",
     "PATIENCE",
     "PRUNE_MARGIN",
     "Arm",
@@ -47,8 +56,12 @@ __all__ = [
     "SearcherFactory",
     "SpaceSettings",
     "StudyStorage",
+    "StudyStorageError",
     "allowed_precisions",
+    "anchor_storage",
     "capped_choices",
+    "check_journal",
+    "check_storage",
     "default_gain",
     "derive_candidates",
     "derive_space",
@@ -56,5 +69,6 @@ __all__ = [
     "open_study",
     "optuna_searcher_factory",
     "parse_optimization_time",
+    "repair_journal",
     "study_name",
 ]

@@ -26,7 +26,8 @@ from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialSt
 from speedster_dist.search._budget import BUDGET_EXHAUSTED
 from speedster_dist.search._searcher import SearcherFactory
 from speedster_dist.search._space import SearchSpace
-from speedster_dist.search._study import StudyStorage, open_study, study_name
+from speedster_dist.search._storage import StudyStorage
+from speedster_dist.search._study import open_study, study_name
 
 if TYPE_CHECKING:
     import optuna
@@ -346,16 +347,19 @@ def optuna_searcher_factory(
     model_fingerprint: str,
     settings: Mapping[str, Any],
     *,
+    model_name: str = "",
     resume: bool = False,
     seed: int = DEFAULT_SEED,
     prune_margin: float = PRUNE_MARGIN,
 ) -> SearcherFactory:
     """A ``SearcherFactory`` for the driver: one study per hardware type, named by
-    :func:`study_name` from the model fingerprint, the hardware key and ``settings``."""
+    :func:`study_name` after ``model_name`` (for people), the hardware key and a hash of the
+    model fingerprint and ``settings`` (what makes it the same search)."""
 
     def make(hardware: HardwareType, space: SearchSpace) -> OptunaSearcher:
-        name = study_name(model_fingerprint, hardware.key, settings)
-        attrs = {"hardware": hardware.key, "model": model_fingerprint, **settings}
+        identity = {"fingerprint": model_fingerprint, **settings}
+        name = study_name(model_name, hardware.key, identity)
+        attrs = {"model": model_name, "hardware": hardware.key, **identity}
         return OptunaSearcher(
             space,
             storage=storage,

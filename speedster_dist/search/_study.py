@@ -1,8 +1,10 @@
 """Where a search's Optuna study lives and what it is called (imports optuna lazily).
 
-One study per (model, hardware type, settings): the name is derived from the model's
-fingerprint, the hardware-type key and a hash of the settings that change what "best" means,
-so that a resumed search finds its own study and a different search never mixes into it.
+One study per (model, hardware type, settings), named for the people and tools that read it
+(optuna-dashboard): ``<model name>-<hardware key>-<hash>``, the hash covering the model's
+fingerprint and the settings that change what "best" means, so that a resumed search finds its
+own study and a different search never mixes into it. What ``study_storage`` may be:
+:mod:`._storage`.
 """
 
 from __future__ import annotations
@@ -16,80 +18,38 @@ import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
+
+from speedster_dist.search._journal import StudyStorageError, open_journal
+from speedster_dist.search._storage import (
+    SQLITE_SUFFIXES,
+    StudyStorage,
+    check_storage,
+    is_url,
+    safe_url,
+    sqlite_folder,
+)
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
 
-__all__ = ["StudyStorage", "open_study", "repair_journal", "study_name"]
+__all__ = ["METRIC_NAMES", "open_study", "study_name"]
 
-# None: in memory (not resumable); a URL Optuna accepts ("sqlite:///x.db", "postgresql://...");
-# a path: a directory (one journal file per study), "*.db"/"*.sqlite" (SQLite) or any other
-# file (one Optuna journal file shared by studies); or an Optuna storage object.
-StudyStorage = Union[str, "os.PathLike[str]", "BaseStorage", None]
-
-_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]+")
+# What each study minimises, named for optuna-dashboard and ``trials_dataframe``.
+METRIC_NAMES = ("p50_latency_s",)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]+")  # a study name as a file name
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._/-]+")  # a model name in a study name ("~" is ours)
+_MAX_MODEL_NAME = 64
 
 
-def study_name(model_fingerprint: str, hardware_key: str, settings: Mapping[str, Any]) -> str:
-    """``<fingerprint>-<hardware key>-<settings hash>``; the settings are JSON-encoded, sorted."""
-    encoded = json.dumps(dict(settings), sort_keys=True, default=str)
-    digest = hashlib.sha256(encoded.encode()).hexdigest()[:12]
-    return f"{model_fingerprint[:16] or 'model'}-{hardware_key}-{digest}"
-
-
-def repair_journal(path: Path) -> bool:
-    """Drop a torn last record of an Optuna journal file (a process killed mid-write);
-    True when one was dropped. Optuna skips a torn tail when reading, but the next record
-    would be appended to it, making the line (and every later read) invalid."""
-    from optuna.storages.journal import JournalFileOpenLock
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    lock = JournalFileOpenLock(str(path))
-    lock.acquire()  # the lock Optuna's writers take: nobody appends while we cut
-    try:
-        data = path.read_bytes()
-        keep = _complete_prefix(data)
-        if keep == len(data):
-            return False
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
-    finally:
-        lock.release()
-    warnings.warn(
-        f"the study journal {path} ended with a torn record (a run killed while writing): "
-        f"dropped its last {len(data) - keep} bytes and resumed from the rest",
-        stacklevel=3,
-    )
-    return True
-
-
-def _complete_prefix(data: bytes) -> int:
-    """Length of ``data`` up to its last complete, valid JSON line."""
-    end = len(data)
-    while end > 0:
-        if data[end - 1 : end] != b"\n":  # an unterminated tail: cut back to the last newline
-            end = data.rfind(b"\n", 0, end) + 1
-            continue
-        start = data.rfind(b"\n", 0, end - 1) + 1
-        try:
-            json.loads(data[start:end])
-            return end
-        except ValueError:  # a terminated but garbled record: cut it too
-            end = start
-    return 0
-
-
-def _journal(path: Path) -> BaseStorage:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    repair_journal(path)
-    return JournalStorage(JournalFileBackend(str(path)))
+def study_name(model_name: str, hardware_key: str, identity: Mapping[str, Any]) -> str:
+    """``<model name>-<hardware key>-<hash>``: 8 hex digits of the SHA-256 of ``identity``
+    (the model's fingerprint and the search settings), JSON-encoded with sorted keys."""
+    encoded = json.dumps(dict(identity), sort_keys=True, default=str)
+    digest = hashlib.sha256(encoded.encode()).hexdigest()[:8]
+    readable = _NAME_CHARS.sub("-", model_name).strip("-./")[:_MAX_MODEL_NAME] or "model"
+    return f"{readable}-{hardware_key}-{digest}"
 
 
 def _fresh_name(name: str) -> str:
@@ -110,16 +70,32 @@ def _directory_storage(folder: Path, name: str, resume: bool) -> tuple[BaseStora
     existing = _family((p.stem for p in folder.glob(f"{safe}*.journal")), safe)
     if resume and existing:
         latest = existing[-1]
-        storage = _journal(folder / f"{latest}.journal")
+        storage = open_journal(folder / f"{latest}.journal")
         import optuna
 
         names = optuna.study.get_all_study_names(storage)
         return storage, names[-1] if names else name
     chosen = name if not existing else _fresh_name(name)
-    return _journal(folder / f"{_UNSAFE.sub('_', chosen)}.journal"), chosen
+    return open_journal(folder / f"{_UNSAFE.sub('_', chosen)}.journal"), chosen
 
 
-def _resolve(storage: StudyStorage, name: str, resume: bool) -> tuple[BaseStorage | str, str]:
+def _database(url: str) -> BaseStorage:
+    """Optuna's RDBStorage of ``url`` (an SQLite file's folder is created first)."""
+    from optuna.storages import RDBStorage
+
+    folder = sqlite_folder(url)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return RDBStorage(url)
+    except Exception as exc:  # unreachable server, refused login, a file that is no database
+        raise StudyStorageError(
+            f"cannot open the study storage {safe_url(url)!r}: {type(exc).__name__}: "
+            f"{str(exc)[:300]}"
+        ) from exc
+
+
+def _resolve(storage: StudyStorage, name: str, resume: bool) -> tuple[BaseStorage, str]:
     """The storage, and the name of the study to open in it."""
     from optuna.storages import BaseStorage, InMemoryStorage
 
@@ -128,20 +104,21 @@ def _resolve(storage: StudyStorage, name: str, resume: bool) -> tuple[BaseStorag
     if isinstance(storage, BaseStorage):
         return storage, _pick(storage, name, resume)
     text = os.fspath(storage)
-    if "://" in text:
-        return text, _pick(text, name, resume)
+    check_storage(text)  # again: open_study has callers other than optimize_model
+    if is_url(text):
+        database = _database(text)
+        return database, _pick(database, name, resume)
     path = Path(text).expanduser()
-    if path.suffix in _SQLITE_SUFFIXES:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-        return url, _pick(url, name, resume)
+    if path.suffix in SQLITE_SUFFIXES:
+        database = _database(f"sqlite:///{path}")
+        return database, _pick(database, name, resume)
     if path.suffix and not path.is_dir():
-        journal = _journal(path)
+        journal = open_journal(path)
         return journal, _pick(journal, name, resume)
     return _directory_storage(path, name, resume)
 
 
-def _pick(storage: BaseStorage | str, name: str, resume: bool) -> str:
+def _pick(storage: BaseStorage, name: str, resume: bool) -> str:
     """In a shared storage: the latest study of the family to resume, else a new name."""
     import optuna
 
@@ -164,8 +141,10 @@ def open_study(
     a new study: ``name`` itself the first time, then ``name~<UTC time>-<random>``; nothing
     stored is ever deleted, so two runs of one model at once never destroy each other's
     study. A journal whose last record was torn by a killed process is repaired first (the
-    torn record dropped, with a warning). ``attrs`` are written as the study's user
-    attributes (for people reading it).
+    torn record dropped, with a warning); one damaged anywhere else, a storage that cannot be
+    opened, raise :class:`StudyStorageError`. The study's metric is named
+    (:data:`METRIC_NAMES`) and ``attrs`` are written as its user attributes (for people and
+    optuna-dashboard reading it).
     """
     import optuna
 
@@ -184,6 +163,10 @@ def open_study(
             chosen = _fresh_name(name)
     else:  # pragma: no cover - three fresh names in a row cannot all be taken
         raise RuntimeError(f"could not create a study named after {name!r}")
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(METRIC_NAMES))
     for key, value in (attrs or {}).items():
         study.set_user_attr(key, value)
     return study

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.runtime.ray._connect import LOOPBACK_ENV, _refresh_auth_config
-from speedster_dist.testing.fakes import FAKE_BACKENDS
+from speedster_dist.testing.registry import use_backends
 
 
 def loopback_only(patcher: pytest.MonkeyPatch) -> None:
@@ -27,7 +26,7 @@ def node_environment(patcher: pytest.MonkeyPatch, backends: str) -> None:
     """What the nodes of a test cluster need, set before they start (their workers inherit
     it): the extra backends ``backends``, this checkout on PYTHONPATH, loopback only."""
     root = str(Path(__file__).resolve().parents[2])
-    patcher.setenv(EXTRA_BACKENDS_ENV, backends)
+    use_backends(patcher, backends)
     patcher.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     )
@@ -119,7 +118,7 @@ def local_ray():
 
     patcher = pytest.MonkeyPatch()
     # Set before ray.init: worker processes inherit the raylet's environment.
-    patcher.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
+    use_backends(patcher)  # the fakes
     loopback_only(patcher)
     private_token(patcher)
     if ray.is_initialized():

@@ -22,13 +22,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.cli import EXIT_OK, main
 from speedster_dist.hardware import SIMULATED_TYPE_ENV, local_hardware
 from speedster_dist.learner import load_model
 from speedster_dist.results import read_history
 from speedster_dist.testing import models
 from speedster_dist.testing.fakes import FAKE_BACKENDS
+from speedster_dist.testing.registry import backends_environment
 
 from .test_cli import TEXTS, write_tiny_bert
 
@@ -91,7 +91,7 @@ def killed_sweep(tmp_path_factory):
     write_tiny_bert(root / "bert")
     (root / "sweep.yaml").write_text(SWEEP)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({EXTRA_BACKENDS_ENV: FAKE_BACKENDS, SIMULATED_TYPE_ENV: OLD_TYPE})
+    env.update({**backends_environment(FAKE_BACKENDS), SIMULATED_TYPE_ENV: OLD_TYPE})
     log = (root / "sweep.log").open("w")
     command = [*_command(), "sweep", "sweep.yaml", "--cluster", "local", "--quick-measure"]
     process = subprocess.Popen(

@@ -22,17 +22,17 @@ import torch
 
 from speedster_dist import hardware as _hardware
 from speedster_dist.artifacts import PORTABLE_KEY
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
 from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.present import format_summary
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import SearchHooks, SearchRequest, run_search
 from speedster_dist.runtime.ray import RayExecutor
 from speedster_dist.search import Budget, SpaceSettings
-from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
+from speedster_dist.testing.registry import backends_environment
 
 from .conftest import ray_cluster
 
@@ -331,10 +331,9 @@ def test_runtime_env_ships_the_package_to_workers(cluster, tmp_path):
     import sys
 
     cl, _ = cluster
-    env = {k: v for k, v in os.environ.items() if k != EXTRA_BACKENDS_ENV}
     proc = subprocess.run(
         [sys.executable, "-c", _SHIPPED_SCRIPT, cl.address],
-        env={**env, EXTRA_BACKENDS_ENV: BACKENDS},
+        env={**os.environ, **backends_environment(BACKENDS)},
         capture_output=True,
         text=True,
         timeout=180,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speedster_dist.backends._registry import backend_names
+from speedster_dist.backends import backend_names
 from speedster_dist.hardware import HARDWARE_LABEL
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.runtime import GROUP_LABEL, SearchRequest, run_search

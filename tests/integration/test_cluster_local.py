@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.runtime.ray import LOOPBACK_ENV
 from speedster_dist.testing.fakes import FAKE_BACKENDS
+from speedster_dist.testing.registry import backends_environment
 
 from .conftest import free_port
 
@@ -111,7 +111,7 @@ def test_local_cluster_up_status_search_down(tmp_path):
                 **client_env,
                 "RAY_ADDRESS": f"127.0.0.1:{PORT}",
                 "RAY_AUTH_TOKEN": TOKEN,
-                EXTRA_BACKENDS_ENV: FAKE_BACKENDS,
+                **backends_environment(FAKE_BACKENDS),
             },
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,5 +1,6 @@
 """Sweeps with one driver process per job, in this process's local Ray: a job whose process
-crashes mid-search ends alone, and a resumed sweep does not measure finished trials again."""
+crashes mid-search ends alone, and a resumed sweep (its studies in an SQLite URL) does not
+measure finished trials again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
 
@@ -90,11 +92,19 @@ jobs:
     inputs: mlp.npz
 """
     )
-    args = ["sweep", tmp_path / "sweep.yaml", "--quick-measure", "--study-storage"]
-    assert cli(*args, tmp_path / "studies") == EXIT_OK
+    # A storage URL as Optuna users write it: one SQLite file that optuna-dashboard opens.
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["sweep", tmp_path / "sweep.yaml", "--quick-measure", "--study-storage", url]
+    assert cli(*args) == EXIT_OK
     # the trials (not the confirmation's re-timings, role "confirmed")
     first = [r for r in read_history(tmp_path / "history").to_pylist() if r["role"] != "confirmed"]
-    assert cli(*args, tmp_path / "studies", "--resume") == EXIT_OK
+    (name,) = optuna.get_all_study_names(url)  # one hardware type: one study, named for people
+    assert name.startswith("mlp-cpu-")
+    study = optuna.load_study(study_name=name, storage=url)
+    assert study.metric_names == ["p50_latency_s"] and study.user_attrs["model"] == "mlp"
+    measured = [t for t in study.trials if "status" in t.user_attrs]  # not duplicate proposals
+    assert len(measured) == len(first)
+    assert cli(*args, "--resume") == EXIT_OK
     rows = [r for r in read_history(tmp_path / "history").to_pylist() if r["role"] != "confirmed"]
     first_ids = {r["run_id"] for r in first}
     second = [r for r in rows if r["run_id"] not in first_ids]

@@ -1,4 +1,9 @@
 import os
+import sys
+import types
+from collections import namedtuple
+
+import pytest
 
 from speedster_dist import hardware as _hardware
 from speedster_dist.hardware import cpu_features
@@ -62,6 +67,7 @@ def _fake_smi(folder, rows):
 def test_gpus_are_found_whatever_cuda_visible_devices_says(tmp_path, monkeypatch):
     # A zero-GPU Ray task (the node probe) may see CUDA_VISIBLE_DEVICES="": nvidia-smi
     # still lists every GPU of the node, under the key a loaded learner will compute.
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML bindings: nvidia-smi is used
     _fake_smi(tmp_path, ["NVIDIA H200, 143771, 9.0", "NVIDIA H200, 143771, 9.0"])
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
@@ -76,3 +82,79 @@ def test_a_broken_nvidia_smi_falls_back_to_cuda(tmp_path, monkeypatch):
     _fake_smi(tmp_path, ["garbage"])
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert _hardware._smi_gpus() is None
+
+
+class _NVMLError(Exception):
+    pass
+
+
+_Memory = namedtuple("_Memory", "total free used")
+
+
+def _fake_pynvml(gpus, driver=b"570.86", init_error=False):
+    """A stand-in for nvidia-ml-py's ``pynvml``: ``gpus`` are (name, bytes, (major, minor))."""
+    calls = []
+
+    def init():
+        calls.append("init")
+        if init_error:
+            raise _NVMLError("NVML Shared Library Not Found")
+
+    module = types.ModuleType("pynvml")
+    module.__dict__.update(
+        NVMLError=_NVMLError,
+        nvmlInit=init,
+        nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetCount=lambda: len(gpus),
+        nvmlDeviceGetHandleByIndex=lambda index: gpus[index],
+        nvmlDeviceGetName=lambda gpu: gpu[0],
+        nvmlDeviceGetMemoryInfo=lambda gpu: _Memory(gpu[1], gpu[1], 0),
+        nvmlDeviceGetCudaComputeCapability=lambda gpu: gpu[2],
+        nvmlSystemGetDriverVersion=lambda: driver,
+    )
+    return module, calls
+
+
+def _no_smi(tmp_path, monkeypatch):
+    """nvidia-smi, if called, would say something else: NVML must have answered."""
+    _fake_smi(tmp_path, ["Wrong GPU, 1024, 1.0"])
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize("name", [b"NVIDIA H200", "NVIDIA H200"])  # old and new bindings
+def test_gpus_are_found_through_nvml_first(tmp_path, monkeypatch, name):
+    _no_smi(tmp_path, monkeypatch)
+    l4 = ("NVIDIA L4", 23034 * 2**20, (8, 9))
+    fake, calls = _fake_pynvml([(name, 143771 * 2**20, (9, 0))] * 2 + [l4])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = [h for h in _hardware.local_hardware_types() if h.device is DeviceKind.GPU]
+    # the same keys as nvidia-smi's figures give (the test above)
+    assert [g.key for g in gpus] == ["gpu-nvidia-h200-140gb-sm90", "gpu-nvidia-l4-22gb-sm89"]
+    assert gpus[0].gpu_memory_mb == 143771 and gpus[0].compute_capability == "9.0"
+    assert gpus[0].gpu_name == "NVIDIA H200" and gpus[0].gpu_driver == "570.86"
+    assert calls == ["init", "shutdown"]  # one NVML session, always closed
+
+
+def test_nvml_without_a_driver_falls_back_to_nvidia_smi(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, ["NVIDIA A10G, 23028, 8.6"])
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    fake, calls = _fake_pynvml([], init_error=True)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = [h for h in _hardware.local_hardware_types() if h.device is DeviceKind.GPU]
+    assert [g.key for g in gpus] == ["gpu-nvidia-a10g-22gb-sm86"]
+    assert gpus[0].gpu_driver == "570.86" and calls == ["init"]
+
+
+def test_an_nvml_error_mid_query_falls_back_and_still_shuts_nvml_down(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, ["NVIDIA A10G, 23028, 8.6"])
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    fake, calls = _fake_pynvml([("NVIDIA H200", 2**40, (9, 0))])
+
+    def lost(gpu):
+        raise _NVMLError("GPU is lost")
+
+    fake.nvmlDeviceGetMemoryInfo = lost
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = [h for h in _hardware.local_hardware_types() if h.device is DeviceKind.GPU]
+    assert [g.key for g in gpus] == ["gpu-nvidia-a10g-22gb-sm86"]
+    assert calls == ["init", "shutdown"]

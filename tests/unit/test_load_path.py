@@ -15,7 +15,7 @@ from speedster_dist.hardware import local_hardware
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, Precision
-from speedster_dist.runtime._trial import save_compiled as _save
+from speedster_dist.runtime import save_compiled as _save
 from speedster_dist.testing.backend_contract import contract_model
 
 pytest.importorskip("onnxruntime")

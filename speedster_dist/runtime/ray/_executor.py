@@ -25,7 +25,7 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._confirm import confirm_task
-from speedster_dist.runtime._node_groups import DEFAULT_GROUP_WAIT_S, declared_groups
+from speedster_dist.runtime._node_groups import declared_groups
 from speedster_dist.runtime._protocol import Executor, HardwareGroup, TrialOutcome, failed_result
 from speedster_dist.runtime._shared_export import consumes_onnx
 from speedster_dist.runtime._trial import TrialPayload
@@ -34,6 +34,7 @@ from speedster_dist.runtime.ray._in_flight import QUEUE_LIMIT_FACTOR, Queued, Ru
 from speedster_dist.runtime.ray._membership import ClusterMembership
 from speedster_dist.runtime.ray._run_clock import StartMarks, started_trial_task
 from speedster_dist.runtime.ray._shared_export_job import ExportState, SharedExportJob
+from speedster_dist.search import DEFAULT_GROUP_WAIT_S
 
 __all__ = ["RayExecutor"]
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from speedster_dist.runtime._node_groups import DEFAULT_GROUP_WAIT_S, GROUP_LABEL, NodeGroup
+from speedster_dist.runtime._node_groups import GROUP_LABEL, NodeGroup
 from speedster_dist.runtime._protocol import Demand
+from speedster_dist.search import DEFAULT_GROUP_WAIT_S
 
 __all__ = ["GroupDemand", "Request", "ray_request"]
 

@@ -27,7 +27,7 @@ from speedster_dist.hardware import local_cpu
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, Precision, SavedCandidate
-from speedster_dist.runtime._trial import save_compiled
+from speedster_dist.runtime import save_compiled
 from speedster_dist.testing.backend_contract import ContractModel, contract_model
 
 pytest.importorskip("onnxruntime")

@@ -5,7 +5,7 @@ import pytest
 
 from speedster_dist.backends import BuildConfig, UnsupportedCandidate, get_backend
 from speedster_dist.records import DeviceKind, Precision
-from speedster_dist.testing.backend_contract import check_backend_contract, contract_model
+from speedster_dist.testing.backend_contract import contract_model
 
 
 def _require_inductor() -> None:
@@ -54,21 +54,6 @@ def test_torch_compile_rejects_reduced_precision_on_cpu(tmp_path):
     config = BuildConfig(Precision.BF16, DeviceKind.CPU)
     with pytest.raises(UnsupportedCandidate):
         get_backend("torch_compile").build(model.source, model.calibration, config, tmp_path)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-3), ("fp16", 5e-2)])
-@pytest.mark.parametrize("kind", ["mlp", "bert"])
-def test_torch_compile_gpu_contract(tmp_path, kind, precision, tolerance):
-    check_backend_contract(
-        "torch_compile",
-        precision,
-        "",
-        tmp_path,
-        tolerance=tolerance,
-        kind=kind,
-        device=DeviceKind.GPU,
-    )
 
 
 def test_cuda_graphs_only_for_gpu_modes_that_capture_them():

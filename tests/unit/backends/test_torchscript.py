@@ -46,18 +46,3 @@ def test_torchscript_does_not_modify_the_source_module(tmp_path):
     get_backend("torchscript").build(model.source, model.calibration, config, tmp_path)
     after = model.source.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-3), ("fp16", 5e-2)])
-@pytest.mark.parametrize("kind", ["mlp", "bert"])
-def test_torchscript_gpu_contract(tmp_path, kind, precision, tolerance):
-    check_backend_contract(
-        "torchscript",
-        precision,
-        "",
-        tmp_path,
-        tolerance=tolerance,
-        kind=kind,
-        device=DeviceKind.GPU,
-    )

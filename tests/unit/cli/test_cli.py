@@ -6,7 +6,7 @@ from speedster_dist.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from speedster_dist.cli._common import CliError
 from speedster_dist.cli._rebench import exit_code
 from speedster_dist.cli._sweep import load_plan
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 
 
 def test_help_and_usage_errors_have_their_exit_codes(capsys):
@@ -113,6 +113,8 @@ def test_sweep_files_are_validated(tmp_path, text, message):
         ("--metric-drop-ths", "inf", "NaN or infinity would accept any candidate"),
         ("--trial-timeout", "0", "trial_timeout must be a finite number of seconds > 0"),
         ("--ignore-compilers", "fastest", "unknown backend 'fastest'"),
+        ("--study-storage", "mongodb://db/studies", "Optuna cannot open a 'mongodb' URL"),
+        ("--study-storage", "sqlite:/studies.db", "looks like a URL that lost its slashes"),
     ],
 )
 def test_settings_that_would_disable_the_guard_exit_2_before_ray(
@@ -126,3 +128,12 @@ def test_settings_that_would_disable_the_guard_exit_2_before_ray(
     assert main(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("value", ["sqlite:///studies.db", "sqlite:////abs/x.db", "studies"])
+def test_a_study_storage_reaches_the_search_as_written(value):
+    from speedster_dist.cli import build_parser
+    from speedster_dist.cli._fleet_options import fleet_settings
+
+    args = build_parser().parse_args(["optimize", "m", "--inputs", "t", "--study-storage", value])
+    assert fleet_settings(args)["study_storage"] == value

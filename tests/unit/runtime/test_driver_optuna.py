@@ -8,6 +8,7 @@ known best is fp16 with slowdown=1.
 import itertools
 import math
 import time
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -37,8 +38,7 @@ class Interrupted(Exception):
 
 
 def optuna_search(payload, storage=None, resume=False, budget=UNLIMITED, searchers=None, **kw):
-    payload.metric_drop_ths = 0.01
-    payload.measure = TIMING
+    payload = replace(payload, metric_drop_ths=0.01, measure=TIMING)
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
 
     def make(hardware, space):
@@ -156,7 +156,7 @@ def test_optimize_model_resumes_a_stored_study(fakes, tmp_path):
 
 def test_searcher_extras_are_validated_before_any_trial():
     from speedster_dist import optimize_model
-    from speedster_dist.inputs import InputError
+    from speedster_dist.errors import InputError
     from speedster_dist.testing.models import tiny_mlp
 
     data = [((torch.randn(1, 16),), 0)]
@@ -164,3 +164,51 @@ def test_searcher_extras_are_validated_before_any_trial():
         optimize_model(tiny_mlp(), data, executor=InlineExecutor(), searcher="random")
     with pytest.raises(InputError, match="search_seed must be an int"):
         optimize_model(tiny_mlp(), data, executor=InlineExecutor(), search_seed="0")
+
+
+def _optimize_mlp(storage, **extra):
+    from speedster_dist import optimize_model
+    from speedster_dist.testing.models import tiny_mlp
+
+    model = tiny_mlp()
+    model.name_or_path = "org/tiny-mlp"  # type: ignore[assignment]  # as a Hugging Face model
+    data = [((torch.randn(1, 16),), i % 4) for i in range(5)]
+    executor = InlineExecutor(fake_probe("torch", "fake"))
+    return optimize_model(
+        model,
+        data,
+        executor=executor,
+        measure_settings=TIMING,
+        progress=False,
+        device="cpu",
+        metric_drop_ths=0.01,
+        study_storage=storage,
+        **extra,
+    )
+
+
+def test_optimize_model_writes_a_readable_study_to_an_sqlite_url(fakes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = _optimize_mlp("sqlite:///tmp.db")
+    (name,) = optuna.get_all_study_names("sqlite:///tmp.db")
+    assert name.startswith(f"org/tiny-mlp-{FAKE_HW.key}-")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'tmp.db'}")
+    assert study.metric_names == ["p50_latency_s"]
+    assert study.user_attrs["model"] == "org/tiny-mlp"
+    assert len(study.trials) == len(first.results)
+    complete = [r.latency.p50 for r in first.results if r.status is TrialStatus.COMPLETE]
+    assert study.best_value == min(complete)
+    second = _optimize_mlp("sqlite:///tmp.db", resume=True)  # only the baseline again
+    assert [r.candidate.label for r in second.results] == ["torch fp32"]
+
+
+def test_a_damaged_journal_stops_the_search_before_any_trial(fakes, tmp_path):
+    from speedster_dist.search import StudyStorageError
+
+    path = tmp_path / "studies.journal"
+    _optimize_mlp(path)
+    records = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([records[0], b'{"op_code": 4, "tri\n', *records[1:]]))
+    with pytest.raises(StudyStorageError, match=f"journal {path} is damaged at line 2"):
+        _optimize_mlp(path, resume=True, history=tmp_path / "history")
+    assert not list(tmp_path.glob("history/**/*.parquet"))  # no trial ran

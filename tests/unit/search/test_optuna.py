@@ -21,7 +21,6 @@ from speedster_dist.search import (
     OptunaSearcher,
     SpaceSettings,
     derive_space,
-    study_name,
 )
 
 HW = HardwareType("cpu-test-2c", DeviceKind.CPU, features=frozenset({"avx2"}))
@@ -305,15 +304,6 @@ def test_tell_needs_an_asked_candidate():
     stray = space().defaults()[1]
     with pytest.raises(ValueError, match="was not asked"):
         searcher.tell(TrialResult(stray, TrialStatus.FAILED, "x"))
-
-
-def test_study_names_change_with_model_hardware_and_settings():
-    base = study_name("abc123", HW.key, {"metric_drop_ths": 0.05, "metric": "numeric"})
-    assert base.startswith("abc123-cpu-test-2c-")
-    assert base == study_name("abc123", HW.key, {"metric": "numeric", "metric_drop_ths": 0.05})
-    assert base != study_name("abc124", HW.key, {"metric_drop_ths": 0.05, "metric": "numeric"})
-    assert base != study_name("abc123", "cpu-other", {"metric_drop_ths": 0.05, "metric": "numeric"})
-    assert base != study_name("abc123", HW.key, {"metric_drop_ths": 0.01, "metric": "numeric"})
 
 
 def test_a_journal_file_holds_several_studies(tmp_path):

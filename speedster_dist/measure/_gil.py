@@ -1,6 +1,7 @@
 """Does a call release Python's GIL? Measured, because threads only overlap where it does.
 
-A worker thread makes ``calls`` calls while this thread counts ticks (each tick reads the clock
+A worker thread calls until both ``min_calls`` calls and ``min_window_s`` seconds are reached
+(after one warm-up call here) while this thread counts ticks (each tick reads the clock
 and yields the GIL with ``sleep(0)``). A tick can only run while the worker does not hold the
 GIL, so the ticks counted inside the worker's window, times the period of a tick measured
 alone just before, estimate the share of the window in which another Python thread could run.
@@ -14,7 +15,6 @@ ops does not.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -56,28 +56,27 @@ def _tick_period() -> float:
     return (ticks[-1] - ticks[0]) / max(len(ticks) - 1, 1)
 
 
-def _calls_for(call: Callable[[], object], min_calls: int, min_window_s: float) -> int:
-    call()  # a warm-up: first calls are often slow
-    started = time.perf_counter()
-    call()
-    one = max(time.perf_counter() - started, 1e-6)
-    return min(max(min_calls, math.ceil(min_window_s / one)), _MAX_CALLS)
-
-
 def gil_release(
     call: Callable[[], object], min_calls: int = 5, min_window_s: float = 0.05
 ) -> GilRelease:
     """Measure how much of ``call`` leaves the GIL free (see the module docstring)."""
-    calls = _calls_for(call, min_calls, min_window_s)
+    call()  # a warm-up: first calls are often slow
     period = _tick_period()
     window: list[float] = []
+    done: list[int] = [0]
     errors: list[BaseException] = []
 
     def work() -> None:
-        window.append(time.perf_counter())
+        # Both minimums checked as it goes, never sized from one timed call: a first call
+        # slowed by a busy machine made a window of a few ms, too short to judge.
+        start = time.perf_counter()
+        window.append(start)
         try:
-            for _ in range(calls):
+            while done[0] < _MAX_CALLS and (
+                done[0] < min_calls or time.perf_counter() - start < min_window_s
+            ):
                 call()
+                done[0] += 1
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
         window.append(time.perf_counter())
@@ -99,4 +98,4 @@ def gil_release(
     start, end = window
     inside = sum(1 for t in ticks if start < t < end)
     span = max(end - start, 1e-9)
-    return GilRelease(round(min(inside * period / span, 1.0), 3), inside, calls, span)
+    return GilRelease(round(min(inside * period / span, 1.0), 3), inside, done[0], span)

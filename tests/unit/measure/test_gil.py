@@ -30,8 +30,20 @@ def test_an_error_in_the_call_reaches_the_caller():
 
     def boom() -> None:
         calls.append(1)
-        if len(calls) > 2:  # after the two calls that size the probe: on its worker thread
+        if len(calls) > 2:  # after the warm-up call: on the probe's worker thread
             raise KeyError("inside the probe")
 
     with pytest.raises(KeyError, match="inside the probe"):
         gil_release(boom)
+
+
+def test_the_window_lasts_at_least_its_minimum_whatever_one_call_took():
+    durations = iter([0.0005, 0.05])  # one early call slow, as on a busy machine; then fast
+
+    def call() -> None:
+        time.sleep(next(durations, 0.0005))
+
+    probe = gil_release(call, min_calls=5, min_window_s=0.03)
+    assert probe.window_s >= 0.03  # never 5 fast calls sized from the slow one (~3 ms)
+    assert probe.calls >= 5
+    assert probe.released  # sleeping leaves the GIL free

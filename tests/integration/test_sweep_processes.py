@@ -73,8 +73,13 @@ def test_a_job_whose_process_crashes_mid_search_ends_alone(local_ray, tmp_path, 
     assert len([r for r in rows if r["model_name"] == "fine"]) >= 2
     table = capsys.readouterr().out  # the final table: model x hardware type
     assert "best so far" in table
-    assert any(line.startswith("boom") and "failed" in line for line in table.splitlines())
-    assert any(line.startswith("fine") and " done " in line for line in table.splitlines())
+    shown = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| ")  # a row of the plain ASCII table (not a terminal here)
+    ]
+    assert any(row[0] == "boom" and row[2].startswith("failed") for row in shown), table
+    assert any(row[0] == "fine" and row[2] == "done" for row in shown), table
 
 
 @pytest.mark.slow  # two sweeps of job processes

@@ -82,7 +82,9 @@ class Compiled(Protocol):
     Outputs may stay on the model's device (the caller moves what it inspects). A compiled
     model whose ``__call__`` must copy its outputs to the host may also offer
     ``run_on_device(*inputs)``, one call that leaves them on the device: the trial runner
-    times that instead, so that every backend is timed alike.
+    times that instead, so that every backend is timed alike. It may also carry ``notes``
+    (a tuple of short lines, e.g. int8 calibrated on few distinct samples): the trial records
+    them (``TrialResult.notes``) and the summary prints them under its hardware type.
     """
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors: ...

@@ -461,3 +461,16 @@ def test_float16_keeps_float32_io(mlp: ContractModel, tmp_path: Path) -> None:
     got = _run(half, mlp.source, sample)[0]
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, _eager(mlp.source, sample)[0], atol=1e-2)
+
+
+def test_distinct_samples_are_counted_by_content() -> None:
+    a = torch.arange(6).reshape(2, 3)
+    samples = [(a, a.float()), (a.clone(), a.float()), (a, a.double()), (a.T.contiguous(), a)]
+    # The same values as another dtype or shape are another sample.
+    assert _onnx.distinct_samples(samples) == 3
+    assert _onnx.distinct_samples([(a,)] * 100) == 1 and _onnx.distinct_samples([]) == 0
+    varied = [(torch.full((1, 4), float(i)),) for i in range(_onnx.FEW_DISTINCT)]
+    assert _onnx.calibration_note(varied) is None
+    note = _onnx.calibration_note([(a,)] * 100)
+    assert note is not None and "calibrated on 1 distinct sample(s) (of 100 held in)" in note
+    assert f"{_onnx.FEW_DISTINCT} or more distinct" in note

@@ -416,7 +416,7 @@ def _print_table(report: dict[str, Any]) -> None:
             print(f"| {label} | skipped: {row['skipped'][:60]} | | | | |")
             continue
         notes.update(dict.fromkeys(row.get("notes", ())))
-        timed = "| |"
+        timed = "| | |"  # not timed (--rounds 0)
         if "speedup" in row:
             low, high = row["speedup_range"]
             timed = f"| {row['p50_ms']:.2f} | {row['speedup']:.2f} ({low:.2f}-{high:.2f}) |"

@@ -72,7 +72,10 @@ def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: flo
     from speedster_dist.search import Budget
 
     options = parse_run_options(
-        ths, "numeric_precision", "constrained", None, None, device, {"searcher": "exhaustive"}
+        metric_drop_ths=ths,
+        metric="numeric_precision",
+        device=device,
+        extras={"searcher": "exhaustive"},
     )
     prepared = prepare(model, data, options, None, None, None)
     payload = prepared.payload

@@ -331,11 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _prepare_environment() -> None:
     """Before Ray starts: loopback only, and every worker can import this module."""
-    from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
     from speedster_dist.runtime._ray import LOOPBACK_ENV
+    from speedster_dist.testing.registry import backends_environment
 
     os.environ.update(LOOPBACK_ENV)
-    os.environ[EXTRA_BACKENDS_ENV] = "synthetic=benchmarks.orchestration:BACKEND"
+    os.environ.update(backends_environment("synthetic=benchmarks.orchestration:BACKEND"))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
     )

@@ -17,24 +17,24 @@ from typing import Any
 
 import torch
 
-from speedster_dist.display import is_terminal
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
+from speedster_dist.learner_builder import learner_from_outcome
 from speedster_dist.measure import MetricFn
 from speedster_dist.naming import describe_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
-from speedster_dist.progress import trial_observer
+from speedster_dist.present import SearchProgress, format_summary, format_trials, is_terminal
+from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.runtime import (
     Executor,
     GroupDemand,
     RayExecutor,
     connect,
+    onnx_portable,
     package_runtime_env,
     run_search,
 )
-from speedster_dist.summary import format_summary, format_trials
-from speedster_dist.winners import learner_from_outcome
 
 __all__ = ["optimize_model"]
 
@@ -53,6 +53,8 @@ def optimize_model(
     device: str | None = None,
     tokenizer: Any = None,
     tokenizer_args: Mapping[str, Any] | None = None,
+    *,
+    executor: Executor | None = None,
     **kwargs: Any,
 ) -> HardwareKeyedLearner:
     """Find the fastest accurate way to run ``model`` on every hardware type of the cluster.
@@ -74,8 +76,8 @@ def optimize_model(
     ``runtime_env`` (the Ray job's runtime environment, or ``"package"`` to ship this
     speedster_dist to nodes where it is not installed; docs/cluster.md), ``history`` (a
     folder, or a :class:`speedster_dist.results.HistoryTarget`): every trial is appended to
-    that Parquet history as soon as it finishes (docs/cli.md). ``executor``: run the trials
-    there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
+    that Parquet history as soon as it finishes (docs/cli.md). ``executor`` (keyword only): run
+    the trials there instead of on Ray (tests, benchmarks; see :mod:`speedster_dist.runtime`).
     ``confirm_rounds`` (default 5; 0: off) and ``confirm_top`` (default 3): after the search,
     the baseline and the ``confirm_top`` fastest candidates of each hardware type are re-timed
     side by side, in alternating order over ``confirm_rounds`` rounds, on a node of that type;
@@ -94,18 +96,18 @@ def optimize_model(
     if config_file is not None:
         raise InputError("config_file is not supported: pass the settings as arguments")
     options = parse_run_options(
-        metric_drop_ths,
-        metric,
-        optimization_time,
-        ignore_compilers,
-        ignore_compressors,
-        device,
-        kwargs,
+        metric_drop_ths=metric_drop_ths,
+        metric=metric,
+        optimization_time=optimization_time,
+        ignore_compilers=ignore_compilers,
+        ignore_compressors=ignore_compressors,
+        device=device,
+        extras=kwargs,
     )
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
-    executor = _executor(options)
-    observer = trial_observer(options, model, payload.source.fingerprint, prepared.batch)
+    executor = executor if executor is not None else _ray_executor(options)
+    observer = _trial_observer(options, model, payload.source.fingerprint, prepared.batch)
     try:
         outcome = run_search(
             executor,
@@ -125,7 +127,7 @@ def optimize_model(
         observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
         observer.close()
-    learner = learner_from_outcome(outcome, prepared.io, payload)
+    learner = learner_from_outcome(outcome, prepared.io, lambda: onnx_portable(payload))
     learner.summary = format_summary(  # plain: it is kept and saved
         outcome, prepared.batch, options.metric_name, options.metric_drop_ths, options.prices
     )
@@ -155,11 +157,45 @@ def _model_name(options: RunOptions, model: Any) -> str:
     return named if isinstance(named, str) and named else describe_model(model)
 
 
-def _executor(options: RunOptions) -> Executor:
-    """The caller's executor, else Ray: connected (or started) now, after validation."""
-    if options.executor is not None:
-        executor: Executor = options.executor
-        return executor
+class _Recorder(SearchProgress):
+    """The display, plus one history row per finished trial."""
+
+    def __init__(self, writer: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.writer = writer
+
+    def __call__(self, result: TrialResult) -> None:
+        self.writer.append(result)
+        super().__call__(result)
+
+    def confirmed(self, outcome: SearchOutcome) -> None:
+        """One history row per re-timed contender (the baseline and the best candidates of
+        each confirmed hardware type): the confirmed figures are measurements too."""
+        for confirmation in outcome.confirmed.values():
+            self.writer.append_confirmation(confirmation, outcome.results)
+
+
+def _trial_observer(
+    options: RunOptions, model: Any, fingerprint: str, batch: int
+) -> SearchProgress:
+    """The progress display, plus one history row per trial when ``history=`` is given:
+    every trial is written as soon as it finishes, so nothing measured is lost later.
+    Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; give it the outcome
+    (``confirmed``) to record the confirmation, and ``close()`` it after."""
+    shown: dict[str, Any] = {"enabled": options.progress, "budget_s": options.budget.seconds}
+    if options.history is None:
+        return SearchProgress(**shown)
+    from speedster_dist.results import open_history
+
+    quick = options.measure.brief
+    writer = open_history(
+        options.history, model, fingerprint, batch, options.history_settings(), quick
+    )
+    return _Recorder(writer, **shown)
+
+
+def _ray_executor(options: RunOptions) -> Executor:
+    """Ray, connected (or started) now, after validation."""
     runtime_env = package_runtime_env() if options.runtime_env == "package" else options.runtime_env
     connect(options.cluster, runtime_env)
     return RayExecutor(trial_timeout_s=options.trial_timeout_s)

@@ -15,21 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.errors import PriceError
+
 __all__ = [
     "CostRow",
     "PriceTable",
     "cost_per_million",
     "cost_rows",
     "fastest_and_cheapest",
-    "format_costs",
     "frontier",
     "load_prices",
     "parse_prices",
 ]
-
-
-class PriceError(ValueError):
-    """The price table is malformed (says what and where)."""
 
 
 @dataclass(frozen=True)
@@ -125,26 +122,3 @@ def frontier(rows: list[CostRow]) -> list[CostRow]:
         if not kept or row.cost_per_1m < (kept[-1].cost_per_1m or math.inf):
             kept.append(row)
     return kept
-
-
-def format_costs(rows: list[CostRow], prices: PriceTable) -> str:
-    """Cost lines for a summary: every type's cost per 1M, then the fastest and cheapest."""
-    if not rows:
-        return ""
-    lines = [f"Cost per 1M inferences ({prices.currency}, one node at list price):"]
-    for row in sorted(rows, key=lambda r: r.p50_s):
-        cost = f"{row.cost_per_1m:.4g}" if row.cost_per_1m is not None else "no price"
-        price = f"{row.price_per_hour:g}/h" if row.price_per_hour is not None else "-"
-        lines.append(
-            f"  {row.hardware_type}: {cost} ({row.label}, {row.p50_s * 1e3:.3g} ms, "
-            f"{row.throughput_per_s:.4g}/s, {price})"
-        )
-    fastest, cheapest = fastest_and_cheapest(rows)
-    if fastest is not None:
-        lines.append(f"Fastest hardware type: {fastest.hardware_type}")
-    if cheapest is not None:
-        lines.append(
-            f"Cheapest hardware type: {cheapest.hardware_type} "
-            f"({cheapest.cost_per_1m:.4g} {prices.currency} per 1M inferences)"
-        )
-    return "\n".join(lines)

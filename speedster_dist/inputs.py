@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from speedster_dist.errors import InputError
+
 __all__ = [
     "MIN_SAMPLES",
     "InputError",
@@ -29,10 +31,6 @@ _DEFAULT_TOKENIZER_ARGS: dict[str, Any] = {"truncation": True, "padding": True}
 # Below this many samples the 80/20 split leaves one held-out sample (or none) to judge
 # accuracy on: the CLI refuses, the API warns.
 MIN_SAMPLES = 5
-
-
-class InputError(ValueError):
-    """The input data (or an argument describing it) cannot be used; the message says why."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The name a model is recorded under when the user gives none.
+"""Names: the one a model is recorded under when the user gives none, and what a node group
+may be called.
 
 A Hugging Face folder names its model in ``config.json`` (``_name_or_path``: the hub id it
 was saved from); files and other folders by their own name, unless that is a generic one
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENERIC_NAMES", "describe_model", "model_name", "name_from_path"]
+__all__ = ["GENERIC_NAMES", "describe_model", "model_name", "name_from_path", "parse_group_names"]
 
 # Names that say nothing about which model it is.
 GENERIC_NAMES = frozenset(
     {"model", "models", "checkpoint", "weights", "export", "onnx", "saved_model", "final", "best"}
 )
+# A Ray label value: what a node group may be called.
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
 def name_from_path(path: str | Path) -> str:
@@ -69,3 +74,16 @@ def describe_model(model: Any) -> str:
             # from_pretrained(folder) sets the folder's path: its config.json names the model
             return model_name(name) if os.path.isabs(name) else name
     return type(model).__name__
+
+
+def parse_group_names(value: str | Iterable[object]) -> tuple[str, ...]:
+    """``node_groups`` as node group names, duplicates dropped (ValueError says what is
+    wrong): ``optimize_model`` checks them before any trial, the cluster's demand uses them."""
+    names = [value] if isinstance(value, str) else list(value)
+    bad = [n for n in names if not isinstance(n, str) or not _GROUP_NAME.match(n)]
+    if bad:
+        raise ValueError(
+            f"node group names must be Ray label values (letters, digits, '-', '_', '.'; "
+            f"at most 63), got {bad!r}"
+        )
+    return tuple(dict.fromkeys(str(n) for n in names))

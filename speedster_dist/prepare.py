@@ -21,7 +21,8 @@ import torch
 
 from speedster_dist.artifacts import LearnerIO, sha256_file
 from speedster_dist.backends import BuildConfig, SourceModel, get_backend
-from speedster_dist.inputs import InputError, SampleSet, few_samples, normalize_inputs, split_sizes
+from speedster_dist.errors import InputError
+from speedster_dist.inputs import SampleSet, few_samples, normalize_inputs, split_sizes
 from speedster_dist.measure import resolve_metric
 from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.options import RunOptions, parse_run_options
@@ -77,14 +78,14 @@ def prepare(
     reference = _reference_outputs(source, validation)
     _require_finite(reference, first_index=len(samples.samples) - len(validation))
     payload = TrialPayload(
-        source,
-        calibration,
-        validation,
-        reference,
-        labels,
-        options.metric,
-        options.metric_drop_ths,
-        options.measure,
+        source=source,
+        calibration=calibration,
+        validation=validation,
+        reference_outputs=reference,
+        labels=labels,
+        metric=options.metric,
+        metric_drop_ths=options.metric_drop_ths,
+        measure=options.measure,
     )
     first = samples.samples[0][0]
     return Prepared(payload, io, int(first.shape[0]) if first.dim() else 1)
@@ -101,13 +102,13 @@ def prepare_payload(
     """The payload, options and batch size ``optimize_model`` builds for recorded
     ``settings`` (a rebench kit's): used to re-measure saved winners as they were searched."""
     options = parse_run_options(
-        settings.get("metric_drop_ths"),
-        settings.get("metric"),
-        settings.get("optimization_time", "constrained"),
-        settings.get("ignore_compilers"),
-        settings.get("ignore_compressors"),
-        settings.get("device"),
-        extras,
+        metric_drop_ths=settings.get("metric_drop_ths"),
+        metric=settings.get("metric"),
+        optimization_time=settings.get("optimization_time", "constrained"),
+        ignore_compilers=settings.get("ignore_compilers"),
+        ignore_compressors=settings.get("ignore_compressors"),
+        device=settings.get("device"),
+        extras=extras,
     )
     prepared = prepare(model, input_data, options, None, tokenizer, tokenizer_args)
     return prepared.payload, options, prepared.batch

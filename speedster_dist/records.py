@@ -1,4 +1,5 @@
-"""Small frozen records that cross process boundaries (driver <-> Ray trial tasks).
+"""Small frozen records that cross process boundaries (driver <-> Ray trial tasks) and layers
+(the search's outcome, read by the summary, the learner builder and the history).
 
 Every record here is picklable, validated in ``__post_init__`` without side effects, and
 depends on nothing heavier than the standard library, so any layer may import it.
@@ -25,6 +26,7 @@ __all__ = [
     "LatencyStats",
     "Precision",
     "SavedCandidate",
+    "SearchOutcome",
     "TrialResult",
     "TrialStatus",
 ]
@@ -352,3 +354,35 @@ class Confirmation:
             return None
         ratios = [b / c for b, c in zip(base.round_p50s, mine.round_p50s, strict=False)]
         return base.p50 / mine.p50, min(ratios), max(ratios)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Everything a search measured, and the winner of each hardware type (``run_search``'s
+    answer). Keyed by hardware key; the driver fills the tables while the search runs."""
+
+    hardware: dict[str, HardwareType] = field(default_factory=dict)
+    results: list[TrialResult] = field(default_factory=list)
+    winners: dict[str, TrialResult] = field(default_factory=dict)
+    saved: dict[str, SavedCandidate] = field(default_factory=dict)
+    no_winner: dict[str, str] = field(default_factory=dict)  # hardware key -> why
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # key -> "backend: why" lines
+    wall_s: float = 0.0
+    budget_exhausted: bool = False
+    # The baseline's files (the original model in a standard format), a CPU one if any ran.
+    portable: SavedCandidate | None = None
+    lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
+    joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
+    # The winners re-timed side by side after the search (key -> figures), or why not.
+    confirmed: dict[str, Confirmation] = field(default_factory=dict)
+    not_confirmed: dict[str, str] = field(default_factory=dict)
+    confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
+    missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
+    node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
+
+    def baseline(self, hardware_key: str) -> TrialResult | None:
+        """The baseline trial of ``hardware_key`` (every speedup is relative to it)."""
+        return next(
+            (r for r in self.results if r.is_baseline and r.candidate.hardware_key == hardware_key),
+            None,
+        )

@@ -12,16 +12,27 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speedster_dist"
 
 # Leaves anyone may import.
-_LEAVES = {"records", "cache", "inputs", "hardware", "modelio", "naming", "display", "cost"}
+_LEAVES = {
+    "records",
+    "errors",
+    "serving",
+    "cache",
+    "inputs",
+    "hardware",
+    "modelio",
+    "naming",
+    "cost",
+}
 # What each part of the package may import from speedster_dist (besides itself and leaves).
 ALLOWED: dict[str, set[str]] = {
     "records": set(),
+    "errors": set(),  # every public exception: imports nothing at all
+    "serving": set(),  # load points, throughput records and the runner protocol: stdlib only
     "cache": set(),
     "cost": set(),  # prices and cost per inference, pure: summary, manifest and report use it
     "hardware": set(),
     "inputs": set(),
     "naming": set(),
-    "display": set(),  # tables and labels for people (rich), nothing of ours
     "modelio": {"backends"},  # SourceModel, the record every backend consumes
     "backends": set(),
     "measure": set(),
@@ -29,45 +40,50 @@ ALLOWED: dict[str, set[str]] = {
     # LearnerMetadata.load_model (Speedster's API) builds the learner: one lazy import back.
     "artifacts": {"backends", "learner"},
     "learner": {"artifacts", "backends"},
-    "results": set(),
+    # What users see: tables, progress, summary, board (records in, text out).
+    "present": set(),
+    "results": {"present"},  # the history, and its HTML report (results/report/)
     "runtime": {"backends", "measure", "search"},
-    "summary": {"runtime"},
-    "options": {"backends", "measure", "results", "search", "runtime"},  # history: lazily
+    "options": {"backends", "measure", "results", "search"},  # history: lazily
     "prepare": {"artifacts", "backends", "measure", "options", "runtime"},
-    "progress": {"options", "results", "summary"},
-    "winners": {"artifacts", "learner", "runtime", "summary"},
+    "learner_builder": {"artifacts", "learner", "present"},
     "api": {
         "learner",
+        "learner_builder",
         "measure",
         "options",
         "prepare",
-        "progress",
+        "present",
+        "results",
         "runtime",
-        "summary",
-        "winners",
     },
     "fleet": {
         "api",
         "artifacts",
         "backends",
         "learner",
+        "learner_builder",
         "measure",
         "options",
         "prepare",
-        "records",
+        "present",
         "results",
         "runtime",
         "search",
-        "winners",
     },
-    "cli": {"artifacts", "fleet", "measure", "results", "runtime"},
+    "cli": {"artifacts", "fleet", "measure", "present", "results", "runtime"},
     "testing": {"backends", "measure", "runtime"},
     "__init__": {"api", "artifacts", "learner"},
     "__main__": {"cli"},
 }
+# Presentation, options and what the load path or the learner builder imports sit below the
+# runtime: they read records (records.py) and raise errors (errors.py), never the runtime's.
+BELOW_RUNTIME = {"present", "results", "options", "learner_builder", "artifacts", "learner"}
 # Third-party libraries a part must never import: the load path pays for none of the search.
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
+    "errors": {"torch", "ray", "optuna", "pyarrow"},
+    "serving": {"torch", "ray", "optuna", "pyarrow"},
     "naming": {"torch", "ray", "optuna", "pyarrow"},
     "cost": {"torch", "ray", "optuna", "pyarrow"},
     "hardware": {"ray", "optuna", "pyarrow"},
@@ -77,6 +93,7 @@ FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "measure": {"ray", "optuna", "pyarrow"},
     "search": {"torch", "ray", "pyarrow"},
     "results": {"torch", "ray", "optuna"},
+    "present": {"torch", "ray", "optuna", "pyarrow"},
 }
 
 
@@ -116,3 +133,16 @@ def test_imports_follow_the_dependency_rule(path: Path) -> None:
         elif top in FORBIDDEN_LIBRARIES.get(part, set()):
             wrong.add(name)
     assert not wrong, f"{part} must not import {sorted(wrong)} (docs/architecture.md)"
+
+
+def test_presentation_and_options_never_import_the_runtime():
+    """The rule on its own, on the modules themselves (lazy imports included)."""
+    wrong = {
+        path.relative_to(PACKAGE).as_posix(): sorted(
+            name for name in _imports(path) if name.startswith("speedster_dist.runtime")
+        )
+        for path in MODULES
+        if _part(path) in BELOW_RUNTIME
+    }
+    assert not {k: v for k, v in wrong.items() if v}
+    assert all("runtime" not in ALLOWED[part] for part in BELOW_RUNTIME)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from speedster_dist.errors import ShapeError
 from speedster_dist.modelio import OutputSpec
 from speedster_dist.records import DeviceKind, HardwareType, SavedCandidate
 
@@ -16,10 +17,6 @@ __all__ = ["PORTABLE_KEY", "LearnerIO", "ShapeError", "WinnerEntry", "portable_e
 
 # The key (and ``hardware_key=`` value) of the portable fallback.
 PORTABLE_KEY = "portable"
-
-
-class ShapeError(ValueError):
-    """A learner was called with input shapes it was not built to take."""
 
 
 _DYNAMIC_HELP = (

@@ -39,9 +39,8 @@ from speedster_dist.artifacts._files import (
     sha256_file,
     sha256_plain_file,
 )
-from speedster_dist.artifacts._manifest import ArtifactError
 from speedster_dist.artifacts._schema import parse_json
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import ArtifactError, InputError
 
 __all__ = [
     "KIT_DIR",

@@ -16,6 +16,7 @@ from typing import Any
 from speedster_dist.artifacts._entries import PORTABLE_KEY
 from speedster_dist.artifacts._files import UnsafeName, check_plain_name
 from speedster_dist.backends import backend_names
+from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = [
@@ -35,10 +36,6 @@ _MAX_FILES = 10_000
 KIT_SHA256 = "kit_sha256"  # the rebench kit's kit.json, covered by the manifest's signature
 _MAX_DIGITS = 64  # no count or size in a manifest comes near; Python refuses 4300 itself
 _MAX_DEPTH = 32  # a manifest nests 5 levels; a kit's options a few more
-
-
-class ArtifactError(RuntimeError):
-    """A saved learner is missing, corrupt, tampered with, or has nothing for this machine."""
 
 
 def _integer(text: str) -> int:

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from speedster_dist.artifacts._entries import PORTABLE_KEY, WinnerEntry
-from speedster_dist.artifacts._manifest import ArtifactError
 from speedster_dist.backends import get_backend
+from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, HardwareType, SavedCandidate
 
 __all__ = ["Selection", "compatible", "select_entry"]

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from speedster_dist.errors import SignatureError
+
 __all__ = [
     "SIGNATURE_FIELD",
     "SIGNING_KEY_ENV",
@@ -50,11 +52,6 @@ _HMAC, _ED25519 = "hmac-sha256", "ed25519"
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")  # DER prefix of a public key
 _NEEDS_CRYPTOGRAPHY = "pip install 'speedster-dist[sign]' (the cryptography package)"
-
-
-class SignatureError(ValueError):
-    """The manifest is unsigned, signed with another key, or changed after signing; or a
-    key cannot be used (the message says why)."""
 
 
 def _from_env(name: str, unset: str) -> str | None:

@@ -27,15 +27,15 @@ from speedster_dist.artifacts._manifest import (
     entry_json,
     saved_json,
 )
-from speedster_dist.artifacts._schema import KIT_SHA256, ArtifactError, parse_json
+from speedster_dist.artifacts._schema import KIT_SHA256, parse_json
 from speedster_dist.artifacts._signing import (
     SIGNATURE_FIELD,
-    SignatureError,
     sign_manifest,
     signing_key_from_env,
 )
 from speedster_dist.backends import Compiled, get_backend
 from speedster_dist.cache import scratch_dir
+from speedster_dist.errors import ArtifactError, SignatureError
 from speedster_dist.records import DeviceKind, SavedCandidate
 
 __all__ = ["load_compiled", "needs_trust", "save_learner"]

@@ -1,5 +1,10 @@
 """Backends: how a candidate is built and run. See :mod:`._protocol` for the contract."""
 
+from speedster_dist.backends._batching import (
+    batch_axis_dynamic,
+    builds_per_batch,
+    source_for_batch,
+)
 from speedster_dist.backends._protocol import (
     Backend,
     BuildConfig,
@@ -8,26 +13,47 @@ from speedster_dist.backends._protocol import (
     Knob,
     SourceModel,
     UnsupportedCandidate,
+    throughput_knobs,
 )
 from speedster_dist.backends._registry import (
     BASELINE_BACKEND,
+    ENTRY_POINT_GROUP,
+    EXTRA_BACKENDS_ENV,
     UnknownBackendError,
     backend_names,
     get_backend,
     resolve_backend_name,
 )
+from speedster_dist.backends._runners import (
+    UNDECLARED_THREADS,
+    CudaStreamRunner,
+    ThreadRunner,
+    check_concurrency,
+    runner_for,
+)
 
 __all__ = [
     "BASELINE_BACKEND",
+    "ENTRY_POINT_GROUP",
+    "EXTRA_BACKENDS_ENV",
+    "UNDECLARED_THREADS",
     "Backend",
     "BuildConfig",
     "Capability",
     "Compiled",
+    "CudaStreamRunner",
     "Knob",
     "SourceModel",
+    "ThreadRunner",
     "UnknownBackendError",
     "UnsupportedCandidate",
     "backend_names",
+    "batch_axis_dynamic",
+    "builds_per_batch",
+    "check_concurrency",
     "get_backend",
     "resolve_backend_name",
+    "runner_for",
+    "source_for_batch",
+    "throughput_knobs",
 ]

@@ -22,7 +22,9 @@ import torch
 
 from speedster_dist.backends._onnx import copy_onnx, feeds
 from speedster_dist.backends._protocol import Tensors, UnsupportedCandidate
+from speedster_dist.backends._runners import ThreadRunner
 from speedster_dist.records import DeviceKind
+from speedster_dist.serving import Overlap, Runner
 
 __all__ = ["CPU_EP", "CUDA_EP", "TRT_CACHE", "TRT_EP_NAME", "OrtCompiled", "Runtime"]
 
@@ -32,6 +34,16 @@ CPU_EP, CUDA_EP, TRT_EP_NAME = (
     "TensorrtExecutionProvider",
 )
 TRT_CACHE = "trt_cache"
+_CPU_THREADS = Overlap(
+    "threads",
+    overlaps=True,
+    note="session.run releases the GIL; each call also uses intra_op_threads threads",
+)
+_GPU_THREADS = Overlap(
+    "threads",
+    overlaps=False,
+    note="the CUDA provider runs a session's calls on its one compute stream",
+)
 # "name:1x128,other:1x128": TensorRT EP optimization-profile shapes (saved, so untrusted).
 _PROFILE = re.compile(r"^([\w.:/-]+:\d+(x\d+)*)(,[\w.:/-]+:\d+(x\d+)*)*$")
 
@@ -46,6 +58,9 @@ class Runtime:
     trt_fp16: bool = False
     tf32: bool = False
     intra_op_threads: int = 0  # 0 = ONNX Runtime's default (one per physical core)
+    # 0: sequential execution (ONNX Runtime's default); n > 0: independent graph branches run
+    # in parallel on n inter-op threads (ExecutionMode.ORT_PARALLEL).
+    inter_op_threads: int = 0
     trt_profile: tuple[str, str, str] | None = None
 
     def providers(self, cache_dir: Path) -> list[Any]:
@@ -84,6 +99,7 @@ class Runtime:
             "trt_fp16": self.trt_fp16,
             "tf32": self.tf32,
             "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
             "trt_profile": list(self.trt_profile) if self.trt_profile else None,
         }
 
@@ -92,6 +108,7 @@ class Runtime:
         """From saved (untrusted) load options: flags must be booleans, threads 0..1024,
         profile shapes of the form ``name:1x128,...``."""
         threads = data.get("intra_op_threads", 0)
+        inter = data.get("inter_op_threads", 0)
         flags = [data.get(k, False) for k in ("tensorrt", "trt_fp16", "tf32")]
         profile = data.get("trt_profile")
         valid_profile = profile is None or (
@@ -102,9 +119,7 @@ class Runtime:
         if (
             not all(isinstance(f, bool) for f in flags)
             or not valid_profile
-            or not (
-                isinstance(threads, int) and not isinstance(threads, bool) and 0 <= threads <= 1024
-            )
+            or not all(_thread_count(n) for n in (threads, inter))
         ):
             raise UnsupportedCandidate("the saved onnxruntime options are not valid")
         shapes: tuple[str, str, str] | None = (
@@ -116,8 +131,13 @@ class Runtime:
             trt_fp16=flags[1],
             tf32=flags[2],
             intra_op_threads=threads,
+            inter_op_threads=inter,
             trt_profile=shapes,
         )
+
+
+def _thread_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1024
 
 
 def check_providers(active: Sequence[str], runtime: Runtime) -> None:
@@ -136,6 +156,9 @@ def _session(path: Path, runtime: Runtime, cache_dir: Path) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = runtime.intra_op_threads
+    if runtime.inter_op_threads > 0:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = runtime.inter_op_threads
     options.log_severity_level = 3  # errors only: fp16/quantized graphs warn a lot, harmlessly
     if runtime.tensorrt:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +212,17 @@ class OrtCompiled:
             binding.bind_output(name, self._device_type)
         self._session.run_with_iobinding(binding)
         return binding
+
+    def runner(self, concurrency: int) -> Runner:
+        """Requests in flight on threads that call this one session (ONNX Runtime sessions
+        are safe to run from several threads, and ``run`` releases the GIL).
+
+        Not ``run_async``: it runs each call on a thread of the session's intra-op pool (and
+        refuses ``intra_op_threads=1``), taking the threads each call parallelizes over.
+        """
+        if self._runtime.device is DeviceKind.CPU:
+            return ThreadRunner(self, concurrency, _CPU_THREADS)
+        return ThreadRunner(self.run_on_device, concurrency, _GPU_THREADS)
 
     def save(self, directory: Path) -> dict[str, Any]:
         name = "model.onnx"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from speedster_dist.errors import UnsupportedCandidate
 from speedster_dist.records import Capability, DeviceKind, HardwareType, Knob, Precision
 
 if TYPE_CHECKING:
@@ -26,13 +27,10 @@ __all__ = [
     "Knob",
     "SourceModel",
     "UnsupportedCandidate",
+    "throughput_knobs",
 ]
 
 Tensors = tuple["torch.Tensor", ...]
-
-
-class UnsupportedCandidate(RuntimeError):
-    """Raised by ``build`` when this model cannot be built this way (recorded as failed)."""
 
 
 @dataclass
@@ -85,6 +83,11 @@ class Compiled(Protocol):
     times that instead, so that every backend is timed alike. It may also carry ``notes``
     (a tuple of short lines, e.g. int8 calibrated on few distinct samples): the trial records
     them (``TrialResult.notes``) and the summary prints them under its hardware type.
+
+    Several requests in flight: a compiled model may offer ``runner(concurrency)``, a
+    :class:`speedster_dist.serving.Runner` on its library's own asynchronous API that declares
+    (as data, ``runner.overlap``) whether requests really overlap; without one,
+    :func:`speedster_dist.backends.runner_for` runs calls on threads and declares no overlap.
     """
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors: ...
@@ -109,6 +112,9 @@ class Backend(Protocol):
     saves_code: bool
     # The load options that name a saved file: the loader checks they name listed files.
     file_options: tuple[str, ...]
+    # Optional (read through :func:`throughput_knobs`): knobs that pay off only with several
+    # requests in flight or large batches (threads per call...). The search tunes them when
+    # it optimizes throughput or cost, not latency.
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         """None when the backend can run on ``device`` in this process, else why not.
@@ -134,3 +140,9 @@ class Backend(Protocol):
     def load(self, directory: Path, options: Mapping[str, Any], device: DeviceKind) -> Compiled:
         """Rebuild a compiled model from what :meth:`Compiled.save` wrote (no unpickling)."""
         ...
+
+
+def throughput_knobs(backend: object) -> tuple[Knob, ...]:
+    """The backend's optional ``throughput_knobs`` (none when it declares none)."""
+    knobs = getattr(backend, "throughput_knobs", ())
+    return tuple(knobs)

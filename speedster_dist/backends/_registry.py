@@ -21,6 +21,7 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from speedster_dist.backends._protocol import Backend
+from speedster_dist.errors import UnknownBackendError
 
 __all__ = [
     "BASELINE_BACKEND",
@@ -62,10 +63,6 @@ SPEEDSTER_ALIASES: dict[str, str | None] = {
     "tensorflow": None,
     "faster_transformer": None,
 }
-
-
-class UnknownBackendError(ValueError):
-    """A backend name that is neither registered nor a known Speedster alias."""
 
 
 @cache

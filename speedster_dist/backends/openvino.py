@@ -26,6 +26,7 @@ from speedster_dist.backends._onnx import (
     quantize_static_with_knobs,
     static_int8_knobs,
 )
+from speedster_dist.backends._openvino_async import AsyncQueueRunner
 from speedster_dist.backends._openvino_int8 import NNCF_TECHNIQUE, nncf_knobs, quantize_nncf
 from speedster_dist.backends._protocol import (
     BuildConfig,
@@ -36,6 +37,7 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.serving import Runner
 
 __all__ = ["BACKEND", "OpenVinoBackend", "OpenVinoCompiled"]
 
@@ -169,11 +171,25 @@ class OpenVinoCompiled:
         return str(value.get_type_name() if hasattr(value, "get_type_name") else value)
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors:
-        feed = feeds(self._input_names, inputs, self._keep)
         # share_inputs: OpenVINO reads the numpy views of the tensors without copying them.
         # share_outputs=False: the request reuses its output buffers on the next call.
-        results = self._request.infer(feed, share_inputs=True, share_outputs=False).to_tuple()
+        results = self._request.infer(self._feed(inputs), share_inputs=True, share_outputs=False)
+        return self._ordered(results.to_tuple())
+
+    def _feed(self, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+        return feeds(self._input_names, inputs, self._keep)
+
+    def _ordered(self, results: Sequence[np.ndarray]) -> Tensors:
         return tuple(_to_torch(results[i]) for i in self._order)
+
+    def _request_outputs(self, request: Any) -> Tensors:
+        # Copied: the request reuses its output buffers for its next inference.
+        return self._ordered([np.array(t.data) for t in request.output_tensors])
+
+    def runner(self, concurrency: int) -> Runner:
+        """Requests in flight through OpenVINO's ``AsyncInferQueue`` (see
+        :mod:`._openvino_async`): parallel when compiled for several streams."""
+        return AsyncQueueRunner(self._compiled, concurrency, self._feed, self._request_outputs)
 
     def save(self, directory: Path) -> dict[str, Any]:
         import openvino as ov

@@ -34,7 +34,9 @@ from speedster_dist.backends._protocol import (
     Tensors,
     UnsupportedCandidate,
 )
+from speedster_dist.backends._runners import ThreadRunner
 from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.serving import Overlap, Runner
 
 __all__ = ["BACKEND", "TensorRTBackend", "TensorRTCompiled", "profile_shapes"]
 
@@ -208,6 +210,11 @@ def _torch_dtypes() -> dict[Any, torch.dtype]:
     return {getattr(trt, name): dtype for name, dtype in table.items() if hasattr(trt, name)}
 
 
+_ONE_CONTEXT = Overlap(
+    "serial", overlaps=False, note="one TensorRT execution context: requests run one at a time"
+)
+
+
 class TensorRTCompiled:
     """A deserialized engine with one execution context, fed with torch CUDA tensors.
 
@@ -277,6 +284,11 @@ class TensorRTCompiled:
         tensor = torch.empty(shape, dtype=self._dtypes[name], device=device)
         self._context.set_tensor_address(name, tensor.data_ptr())
         return tensor
+
+    def runner(self, concurrency: int) -> Runner:
+        """One execution context is not safe to run from several threads: requests in flight
+        run one at a time (a context per CUDA stream would overlap them; not done yet)."""
+        return ThreadRunner(self, 1, _ONE_CONTEXT)
 
     def save(self, directory: Path) -> dict[str, Any]:
         (directory / _ENGINE).write_bytes(self._bytes)

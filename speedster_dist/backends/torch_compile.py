@@ -35,15 +35,18 @@ from speedster_dist.backends._protocol import (
     Tensors,
     UnsupportedCandidate,
 )
+from speedster_dist.backends._runners import ThreadRunner
 from speedster_dist.backends._torch_common import (
-    PRECISION_DTYPES,
     TorchCompiled,
+    build_dtype,
+    cuda_unavailable,
     require_module,
     saved_dtype,
     set_tf32,
     torch_device,
 )
 from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.serving import Overlap, Runner
 
 __all__ = ["BACKEND", "TorchCompileBackend", "check_export_archive"]
 
@@ -58,6 +61,9 @@ _CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 _MODES = (*_CPU_MODES, *_GPU_MODES[1:])
 _SAVED_FLAGS = (("mode", "default"), ("tf32", False), ("dynamic", False))
 _MAX_WARMUP_SHAPES = 4  # compiles happen per new shape kind; a few distinct shapes suffice
+_ONE_GRAPH_AT_A_TIME = Overlap(
+    "serial", overlaps=False, note="CUDA graphs replay one at a time (shared output buffers)"
+)
 
 
 class _InductorCompiled(TorchCompiled):
@@ -88,6 +94,13 @@ class _InductorCompiled(TorchCompiled):
         # caller's previous outputs (and the accuracy check's) would change under them.
         torch.compiler.cudagraph_mark_step_begin()
         return tuple(t.clone() for t in super().__call__(*inputs))
+
+    def runner(self, concurrency: int) -> Runner:
+        """CUDA-graph replays share their output buffers and mark steps per process: they
+        run one at a time. Otherwise as every torch candidate (streams or threads)."""
+        if self._cuda_graphs:
+            return ThreadRunner(self, 1, _ONE_GRAPH_AT_A_TIME)
+        return super().runner(concurrency)
 
     def save(self, directory: Path) -> dict[str, Any]:
         path = directory / _ARCHIVE
@@ -166,11 +179,7 @@ def _warmup_samples(model: SourceModel, calibration: Sequence[Tensors]) -> list[
 
 
 def _prepare(model: SourceModel, config: BuildConfig) -> tuple[torch.nn.Module, torch.dtype]:
-    dtype = PRECISION_DTYPES.get(config.precision)
-    if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
-        raise UnsupportedCandidate(
-            f"torch_compile does not build {config.precision.value} on {config.device.value}"
-        )
+    dtype = build_dtype("torch_compile", config)
     module = require_module(model)
     if config.device is DeviceKind.CPU and dtype is torch.float32:
         return module.eval(), dtype
@@ -245,8 +254,9 @@ class TorchCompileBackend:
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         if device is DeviceKind.GPU:
-            if not torch.cuda.is_available():
-                return "no CUDA device visible to torch"
+            no_cuda = cuda_unavailable(device)
+            if no_cuda is not None:
+                return no_cuda
             if importlib.util.find_spec("triton") is None:
                 return "inductor needs triton for CUDA kernels; it is not installed"
             return None

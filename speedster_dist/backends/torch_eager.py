@@ -7,7 +7,7 @@ original model can still be written to disk and loaded in a fresh process.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,12 @@ from speedster_dist.backends._protocol import (
     Knob,
     SourceModel,
     Tensors,
-    UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
-    PRECISION_DTYPES,
+    NUM_THREADS_KNOB,
     TorchCompiled,
-    load_torchscript,
+    TorchScriptFiles,
+    build_dtype,
     require_module,
     save_portable,
     torch_device,
@@ -44,8 +44,9 @@ class _EagerCompiled(TorchCompiled):
         example: Tensors,
         dtype: torch.dtype | None = None,
         tf32: bool = False,
+        threads: int = 0,
     ) -> None:
-        super().__init__(module, device, dtype=dtype, tf32=tf32)
+        super().__init__(module, device, dtype=dtype, tf32=tf32, threads=threads)
         self._module = module
         self._example = example
 
@@ -55,11 +56,10 @@ class _EagerCompiled(TorchCompiled):
         return super().save(directory)
 
 
-class TorchEagerBackend:
+class TorchEagerBackend(TorchScriptFiles):
+    """The original module as it is (moved and cast on GPUs): the baseline."""
+
     name = "torch"
-    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
-    saves_code = True
-    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
@@ -69,22 +69,14 @@ class TorchEagerBackend:
         Capability(DeviceKind.GPU, Precision.BF16),
     )
     knobs: tuple[Knob, ...] = ()
-
-    def unavailable_reason(self, device: DeviceKind) -> str | None:
-        if device is DeviceKind.GPU and not torch.cuda.is_available():
-            return "no CUDA device visible to torch"
-        return None
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def build(
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
     ) -> TorchCompiled:
         module = require_module(model)
-        dtype = PRECISION_DTYPES.get(config.precision)
-        reduced = dtype is not None and dtype is not torch.float32
-        if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
-            raise UnsupportedCandidate(
-                f"torch does not run {config.precision.value} on {config.device.value}"
-            )
+        dtype = build_dtype(self.name, config)
+        reduced = dtype is not torch.float32
         device = torch_device(config.device)
         if config.device is DeviceKind.GPU:
             # Copy before moving or casting: the source module is shared with other trials.
@@ -94,14 +86,10 @@ class TorchEagerBackend:
             for t in model.example_inputs
         )
         tf32 = config.precision is Precision.TF32
+        threads = int(config.knobs.get("num_threads", 0))
         return _EagerCompiled(
-            module.eval(), config.device, example, dtype if reduced else None, tf32
+            module.eval(), config.device, example, dtype if reduced else None, tf32, threads
         )
-
-    def load(
-        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
-    ) -> TorchCompiled:
-        return load_torchscript(directory, options, device)
 
 
 BACKEND = TorchEagerBackend()

@@ -8,7 +8,7 @@ The built module is itself a TorchScript archive, so ``save`` writes exactly wha
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ from speedster_dist.backends._protocol import (
     UnsupportedCandidate,
 )
 from speedster_dist.backends._torch_common import (
-    PRECISION_DTYPES,
+    NUM_THREADS_KNOB,
     TorchCompiled,
-    load_torchscript,
+    TorchScriptFiles,
+    build_dtype,
     require_module,
     set_tf32,
     torch_device,
@@ -70,13 +71,10 @@ def script_module(
     return scripted
 
 
-class TorchScriptBackend:
+class TorchScriptBackend(TorchScriptFiles):
     """``torch.jit.trace`` + ``freeze`` (+ ``optimize_for_inference``), CPU and CUDA."""
 
     name = "torchscript"
-    # What ``save`` writes is a program: loading it needs ``trust_code=True``.
-    saves_code = True
-    file_options = ("file",)  # load options that name one of the saved files
     capabilities = (
         Capability(DeviceKind.CPU, Precision.FP32),
         Capability(DeviceKind.GPU, Precision.FP32),
@@ -84,20 +82,12 @@ class TorchScriptBackend:
         Capability(DeviceKind.GPU, Precision.FP16),
     )
     knobs: tuple[Knob, ...] = (Knob("optimize_for_inference", (True, False)),)
-
-    def unavailable_reason(self, device: DeviceKind) -> str | None:
-        if device is DeviceKind.GPU and not torch.cuda.is_available():
-            return "no CUDA device visible to torch"
-        return None
+    throughput_knobs = (NUM_THREADS_KNOB,)
 
     def build(
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
     ) -> TorchCompiled:
-        dtype = PRECISION_DTYPES.get(config.precision)
-        if dtype is None or (config.device is DeviceKind.CPU and config.precision.is_reduced):
-            raise UnsupportedCandidate(
-                f"torchscript does not build {config.precision.value} on {config.device.value}"
-            )
+        dtype = build_dtype(self.name, config)
         tf32 = config.precision is Precision.TF32
         if config.device is DeviceKind.GPU:
             set_tf32(tf32)  # what the trace's frozen convolutions are tuned for
@@ -106,13 +96,13 @@ class TorchScriptBackend:
         # Inputs are cast to the module's dtype at call time; fp32 needs no cast.
         call_dtype = None if dtype is torch.float32 else dtype
         return TorchCompiled(
-            scripted, config.device, portable=scripted, dtype=call_dtype, tf32=tf32
+            scripted,
+            config.device,
+            portable=scripted,
+            dtype=call_dtype,
+            tf32=tf32,
+            threads=int(config.knobs.get("num_threads", 0)),
         )
-
-    def load(
-        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
-    ) -> TorchCompiled:
-        return load_torchscript(directory, options, device)
 
 
 BACKEND = TorchScriptBackend()

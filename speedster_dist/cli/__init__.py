@@ -13,7 +13,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from speedster_dist.artifacts import ArtifactError
 from speedster_dist.cli import _inspect, _optimize, _rebench, _sweep
 from speedster_dist.cli._common import (
     EXIT_FAILED,
@@ -24,6 +23,7 @@ from speedster_dist.cli._common import (
     CliError,
     add_shared_options,
 )
+from speedster_dist.errors import ArtifactError, InputError
 
 __all__ = [
     "EXIT_FAILED",
@@ -89,8 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted; every trial that finished is in the history", EXIT_INTERRUPTED)
     except Exception as exc:
-        from speedster_dist.inputs import InputError
-
         if args.debug:
             traceback.print_exc()
         code = EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED

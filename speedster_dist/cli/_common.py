@@ -1,8 +1,10 @@
-"""What every command shares: exit codes, errors, the cluster connection, tables."""
+"""What every command shares: exit codes, errors, the cluster connection."""
 
 from __future__ import annotations
 
 import argparse
+
+from speedster_dist.errors import ClusterConnectionError
 
 __all__ = [
     "EXIT_FAILED",
@@ -13,7 +15,6 @@ __all__ = [
     "CliError",
     "add_shared_options",
     "connect_cluster",
-    "table",
 ]
 
 EXIT_OK = 0
@@ -53,18 +54,9 @@ def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
 def connect_cluster(address: str) -> str:
     """Connect this process to Ray (see :func:`speedster_dist.runtime.connect`): ``local``
     always starts a private embedded Ray; an unreachable address is a usage error."""
-    from speedster_dist.runtime import ClusterConnectionError, connect
+    from speedster_dist.runtime import connect
 
     try:
         return connect(address)
     except ClusterConnectionError as exc:
         raise CliError(str(exc)) from exc
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain text table (the CLI's result output), styled on a terminal."""
-    import sys
-
-    from speedster_dist.display import is_terminal, render_table
-
-    return render_table(headers, rows, styled=is_terminal(sys.stdout))

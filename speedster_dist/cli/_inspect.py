@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
-from speedster_dist.fleet import say
+from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
+from speedster_dist.errors import PriceError
+from speedster_dist.present import say, terminal_table
 
 __all__ = ["add_parsers"]
 
@@ -60,7 +61,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _prices(path: Path | None) -> Any:
-    from speedster_dist.cost import PriceError, load_prices
+    from speedster_dist.cost import load_prices
 
     try:
         return load_prices(path) if path is not None else None
@@ -104,7 +105,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         ]
         for d in described
     ]
-    print(table(["hardware type", "device", "nodes", "node ids", "backends"], rows))
+    print(terminal_table(["hardware type", "device", "nodes", "node ids", "backends"], rows))
     for d in described:
         print(f"\n{d['hardware_type']}: {d['description']}")
         for name, why in d["unavailable"].items():

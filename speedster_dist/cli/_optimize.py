@@ -14,10 +14,10 @@ from speedster_dist.fleet import (
     detect_inputs,
     detect_model,
     run_job,
-    say,
 )
 from speedster_dist.measure import BUILTIN_METRICS
 from speedster_dist.naming import model_name
+from speedster_dist.present import say
 
 __all__ = ["add_parser", "add_search_options"]
 

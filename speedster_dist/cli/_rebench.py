@@ -24,15 +24,14 @@ from speedster_dist.cli._common import (
     CliError,
     connect_cluster,
 )
-from speedster_dist.display import is_terminal, render_table
 from speedster_dist.fleet import (
     LearnerRebench,
     NightlySettings,
     find_learners,
     rebench_all,
     rebench_rows,
-    say,
 )
+from speedster_dist.present import is_terminal, ms, render_table, say
 
 __all__ = ["add_parser", "exit_code", "format_comparisons", "judged_line"]
 
@@ -74,7 +73,7 @@ def add_parser(sub: Any) -> None:
 def _fmt(figure: str, value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value * 1e3:.3g} ms" if figure.startswith("latency") else f"{value:.3g}"
+    return ms(value) if figure.startswith("latency") else f"{value:.3g}"
 
 
 def judged_line(comparisons: list[Any], min_history: int) -> str:

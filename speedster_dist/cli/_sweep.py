@@ -12,8 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster, table
+from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
 from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
+from speedster_dist.errors import InputError
 from speedster_dist.fleet import (
     JobSpec,
     SweepJobResult,
@@ -25,7 +26,7 @@ from speedster_dist.fleet import (
     plan_from_mapping,
     run_sweep,
 )
-from speedster_dist.inputs import InputError
+from speedster_dist.present import ms, terminal_table
 
 __all__ = ["add_parser", "load_plan"]
 
@@ -69,11 +70,11 @@ def _print_results(results: list[SweepJobResult]) -> int:
         for key, winner in job.winners.items():
             p50, base = winner.get("p50_s"), winner.get("baseline_p50_s")
             speed = f"{base / p50:.2f}x" if p50 and base else "n/a"
-            latency = f"{p50 * 1e3:.3g} ms" if p50 else "n/a"
+            latency = ms(p50, "n/a")
             label = str(winner.get("label", ""))
             rows.append([job.spec.name, key, label, latency, speed, str(job.spec.out)])
     headers = ["job", "hardware type", "winner", "latency (p50)", "speed-up", "saved to"]
-    print("\nSweep results\n" + table(headers, rows))
+    print("\nSweep results\n" + terminal_table(headers, rows))
     sys.stdout.flush()
     return EXIT_FAILED if failed else EXIT_OK
 

@@ -22,7 +22,6 @@ from speedster_dist.fleet._nightly import (
     rebench_learner,
     rebench_rows,
 )
-from speedster_dist.fleet._progress import say
 from speedster_dist.fleet._sweep import (
     SweepJobResult,
     SweepPlan,
@@ -53,5 +52,4 @@ __all__ = [
     "run_job",
     "run_sweep",
     "sample_count",
-    "say",
 ]

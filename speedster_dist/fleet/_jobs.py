@@ -9,10 +9,10 @@ from typing import Any
 
 from speedster_dist.artifacts import KIT_FILE, sha256_file, write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
-from speedster_dist.fleet._progress import say
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import parse_run_options
+from speedster_dist.present import say
 from speedster_dist.records import TrialResult
 
 __all__ = ["JOB_OPTIONS", "JobSpec", "optimization_time", "run_job"]
@@ -65,13 +65,17 @@ class JobSpec:
         """Check the search settings now (InputError), before any model loads or Ray starts:
         the same checks ``optimize_model`` makes, NaN and infinity thresholds included."""
         parse_run_options(
-            self.metric_drop_ths,
-            self.metric,
-            optimization_time(self.optimization_time),
-            self.ignore_compilers,
-            self.ignore_compressors,
-            self.device,
-            {"trial_timeout": self.trial_timeout, "batch_size": self.batch_size, **self.fleet()},
+            metric_drop_ths=self.metric_drop_ths,
+            metric=self.metric,
+            optimization_time=optimization_time(self.optimization_time),
+            ignore_compilers=self.ignore_compilers,
+            ignore_compressors=self.ignore_compressors,
+            device=self.device,
+            extras={
+                "trial_timeout": self.trial_timeout,
+                "batch_size": self.batch_size,
+                **self.fleet(),
+            },
         )
 
     def fleet(self) -> dict[str, Any]:

@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import TEXT_SUFFIXES, ArtifactError, InputSource, ModelSource
-from speedster_dist.inputs import MIN_SAMPLES, InputError, few_samples
+from speedster_dist.artifacts import TEXT_SUFFIXES, InputSource, ModelSource
+from speedster_dist.errors import ArtifactError, InputError
+from speedster_dist.inputs import MIN_SAMPLES, few_samples
 
 __all__ = [
     "check_sample_count",

@@ -26,10 +26,11 @@ from speedster_dist.artifacts import (
 )
 from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
-from speedster_dist.fleet._progress import say
+from speedster_dist.learner_builder import winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.prepare import prepare_payload
+from speedster_dist.present import ms, say
 from speedster_dist.records import DeviceKind, TrialResult
 from speedster_dist.results import HistoryTarget, HistoryWriter, open_history
 from speedster_dist.runtime import (
@@ -44,7 +45,6 @@ from speedster_dist.runtime import (
     winner_candidate,
 )
 from speedster_dist.search import SpaceSettings, parse_optimization_time
-from speedster_dist.winners import winner_entries
 
 __all__ = [
     "LearnerRebench",
@@ -158,7 +158,7 @@ def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[Hardware
 
 
 def _show(name: str, role: str, result: TrialResult) -> None:
-    detail = f"{result.latency.p50 * 1e3:.3g} ms" if result.latency else result.reason[:70]
+    detail = ms(result.latency.p50) if result.latency else result.reason[:70]
     say(
         f"{name}: {result.candidate.hardware_key} {role} {result.candidate.label}: "
         f"{result.status.value} {detail}"

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.errors import InputError
 from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec
-from speedster_dist.inputs import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.naming import model_name
 from speedster_dist.search import anchor_storage

@@ -13,11 +13,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
 
-from speedster_dist.fleet._board import SweepBoard
 from speedster_dist.fleet._jobs import JobSpec
-from speedster_dist.fleet._progress import say
 from speedster_dist.fleet._sweep import SweepJobResult
 from speedster_dist.fleet._sweep_child import EVENT_PREFIX, job_to_json
+from speedster_dist.present import SweepBoard, is_terminal, ms, say
 
 __all__ = ["CHILD_COMMAND", "run_sweep"]
 
@@ -87,7 +86,7 @@ class _Job:
                 self.final = event
             elif event.get("event") == "trial" and not self.quiet:
                 p50 = event.get("p50_s")
-                detail = f"{p50 * 1e3:.3g} ms" if p50 else str(event.get("reason", ""))[:60]
+                detail = ms(p50) if p50 else str(event.get("reason", ""))[:60]
                 say(
                     f"{self.spec.name}: {event.get('hardware')} {event.get('label')}: "
                     f"{event.get('status')} {detail}"
@@ -148,9 +147,9 @@ def run_sweep(
             with lock:
                 if not quiet and pending and board.version != printed:
                     printed = board.version
-                    print(board.render(), file=sys.stderr, flush=True)
+                    print(board.render(is_terminal(sys.stderr)), file=sys.stderr, flush=True)
     with lock:
-        print(board.render(), flush=True)
+        print(board.render(is_terminal(sys.stdout)), flush=True)
     return [futures[spec.name].result() for spec in specs]
 
 

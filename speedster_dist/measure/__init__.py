@@ -1,7 +1,11 @@
 """Measure: how a candidate is timed and how its outputs are checked."""
 
+from speedster_dist.measure._batches import BatchError, batch_rows, tile_batch
+from speedster_dist.measure._gil import GilRelease, gil_release
 from speedster_dist.measure._latency import MeasureSettings, latency_stats, measure_latency
 from speedster_dist.measure._load import LOAD_KEYS, LoadWatch
+from speedster_dist.measure._loadgen import check_percentile, measure_load, request_latencies
+from speedster_dist.measure._memory import MemoryWatch
 from speedster_dist.measure._metrics import (
     BUILTIN_METRICS,
     MetricFn,
@@ -17,16 +21,25 @@ from speedster_dist.measure._metrics import (
 __all__ = [
     "BUILTIN_METRICS",
     "LOAD_KEYS",
+    "BatchError",
+    "GilRelease",
     "LoadWatch",
     "MeasureSettings",
+    "MemoryWatch",
     "MetricFn",
     "accuracy_drop",
     "agreement_drop",
+    "batch_rows",
+    "check_percentile",
     "cosine_drop",
+    "gil_release",
     "latency_stats",
     "measure_latency",
+    "measure_load",
     "metric_drop",
     "numeric_precision_drop",
+    "request_latencies",
     "resolve_metric",
     "sample_masks",
+    "tile_batch",
 ]

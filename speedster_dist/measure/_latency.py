@@ -73,29 +73,32 @@ def measure_latency(
     settings: MeasureSettings = MeasureSettings(),
     synchronize: Callable[[], None] | None = None,
     on_step: Callable[[list[float]], bool] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LatencyStats:
     """Time ``call`` and return its statistics.
 
     ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs before each clock read so that
     asynchronous GPU work is counted. ``on_step`` is called with the latencies so far about
     every tenth of the minimum duration; returning True stops timing early (pruning).
+    ``clock`` is injected by tests (a virtual clock that the fake call advances), so the
+    stopping rules are checked exactly rather than against a loaded machine's wall clock.
     """
     sync = synchronize or (lambda: None)
-    warm_end = time.perf_counter() + settings.warmup_s
+    warm_end = clock() + settings.warmup_s
     for i in range(max(settings.warmup_calls, 1)):
         call()
-        if i + 1 >= settings.warmup_calls and time.perf_counter() >= warm_end:
+        if i + 1 >= settings.warmup_calls and clock() >= warm_end:
             break
     sync()
     samples: list[float] = []
-    start = time.perf_counter()
+    start = clock()
     step_every = max(settings.min_duration_s / 10, 1e-3)
     next_step = start + step_every
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         call()
         sync()
-        t1 = time.perf_counter()
+        t1 = clock()
         samples.append(t1 - t0)
         elapsed = t1 - start
         if len(samples) >= settings.min_calls and elapsed >= settings.min_duration_s:

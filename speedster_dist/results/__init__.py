@@ -18,7 +18,6 @@ from speedster_dist.results._knowledge import (
     knowledge_from_rows,
 )
 from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
-from speedster_dist.results._report import WinnerColumn, render_report, write_report
 from speedster_dist.results._schema import (
     HISTORY_SCHEMA,
     LOAD_COLUMNS,
@@ -33,6 +32,7 @@ from speedster_dist.results._schema import (
     trial_row,
 )
 from speedster_dist.results._winners import Winner, find_winners
+from speedster_dist.results.report import WinnerColumn, render_report, write_report
 
 __all__ = [
     "HISTORY_SCHEMA",

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from speedster_dist.display import knob_text
+from speedster_dist.present import knob_text
 
 __all__ = ["Comparison", "RegressionSettings", "candidate_label", "compare_run"]
 

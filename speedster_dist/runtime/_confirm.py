@@ -30,12 +30,9 @@ from speedster_dist.records import (
 from speedster_dist.runtime._exports import SharedExport, use_shared_export
 from speedster_dist.runtime._task import size_torch_threads
 from speedster_dist.runtime._trial import TrialPayload, synchronizer
+from speedster_dist.search import DEFAULT_CONFIRM_ROUNDS, DEFAULT_CONFIRM_TOP
 
 __all__ = ["DEFAULT_CONFIRM_ROUNDS", "DEFAULT_CONFIRM_TOP", "confirm_task", "round_settings"]
-
-# Rounds of the confirmation, and how many of a type's best candidates (besides the baseline).
-DEFAULT_CONFIRM_ROUNDS = 5
-DEFAULT_CONFIRM_TOP = 3
 
 
 def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> MeasureSettings:

@@ -16,12 +16,14 @@ the labels of the nodes alive now and the autoscaler's own config on the head
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from speedster_dist.naming import parse_group_names
+from speedster_dist.search import DEFAULT_GROUP_WAIT_S
 
 __all__ = [
     "DEFAULT_GROUP_WAIT_S",
@@ -37,11 +39,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GROUP_LABEL = "speedster-dist/node-group"
-DEFAULT_GROUP_WAIT_S = 600.0
 # Where `ray up` puts the autoscaler's config on the head node.
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-# A Ray label value: what a node group may be called.
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 Request = Callable[[list[dict[str, float]], list[dict[str, str]] | None], None]
@@ -60,18 +59,6 @@ class NodeGroup:
 
     def selector(self) -> dict[str, str]:
         return {GROUP_LABEL: self.name}
-
-
-def parse_group_names(value: Any) -> tuple[str, ...]:
-    """``node_groups`` as group names (ValueError says what is wrong)."""
-    names = [value] if isinstance(value, str) else list(value)
-    bad = [n for n in names if not isinstance(n, str) or not _NAME.match(n)]
-    if bad:
-        raise ValueError(
-            f"node group names must be Ray label values (letters, digits, '-', '_', '.'; "
-            f"at most 63), got {bad!r}"
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def groups_of_nodes(nodes: Iterable[Mapping[str, Any]]) -> list[NodeGroup]:

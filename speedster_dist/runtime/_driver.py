@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from speedster_dist.records import (
     Candidate,
     Confirmation,
     DeviceKind,
-    HardwareType,
     SavedCandidate,
+    SearchOutcome,
     TrialResult,
 )
-from speedster_dist.runtime._confirm import DEFAULT_CONFIRM_TOP
 from speedster_dist.runtime._demand import GroupDemand
 from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
+    DEFAULT_CONFIRM_TOP,
     Budget,
     ExhaustiveSearcher,
     Searcher,
@@ -36,36 +36,6 @@ from speedster_dist.search import (
 )
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
-
-
-@dataclass
-class SearchOutcome:
-    """Everything a search measured, and the winner of each hardware type."""
-
-    hardware: dict[str, HardwareType] = field(default_factory=dict)
-    results: list[TrialResult] = field(default_factory=list)
-    winners: dict[str, TrialResult] = field(default_factory=dict)
-    saved: dict[str, SavedCandidate] = field(default_factory=dict)
-    no_winner: dict[str, str] = field(default_factory=dict)  # hardware key -> why
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # key -> "backend: why" lines
-    wall_s: float = 0.0
-    budget_exhausted: bool = False
-    # The baseline's files (the original model in a standard format), a CPU one if any ran.
-    portable: SavedCandidate | None = None
-    lost: dict[str, str] = field(default_factory=dict)  # key -> why its nodes are gone
-    joined_late: list[str] = field(default_factory=list)  # keys first seen mid-search
-    # The winners re-timed side by side after the search (key -> figures), or why not.
-    confirmed: dict[str, Confirmation] = field(default_factory=dict)
-    not_confirmed: dict[str, str] = field(default_factory=dict)
-    confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
-    missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
-    node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
-
-    def baseline(self, hardware_key: str) -> TrialResult | None:
-        return next(
-            (r for r in self.results if r.is_baseline and r.candidate.hardware_key == hardware_key),
-            None,
-        )
 
 
 @dataclass
@@ -159,8 +129,7 @@ def run_search(
         outcome = _search(executor, view, *args, started=started, after=after)
     finally:
         demand.release()  # also when the search fails: idle nodes must scale down
-    outcome.missing_groups = demand.missing()
-    return outcome
+    return replace(outcome, missing_groups=demand.missing())
 
 
 @dataclass(frozen=True)
@@ -207,11 +176,17 @@ def _search(
         wanted = "/".join(sorted(d.value for d in devices))
         raise ValueError(f"the cluster has no {wanted} node to optimize for")
     states = _states(groups, settings, make_searcher)
-    outcome = SearchOutcome(hardware={k: s.group.hardware for k, s in states.items()})
-    outcome.skipped = {g.hardware.key: _skipped_backends(g, settings) for g in groups}
+    outcome = SearchOutcome(  # frozen: its tables fill in place, its figures come at the end
+        hardware={k: s.group.hardware for k, s in states.items()},
+        skipped={g.hardware.key: _skipped_backends(g, settings) for g in groups},
+    )
+    portable: SavedCandidate | None = None
+    exhausted = False
+    confirm_s = 0.0
     executor.prepare(payload)
 
     def record(item: TrialOutcome) -> None:
+        nonlocal portable
         state = states[item.result.candidate.hardware_key]
         state.searcher.tell(item.result)
         outcome.results.append(item.result)
@@ -221,7 +196,7 @@ def _search(
         if item.result.ok:
             _keep_top(state, item, after.confirm_top)
         if item.result.ok and item.result.is_baseline:
-            _keep_portable(outcome, executor, item)
+            portable = _keep_portable(portable, executor, item)
 
     while True:
         _adopt_joined(view, states, outcome, settings, make_searcher, devices)
@@ -235,7 +210,7 @@ def _search(
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            outcome.budget_exhausted = True
+            exhausted = True
             for item in executor.cancel_all(BUDGET_EXHAUSTED):
                 record(item)
             break
@@ -245,22 +220,24 @@ def _search(
         for item in executor.poll(min(poll_s, remaining)):
             record(item)
 
-    outcome.lost = view.lost_types()
+    outcome.lost.update(view.lost_types())
     if after.confirm_rounds > 0:
         confirm_started = time.monotonic()
         for state in states.values():
             if state.best is not None:
                 _confirm(outcome, executor, state, after.confirm_rounds)
-        outcome.confirm_s = time.monotonic() - confirm_started
+        confirm_s = time.monotonic() - confirm_started
     membership = getattr(executor, "membership", None)  # Ray: the node groups of the types
-    outcome.node_groups = dict(getattr(membership, "node_groups", {}))
+    outcome.node_groups.update(getattr(membership, "node_groups", {}))
     for key, state in states.items():
         if state.best is None:
             outcome.no_winner[key] = outcome.lost.get(key) or _why_no_winner(outcome.results, key)
             continue
         _keep_winner(outcome, executor, key, state.best)
-    outcome.wall_s = time.monotonic() - started
-    return outcome
+    wall_s = time.monotonic() - started
+    return replace(
+        outcome, wall_s=wall_s, budget_exhausted=exhausted, portable=portable, confirm_s=confirm_s
+    )
 
 
 def _skipped_backends(group: HardwareGroup, settings: SpaceSettings) -> list[str]:
@@ -306,17 +283,19 @@ def _adopt_joined(
         outcome.joined_late.append(group.hardware.key)
 
 
-def _keep_portable(outcome: SearchOutcome, executor: Executor, item: TrialOutcome) -> None:
-    """Keep a baseline's files as the learner's portable fallback (a CPU one preferred: it
-    loads on any machine); a baseline whose files cannot be fetched is simply not kept."""
-    if outcome.portable is not None and outcome.portable.device == "cpu":
-        return
+def _keep_portable(
+    kept: SavedCandidate | None, executor: Executor, item: TrialOutcome
+) -> SavedCandidate | None:
+    """The learner's portable fallback once a baseline completed: its files (a CPU one
+    preferred: it loads on any machine) or ``kept``; a baseline whose files cannot be fetched
+    is simply not kept."""
+    if kept is not None and kept.device == "cpu":
+        return kept
     try:
         saved = executor.fetch(item.artifact)
     except Exception:  # its node left with the files: another type's baseline may do
-        return
-    if outcome.portable is None or saved.device == "cpu":
-        outcome.portable = saved
+        return kept
+    return saved if kept is None or saved.device == "cpu" else kept
 
 
 def _keep_winner(outcome: SearchOutcome, executor: Executor, key: str, best: TrialOutcome) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from speedster_dist.errors import ClusterConnectionError
+
 __all__ = [
     "LOOPBACK_ENV",
     "PRIVATE_ENV",
@@ -20,10 +22,6 @@ __all__ = [
 ]
 
 _CHECK_TIMEOUT_S = 5.0
-
-
-class ClusterConnectionError(ConnectionError):
-    """The cluster address given (or found in RAY_ADDRESS) cannot be reached."""
 
 
 def _check_reachable(address: str) -> None:

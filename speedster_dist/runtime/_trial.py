@@ -48,15 +48,19 @@ FP32_TOLERANCE = 1e-3
 _REASON_CHARS = 2000
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrialPayload:
-    """Everything a trial needs; put in the object store once and shared by all trials."""
+    """Everything a trial needs; put in the object store once and shared by all trials.
+
+    Built by ``prepare`` (held-in ``calibration`` and held-out ``validation`` samples, the
+    original's outputs on the latter) and read by every trial: nothing changes it after.
+    """
 
     source: SourceModel
     calibration: list[tuple[Any, ...]]
     validation: list[tuple[Any, ...]]
     reference_outputs: list[tuple[Any, ...]]
-    labels: list[Any] | None
+    labels: list[Any] | None = None  # one per validation sample, for the accuracy metric
     metric: MetricFn
     metric_drop_ths: float | None
     measure: MeasureSettings = field(default_factory=MeasureSettings)

@@ -7,6 +7,9 @@ from speedster_dist.search._backoff import MIN_PROGRESS, AccuracyBackoff
 from speedster_dist.search._budget import (
     BUDGET_EXHAUSTED,
     CONSTRAINED_BUDGET_S,
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_GROUP_WAIT_S,
     Budget,
     parse_optimization_time,
 )
@@ -36,6 +39,9 @@ from speedster_dist.search._study import METRIC_NAMES, open_study, study_name
 __all__ = [
     "BUDGET_EXHAUSTED",
     "CONSTRAINED_BUDGET_S",
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
+    "DEFAULT_GROUP_WAIT_S",
     "DEFAULT_SEED",
     "MAX_CONSECUTIVE_DUPLICATES",
     "METRIC_NAMES",

@@ -1,11 +1,20 @@
-"""``optimization_time``: Speedster's "constrained" / "unconstrained", or seconds."""
+"""``optimization_time``: Speedster's "constrained" / "unconstrained", or seconds; and the time
+the confirmation of the winners takes after it."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-__all__ = ["BUDGET_EXHAUSTED", "CONSTRAINED_BUDGET_S", "Budget", "parse_optimization_time"]
+__all__ = [
+    "BUDGET_EXHAUSTED",
+    "CONSTRAINED_BUDGET_S",
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
+    "DEFAULT_GROUP_WAIT_S",
+    "Budget",
+    "parse_optimization_time",
+]
 
 # A constrained search (every backend with its default knobs) ends within this many seconds;
 # what is running when it expires is cancelled and recorded as failed ("budget exhausted").
@@ -14,6 +23,14 @@ CONSTRAINED_BUDGET_S = 600.0
 # The reason of a trial cancelled when the budget ran out: not a verdict on the candidate, so
 # a resumed search measures it again.
 BUDGET_EXHAUSTED = "cancelled: the optimization_time budget ran out while it was running"
+
+# After the budget: the baseline and this many of a hardware type's best candidates are
+# re-timed side by side over this many rounds (``optimize_model``'s ``confirm_top`` and
+# ``confirm_rounds``; options.py parses them, the runtime's confirmation runs them).
+DEFAULT_CONFIRM_ROUNDS = 5
+DEFAULT_CONFIRM_TOP = 3
+# How long a search waits for a declared node group to come up (``group_wait``).
+DEFAULT_GROUP_WAIT_S = 600.0
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from speedster_dist.errors import StudyStorageError
+
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 __all__ = ["StudyStorageError", "check_journal", "open_journal", "repair_journal"]
-
-
-class StudyStorageError(ValueError):
-    """A study storage that cannot be used: a wrong ``study_storage`` value, a URL Optuna
-    cannot open, or a damaged journal file. The message says what is wrong and how to fix it.
-    (``optimize_model`` raises a wrong value as ``InputError``, before any trial.)"""
 
 
 def repair_journal(path: Path) -> bool:

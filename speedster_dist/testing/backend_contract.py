@@ -33,6 +33,7 @@ __all__ = [
     "contract_cases",
     "contract_model",
     "contract_tolerance",
+    "outputs_through_runner",
 ]
 
 # Speedster's relative metric on the tiny random models. int8: the mlp's outputs sit near
@@ -183,6 +184,10 @@ def check_backend_contract(
     assert drop <= tolerance, (
         f"{backend_name} {precision}/{technique}: drop {drop:.4g} > {tolerance}"
     )
+    concurrent = outputs_through_runner(compiled, model.validation, concurrency=2)
+    assert numeric_precision_drop(built, concurrent) <= 1e-4, (
+        "outputs of requests in flight (runner_for) differ from calls one at a time"
+    )
 
     save_dir = tmp_path / "saved"
     save_dir.mkdir()
@@ -194,6 +199,37 @@ def check_backend_contract(
         "loaded model differs from the built one"
     )
     return drop
+
+
+def outputs_through_runner(
+    compiled: Any, samples: list[tuple[torch.Tensor, ...]], concurrency: int
+) -> list[tuple[torch.Tensor, ...]]:
+    """Each sample's outputs, run as requests in flight through ``runner_for(compiled)``,
+    at most ``concurrency`` at a time, in the samples' order."""
+    from speedster_dist.backends import runner_for
+
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def done_for(index: int) -> Any:
+        def done(outputs: Any, error: BaseException | None) -> None:
+            results[index] = outputs
+            if error is not None:
+                errors.append(error)
+
+        return done
+
+    runner = runner_for(compiled, concurrency)
+    try:
+        for start in range(0, len(samples), concurrency):
+            for index in range(start, min(start + concurrency, len(samples))):
+                runner.submit(samples[index], done_for(index))
+            runner.drain()
+    finally:
+        runner.close()
+    assert not errors, f"a request in flight failed: {errors[0]!r}"
+    with torch.inference_mode():
+        return [tuple(t.detach().float().cpu() for t in results[i]) for i in range(len(samples))]
 
 
 def contract_payload(
@@ -211,12 +247,11 @@ def contract_payload(
     with torch.inference_mode():
         reference = [tuple(model.source.module(*s)) for s in model.validation]
     return TrialPayload(
-        model.source,
-        model.calibration,
-        model.validation,
-        reference,
-        None,
-        numeric_precision_drop,
-        metric_drop_ths,
-        measure or MeasureSettings(),
+        source=model.source,
+        calibration=model.calibration,
+        validation=model.validation,
+        reference_outputs=reference,
+        metric=numeric_precision_drop,
+        metric_drop_ths=metric_drop_ths,
+        measure=measure or MeasureSettings(),
     )

@@ -11,10 +11,14 @@ an error of about 0.5 (over any sensible threshold). ``fake_faulty`` fails polit
 process, ``hang`` never returns. Outputs are otherwise the real model's outputs.
 ``FLOAT_LAYERS`` (``fake_layers=speedster_dist.testing.fakes:FLOAT_LAYERS``, not in
 ``FAKE_BACKENDS``) has an int8 whose ``fp_layers`` knob trades speed for accuracy.
+
+:class:`SimulatedRunner` on a :class:`VirtualClock` serves requests in flight with an exact
+per-call latency and no real waiting, so load generation is checked against arithmetic.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import time
@@ -33,6 +37,7 @@ from speedster_dist.backends._torch_common import (
     save_portable,
 )
 from speedster_dist.records import DeviceKind, Precision
+from speedster_dist.serving import Done, Overlap
 
 __all__ = [
     "BACKEND",
@@ -43,6 +48,8 @@ __all__ = [
     "Behaviour",
     "FakeBackend",
     "FloatLayersBackend",
+    "SimulatedRunner",
+    "VirtualClock",
 ]
 
 FAKE_BACKENDS = (
@@ -199,3 +206,55 @@ DEADLY = FakeBackend(
         (Precision.FP32, "hang"): Behaviour(failure="hang"),
     },
 )
+
+
+class VirtualClock:
+    """A clock that only moves when a :class:`SimulatedRunner` finishes a call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SimulatedRunner:
+    """``concurrency`` lanes, each call taking exactly ``latency_s`` virtual seconds.
+
+    A call starts when submitted (a lane is free: the caller keeps at most ``concurrency``
+    in flight). When every lane is busy, the earliest call finishes before ``submit``
+    returns (the clock moves to its end): exactly when a real caller would block.
+    ``fail_at``: the 0-based call whose ``done`` gets an error.
+    """
+
+    overlap = Overlap("simulated lanes", overlaps=True, note="virtual time, no real work")
+
+    def __init__(
+        self, clock: VirtualClock, latency_s: float, concurrency: int, fail_at: int = -1
+    ) -> None:
+        self._clock = clock
+        self._latency = latency_s
+        self._lanes = concurrency
+        self._fail_at = fail_at
+        self._pending: list[tuple[float, int, Done]] = []
+        self.submitted = 0
+
+    def submit(self, inputs: tuple[Any, ...], done: Done) -> None:
+        end = self._clock.now + self._latency
+        heapq.heappush(self._pending, (end, self.submitted, done))
+        self.submitted += 1
+        if len(self._pending) >= self._lanes:
+            self._finish_next()
+
+    def _finish_next(self) -> None:
+        end, index, done = heapq.heappop(self._pending)
+        self._clock.now = max(self._clock.now, end)
+        error = RuntimeError(f"planted failure of call {index}") if index == self._fail_at else None
+        done(None if error else ("outputs", index), error)
+
+    def drain(self) -> None:
+        while self._pending:
+            self._finish_next()
+
+    def close(self) -> None:
+        self.drain()

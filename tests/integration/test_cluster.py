@@ -26,10 +26,10 @@ from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.hardware import HARDWARE_LABEL, SIMULATED_TYPE_ENV
 from speedster_dist.learner import load_model
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.present import format_summary
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import RayExecutor, run_search
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
-from speedster_dist.summary import format_summary
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
 

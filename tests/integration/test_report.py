@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from speedster_dist.cli import EXIT_OK, main
-from speedster_dist.results._charts import PALETTE, REGRESSION_RED
+from speedster_dist.results.report import PALETTE, REGRESSION_RED
 
 from ..unit.results.fleet import CPU, GPU, fleet
 from ..unit.results.page import cells
@@ -142,7 +142,7 @@ def test_the_report_renders_in_headless_chromium_with_its_plots(tmp_path):
 
 @needs_chromium
 def test_the_cost_section_and_its_frontier_plot_render_in_headless_chromium(tmp_path):
-    from speedster_dist.results._cost_report import FRONTIER_COLOR
+    from speedster_dist.results.report import FRONTIER_COLOR
 
     history, page = tmp_path / "history", tmp_path / "report.html"
     fleet(history)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from speedster_dist import optimize_model
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.runtime import InlineExecutor
 from speedster_dist.testing.models import tiny_mlp
 

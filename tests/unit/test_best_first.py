@@ -10,13 +10,13 @@ import torch
 
 from speedster_dist import optimize_model
 from speedster_dist.backends import get_backend
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import DeviceKind, HardwareType, Precision, TrialStatus
 from speedster_dist.results import HistoryTarget, read_history
 from speedster_dist.runtime import InlineExecutor, NodeProbe, backend_catalog
 from speedster_dist.testing.fakes import Behaviour, FakeBackend
 from speedster_dist.testing.models import tiny_mlp
+from speedster_dist.testing.registry import backend_spec, use_backends
 
 # Three slow-to-build backends ahead of the planted best in the catalog (declaration order).
 BUILD_S = 2.0
@@ -35,8 +35,7 @@ BUDGET_S = 5.0  # the baseline and one slow build fit; the baseline and three do
 
 def _executor(monkeypatch):
     monkeypatch.setattr(get_backend("torch"), "build", SLOW_EAGER.build)
-    extras = ",".join(f"{n}={MODULE}:{n.upper()}" for n in NAMES[1:])
-    monkeypatch.setenv(EXTRA_BACKENDS_ENV, extras)
+    use_backends(monkeypatch, backend_spec({n: f"{MODULE}:{n.upper()}" for n in NAMES[1:]}))
     by_name = {i.name: i for i in backend_catalog(DeviceKind.CPU)}
     catalog = tuple(by_name[n] for n in NAMES)
     return InlineExecutor(NodeProbe("node-1", (HW,), ((HW.key, catalog),)))

@@ -18,12 +18,11 @@ from speedster_dist.cost import (
     load_prices,
     parse_prices,
 )
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.options import parse_run_options
-from speedster_dist.records import DeviceKind, HardwareType
-from speedster_dist.runtime import SearchOutcome
-from speedster_dist.summary import format_summary
+from speedster_dist.present import format_summary
+from speedster_dist.records import DeviceKind, HardwareType, SearchOutcome
 
 from .test_fleet_learner import _result
 

@@ -18,18 +18,18 @@ from speedster_dist.backends import BuildConfig, get_backend
 from speedster_dist.hardware import hardware_from_json, hardware_to_json, local_hardware
 from speedster_dist.learner import HardwareKeyedLearner, load_model
 from speedster_dist.modelio import OutputSpec
+from speedster_dist.present import format_fleet, format_summary
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
     HardwareType,
     LatencyStats,
     Precision,
+    SearchOutcome,
     TrialResult,
     TrialStatus,
 )
-from speedster_dist.runtime import SearchOutcome
 from speedster_dist.runtime._trial import save_compiled as _save
-from speedster_dist.summary import format_fleet, format_summary
 from speedster_dist.testing.backend_contract import contract_model
 
 

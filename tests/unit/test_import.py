@@ -130,3 +130,14 @@ def test_without_openvino_its_backend_says_how_to_install_it_and_refuses_work():
     reason, load = proc.stdout.strip().splitlines()
     assert reason == "openvino not installed: pip install 'speedster-dist[openvino]' (or [cpu])"
     assert load == f"load: {reason}"
+
+
+def test_package_exports_the_speedster_entry_points():
+    import speedster_dist
+    from speedster_dist.api import optimize_model
+    from speedster_dist.artifacts import LearnerMetadata
+    from speedster_dist.learner import load_model
+
+    assert speedster_dist.optimize_model is optimize_model
+    assert speedster_dist.LearnerMetadata is LearnerMetadata
+    assert speedster_dist.load_model is load_model

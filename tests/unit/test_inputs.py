@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from speedster_dist.inputs import InputError, SampleSet, normalize_inputs
+from speedster_dist.errors import InputError
+from speedster_dist.inputs import SampleSet, normalize_inputs
 from speedster_dist.testing.models import minilm_tokenizer, tiny_mlp, token_batch
 
 TEXTS = ["This is a test.", "Hi my name is John.", "The cat is on the table."]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from speedster_dist.naming import model_name, name_from_path
-from speedster_dist.results._history import describe_model
+from speedster_dist.results import describe_model
 
 
 def _hf_folder(path, **config):

@@ -112,39 +112,37 @@ def _export_into(model: SourceModel, path: Path, opset: int) -> None:
     raise UnsupportedCandidate("ONNX export failed; " + " | ".join(errors))
 
 
+def _export(
+    module: torch.nn.Module, model: SourceModel, path: Path, opset: int, **exporter: Any
+) -> None:
+    """``torch.onnx.export`` of ``module`` on the model's example, with its names, quietly;
+    the ``exporter``'s own arguments on top."""
+    torch.onnx.export(
+        module,
+        tuple(model.example_inputs),
+        str(path),
+        input_names=list(model.input_names),
+        output_names=list(model.output_names),
+        opset_version=opset,
+        verbose=False,
+        **exporter,
+    )
+
+
 def _export_legacy(
     module: torch.nn.Module, model: SourceModel, path: Path, opset: int, large: bool
 ) -> None:
     # The TorchScript-based exporter: ~3x faster than dynamo here, and its graphs are the
     # ones the ORT transformer optimizer knows how to fuse.
-    torch.onnx.export(
-        module,
-        tuple(model.example_inputs),
-        str(path),
-        input_names=list(model.input_names),
-        output_names=list(model.output_names),
-        dynamic_axes=model.dynamic_axes or None,
-        opset_version=opset,
-        do_constant_folding=True,
-        dynamo=False,
-    )
+    axes = model.dynamic_axes or None
+    _export(module, model, path, opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True)
 
 
 def _export_dynamo(
     module: torch.nn.Module, model: SourceModel, path: Path, opset: int, large: bool
 ) -> None:
-    torch.onnx.export(
-        module,
-        tuple(model.example_inputs),
-        str(path),
-        input_names=list(model.input_names),
-        output_names=list(model.output_names),
-        dynamic_shapes=_dynamic_shapes(module, model),
-        opset_version=opset,
-        dynamo=True,
-        external_data=large,
-        verbose=False,
-    )
+    shapes = _dynamic_shapes(module, model)
+    _export(module, model, path, opset, dynamo=True, dynamic_shapes=shapes, external_data=large)
 
 
 def _dynamic_shapes(module: torch.nn.Module, model: SourceModel) -> tuple[Any, ...] | None:

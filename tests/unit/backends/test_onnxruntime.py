@@ -256,3 +256,23 @@ def test_the_tensorrt_profile_covers_the_samples_and_engines_travel_with_the_mod
     saved.mkdir()
     compiled.save(saved)
     assert (saved / "trt_cache" / "engine.bin").read_bytes() == b"engine"
+
+
+def test_inter_op_threads_run_the_graph_in_parallel_mode_and_are_saved(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from speedster_dist.backends._ort_session import Runtime
+
+    model = contract_model("mlp")
+    config = BuildConfig(Precision.FP32, CPU, "", {"inter_op_threads": 2})
+    compiled = BACKEND.build(model.source, model.calibration, config, tmp_path / "build")
+    assert isinstance(compiled, OrtCompiled)
+    options = compiled._session.get_session_options()
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert options.inter_op_num_threads == 2
+    saved = compiled.save(tmp_path)
+    assert saved["inter_op_threads"] == 2
+    assert Runtime.from_json(saved, CPU).inter_op_threads == 2
+    for bad in (-1, 2000, "2", True):
+        with pytest.raises(UnsupportedCandidate, match="options are not valid"):
+            Runtime.from_json({**saved, "inter_op_threads": bad}, CPU)

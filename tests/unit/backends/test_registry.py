@@ -6,11 +6,11 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from speedster_dist.backends import _registry
-from speedster_dist.backends._registry import (
+from speedster_dist.backends import (
     ENTRY_POINT_GROUP,
     EXTRA_BACKENDS_ENV,
     UnknownBackendError,
+    _registry,  # its plugin cache, cleared between tests
     backend_names,
     get_backend,
     resolve_backend_name,

@@ -6,7 +6,7 @@ from speedster_dist.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from speedster_dist.cli._common import CliError
 from speedster_dist.cli._rebench import exit_code
 from speedster_dist.cli._sweep import load_plan
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 
 
 def test_help_and_usage_errors_have_their_exit_codes(capsys):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from speedster_dist.errors import InputError
 from speedster_dist.fleet import detect_inputs, detect_model, read_inputs, read_model
-from speedster_dist.inputs import InputError
 from speedster_dist.testing import models
 
 

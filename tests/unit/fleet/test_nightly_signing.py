@@ -30,7 +30,6 @@ from speedster_dist.artifacts import (
     write_kit,
 )
 from speedster_dist.backends import BuildConfig, get_backend
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.fleet import JobSpec, NightlySettings, rebench_learner, run_job
 from speedster_dist.hardware import local_cpu
 from speedster_dist.learner import HardwareKeyedLearner
@@ -38,8 +37,8 @@ from speedster_dist.modelio import OutputSpec, make_source_model
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.runtime import InlineExecutor
 from speedster_dist.runtime._trial import save_compiled
-from speedster_dist.testing.fakes import FAKE_BACKENDS
 from speedster_dist.testing.models import tiny_mlp
+from speedster_dist.testing.registry import use_backends
 
 pytest.importorskip("onnxruntime")
 
@@ -51,7 +50,7 @@ ONLY_FAKES = ["torchscript", "torch_compile", "onnxruntime", "openvino", "tensor
 
 @pytest.fixture(autouse=True)
 def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
+    use_backends(monkeypatch)
     monkeypatch.delenv("SPEEDSTER_DIST_SIGNING_KEY", raising=False)
     monkeypatch.delenv("SPEEDSTER_DIST_VERIFY_KEY", raising=False)
 

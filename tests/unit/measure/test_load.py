@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.measure import LOAD_KEYS, LoadWatch, MeasureSettings
 from speedster_dist.records import Candidate
 from speedster_dist.runtime import run_trial
 from speedster_dist.testing.backend_contract import contract_payload
-from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 
 def _stat(user, system, idle, steal, nice=0, iowait=0, irq=0, softirq=0):
     fields = [user, nice, system, idle, iowait, irq, softirq, steal, 0, 0]
     return "cpu  " + " ".join(str(v) for v in fields) + "\ncpu0 1 2 3 4\n"
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    monkeypatch.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
 
 
 def test_steal_and_other_processes_share_over_the_window(tmp_path):
@@ -48,8 +41,8 @@ def test_an_unchanged_counter_measures_no_share(tmp_path):
 
 
 def test_every_timed_trial_records_the_load_it_saw(fakes):
-    payload = contract_payload("mlp", None)
-    payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=3, min_duration_s=0)
+    quick = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=3, min_duration_s=0)
+    payload = contract_payload("mlp", None, quick)
     result, _ = run_trial(payload, Candidate.make("fake", "fp32", "cpu-x", knobs={"slowdown": 1}))
     extra = dict(result.extra)
     assert result.ok and {"loadavg_before", "loadavg_after"} <= set(extra)

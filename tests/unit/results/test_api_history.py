@@ -7,23 +7,16 @@ import pytest
 import torch
 
 from speedster_dist import optimize_model
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import TrialResult
 from speedster_dist.results import HistoryTarget, read_history, render_report
 from speedster_dist.runtime import InlineExecutor
-from speedster_dist.testing.fakes import FAKE_BACKENDS
 from speedster_dist.testing.models import tiny_mlp
 
 from .page import cells
 
 FAST = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.0)
 ONLY_FAKES = ["torchscript", "torch_compile", "onnxruntime", "openvino", "tensorrt", "fake_deadly"]
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    monkeypatch.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
 
 
 def _search(history, executor=None, **kwargs):

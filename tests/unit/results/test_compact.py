@@ -6,8 +6,7 @@ from __future__ import annotations
 import pyarrow.dataset as ds
 import pytest
 
-from speedster_dist.results import read_history
-from speedster_dist.results._compact import compact_history, live_files
+from speedster_dist.results import compact_history, live_files, read_history
 
 from .fleet import fleet
 

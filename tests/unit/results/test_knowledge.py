@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from speedster_dist.results import history_knowledge
-from speedster_dist.results._knowledge import knowledge_from_rows
+from speedster_dist.results import history_knowledge, knowledge_from_rows
 
 from .conftest import confirm, run, trial
 

@@ -1,19 +1,12 @@
 import pytest
 
-from speedster_dist.backends._registry import EXTRA_BACKENDS_ENV
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import DeviceKind, HardwareType
 from speedster_dist.runtime import NodeProbe, backend_catalog
 from speedster_dist.testing.backend_contract import contract_payload
-from speedster_dist.testing.fakes import FAKE_BACKENDS
 
 FAKE_HW = HardwareType("cpu-fake-2c", DeviceKind.CPU, "fake test CPU", frozenset({"avx2"}), 2)
 FAST = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.02)
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    monkeypatch.setenv(EXTRA_BACKENDS_ENV, FAKE_BACKENDS)
 
 
 def fake_probe(*names, hardware=FAKE_HW):

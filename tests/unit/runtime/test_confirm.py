@@ -5,12 +5,14 @@ Ray executor's stand-in); the confirmed fastest wins; a failed confirmation lose
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 import speedster_dist.runtime._confirm as confirm_module
 from speedster_dist.measure import MeasureSettings
+from speedster_dist.present import format_summary
 from speedster_dist.records import (
     Candidate,
     Confirmation,
@@ -20,7 +22,6 @@ from speedster_dist.records import (
 from speedster_dist.runtime import InlineExecutor, RayExecutor, confirm_task, run_search
 from speedster_dist.runtime._confirm import round_settings
 from speedster_dist.search import Budget, SpaceSettings
-from speedster_dist.summary import format_summary
 
 from .conftest import FAKE_HW, fake_probe
 from .test_executors import A, FakeRay, Ref, _fake_ray, _hw
@@ -74,7 +75,7 @@ def test_a_contender_that_no_longer_builds_means_not_confirmed(fakes, payload):
 
 
 def search(payload, executor, rounds=3, **kw):
-    payload.metric_drop_ths = 0.01
+    payload = replace(payload, metric_drop_ths=0.01)
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
     return run_search(executor, payload, settings, UNLIMITED, confirm_rounds=rounds, **kw)
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from speedster_dist.inputs import InputError
+from speedster_dist.errors import InputError
 from speedster_dist.options import parse_run_options
+from speedster_dist.present import format_summary
 from speedster_dist.runtime import GROUP_LABEL, NodeGroup, RayExecutor, run_search
 from speedster_dist.runtime._demand import groups_from_config, groups_of_nodes
 from speedster_dist.runtime._task import trial_task
 from speedster_dist.search import Budget, ExhaustiveSearcher, SpaceSettings
-from speedster_dist.summary import format_summary
 
 from .test_executors import A, B, FakeRay
 

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ UNLIMITED = Budget(math.inf, tune_knobs=False, label="test")
 
 
 def search(payload, *names, ths=0.01, budget=UNLIMITED, tune=False, **kw):
-    payload.metric_drop_ths = ths
+    payload = replace(payload, metric_drop_ths=ths)
     # The 4 ms fake fp32 is the baseline: real eager on a tiny model would be faster than any fake.
     executor = InlineExecutor(fake_probe(*names))
     settings = SpaceSettings(metric_drop_ths=ths, tune_knobs=tune, baseline_backend="fake")
@@ -90,7 +91,7 @@ def test_knob_tuning_finds_the_known_best(fakes, payload):
 def test_skipped_backends_are_listed(fakes, payload):
     outcome = search(payload, "fake", ths=None)
     assert outcome.skipped[FAKE_HW.key] == []
-    payload.metric_drop_ths = None
+    payload = replace(payload, metric_drop_ths=None)
     executor = InlineExecutor(fake_probe("torch", "fake"))
     settings = SpaceSettings(ignored_backends=frozenset({"fake"}))
     outcome = run_search(executor, payload, settings, UNLIMITED)
@@ -110,15 +111,15 @@ def test_a_trial_that_cannot_beat_the_bar_is_pruned_early(fakes, payload):
     from speedster_dist.records import Candidate
     from speedster_dist.runtime import run_trial
 
-    payload.metric_drop_ths = None
-    payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=64, min_duration_s=1.0)
+    measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=64, min_duration_s=1.0)
+    payload = replace(payload, metric_drop_ths=None, measure=measure)
     slow = Candidate.make("fake", "fp32", FAKE_HW.key, knobs={"slowdown": 4})  # 16 ms a call
     result, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=0.004)
     assert result.status is TrialStatus.PRUNED and saved is None
     assert "cannot beat the best 4 ms" in result.reason
     assert result.latency is not None
     assert result.latency.count < 64 and result.latency.total_s < 0.6
-    payload.measure = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.1)
+    payload = replace(payload, measure=replace(payload.measure, min_calls=10, min_duration_s=0.1))
     fast, saved = run_trial(payload, slow, FAKE_HW, prune_above_s=1.0)
     assert fast.ok and saved is not None
 

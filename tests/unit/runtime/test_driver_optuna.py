@@ -8,6 +8,7 @@ known best is fp16 with slowdown=1.
 import itertools
 import math
 import time
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -31,8 +32,7 @@ class Interrupted(Exception):
 
 
 def optuna_search(payload, storage=None, resume=False, budget=UNLIMITED, searchers=None, **kw):
-    payload.metric_drop_ths = 0.01
-    payload.measure = TIMING
+    payload = replace(payload, metric_drop_ths=0.01, measure=TIMING)
     settings = SpaceSettings(metric_drop_ths=0.01, tune_knobs=True, baseline_backend="fake")
 
     def make(hardware, space):
@@ -145,7 +145,7 @@ def test_optimize_model_resumes_a_stored_study(fakes, tmp_path):
 
 def test_searcher_extras_are_validated_before_any_trial():
     from speedster_dist import optimize_model
-    from speedster_dist.inputs import InputError
+    from speedster_dist.errors import InputError
     from speedster_dist.testing.models import tiny_mlp
 
     data = [((torch.randn(1, 16),), 0)]

@@ -1,0 +1,253 @@
+"""How each keyword of ``optimize_model`` is checked: one parser per setting, called with the
+keyword (for its message) and the value; each raises :class:`InputError` saying what to
+change, or returns the setting. :class:`~speedster_dist.options.RunOptions` names the parser
+of each of its fields."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from speedster_dist.backends import BASELINE_BACKEND, resolve_backend_name
+from speedster_dist.cost import PriceTable, load_prices, parse_prices
+from speedster_dist.errors import InputError, PriceError
+from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric
+from speedster_dist.naming import parse_group_names
+from speedster_dist.records import DeviceKind
+from speedster_dist.search import (
+    Budget,
+    StudyStorage,
+    StudyStorageError,
+    check_storage,
+    parse_optimization_time,
+)
+
+if TYPE_CHECKING:
+    from speedster_dist.results import HistoryTarget
+
+__all__ = [
+    "COMPRESSORS",
+    "SEARCHERS",
+    "HistoryLocation",
+    "Parser",
+    "RuntimeEnv",
+]
+
+# Names ``ignore_compressors`` accepts (Speedster's and ours)...
+COMPRESSORS = frozenset(
+    {
+        "fp16",
+        "bf16",
+        "tf32",
+        "int8",
+        "int8_dynamic",
+        "int8_static",
+        "half_precision",
+        "dynamic_quantization",
+        "static_quantization",
+    }
+)
+# ...and Speedster's that are not shipped here: ignoring them is a no-op.
+_SPEEDSTER_COMPRESSORS = frozenset({"sparseml", "intel_pruning"})
+SEARCHERS = ("optuna", "exhaustive")
+
+# None, "package" (ship this speedster_dist to the nodes) or a Ray runtime environment.
+RuntimeEnv = Literal["package"] | dict[str, Any] | None
+# A history folder, or a HistoryTarget (a folder plus where this run's rows go).
+HistoryLocation = Union[str, Path, "HistoryTarget"]
+# Validates one keyword's value (InputError says what to change) and returns the setting.
+Parser = Callable[[str, Any], Any]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def threshold(keyword: str, value: Any) -> float | None:
+    """None, or a finite real number >= 0: NaN makes every comparison false and infinity
+    accepts anything, so either would switch the accuracy guard off."""
+    if value is None:
+        return None
+    if not _is_real(value) or not math.isfinite(float(value)) or float(value) < 0:
+        raise InputError(
+            f"{keyword} must be None or a number >= 0, got {value!r}; give a finite "
+            "number such as 0.05 (NaN or infinity would accept any candidate)"
+        )
+    return float(value)
+
+
+def budget(keyword: str, value: Any) -> Budget:
+    try:
+        return parse_optimization_time(value)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def metric(keyword: str, value: Any) -> MetricFn:
+    try:
+        return resolve_metric(value)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def positive(keyword: str, value: Any) -> float:
+    if not _is_real(value) or not math.isfinite(float(value)) or float(value) <= 0:
+        raise InputError(f"{keyword} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def at_least(least: int) -> Parser:
+    def parse(keyword: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"{keyword} must be an integer >= {least}, got {value!r}")
+        return value
+
+    return parse
+
+
+def flag(keyword: str, value: Any) -> bool:
+    return bool(value)
+
+
+def name_list(keyword: str, value: Any) -> list[str]:
+    """A list of names; one string is one name (never split into its letters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        names = list(value)
+    except TypeError:
+        raise InputError(f"{keyword} must be a list of names, got {value!r}") from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise InputError(f"{keyword} must hold names (strings), got {bad!r}")
+    return names
+
+
+def ignored_backends(keyword: str, value: Any) -> frozenset[str]:
+    ignored = set()
+    for name in name_list(keyword, value):
+        try:
+            resolved = resolve_backend_name(name)
+        except ValueError as exc:
+            raise InputError(f"{keyword}: {exc}") from exc
+        if resolved == BASELINE_BACKEND:
+            raise InputError(f"{keyword} cannot remove 'torch': it is the baseline")
+        if resolved is not None:
+            ignored.add(resolved)
+    return frozenset(ignored)
+
+
+def ignored_compressors(keyword: str, value: Any) -> frozenset[str]:
+    given = {c.strip().lower() for c in name_list(keyword, value)}
+    bad = given - COMPRESSORS - _SPEEDSTER_COMPRESSORS
+    if bad:
+        raise InputError(f"{keyword}: unknown {sorted(bad)}; valid names are {sorted(COMPRESSORS)}")
+    return frozenset(given)
+
+
+def devices(keyword: str, device: Any) -> frozenset[DeviceKind]:
+    if device is None:
+        return frozenset(DeviceKind)
+    name = device.strip().lower() if isinstance(device, str) else None
+    if name == "cpu":
+        return frozenset({DeviceKind.CPU})
+    if name in ("gpu", "cuda") or (name or "").startswith("cuda:"):
+        return frozenset({DeviceKind.GPU})
+    raise InputError(f"{keyword} must be None, 'cpu', 'gpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def cluster(keyword: str, cluster: Any) -> str:
+    if cluster is None:
+        return "auto"
+    if not isinstance(cluster, str) or not cluster.strip():
+        raise InputError(
+            f"{keyword} must be 'auto' or an address (host:port, ray://host:port), got {cluster!r}"
+        )
+    return cluster.strip()
+
+
+def runtime_env(keyword: str, value: Any) -> RuntimeEnv:
+    if value is None or value == "package":
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise InputError(f"{keyword} must be None, 'package' or a dict, got {value!r}")
+
+
+def choice(choices: tuple[str, ...]) -> Parser:
+    def parse(keyword: str, value: Any) -> str:
+        if value not in choices:
+            raise InputError(f"{keyword} must be one of {list(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def seed(keyword: str, seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"{keyword} must be an int, got {seed!r}")
+    return seed
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike)
+
+
+def study_storage(keyword: str, value: Any) -> StudyStorage:
+    """None (the cache folder), a storage URL, a journal file, a folder or an Optuna storage
+    (search/_storage.py checks it without touching anything)."""
+    try:
+        return check_storage(value)
+    except StudyStorageError as exc:
+        raise InputError(str(exc)) from None
+
+
+def history(keyword: str, value: Any) -> HistoryLocation | None:
+    """None, a folder (a str or a path) or a HistoryTarget."""
+    if value is None or isinstance(value, str | Path):
+        return value
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    from speedster_dist.results import HistoryTarget  # pyarrow: one was built already
+
+    if not isinstance(value, HistoryTarget):
+        raise InputError(f"{keyword} must be a folder or a HistoryTarget, got {value!r}")
+    return value
+
+
+def measure(keyword: str, value: Any) -> MeasureSettings:
+    if value is None:
+        return MeasureSettings()
+    if not isinstance(value, MeasureSettings):
+        raise InputError(f"{keyword} must be a MeasureSettings, got {value!r}")
+    return value
+
+
+def node_groups(keyword: str, value: Any) -> tuple[str, ...] | str | None:
+    """None (the cluster's own groups), group names, or a cluster YAML declaring them."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        return value
+    try:
+        return parse_group_names(name_list(keyword, value))
+    except ValueError as exc:
+        raise InputError(f"{keyword}: {exc}") from exc
+
+
+def prices(keyword: str, value: Any) -> PriceTable | None:
+    """None, a PriceTable, a mapping, or the path of a prices.yaml."""
+    if value is None or isinstance(value, PriceTable):
+        return value
+    try:
+        if isinstance(value, Mapping):
+            return parse_prices(value, keyword)
+        return load_prices(value)
+    except PriceError as exc:
+        raise InputError(f"{keyword}: {exc}") from exc

@@ -1,0 +1,155 @@
+"""The report's cost section: per model, each hardware type's best trial priced (cost per 1M
+inferences), the fastest and the cheapest type, and the latency/cost frontier as a static SVG
+drawn by matplotlib (the ``report`` extra; without it the section has the tables only)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from speedster_dist.cost import (
+    CostRow,
+    PriceTable,
+    cost_per_million,
+    cost_rows,
+    fastest_and_cheapest,
+    frontier,
+)
+from speedster_dist.present import ms
+from speedster_dist.results._regress import candidate_label
+from speedster_dist.results.report._html import Row
+
+__all__ = ["FRONTIER_COLOR", "POINT_COLOR", "cost_column", "cost_section"]
+
+FRONTIER_COLOR = "#d62728"  # the frontier line and its points
+POINT_COLOR = "#1f77b4"  # every priced hardware type
+
+
+def _best_per_type(rows: Sequence[Row]) -> dict[str, dict[str, tuple[Row, str | None]]]:
+    """model -> hardware type -> its fastest complete trial (and its node group).
+
+    Trials only: a confirmation re-times trials already here (role ``confirmed``), and the
+    faster of two measurements of one candidate would flatter it."""
+    best: dict[str, dict[str, tuple[Row, str | None]]] = defaultdict(dict)
+    for row in rows:
+        p50 = row.get("latency_p50_s")
+        if row.get("status") != "complete" or not p50 or row.get("role") == "confirmed":
+            continue
+        kept = best[row["model_name"]].get(row["hardware_type"])
+        if kept is None or p50 < kept[0]["latency_p50_s"]:
+            best[row["model_name"]][row["hardware_type"]] = (row, row.get("node_group"))
+    return best
+
+
+def _priced(winners: Mapping[str, tuple[Row, str | None]], prices: PriceTable) -> list[CostRow]:
+    out: list[CostRow] = []
+    for key, (row, group) in winners.items():
+        batch = int(row.get("batch_size") or 1)
+        out += cost_rows([(key, candidate_label(row), row["latency_p50_s"], group)], prices, batch)
+    return out
+
+
+def frontier_svg(rows: list[CostRow], title: str) -> str:
+    """Latency (x) against cost per 1M (y) of every priced type, the frontier joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    priced = [r for r in rows if r.cost_per_1m is not None]
+    edge = frontier(priced)
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    try:
+        xs = [r.p50_s * 1e3 for r in priced]
+        ys = [r.cost_per_1m or 0.0 for r in priced]
+        axes.scatter(xs, ys, s=60, color=POINT_COLOR, zorder=2, label="hardware type")
+        axes.plot(
+            [r.p50_s * 1e3 for r in edge],
+            [r.cost_per_1m or 0.0 for r in edge],
+            color=FRONTIER_COLOR,
+            linewidth=3,
+            marker="o",
+            markersize=9,
+            zorder=3,
+            label="frontier (no type is both faster and cheaper)",
+        )
+        for row in priced:
+            axes.annotate(
+                row.hardware_type,
+                (row.p50_s * 1e3, row.cost_per_1m or 0),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        axes.set_xlabel("latency p50 (ms)")
+        axes.set_ylabel("cost per 1M inferences")
+        axes.set_title(title, fontsize=10)
+        axes.legend(fontsize=7)
+        axes.grid(alpha=0.3)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # inline: no XML prolog inside the page
+
+
+def _table(rows: list[CostRow], prices: PriceTable) -> str:
+    fastest, cheapest = fastest_and_cheapest(rows)
+    head = ["hardware type", "winner", "p50", "throughput/s", "price/h", "cost per 1M", ""]
+    lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for row in sorted(rows, key=lambda r: r.p50_s):
+        marks = [m for m, r in (("fastest", fastest), ("cheapest", cheapest)) if r is row]
+        cost = f"{row.cost_per_1m:.4g} {prices.currency}" if row.cost_per_1m is not None else "-"
+        price = f"{row.price_per_hour:g}" if row.price_per_hour is not None else "no price"
+        cells = [
+            row.hardware_type,
+            row.label,
+            ms(row.p50_s),
+            f"{row.throughput_per_s:.4g}",
+            price,
+            cost,
+            ", ".join(marks),
+        ]
+        lines.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return "".join(lines) + "</table>"
+
+
+def cost_column(prices: PriceTable) -> tuple[str, Callable[[Any], str]]:
+    """The winners table's cost column: a winner's cost per 1M inferences at its latency,
+    on one node of its group (or hardware type) at the given price; "-" when unpriced."""
+
+    def cell(winner: Any) -> str:
+        row = winner.row
+        price = prices.price(str(row["hardware_type"]), row.get("node_group"))
+        p50 = row.get("latency_p50_s")
+        if price is None or not p50:
+            return "-"
+        cost = cost_per_million(p50, int(row.get("batch_size") or 1), price)
+        return f"{cost:.3g} {prices.currency}"
+
+    return (f"cost per 1M ({prices.currency})", cell)
+
+
+def cost_section(history: Sequence[Row], prices: PriceTable | None) -> str | None:
+    """The section's HTML, or None without prices (the report then has no such section)."""
+    if prices is None:
+        return None
+    parts = [
+        f'<p class="muted">Prices: {escape(prices.source or "given")} ({prices.currency} per '
+        "node-hour); throughput is one node serving calls back to back.</p>"
+    ]
+    for model, winners in sorted(_best_per_type(history).items()):
+        rows = _priced(winners, prices)
+        if not rows:
+            continue
+        parts.append(f"<h3>{escape(model)}</h3>{_table(rows, prices)}")
+        if any(r.cost_per_1m is not None for r in rows):
+            try:
+                parts.append(f"<figure>{frontier_svg(rows, f'{model}: latency and cost')}</figure>")
+            except ImportError:  # matplotlib is the `report` extra
+                parts.append('<p class="muted">(install speedster-dist[report] for the plot)</p>')
+    return "".join(parts)

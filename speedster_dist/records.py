@@ -102,6 +102,10 @@ class Knob:
     ``techniques`` is not empty, only to those techniques. A ``counts_samples`` knob's
     choices are numbers of held-in samples (0: all of them): the search caps them at the
     number there are, so a candidate shows and records the count it really uses.
+    ``backoff`` lists the knob's values from the least to the most accurate (e.g. how many
+    layers stay in float): when a candidate is rejected for its metric drop, the search tries
+    it again with the next value, while that helps and the budget lasts, whether or not
+    knobs are tuned; the values need not be among ``choices``.
     """
 
     name: str
@@ -110,10 +114,13 @@ class Knob:
     precisions: frozenset[Precision] = frozenset(Precision)
     techniques: frozenset[str] = frozenset()
     counts_samples: bool = False
+    backoff: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.choices:
             raise ValueError(f"knob {self.name!r} needs at least one choice")
+        if len(set(self.backoff)) != len(self.backoff):
+            raise ValueError(f"knob {self.name!r}: its backoff values repeat")
         object.__setattr__(self, "devices", frozenset(DeviceKind(d) for d in self.devices))
         object.__setattr__(self, "precisions", frozenset(Precision(p) for p in self.precisions))
 
@@ -275,6 +282,9 @@ class TrialResult:
     # (input name, shape) of a candidate built for the samples' shapes only although the
     # model's axes are dynamic (a backend faster with fixed shapes); empty: it takes them.
     fixed_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # What the build found worth telling the user (e.g. int8 calibrated on few distinct
+    # samples): the backend's ``Compiled.notes``, printed under its hardware type's summary.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status is TrialStatus.COMPLETE and self.latency is None:

@@ -13,6 +13,8 @@ from speedster_dist.backends._protocol import (
     Knob,
     SourceModel,
     UnsupportedCandidate,
+    build_notes,
+    device_call,
     throughput_knobs,
 )
 from speedster_dist.backends._registry import (
@@ -49,8 +51,10 @@ __all__ = [
     "UnsupportedCandidate",
     "backend_names",
     "batch_axis_dynamic",
+    "build_notes",
     "builds_per_batch",
     "check_concurrency",
+    "device_call",
     "get_backend",
     "resolve_backend_name",
     "runner_for",

@@ -3,7 +3,8 @@
 The ``nncf`` technique quantizes the OpenVINO model with NNCF (OpenVINO's own quantization
 library) for transformers: symmetric int8 activations and per-channel weights (the
 ``PERFORMANCE`` preset), SmoothQuant on the MatMuls with the ``smooth_quant_alpha`` knob
-(-1: off), and the ``fp_layers`` most sensitive MatMuls kept in float. Sensitivity is
+(-1: off), and the ``fp_layers`` most sensitive MatMuls kept in float (a rejected candidate is
+tried again with more: the knob's back-off, see ``speedster_dist.search``). Sensitivity is
 measured on the calibration samples only (the held-out samples never reach a build): each
 quantized MatMul in turn gets its float input back, and the ones whose float input brings
 the outputs closest to the float model's (in cosine) are the most sensitive. Where the CPU
@@ -41,6 +42,9 @@ SENSITIVITY_SAMPLES = 8
 # default for transformers is 0.95; 0.5 smooths more.
 _ALPHAS = (0.75, -1.0, 0.5, 0.95)
 _FP_LAYERS = (1, 0, 2, 4)
+# A candidate rejected for its metric drop is tried again with the next count of float
+# MatMuls (the search's accuracy back-off), while each step helps enough.
+_FP_LAYERS_BACKOFF = (0, 1, 2, 4, 8, 16, 32)
 
 Feed = dict[str, np.ndarray]
 Runner = Callable[[Any, Sequence[Feed]], list[list[np.ndarray]]]
@@ -55,7 +59,7 @@ def nncf_knobs(devices: frozenset[DeviceKind]) -> tuple[Knob, ...]:
     }
     return (
         Knob("smooth_quant_alpha", _ALPHAS, **where),
-        Knob("fp_layers", _FP_LAYERS, **where),
+        Knob("fp_layers", _FP_LAYERS, backoff=_FP_LAYERS_BACKOFF, **where),
     )
 
 

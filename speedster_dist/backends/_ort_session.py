@@ -170,6 +170,8 @@ def _session(path: Path, runtime: Runtime, cache_dir: Path) -> Any:
 class OrtCompiled:
     """An InferenceSession called like the flat module: tensors in, tuple of tensors out."""
 
+    notes: tuple[str, ...] = ()  # for the summary (e.g. few distinct calibration samples)
+
     def __init__(
         self,
         path: Path,

@@ -8,7 +8,7 @@ Backends never time themselves: the trial runner in ``runtime`` does, through ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -27,6 +27,8 @@ __all__ = [
     "Knob",
     "SourceModel",
     "UnsupportedCandidate",
+    "build_notes",
+    "device_call",
     "throughput_knobs",
 ]
 
@@ -80,7 +82,9 @@ class Compiled(Protocol):
     Outputs may stay on the model's device (the caller moves what it inspects). A compiled
     model whose ``__call__`` must copy its outputs to the host may also offer
     ``run_on_device(*inputs)``, one call that leaves them on the device: the trial runner
-    times that instead, so that every backend is timed alike.
+    times that instead, so that every backend is timed alike. It may also carry ``notes``
+    (a tuple of short lines, e.g. int8 calibrated on few distinct samples): the trial records
+    them (``TrialResult.notes``) and the summary prints them under its hardware type.
 
     Several requests in flight: a compiled model may offer ``runner(concurrency)``, a
     :class:`speedster_dist.serving.Runner` on its library's own asynchronous API that declares
@@ -144,3 +148,14 @@ def throughput_knobs(backend: object) -> tuple[Knob, ...]:
     """The backend's optional ``throughput_knobs`` (none when it declares none)."""
     knobs = getattr(backend, "throughput_knobs", ())
     return tuple(knobs)
+
+
+def device_call(compiled: Compiled) -> Callable[..., Any]:
+    """What a caller times: the optional ``run_on_device`` (outputs left on the device)
+    where the compiled model offers it, else the model itself."""
+    return getattr(compiled, "run_on_device", None) or compiled
+
+
+def build_notes(compiled: Compiled) -> tuple[str, ...]:
+    """The compiled model's optional ``notes`` (short lines for the summary), as strings."""
+    return tuple(str(note) for note in getattr(compiled, "notes", ()))

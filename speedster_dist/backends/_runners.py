@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from speedster_dist.backends._protocol import device_call
 from speedster_dist.serving import Done, Overlap, Runner
 
 __all__ = [
@@ -138,5 +139,5 @@ def runner_for(compiled: Any, concurrency: int) -> Runner:
     if make is not None:
         runner: Runner = make(size)
         return runner
-    call = getattr(compiled, "run_on_device", None) or compiled
+    call = device_call(compiled)
     return ThreadRunner(call, size, UNDECLARED_THREADS)

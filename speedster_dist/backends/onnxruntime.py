@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from speedster_dist.backends._onnx import (
+    calibration_note,
     check_external_data_inside,
     convert_float16,
     export_onnx,
@@ -149,9 +150,12 @@ class OnnxRuntimeBackend:
             inter_op_threads=int(config.knobs.get("inter_op_threads", 0)),
             trt_profile=_trt_profile(path, model, calibration) if tensorrt else None,
         )
-        return OrtCompiled(
+        compiled = OrtCompiled(
             path, runtime, model.input_names, model.output_names, workdir / TRT_CACHE
         )
+        note = calibration_note(calibration) if config.technique == "static" else None
+        compiled.notes = (note,) if note else ()
+        return compiled
 
     def _check_candidate(self, config: BuildConfig) -> None:
         if not any(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from speedster_dist.backends._onnx import (
+    calibration_note,
     export_onnx,
     feeds,
     quantize_static_with_knobs,
@@ -151,6 +152,7 @@ class OpenVinoCompiled:
         # The shapes it only takes when compiled for fixed shapes (empty: dynamic axes).
         self.fixed_shapes = _fixed_shapes(self._compiled.inputs, self._input_names)
         self.float_layers: tuple[str, ...] = ()  # MatMuls an NNCF int8 build kept in float
+        self.notes: tuple[str, ...] = ()  # for the summary (e.g. few distinct calibration)
 
     def runtime_precisions(self, layer_type: str = "FullyConnected") -> list[str]:
         """The precision OpenVINO runs each ``layer_type`` layer in (``"i8"``, ``"bf16"``,
@@ -323,6 +325,9 @@ class OpenVinoBackend:
         ov_model, float_layers = _read_model(model, calibration, config, workdir)
         compiled = OpenVinoCompiled(ov_model, properties, model.input_names, model.output_names)
         compiled.float_layers = tuple(float_layers)
+        if config.precision is Precision.INT8:
+            note = calibration_note(calibration)
+            compiled.notes = (note,) if note else ()
         _require_precision(compiled, config.precision)
         return compiled
 

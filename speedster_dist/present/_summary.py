@@ -152,6 +152,7 @@ def format_summary(
         if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
+        skipped += _notes(outcome, key)
         blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome, styled))
@@ -165,6 +166,12 @@ def format_summary(
     noise = f"\n\n{_ORIGINAL_DROP}" if outcome.winners else ""
     wall = f"\n\nSearch wall time: {outcome.wall_s:.1f} s{exhausted}"
     return "\n\n".join(blocks) + noise + wall
+
+
+def _notes(outcome: SearchOutcome, key: str) -> str:
+    """The notes of this hardware type's trials, each once (e.g. int8 on few distinct samples)."""
+    notes = (n for r in outcome.results if r.candidate.hardware_key == key for n in r.notes)
+    return "".join(f"\n  note: {note}" for note in dict.fromkeys(notes))
 
 
 def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> list[str]:

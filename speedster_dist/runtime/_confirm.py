@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from speedster_dist.backends import BuildConfig, Compiled, get_backend
+from speedster_dist.backends import BuildConfig, Compiled, device_call, get_backend
 from speedster_dist.cache import scratch_dir
 from speedster_dist.measure import LoadWatch, MeasureSettings, measure_latency
 from speedster_dist.records import (
@@ -92,7 +92,7 @@ def confirm_task(
     try:
         for candidate, is_baseline in contenders:
             compiled = _build(payload, candidate, hardware)
-            timed = getattr(compiled, "run_on_device", None) or compiled  # as a trial times it
+            timed = device_call(compiled)  # as a trial times it
             built.append((candidate, is_baseline, timed))
         sample = payload.validation[0]
         sync = synchronizer(device)

@@ -20,6 +20,8 @@ from speedster_dist.backends import (
     Compiled,
     SourceModel,
     UnsupportedCandidate,
+    build_notes,
+    device_call,
     get_backend,
 )
 from speedster_dist.cache import scratch_dir
@@ -157,6 +159,7 @@ def run_trial(
         started = time.perf_counter()
         compiled = backend.build(payload.source, payload.calibration, config, workdir)
         common["build_s"] = time.perf_counter() - started
+        common["notes"] = build_notes(compiled)  # every later result carries them, rejected too
         drop, rejection = _check_outputs(compiled, payload, candidate)
         common["metric_drop"] = drop
         if rejection:
@@ -165,7 +168,7 @@ def run_trial(
         pruner = _Pruner(prune_above_s)
         # Outputs stay on the device while timed (an ONNX Runtime session on a GPU through
         # IO binding, torch and TensorRT natively); the synchronizer counts the device work.
-        timed = getattr(compiled, "run_on_device", None) or compiled
+        timed = device_call(compiled)
         watch = LoadWatch().start()  # the load this measurement saw goes into the history
         latency = measure_latency(
             lambda: timed(*sample), payload.measure, synchronizer(device), pruner.should_stop

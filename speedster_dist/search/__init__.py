@@ -3,6 +3,7 @@
 Optuna is imported only when an :class:`OptunaSearcher` is created.
 """
 
+from speedster_dist.search._backoff import MIN_PROGRESS, AccuracyBackoff
 from speedster_dist.search._budget import (
     BUDGET_EXHAUSTED,
     CONSTRAINED_BUDGET_S,
@@ -44,8 +45,10 @@ __all__ = [
     "DEFAULT_SEED",
     "MAX_CONSECUTIVE_DUPLICATES",
     "METRIC_NAMES",
+    "MIN_PROGRESS",
     "PATIENCE",
     "PRUNE_MARGIN",
+    "AccuracyBackoff",
     "Arm",
     "Budget",
     "ExhaustiveSearcher",

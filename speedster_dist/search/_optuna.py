@@ -11,6 +11,9 @@ What the study records: COMPLETE with the p50 latency (seconds, minimised); PRUN
 running median reported at step = timed calls; FAIL for a failed or rejected candidate, with
 the reason and metric drop as user attributes. A proposal already measured (or running) is
 told again with the earlier outcome, marked ``duplicate_of``, and never measured twice.
+A candidate rejected for its metric drop is followed, first, by its accuracy back-off
+(:mod:`._backoff`): enqueued in the study when the config is in the space, else (a step
+beyond the knob's choices, or knobs not tuned) proposed and told outside the study.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
+from speedster_dist.search._backoff import AccuracyBackoff
 from speedster_dist.search._budget import BUDGET_EXHAUSTED
 from speedster_dist.search._searcher import SearcherFactory
 from speedster_dist.search._space import SearchSpace
@@ -144,6 +148,9 @@ class OptunaSearcher:
         self._running: dict[Candidate, optuna.Trial] = {}
         self._told: dict[Candidate, _Told] = {}
         self._fixed: deque[tuple[Candidate, bool]] = deque()  # (config, re-measure)
+        self._backoff = AccuracyBackoff(space)
+        self._outside: deque[Candidate] = deque()  # back-off steps the study cannot hold
+        self._outside_running: set[Candidate] = set()
         self._duplicates = 0
         self._converged = False
         self._best_p50: float | None = None
@@ -152,6 +159,10 @@ class OptunaSearcher:
     # -- the Searcher protocol ---------------------------------------------------------
     def ask(self) -> Candidate | None:
         """The next new config; None when finished or when only running ones are proposed."""
+        if self._outside:
+            candidate = self._outside.popleft()
+            self._outside_running.add(candidate)
+            return candidate
         while not self.finished():
             trial, fixed = self._next_trial()
             candidate = self._suggest(trial)
@@ -175,6 +186,10 @@ class OptunaSearcher:
         """Record ``result`` in the study; the driver calls it once per asked candidate."""
         from optuna.trial import TrialState
 
+        if result.candidate in self._outside_running:
+            self._outside_running.discard(result.candidate)
+            self._back_off(result)
+            return
         trial = self._running.pop(result.candidate, None)
         if trial is None:
             raise ValueError(f"{result.candidate.label} was not asked or was told already")
@@ -201,12 +216,22 @@ class OptunaSearcher:
         if result.candidate in self._sampled:
             self._sampled.discard(result.candidate)
             self._stale = 0 if improved else self._stale + 1
+        self._back_off(result)
+
+    def _back_off(self, result: TrialResult) -> None:
+        following = self._backoff.after(result)
+        if following is None or following in self._told or following in self._running:
+            return
+        if self.space.contains(following):
+            self._fixed.appendleft((following, False))
+        else:
+            self._outside.append(following)
 
     def _stalled(self) -> bool:
         return self._patience is not None and self._stale >= self._patience
 
     def finished(self) -> bool:
-        if self._fixed:
+        if self._fixed or self._outside:
             return False
         measured = len(self._told.keys() | self._running.keys())
         return self._converged or self._stalled() or measured >= self.space.size

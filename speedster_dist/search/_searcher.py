@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from speedster_dist.records import Candidate, HardwareType, TrialResult
+from speedster_dist.search._backoff import AccuracyBackoff
 from speedster_dist.search._space import SearchSpace
 
 __all__ = ["ExhaustiveSearcher", "Searcher", "SearcherFactory"]
@@ -43,17 +44,32 @@ SearcherFactory = Callable[[HardwareType, SearchSpace], Searcher]
 
 
 class ExhaustiveSearcher:
-    """Tries every candidate once, in the given order (the baseline first)."""
+    """Tries every candidate once, in the given order (the baseline first).
+
+    Given a :class:`SearchSpace`, a candidate rejected for its metric drop is followed by its
+    accuracy back-off (:mod:`._backoff`), which goes first among the candidates left.
+    """
 
     def __init__(self, candidates: Iterable[Candidate]) -> None:
         self._pending = deque(candidates)
+        self._asked: set[Candidate] = set()
+        self._backoff = AccuracyBackoff(candidates) if isinstance(candidates, SearchSpace) else None
         self.results: list[TrialResult] = []
 
     def ask(self) -> Candidate | None:
-        return self._pending.popleft() if self._pending else None
+        if not self._pending:
+            return None
+        candidate = self._pending.popleft()
+        self._asked.add(candidate)
+        return candidate
 
     def tell(self, result: TrialResult) -> None:
         self.results.append(result)
+        following = self._backoff.after(result) if self._backoff is not None else None
+        if following is not None and following not in self._asked:
+            if following in self._pending:
+                self._pending.remove(following)
+            self._pending.appendleft(following)
 
     def finished(self) -> bool:
         return not self._pending

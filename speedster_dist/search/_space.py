@@ -167,6 +167,8 @@ class SearchSpace:
     # Expected gain of each arm (arm key, speedup): orders the trials, never the arms
     # themselves (the study's categorical choices stay in catalog order).
     gains: tuple[tuple[str, float], ...] = ()
+    # The accepted metric drop (the user's threshold): how far a rejected candidate is off.
+    metric_drop_ths: float | None = None
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates())
@@ -185,6 +187,17 @@ class SearchSpace:
 
     def arm(self, key: str) -> Arm | None:
         return next((a for a in self.arms if a.key == key), None)
+
+    def contains(self, candidate: Candidate) -> bool:
+        """Whether ``candidate`` is one of the space's configs (its arm, knobs and choices)."""
+        arm = self.arm(_arm_key(candidate))
+        values = candidate.knob_dict
+        return (
+            arm is not None
+            and candidate.hardware_key == self.hardware_key
+            and set(values) == {k.name for k in arm.knobs}
+            and all(values[k.name] in k.choices for k in arm.knobs)
+        )
 
     def candidates(self) -> list[Candidate]:
         defaults = self.defaults()
@@ -238,7 +251,13 @@ def derive_space(
         (a.key, expected_gain(a.backend, a.precision, a.technique, hardware, settings.history))
         for a in found
     )
-    space = SearchSpace(hardware.key, tuple(found), settings.baseline_backend, gains=gains)
+    space = SearchSpace(
+        hardware.key,
+        tuple(found),
+        settings.baseline_backend,
+        gains=gains,
+        metric_drop_ths=settings.metric_drop_ths,
+    )
     warm = _warm_start(space, settings.history)
     return replace(space, warm_start=warm) if warm else space
 

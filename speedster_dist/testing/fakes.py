@@ -9,6 +9,8 @@ an error of about 0.5 (over any sensible threshold). ``fake_faulty`` fails polit
 ``raise`` candidate raises in build, ``garbage`` returns wrong outputs at fp32.
 ``fake_deadly`` must only run in a separate process (a Ray task): ``crash`` kills its
 process, ``hang`` never returns. Outputs are otherwise the real model's outputs.
+``FLOAT_LAYERS`` (``fake_layers=speedster_dist.testing.fakes:FLOAT_LAYERS``, not in
+``FAKE_BACKENDS``) has an int8 whose ``fp_layers`` knob trades speed for accuracy.
 
 :class:`SimulatedRunner` on a :class:`VirtualClock` serves requests in flight with an exact
 per-call latency and no real waiting, so load generation is checked against arithmetic.
@@ -21,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,10 @@ __all__ = [
     "DEADLY",
     "FAKE_BACKENDS",
     "FAULTY",
+    "FLOAT_LAYERS",
     "Behaviour",
     "FakeBackend",
+    "FloatLayersBackend",
     "SimulatedRunner",
     "VirtualClock",
 ]
@@ -65,6 +69,8 @@ class Behaviour:
 
 
 class _FakeCompiled(TorchCompiled):
+    notes: tuple[str, ...] = ()
+
     def __init__(
         self, module: torch.nn.Module, example: Tensors, behaviour: Behaviour, scale: float
     ) -> None:
@@ -137,6 +143,51 @@ BACKEND = FakeBackend(
         (Precision.FP32, ""): Behaviour(latency_s=0.004),
         (Precision.FP16, ""): Behaviour(latency_s=0.002, relative_error=0.004),
         (Precision.INT8, "dynamic"): Behaviour(latency_s=0.001, relative_error=0.5),
+    },
+)
+
+
+class FloatLayersBackend(FakeBackend):
+    """A fake whose int8 gets more accurate and slower as its ``fp_layers`` knob keeps more
+    layers in float (the accuracy back-off's test double, like NNCF int8's knob): relative
+    error ``relative_error / (1 + fp_layers)``, latency ``latency_s * (1 + fp_layers / 8)``.
+    Its int8 builds carry a note, as a calibrated int8 build may."""
+
+    NOTE = "fake int8 note: calibrated on a few distinct samples"
+
+    def __init__(self, name: str, behaviours: Mapping[tuple[Precision, str], Behaviour]) -> None:
+        super().__init__(name, behaviours)
+        self.knobs = (
+            Knob(
+                "fp_layers",
+                (1, 0),
+                frozenset({DeviceKind.CPU}),
+                frozenset({Precision.INT8}),
+                backoff=(0, 1, 2, 4, 8),
+            ),
+        )
+
+    def build(
+        self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+    ) -> TorchCompiled:
+        compiled = super().build(model, calibration, config, workdir)
+        if config.precision is Precision.INT8:
+            assert isinstance(compiled, _FakeCompiled)
+            layers = int(config.knobs.get("fp_layers", 0))
+            compiled._behaviour = replace(
+                compiled._behaviour,
+                relative_error=compiled._behaviour.relative_error / (1 + layers),
+            )
+            compiled._scale = 1 + layers / 8
+            compiled.notes = (self.NOTE,)
+        return compiled
+
+
+FLOAT_LAYERS = FloatLayersBackend(
+    "fake_layers",
+    {
+        (Precision.FP32, ""): Behaviour(latency_s=0.004),
+        (Precision.INT8, "layered"): Behaviour(latency_s=0.001, relative_error=0.4),
     },
 )
 

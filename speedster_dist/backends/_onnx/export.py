@@ -10,7 +10,6 @@ import inspect
 import logging
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,25 +19,28 @@ import torch
 
 from speedster_dist.backends._onnx.files import EXTERNAL_DATA_BYTES, external_files
 from speedster_dist.backends._protocol import SourceModel, UnsupportedCandidate
-from speedster_dist.cache import cache_root, private_dir
+from speedster_dist.cache import cache_dir, find_entry, publish_entry
 
 __all__ = ["MODEL_FILE", "export_onnx", "short_error"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+_CACHE_KIND = "onnx"  # the cache folder of exports (see speedster_dist.cache)
 _ERROR_CHARS = 300
 
 
 def export_onnx(model: SourceModel, workdir: Path, opset: int = 17) -> Path:
     """The model as an ONNX file: the user's file, a cached export, or a fresh one.
 
-    Exports are cached under ``cache_root()/onnx/<fingerprint>-<io>-opset<N>/`` because
-    several trials on one node need the same file (``<io>`` hashes the example inputs'
-    static shapes and dtypes, which the weights fingerprint does not cover but an export
-    bakes in); a folder is written whole and then renamed,
-    so concurrent processes never see half a file (two may export at once; one wins).
-    Without a fingerprint the export goes to ``workdir`` and is not cached.
+    Exports are cached per node as entries of ``cache_root()/onnx`` (:mod:`speedster_dist.cache`)
+    keyed ``<fingerprint>-<io>-opset<N>``, because several trials on one node need the same
+    file (``<io>`` hashes the example inputs' static shapes and dtypes, which the weights
+    fingerprint does not cover but an export bakes in). An entry is reused only when it is
+    this user's, writable by nobody else and matches the checksums recorded when it was
+    written; else a fresh one is exported beside it. Entries are written whole and renamed
+    into place, so concurrent processes never see half a file (two may export at once; one
+    wins). Without a fingerprint, or with an unusable cache, the export goes to ``workdir``.
     Raises :class:`UnsupportedCandidate` when no exporter can handle the model.
     """
     if model.onnx_path is not None:
@@ -49,21 +51,17 @@ def export_onnx(model: SourceModel, workdir: Path, opset: int = 17) -> Path:
         target = Path(workdir) / "export" / MODEL_FILE
         _export_into(model, target, opset)
         return target
-    final = cache_root() / "onnx" / f"{model.fingerprint}-{_io_key(model)}-opset{opset}"
-    if (final / MODEL_FILE).exists():
-        return final / MODEL_FILE
+    key = f"{model.fingerprint}-{_io_key(model)}-opset{opset}"
+
+    def write(files: Path) -> None:
+        _export_into(model, files / MODEL_FILE, opset)
+
     try:
-        private_dir(final.parent)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    except OSError as exc:  # read-only home, full disk...: export without caching
-        logger.warning("ONNX cache %s unusable (%s); exporting into the workdir", final, exc)
+        folder = cache_dir(_CACHE_KIND)
+        return (find_entry(folder, key) or publish_entry(folder, key, write)) / MODEL_FILE
+    except OSError as exc:  # read-only home, full disk, a cache others may write...
+        logger.warning("ONNX cache unusable (%s); exporting into the workdir", exc)
         return export_onnx(_without_fingerprint(model), workdir, opset)
-    try:
-        _export_into(model, staging / MODEL_FILE, opset)
-        _publish(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final / MODEL_FILE
 
 
 def _io_key(model: SourceModel) -> str:
@@ -86,15 +84,6 @@ def _without_fingerprint(model: SourceModel) -> SourceModel:
     from dataclasses import replace
 
     return replace(model, fingerprint="")
-
-
-def _publish(staging: Path, final: Path) -> None:
-    # rename() of a folder is atomic; it fails when another process published first.
-    try:
-        staging.rename(final)
-    except OSError:
-        if not (final / MODEL_FILE).exists():
-            raise
 
 
 def _export_into(model: SourceModel, path: Path, opset: int) -> None:

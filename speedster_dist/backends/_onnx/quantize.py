@@ -3,6 +3,7 @@ samples) and dynamic. ``onnxruntime`` is imported inside the functions."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ from speedster_dist.records import DeviceKind, Precision
 __all__ = [
     "CALIBRATION_METHODS",
     "DEFAULT_CALIBRATION_SAMPLES",
+    "FEW_DISTINCT",
+    "calibration_note",
+    "distinct_samples",
     "pick_calibration",
     "quantize_dynamic_int8",
     "quantize_static_qdq",
@@ -32,6 +36,10 @@ logger = logging.getLogger(__name__)
 # also puts Q/DQ on index arithmetic (T5's relative-position buckets: Log, Div, Mul, then
 # Cast to int64), which turns the Gather indices into garbage.
 _STATIC_OPS = ["MatMul", "Gemm", "Conv", "ConvTranspose"]
+# Fewer distinct held-in samples than this earn int8 a note in the summary. MiniLM, 20 short
+# held-out texts (docs/benchmarks.md): calibrated on their own 5 texts, NNCF int8's cosine
+# drop was 0.032 (0.018 even with 16 MatMuls in float); on 16 other texts, 0.0065.
+FEW_DISTINCT = 16
 
 
 class _SampleReader:
@@ -119,6 +127,35 @@ def pick_calibration(samples: Sequence[Any], count: int) -> list[Any]:
         return chosen
     step = len(chosen) / count
     return [chosen[int(i * step)] for i in range(count)]
+
+
+def distinct_samples(samples: Sequence[Sequence[torch.Tensor]]) -> int:
+    """How many of ``samples`` differ in content (dtype, shape and values of every tensor):
+    the guide's ``[input_dict for _ in range(100)]`` is one sample a hundred times."""
+    seen = set()
+    for sample in samples:
+        digest = hashlib.sha256()
+        for tensor in sample:
+            if not isinstance(tensor, torch.Tensor):
+                digest.update(repr(tensor).encode())
+                continue
+            array = tensor.detach().cpu().contiguous()
+            digest.update(f"{array.dtype}{tuple(array.shape)}".encode())
+            digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes())
+        seen.add(digest.digest())
+    return len(seen)
+
+
+def calibration_note(samples: Sequence[Sequence[torch.Tensor]]) -> str | None:
+    """What to tell the user when int8 was calibrated on fewer than :data:`FEW_DISTINCT`
+    distinct samples (None otherwise): ranges and smoothing fitted to a few inputs."""
+    distinct = distinct_samples(samples)
+    if distinct >= FEW_DISTINCT:
+        return None
+    return (
+        f"int8 was calibrated on {distinct} distinct sample(s) (of {len(samples)} held in): "
+        f"{FEW_DISTINCT} or more distinct, representative samples make int8 more accurate"
+    )
 
 
 def quantize_static_with_knobs(

@@ -1,23 +1,26 @@
-"""Graph rewrites: ONNX Runtime's transformer fusions (cached beside a cached export) and
+"""Graph rewrites: ONNX Runtime's transformer fusions (cached in their own cache entries) and
 fp16 conversion."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from speedster_dist.backends._onnx.export import short_error
-from speedster_dist.backends._onnx.files import is_large
-from speedster_dist.cache import cache_root
+from speedster_dist.backends._onnx.files import external_files, is_large
+from speedster_dist.cache import cache_dir, cache_root, file_sha256, find_entry, publish_entry
 
 __all__ = ["convert_float16", "optimize_transformer"]
 
 logger = logging.getLogger(__name__)
+
+_CACHE_KIND = "fused"  # the cache folder of fused graphs (see speedster_dist.cache)
+_FUSED_FILE = "model.onnx"
 
 # Hugging Face ``model_type`` -> model type of the ONNX Runtime transformer optimizer.
 _OPTIMIZER_TYPES: dict[str, str] = {
@@ -49,29 +52,32 @@ def optimize_transformer(
     com.microsoft ops, so only ONNX Runtime can run it; ``use_gpu`` picks GPU fusions.
     A CPU result is checked by loading it: some fused graphs (static-shape BERT exports)
     make ONNX Runtime's own constant folding fail at session creation. The fused form of a
-    cached export is cached beside it (the fusion takes seconds, and every fused trial on
-    the node needs the same file): then the cached file is returned, not ``out_path``.
+    cached export is cached too (the fusion takes seconds, and every fused trial on the node
+    needs the same file), in its own entry of ``cache_root()/fused`` keyed by the export's
+    SHA-256 and the fusion settings, never beside the export (a folder other trials read):
+    then the cached file is returned, not ``out_path``.
     """
     model_type = _OPTIMIZER_TYPES.get(str((hf_config or {}).get("model_type", "")))
     if hf_config is None or model_type is None:
         return None
-    cached = _fused_cache_path(Path(onnx_path), use_gpu)
-    if cached is not None and cached.exists():
-        return cached
+    settings = {
+        "model_type": model_type,
+        "num_heads": _first_int(hf_config, "num_attention_heads", "n_head", "num_heads"),
+        "hidden_size": _first_int(hf_config, "hidden_size", "n_embd", "d_model"),
+        # Python fusions only: the session applies ORT's graph optimizations at load
+        # anyway, and the optimizer's own ORT pre-pass (level 1) is slower, fuses no
+        # more, and on static-shape BERT exports it blocks the Attention fusion.
+        "opt_level": 0,
+        "use_gpu": use_gpu,
+    }
+    entry = _fused_entry(Path(onnx_path), settings)
+    found = find_entry(*entry) if entry is not None else None
+    if found is not None:
+        return found / _FUSED_FILE
     from onnxruntime.transformers.optimizer import optimize_model
 
     try:
-        optimized = optimize_model(
-            str(onnx_path),
-            model_type=model_type,
-            num_heads=_first_int(hf_config, "num_attention_heads", "n_head", "num_heads"),
-            hidden_size=_first_int(hf_config, "hidden_size", "n_embd", "d_model"),
-            # Python fusions only: the session applies ORT's graph optimizations at load
-            # anyway, and the optimizer's own ORT pre-pass (level 1) is slower, fuses no
-            # more, and on static-shape BERT exports it blocks the Attention fusion.
-            opt_level=0,
-            use_gpu=use_gpu,
-        )
+        optimized = optimize_model(str(onnx_path), **settings)
         fused = sum((optimized.get_fused_operator_statistics() or {}).values())
         if not fused:
             return None
@@ -83,36 +89,36 @@ def optimize_transformer(
             "ORT transformer optimizer failed (%s); using the plain graph", short_error(exc)
         )
         return None
-    if cached is not None:
-        _publish_file(out_path, cached)
+    if entry is not None:
+        _publish_fused(out_path, *entry)
     return out_path
 
 
-def _fused_cache_path(onnx_path: Path, use_gpu: bool) -> Path | None:
-    """Where the fused form of a cached export (this module's, or a search's shared one) is
-    kept; None for a file outside the node cache (a user's file, an uncached export) or one
-    with external data."""
+def _fused_entry(onnx_path: Path, settings: Mapping[str, Any]) -> tuple[Path, str] | None:
+    """The cache folder and key of the fused form of a cached export (this module's, or a
+    search's shared one); None for a file outside the node cache (a user's file, an uncached
+    export), one with external data, or an unusable cache."""
     import onnxruntime
 
     try:
-        cached_export = cache_root().resolve() in onnx_path.resolve().parents
-    except OSError:
+        if cache_root().resolve() not in onnx_path.resolve().parents:
+            return None
+        if external_files(onnx_path):
+            return None
+        identity = {"export_sha256": file_sha256(onnx_path), "ort": onnxruntime.__version__}
+        folder = cache_dir(_CACHE_KIND)
+    except OSError as exc:  # an unusable cache only costs each trial a fusion
+        logger.info("the fused graph of %s is not cached: %s", onnx_path, exc)
         return None
-    if not cached_export or is_large(onnx_path):
-        return None
-    device = "gpu" if use_gpu else "cpu"
-    return onnx_path.parent / f"fused-{device}-ort{onnxruntime.__version__}.onnx"
+    text = json.dumps({**identity, **settings}, sort_keys=True)
+    return folder, hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _publish_file(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` atomically (a reader sees all of it or nothing)."""
-    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+def _publish_fused(source: Path, folder: Path, key: str) -> None:
     try:
-        shutil.copyfile(source, staging)
-        os.replace(staging, target)
+        publish_entry(folder, key, lambda files: shutil.copyfile(source, files / _FUSED_FILE))
     except OSError as exc:  # a read-only or full cache only costs the next trial a fusion
-        logger.info("could not cache the fused graph at %s: %s", target, exc)
-        staging.unlink(missing_ok=True)
+        logger.info("could not cache the fused graph in %s: %s", folder, exc)
 
 
 def _check_loads(path: Path) -> None:

@@ -16,7 +16,7 @@ from speedster_dist.backends import SourceModel, UnsupportedCandidate, _onnx
 from speedster_dist.backends._onnx import export as onnx_export
 from speedster_dist.backends._onnx import files as onnx_files
 from speedster_dist.backends._onnx import quantize as onnx_quantize
-from speedster_dist.cache import CACHE_ENV
+from speedster_dist.cache import CACHE_ENV, entry_problem, publish_entry
 from speedster_dist.modelio import FlatModule
 from speedster_dist.testing.backend_contract import ContractModel, contract_model
 
@@ -118,27 +118,30 @@ def test_export_is_cached_per_node(
     monkeypatch.setattr(torch.onnx, "export", no_export)
     second = _onnx.export_onnx(mlp.source, tmp_path / "w2")
     assert second == first and second.stat().st_mtime_ns == stamp
-    assert not any(p.name.startswith(".") for p in first.parent.parent.iterdir()), "staging left"
+    assert first.parent.parent.parent == _private_cache / "onnx"
+    assert not any(p.name.startswith(".") for p in (_private_cache / "onnx").iterdir()), "staging"
 
 
 def test_export_race_lost_to_another_process(
     mlp: ContractModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_export_into = onnx_export._export_into
+    key = f"{mlp.source.fingerprint}-{onnx_export._io_key(mlp.source)}-opset17"
 
     def export_while_another_process_publishes(source: SourceModel, path: Path, opset: int) -> None:
         real_export_into(source, path, opset)
-        other = (
-            path.parent.parent
-            / f"{mlp.source.fingerprint}-{onnx_export._io_key(mlp.source)}-opset17"
-        )
-        other.mkdir()
-        (other / "model.onnx").write_bytes(path.read_bytes())
+        folder = path.parent.parent.parent  # <cache>/onnx/.<staging>/files/model.onnx
+
+        def other(files: Path) -> None:
+            real_export_into(source, files / "model.onnx", opset)
+
+        publish_entry(folder, key, other)
 
     monkeypatch.setattr(onnx_export, "_export_into", export_while_another_process_publishes)
     path = _onnx.export_onnx(mlp.source, tmp_path)
-    assert path.exists()
-    assert [p.name for p in path.parent.parent.iterdir()] == [path.parent.name]  # no staging
+    folder = path.parent.parent.parent
+    assert path == folder / key / "files" / "model.onnx" and path.exists()
+    assert [p.name for p in folder.iterdir()] == [key]  # the other's entry, no staging
 
 
 def test_export_without_fingerprint_goes_to_workdir(
@@ -415,10 +418,13 @@ def test_fused_graph_of_a_cached_export_is_cached(
 
     monkeypatch.setattr(optimizer, "optimize_model", no_fusion)
     second = _onnx.optimize_transformer(plain, tmp_path / "f2.onnx", bert.source.hf_config)
-    assert second is not None and second.is_relative_to(_private_cache)
+    assert second is not None and second.is_relative_to(_private_cache / "fused")
     assert second.read_bytes() == first.read_bytes()
     assert not fusions and not (tmp_path / "f2.onnx").exists()
-    assert not [p for p in plain.parent.iterdir() if p.name.startswith(".")], "staging left"
+    # Its own entry: nothing is written beside the export, which other trials read.
+    assert [p.name for p in plain.parent.iterdir()] == ["model.onnx"]
+    assert entry_problem(plain.parent.parent) is None
+    assert not [p for p in second.parent.parent.parent.iterdir() if p.name.startswith(".")]
     # A file outside the cache (a user's ONNX model) is fused every time, never cached.
     user_file = tmp_path / "user.onnx"
     user_file.write_bytes(plain.read_bytes())
@@ -455,3 +461,16 @@ def test_float16_keeps_float32_io(mlp: ContractModel, tmp_path: Path) -> None:
     got = _run(half, mlp.source, sample)[0]
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, _eager(mlp.source, sample)[0], atol=1e-2)
+
+
+def test_distinct_samples_are_counted_by_content() -> None:
+    a = torch.arange(6).reshape(2, 3)
+    samples = [(a, a.float()), (a.clone(), a.float()), (a, a.double()), (a.T.contiguous(), a)]
+    # The same values as another dtype or shape are another sample.
+    assert _onnx.distinct_samples(samples) == 3
+    assert _onnx.distinct_samples([(a,)] * 100) == 1 and _onnx.distinct_samples([]) == 0
+    varied = [(torch.full((1, 4), float(i)),) for i in range(_onnx.FEW_DISTINCT)]
+    assert _onnx.calibration_note(varied) is None
+    note = _onnx.calibration_note([(a,)] * 100)
+    assert note is not None and "calibrated on 1 distinct sample(s) (of 100 held in)" in note
+    assert f"{_onnx.FEW_DISTINCT} or more distinct" in note

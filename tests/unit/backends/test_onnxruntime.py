@@ -55,10 +55,14 @@ def _min_cosine(compiled: object, kind: str) -> float:
     return worst
 
 
-def _build(kind: str, precision: str, technique: str, tmp_path: Path, **knobs: object) -> object:
+def _build(
+    kind: str, precision: str, technique: str, tmp_path: Path, **knobs: object
+) -> OrtCompiled:
     model = contract_model(kind)
     config = BuildConfig(Precision(precision), CPU, technique, knobs)
-    return BACKEND.build(model.source, model.calibration, config, tmp_path)
+    compiled = BACKEND.build(model.source, model.calibration, config, tmp_path)
+    assert isinstance(compiled, OrtCompiled)
+    return compiled
 
 
 # int8 on tiny random models: the mlp's outputs sit near zero, so Speedster's relative
@@ -75,6 +79,11 @@ def test_int8_keeps_the_direction_of_the_outputs(tmp_path: Path, kind: str, tech
     # The contract itself (every precision): tests/unit/backends/test_contract.py.
     compiled = _build(kind, "int8", technique, tmp_path)
     assert _min_cosine(compiled, kind) > _INT8_MIN_COSINE[kind]
+    # Calibrated on the contract model's 4 held-in samples: fewer than 16 distinct ones.
+    calibrated = "int8 was calibrated on 4 distinct sample(s) (of 4 held in)"
+    assert [calibrated in note for note in compiled.notes] == (
+        [True] if technique == "static" else []
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,7 +146,7 @@ def test_feeds_only_inputs_the_graph_kept(tmp_path: Path) -> None:
 
 def test_save_writes_plain_json_and_onnx(tmp_path: Path) -> None:
     compiled = _build("mlp", "int8", "static", tmp_path / "build")
-    options = compiled.save(tmp_path)  # type: ignore[attr-defined]
+    options = compiled.save(tmp_path)
     assert json.loads(json.dumps(options)) == options
     assert options["file"] == "model.onnx" and (tmp_path / "model.onnx").exists()
     assert options["providers"] == ["CPUExecutionProvider"]
@@ -245,7 +254,7 @@ def test_the_tensorrt_profile_covers_the_samples_and_engines_travel_with_the_mod
     (cache / "engine.bin").write_bytes(b"engine")  # what the TensorRT EP leaves there
     saved = tmp_path / "saved"
     saved.mkdir()
-    compiled.save(saved)  # type: ignore[attr-defined]
+    compiled.save(saved)
     assert (saved / "trt_cache" / "engine.bin").read_bytes() == b"engine"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,9 @@ def test_nncf_is_declared_as_data():
         knobs["smooth_quant_alpha"].default == 0.75 and -1.0 in knobs["smooth_quant_alpha"].choices
     )
     assert knobs["fp_layers"].default == 1 and 0 in knobs["fp_layers"].choices
+    # A rejected candidate is tried again with more float MatMuls (the search's back-off).
+    ladder = knobs["fp_layers"].backoff
+    assert ladder[:3] == (0, 1, 2) and list(ladder) == sorted(ladder) and ladder[-1] >= 16
 
 
 def test_the_search_tries_nncf_once_int8_is_allowed():
@@ -88,6 +93,9 @@ def spied(bert, tmp_path_factory):
     """One default build (fp_layers=1) with spies on every sample that reaches NNCF or the
     sensitivity runs, and on the ranking."""
     nncf = pytest.importorskip("nncf")
+    # Imported before the spy replaces nncf.Dataset: it reads ``Dataset | None`` at import,
+    # which fails on a function (this fixture used to error when it built first).
+    importlib.import_module("nncf.quantization.algorithms.post_training.algorithm")
     seen: list[dict[str, np.ndarray]] = []
     rankings: list[list[tuple[str, float]]] = []
     run, dataset, rank = ov_backend._run_f32, nncf.Dataset, int8.rank_sensitive_matmuls
@@ -152,3 +160,23 @@ def test_sensitivity_score_is_the_cosine_drop():
     assert int8._cosine_drop(reference, outputs) == pytest.approx(1 - (1 + 2**-0.5) / 2)
     outputs[0][1] = np.array([np.nan, 0.0])
     assert int8._cosine_drop(reference, outputs) == float("inf")
+
+
+def test_int8_on_few_distinct_calibration_samples_carries_a_note(bert, spied, tmp_path):
+    compiled, _, _ = spied
+    assert compiled.notes == (
+        "int8 was calibrated on 4 distinct sample(s) (of 4 held in): 16 or more distinct, "
+        "representative samples make int8 more accurate",
+    )
+    # The guide's way: one sample repeated. Counted by content, not by object.
+    same = [tuple(t.clone() for t in bert.calibration[0]) for _ in range(4)]
+    config = BuildConfig(Precision.INT8, DeviceKind.CPU, "nncf", {"fp_layers": 0})
+    repeated = get_backend("openvino").build(bert.source, same, config, tmp_path)
+    assert isinstance(repeated, ov_backend.OpenVinoCompiled)
+    assert repeated.notes[0].startswith("int8 was calibrated on 1 distinct sample(s) (of 4 ")
+
+
+def test_fp32_carries_no_note(bert, tmp_path):
+    config = BuildConfig(Precision.FP32, DeviceKind.CPU)
+    compiled = get_backend("openvino").build(bert.source, bert.calibration, config, tmp_path)
+    assert isinstance(compiled, ov_backend.OpenVinoCompiled) and compiled.notes == ()

@@ -7,6 +7,7 @@ import pytest
 
 from speedster_dist.cache import CACHE_ENV
 from speedster_dist.records import BackendInfo, Candidate, Capability, DeviceKind, Precision
+from speedster_dist.runtime import TrialPayload
 from speedster_dist.runtime._shared_export import (
     SharedExport,
     consumes_onnx,
@@ -14,8 +15,9 @@ from speedster_dist.runtime._shared_export import (
     use_shared_export,
 )
 from speedster_dist.runtime._task import trial_task
+from speedster_dist.testing.backend_contract import contract_payload
 
-from .conftest import FAKE_HW
+from .conftest import FAKE_HW, FAST
 
 
 @pytest.fixture
@@ -71,3 +73,38 @@ def test_only_backends_that_accept_onnx_consume_the_export():
     assert consumes_onnx(info("torch", "onnx"))
     assert not consumes_onnx(info("torch"))
     assert not SharedExport("").ok
+
+
+def test_a_trial_fusing_the_shared_export_leaves_its_neighbours_files_in_place(cache, tmp_path):
+    # Issue 20, item 5: the fused graph was written beside the shared export, so the next
+    # trial found the folder "not intact", deleted it and wrote it again, while a neighbour
+    # trial still held the fused path (ONNX Runtime: NO_SUCHFILE). The same sequence, in order:
+    import onnxruntime as ort
+
+    from speedster_dist.backends._onnx import optimize_transformer
+
+    bert = contract_payload("bert", 0.01, FAST)
+    export = make_shared_export(bert)
+    held_by_b = _onnx_path(use_shared_export(bert, export))  # trial B starts
+    used_by_a = _onnx_path(use_shared_export(bert, export))  # trial A fuses it
+    assert optimize_transformer(used_by_a, tmp_path / "a.onnx", bert.source.hf_config)
+    # Trial D fuses too: it gets the fused graph A cached, in its own cache entry.
+    fused = optimize_transformer(used_by_a, tmp_path / "d.onnx", bert.source.hf_config)
+    assert fused is not None
+    written = held_by_b.stat().st_ino
+
+    again = use_shared_export(bert, export)  # trial C starts on the same node
+
+    assert _onnx_path(again) == held_by_b
+    assert held_by_b.stat().st_ino == written, "the shared export was deleted and rewritten"
+    options = ort.SessionOptions()
+    for path in (fused, held_by_b):  # D opens its fused graph, B its export: both still there
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # Each cache keeps to its own folder: the fused graph in its entry, the export as sent.
+    assert fused.is_relative_to(cache / "fused")
+    assert sorted(p.name for p in held_by_b.parent.iterdir()) == sorted(export.files)
+
+
+def _onnx_path(payload: TrialPayload) -> Path:
+    assert payload.source.onnx_path is not None
+    return Path(payload.source.onnx_path)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from speedster_dist.backends._onnx import export_onnx
-from speedster_dist.cache import cache_root, private_dir, scratch_dir
+from speedster_dist.cache import cache_dir, find_entry, publish_entry, scratch_dir
 from speedster_dist.records import BackendInfo
 from speedster_dist.runtime._trial import TrialPayload
 
@@ -88,25 +87,25 @@ def _intact(folder: Path, export: SharedExport) -> bool:
     return set(on_disk) == set(export.files) and _content_key(on_disk) == export.key
 
 
+def _write_files(export: SharedExport, folder: Path) -> None:
+    for name, data in export.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
 def _materialize(export: SharedExport) -> Path:
-    """The export's folder in this node's private cache, written once (whole, then renamed
-    into place) and checked byte for byte before it is reused."""
-    parent = private_dir(cache_root() / _SHARED_DIR)
-    final = parent / export.key
-    if final.is_dir() and not final.is_symlink() and _intact(final, export):
-        return final
-    shutil.rmtree(final, ignore_errors=True)  # damaged (or a stray file): written again
-    staging = Path(tempfile.mkdtemp(prefix=f".{export.key}-", dir=parent))
-    try:
-        for name, data in export.files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_bytes(data)
-        staging.rename(final)
-    except OSError:  # another trial on this node published it first
-        shutil.rmtree(staging, ignore_errors=True)
-    if not _intact(final, export):
-        raise OSError(f"the shared ONNX export at {final} does not match its files")
-    return final
+    """The export's folder in this node's private cache: a cache entry (checked for owner,
+    mode and checksums before reuse, published whole), and byte for byte the export's
+    files. A damaged entry is passed over, never deleted: a neighbour trial may be reading
+    a file of it."""
+    folder = cache_dir(_SHARED_DIR)
+    found = find_entry(folder, export.key)
+    if found is not None and _intact(found, export):
+        return found
+    published = publish_entry(folder, export.key, lambda files: _write_files(export, files))
+    if not _intact(published, export):
+        raise OSError(f"the shared ONNX export at {published} does not match its files")
+    return published
 
 
 def use_shared_export(payload: TrialPayload, export: SharedExport | None) -> TrialPayload:

@@ -35,7 +35,7 @@ def test_an_export_is_shared_as_files_and_becomes_the_trials_onnx_source(payload
     shared = use_shared_export(payload, export)
     assert shared.source.onnx_path is not None
     path = Path(shared.source.onnx_path)
-    assert path == cache / "shared-onnx" / export.key / "model.onnx"
+    assert path == cache / "shared-onnx" / export.key / "files" / "model.onnx"  # an entry
     assert path.read_bytes() == export.files["model.onnx"]
     assert shared.source.module is payload.source.module  # still a torch source
     assert payload.source.onnx_path is None  # the caller's payload is left alone
@@ -55,6 +55,15 @@ def test_an_export_is_shared_as_files_and_becomes_the_trials_onnx_source(payload
     assert result.ok, result.reason
     assert dict(result.extra)["onnx_export"] == f"shared:{export.key}"
     assert 0 < result.started_at < result.finished_at and saved is not None
+
+
+def test_a_damaged_shared_export_is_passed_over_never_deleted_under_a_reader(payload, cache):
+    export = make_shared_export(payload)
+    first = Path(use_shared_export(payload, export).source.onnx_path or "")
+    first.write_bytes(b"damaged")  # bytes changed after publishing (or a planted entry)
+    second = Path(use_shared_export(payload, export).source.onnx_path or "")
+    assert second != first and second.read_bytes() == export.files["model.onnx"]
+    assert first.read_bytes() == b"damaged"  # left in place: a reader may hold it open
 
 
 def test_a_failed_export_is_recorded_not_raised_and_trials_go_on_without_it(payload):

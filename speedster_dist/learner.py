@@ -200,6 +200,8 @@ class LearnerMetadata(Manifest):
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)
         learner.for_hardware()
+        if learner.encoder is not None:  # its tokenizer's files are read and checked now too
+            learner.encoder.load_tokenizer()
         return learner
 
 

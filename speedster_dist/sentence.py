@@ -177,6 +177,11 @@ class SentenceEncoder:
 
     @property
     def tokenizer(self) -> Any:
+        return self.load_tokenizer()
+
+    def load_tokenizer(self) -> Any:
+        """The tokenizer, built from its files (each checked against its checksum) the first
+        time; :class:`ArtifactError` when they are damaged or changed."""
         if self._tokenizer is None:
             self._tokenizer = _load_tokenizer(self.encoding.files)
         return self._tokenizer

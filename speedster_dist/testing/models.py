@@ -98,7 +98,8 @@ def tiny_sentence_transformer(folder: Path, seed: int = 0, normalize: bool = Tru
 
     folder = Path(folder)
     bert = folder.parent / f"{folder.name}-bert"
-    tiny_bert(seed).save_pretrained(bert)
+    model: Any = tiny_bert(seed)
+    model.save_pretrained(bert)
     minilm_tokenizer().save_pretrained(bert)
     modules = [Transformer(str(bert)), Pooling(32, pooling_mode="mean")]
     SentenceTransformer(modules=[*modules, *([Normalize()] if normalize else [])]).save(str(folder))

@@ -57,7 +57,8 @@ def _cache(hub_dir: Path, repo: str, save: Callable[[Path], Any]) -> Path:
 
 
 def _bert(folder: Path) -> None:
-    tiny_bert().save_pretrained(folder)
+    model: Any = tiny_bert()
+    model.save_pretrained(folder)
     minilm_tokenizer().save_pretrained(folder)
 
 

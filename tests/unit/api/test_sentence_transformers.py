@@ -5,6 +5,7 @@ the winner), the guard compares embeddings by cosine, and a saved learner keeps 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ UNSEEN = [
     "Short.",
     "The cat sat on the mat.",
 ]
-CLOSE = {"rtol": 1e-4, "atol": 1e-5}
+CLOSE: dict[str, Any] = {"rtol": 1e-4, "atol": 1e-5}
 
 
 @pytest.fixture(scope="module")

@@ -165,7 +165,12 @@ def _model_name(options: RunOptions, model: Any) -> str:
     run or a sweep job), else what the model says it is (a model loaded by its Hugging
     Face id says that id)."""
     named = getattr(options.history, "model_name", "")
-    return named if isinstance(named, str) and named else describe_model(model)
+    if isinstance(named, str) and named:
+        return named
+    name = describe_model(model)
+    if name == type(model).__name__ and is_sentence_transformer(model):  # it says nothing
+        name = describe_model(model[0].auto_model)  # (sentence-transformers before 6)
+    return name
 
 
 class _Recorder(SearchProgress):

@@ -79,7 +79,7 @@ def resolve(
             "id of a model in the local Hugging Face cache"
         )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.utils import LocalEntryNotFoundError  # (0.24 and 1.x+ alike)
 
     cache = hub_cache()
     local_only = not allow_download or _offline()

@@ -93,8 +93,16 @@ def tiny_sentence_transformer(folder: Path, seed: int = 0, normalize: bool = Tru
     """A tiny BERT with MiniLM's tokenizer, mean pooling and (by default) normalization,
     saved as a sentence-transformers folder at ``folder`` and loaded from it."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+
+    try:
+        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    except ImportError:  # sentence-transformers before 6
+        from sentence_transformers.models import (  # type: ignore[no-redef]
+            Normalize,
+            Pooling,
+            Transformer,
+        )
 
     folder = Path(folder)
     bert = folder.parent / f"{folder.name}-bert"

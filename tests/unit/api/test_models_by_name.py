@@ -150,7 +150,9 @@ def test_downloading_takes_an_explicit_flag_and_fetches_no_pickle_and_no_code(hu
 
 def _missing(repo_id, **kwargs):
     assert kwargs["local_files_only"] is True
-    raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    raise LocalEntryNotFoundError("not cached")
 
 
 def test_pickled_weights_are_refused_without_being_read(hub_dir, downloads, monkeypatch):

@@ -110,6 +110,11 @@ def test_a_saved_and_loaded_learner_keeps_encode(learner, tiny_st, tmp_path):
     # The portable fallback (the transformer as ONNX, for any machine) encodes the same.
     portable = load_model(path, hardware_key="portable")
     np.testing.assert_allclose(portable.encode(UNSEEN), expected, **CLOSE)
+    # Saved again over itself: the new files replace the old ones, nothing is left behind.
+    learner.save(path)
+    encoder = json.loads((path / "manifest.json").read_text())["encoder"]
+    assert [p.name for p in path.iterdir() if p.name.startswith("_encoder")] == [encoder["folder"]]
+    np.testing.assert_allclose(load_model(path, trust_code=True).encode(UNSEEN), expected, **CLOSE)
     # The tokenizer's files are checked like every file, when the learner loads.
     vocab = path / encoder["folder"] / "tokenizer.json"
     vocab.write_text(vocab.read_text().replace('"[CLS]"', '"[XLS]"', 1))

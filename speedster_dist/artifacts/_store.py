@@ -149,10 +149,10 @@ def _programs(entries: Mapping[str, WinnerEntry], portable: SavedCandidate | Non
 
 
 def _current_card(root: Path) -> bytes | None:
-    """The README already in ``root`` (a previous save's card), to put back if this save
-    fails; None when there is none (or it is not a plain file: then it is not restored)."""
+    """The README already in ``root`` (a previous save's card, or the user's own), to put
+    back if this save fails; None when there is none (or it is not a regular file)."""
     try:
-        return read_plain_file(root, CARD_FILE, 1 << 20)
+        return read_plain_file(root, CARD_FILE)
     except (OSError, UnsafeName):
         return None
 

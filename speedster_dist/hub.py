@@ -131,8 +131,8 @@ def check_model_folder(folder: Path, trust_remote_code: bool = False) -> None:
         raise InputError(
             f"{folder} holds {held}: weights are loaded from safetensors only "
             "(use_safetensors=True), since unpickling a file can run code. Convert them on a "
-            "machine you trust (model.save_pretrained(folder, safe_serialization=True)) or "
-            "use a revision of the model that has model.safetensors"
+            "machine you trust (load the model there and save_pretrained it, which writes "
+            "model.safetensors), or use a revision of the model that has model.safetensors"
         )
     code = _custom_code(folder)
     if code and not trust_remote_code:
@@ -166,35 +166,41 @@ def load_folder(
     """The model in ``folder`` (checked first): a ``SentenceTransformer`` when the folder
     has ``modules.json``, else a transformers ``model_class`` (an Auto class), in eval mode."""
     check_model_folder(folder, trust_remote_code)
+    sentence = (folder / "modules.json").is_file()
     try:
-        if (folder / "modules.json").is_file():
-            from sentence_transformers import SentenceTransformer
-
-            model = SentenceTransformer(
-                str(folder),
-                device="cpu",
-                local_files_only=True,
-                trust_remote_code=trust_remote_code,
-                model_kwargs={"use_safetensors": True},
-            )
+        if sentence:
+            model = _sentence_transformer(folder, trust_remote_code)
         else:
             import transformers
 
-            auto = getattr(transformers, model_class)
-            model = auto.from_pretrained(
+            model = getattr(transformers, model_class).from_pretrained(
                 folder,
                 local_files_only=True,
                 use_safetensors=True,
                 trust_remote_code=trust_remote_code,
             )
-    except ImportError as exc:
-        raise InputError(
-            f"{folder} is a sentence-transformers model: install sentence-transformers "
-            f"(pip install 'speedster-dist[minilm]') to optimize it ({exc})"
-        ) from exc
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"cannot load the model in {folder}: {exc}") from exc
     return model.eval()
+
+
+def _sentence_transformer(folder: Path, trust_remote_code: bool) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise InputError(
+            f"{folder} is a sentence-transformers model (it has modules.json): install "
+            "sentence-transformers (the [minilm] extra brings it) to optimize it"
+        ) from exc
+    return SentenceTransformer(
+        str(folder),
+        device="cpu",
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+        model_kwargs={"use_safetensors": True},
+    )
 
 
 def open_model(model: Any, allow_download: bool = False, trust_remote_code: bool = False) -> Any:

@@ -38,7 +38,8 @@ with torch.inference_mode():
         weights = s["attention_mask"].unsqueeze(-1).float()
         pooled = []
         for out in (model(**s), learner(**s)):
-            hidden = out[0].float()
+            # a sentence-transformer's learner returns the token embeddings themselves
+            hidden = (out if torch.is_tensor(out) else out[0]).float()
             pooled.append((hidden * weights).sum(1) / weights.sum(1))
         cosines.append(float(torch.nn.functional.cosine_similarity(*pooled).min()))
 ratios = [e / l for e, l in zip(rounds["eager"], rounds["learner"])]

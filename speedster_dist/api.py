@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from speedster_dist.errors import InputError
+from speedster_dist.hub import open_model
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.learner_builder import learner_from_outcome
-from speedster_dist.measure import MetricFn
+from speedster_dist.measure import MetricFn, resolve_metric
 from speedster_dist.naming import describe_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
@@ -28,6 +30,7 @@ from speedster_dist.present import SearchProgress, format_summary, format_trials
 from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.runtime import Executor, SearchHooks, SearchRequest, onnx_portable, run_search
 from speedster_dist.runtime.ray import RayExecutor, connect, package_runtime_env
+from speedster_dist.sentence import is_sentence_transformer
 
 __all__ = ["optimize_model"]
 
@@ -52,6 +55,11 @@ def optimize_model(
 ) -> HardwareKeyedLearner:
     """Find the fastest accurate way to run ``model`` on every hardware type of the cluster.
 
+    ``model``: a ``torch.nn.Module``; a ``SentenceTransformer`` (its transformer is optimized,
+    the learner gains ``encode``, and ``metric`` defaults to ``"cosine"``); an ``.onnx`` path;
+    a Hugging Face folder or model id (``"org/name"``), resolved from the local Hugging Face
+    cache: ``allow_download=True`` lets it be fetched from the Hub, ``trust_remote_code=True``
+    lets code shipped with it run; weights load from safetensors only (docs/getting-started.md).
     Arguments keep Speedster's meanings. ``metric_drop_ths`` None or 0 allows no precision
     reduction; fp16/bf16 are tried above 0 and int8 above 0.02 (a finite number >= 0).
     ``optimization_time`` is ``"constrained"`` (default knobs, 10-minute budget),
@@ -97,6 +105,10 @@ def optimize_model(
         device=device,
         extras=kwargs,
     )
+    model = open_model(model, options.allow_download, options.trust_remote_code)
+    if metric is None and is_sentence_transformer(model):  # embeddings: compared by angle
+        options = replace(options, metric=resolve_metric("cosine"))
+    name = _model_name(options, model)
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     payload = prepared.payload
     executor = executor if executor is not None else _ray_executor(options)
@@ -107,9 +119,7 @@ def optimize_model(
             settings=options.space_settings(payload.source, held_in=len(payload.calibration)),
             budget=options.budget,
             devices=options.devices,
-            make_searcher=options.searcher_factory(
-                payload.source.fingerprint, _model_name(options, model)
-            ),
+            make_searcher=options.searcher_factory(payload.source.fingerprint, name),
             hooks=SearchHooks(on_result=observer, on_plan=observer.plan),
             confirm_rounds=options.confirm_rounds,
             confirm_top=options.confirm_top,
@@ -121,6 +131,13 @@ def optimize_model(
     finally:
         observer.close()
     learner = learner_from_outcome(outcome, prepared.io, lambda: onnx_portable(payload))
+    learner.encoder = prepared.encoder
+    learner.about = {  # for the model card
+        "model": name,
+        "metric": options.metric_name,
+        "metric_drop_ths": options.metric_drop_ths,
+        "batch_size": prepared.batch,
+    }
     learner.summary = format_summary(  # plain: it is kept and saved
         outcome, prepared.batch, options.metric_name, options.metric_drop_ths, options.prices
     )
@@ -145,9 +162,15 @@ def optimize_model(
 
 def _model_name(options: RunOptions, model: Any) -> str:
     """The model's name in its study: the history's name for it when one was given (a CLI
-    run or a sweep job), else what the model says it is."""
+    run or a sweep job), else what the model says it is (a model loaded by its Hugging
+    Face id says that id)."""
     named = getattr(options.history, "model_name", "")
-    return named if isinstance(named, str) and named else describe_model(model)
+    if isinstance(named, str) and named:
+        return named
+    name = describe_model(model)
+    if name == type(model).__name__ and is_sentence_transformer(model):  # it says nothing
+        name = describe_model(model[0].auto_model)  # (sentence-transformers before 6)
+    return name
 
 
 class _Recorder(SearchProgress):

@@ -9,6 +9,7 @@ a type nobody measured.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from speedster_dist.artifacts import (
 from speedster_dist.backends import Compiled
 from speedster_dist.hardware import local_hardware_types
 from speedster_dist.records import DeviceKind, SavedCandidate, TrialResult
+from speedster_dist.sentence import SentenceEncoder
 
 __all__ = ["HardwareKeyedLearner", "InferenceLearner", "LearnerMetadata", "load_model"]
 
@@ -58,6 +60,8 @@ class HardwareKeyedLearner:
 
     ``portable`` (optional) is the original model in a standard format, used where no
     winner fits the machine. ``selection`` says what the last default call chose and why.
+    ``about`` records what it was made from (model name, metric, threshold, batch) for the
+    model card; ``encoder`` (a sentence-transformer's learner) gives it :meth:`encode`.
     """
 
     io: LearnerIO
@@ -71,6 +75,8 @@ class HardwareKeyedLearner:
     trust_code: bool = True
     # Only winners of this device kind run ("cpu", "gpu"); None: the fastest that fits.
     device: DeviceKind | None = None
+    about: dict[str, Any] = field(default_factory=dict)
+    encoder: SentenceEncoder | None = field(default=None, repr=False)
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
 
     def hardware_types(self) -> list[str]:
@@ -109,6 +115,34 @@ class HardwareKeyedLearner:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
 
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> Any:
+        """Sentence embeddings, as ``SentenceTransformer.encode`` returns them: a 2-D numpy
+        array (``convert_to_tensor``: a tensor; neither: a list of tensors), one vector for
+        one text. The compiled transformer runs ``batch_size`` texts per call (a winner
+        built for one batch size and length takes texts that way); pooling and
+        normalization follow as the model's modules say. Only for a learner made from a
+        ``SentenceTransformer`` (TypeError otherwise)."""
+        if self.encoder is None:
+            raise TypeError(
+                "encode() needs a learner made from a SentenceTransformer; this one was made "
+                "from another model: call it like that model instead"
+            )
+        return self.encoder.encode(
+            self.for_hardware(),
+            sentences,
+            batch_size=batch_size,
+            normalize_embeddings=normalize_embeddings,
+            convert_to_numpy=convert_to_numpy,
+            convert_to_tensor=convert_to_tensor,
+        )
+
     def save(
         self, path: str | Path, signing_key: Any = None, *, kit_sha256: str | None = None
     ) -> Path:
@@ -119,8 +153,19 @@ class HardwareKeyedLearner:
         ``SPEEDSTER_DIST_SIGNING_KEY`` variable) signs the manifest. What you re-save is
         what you loaded: load it with ``verify_key`` first. ``kit_sha256``: the digest of
         the rebench kit's ``kit.json`` written there first, so that the signature covers it.
+        A ``README.md`` model card is written with it (and listed in the manifest).
         """
-        return save_learner(path, self.io, self.entries, self.portable, signing_key, kit_sha256)
+        encoding = self.encoder.encoding if self.encoder is not None else None
+        return save_learner(
+            path,
+            self.io,
+            self.entries,
+            self.portable,
+            signing_key,
+            kit_sha256,
+            about=self.about,
+            encoder=encoding,
+        )
 
 
 class LearnerMetadata(Manifest):
@@ -142,16 +187,21 @@ class LearnerMetadata(Manifest):
         :func:`speedster_dist.artifacts.select_entry`), warning when it falls back.
         ``trust_code``: see :func:`speedster_dist.load_model`."""
         root = Path(path) if path is not None else self.path
+        encoding = self.encoding(root)
         learner = HardwareKeyedLearner(
             self.io(),
             self.entries(root),
             portable=self.portable(root),
             trust_code=trust_code,
             device=_device(device),
+            about=self.about(),
+            encoder=SentenceEncoder(encoding) if encoding is not None else None,
         )
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)
         learner.for_hardware()
+        if learner.encoder is not None:  # its tokenizer's files are read and checked now too
+            learner.encoder.load_tokenizer()
         return learner
 
 

@@ -28,6 +28,11 @@ from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, 
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.records import DeviceKind, Precision
 from speedster_dist.runtime import TrialPayload
+from speedster_dist.sentence import (
+    SentenceEncoder,
+    is_sentence_transformer,
+    split_sentence_transformer,
+)
 
 __all__ = ["Prepared", "prepare", "prepare_payload"]
 
@@ -36,11 +41,13 @@ Sample = tuple[torch.Tensor, ...]
 
 @dataclass(frozen=True)
 class Prepared:
-    """The payload of every trial, how the learner is called, and the samples' batch size."""
+    """The payload of every trial, how the learner is called, and the samples' batch size;
+    for a sentence-transformer, what turns its token embeddings into sentence embeddings."""
 
     payload: TrialPayload
     io: LearnerIO
     batch: int
+    encoder: SentenceEncoder | None = None
 
 
 def prepare(
@@ -51,7 +58,14 @@ def prepare(
     tokenizer: Any = None,
     tokenizer_args: Mapping[str, Any] | None = None,
 ) -> Prepared:
-    """Validate and prepare ``model`` and ``input_data``; raises :class:`InputError`."""
+    """Validate and prepare ``model`` and ``input_data``; raises :class:`InputError`.
+
+    A ``SentenceTransformer``'s transformer is what is optimized (texts are tokenized with
+    its tokenizer unless ``tokenizer`` is given); see :mod:`speedster_dist.sentence`."""
+    encoder = None
+    if is_sentence_transformer(model):
+        model, encoder = split_sentence_transformer(model)
+        tokenizer = tokenizer if tokenizer is not None else encoder.tokenizer
     if isinstance(model, str | Path):
         source, samples, io = _onnx_source(Path(model), input_data, dynamic_info)
     elif isinstance(model, torch.nn.Module):
@@ -59,8 +73,8 @@ def prepare(
         source, io = _torch_source(model, samples, dynamic_info)
     else:
         raise InputError(
-            "model must be a torch.nn.Module or a path to an .onnx file, "
-            f"got {type(model).__name__}"
+            "model must be a torch.nn.Module, a SentenceTransformer, a Hugging Face model id "
+            f"or folder, or a path to an .onnx file, got {type(model).__name__}"
         )
     if options.metric is resolve_metric("accuracy") and samples.labels is None:
         raise InputError(
@@ -88,7 +102,7 @@ def prepare(
         measure=options.measure,
     )
     first = samples.samples[0][0]
-    return Prepared(payload, io, int(first.shape[0]) if first.dim() else 1)
+    return Prepared(payload, io, int(first.shape[0]) if first.dim() else 1, encoder)
 
 
 def prepare_payload(

@@ -35,19 +35,22 @@ ALLOWED: dict[str, set[str]] = {
     "inputs": set(),
     "naming": set(),
     "modelio": {"backends"},  # SourceModel, the record every backend consumes
+    "hub": set(),  # models by name: the Hugging Face cache, safetensors, no remote code
+    "sentence": {"artifacts"},  # sentence-transformers: the part optimized, encode()
     "backends": set(),
     "measure": set(),
     "search": set(),
     "artifacts": {"backends"},
-    "learner": {"artifacts", "backends"},
+    "learner": {"artifacts", "backends", "sentence"},
     # What users see: tables, progress, summary, board (records in, text out).
     "present": set(),
     "results": {"present"},  # the history, and its HTML report (results/report/)
     "runtime": {"backends", "measure", "search"},
     "options": {"backends", "measure", "results", "search"},  # history: lazily
-    "prepare": {"artifacts", "backends", "measure", "options", "runtime"},
+    "prepare": {"artifacts", "backends", "measure", "options", "runtime", "sentence"},
     "learner_builder": {"artifacts", "learner", "present"},
     "api": {
+        "hub",
         "learner",
         "learner_builder",
         "measure",
@@ -56,11 +59,13 @@ ALLOWED: dict[str, set[str]] = {
         "present",
         "results",
         "runtime",
+        "sentence",
     },
     "fleet": {
         "api",
         "artifacts",
         "backends",
+        "hub",
         "learner",
         "learner_builder",
         "measure",
@@ -78,7 +83,16 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Presentation, options and what the load path or the learner builder imports sit below the
 # runtime: they read records (records.py) and raise errors (errors.py), never the runtime's.
-BELOW_RUNTIME = {"present", "results", "options", "learner_builder", "artifacts", "learner"}
+BELOW_RUNTIME = {
+    "present",
+    "results",
+    "options",
+    "learner_builder",
+    "artifacts",
+    "learner",
+    "sentence",
+    "hub",
+}
 # Third-party libraries a part must never import: the load path pays for none of the search.
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "records": {"torch", "ray", "optuna", "pyarrow"},
@@ -89,6 +103,8 @@ FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "hardware": {"ray", "optuna", "pyarrow"},
     "artifacts": {"ray", "optuna", "pyarrow"},
     "learner": {"ray", "optuna", "pyarrow"},
+    "sentence": {"ray", "optuna", "pyarrow"},
+    "hub": {"torch", "ray", "optuna", "pyarrow"},
     "backends": {"ray", "optuna", "pyarrow"},
     "measure": {"ray", "optuna", "pyarrow"},
     "search": {"torch", "ray", "pyarrow"},

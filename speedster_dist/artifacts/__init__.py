@@ -3,6 +3,13 @@ entry for a machine, and the rebench kit. No Ray, Optuna or pyarrow here: a serv
 loads a learner imports this and the backends, nothing of the search.
 """
 
+from speedster_dist.artifacts._card import CARD_FILE
+from speedster_dist.artifacts._encoder import (
+    ENCODER_FOLDER,
+    POOLING_MODES,
+    TOKENIZER_FILES,
+    SentenceEncoding,
+)
 from speedster_dist.artifacts._entries import (
     PORTABLE_KEY,
     LearnerIO,
@@ -35,6 +42,8 @@ from speedster_dist.artifacts._selection import Selection, compatible, select_en
 from speedster_dist.artifacts._store import load_compiled, save_learner
 
 __all__ = [
+    "CARD_FILE",
+    "ENCODER_FOLDER",
     "FORMAT",
     "FORMAT_VERSION",
     "KIT_DIR",
@@ -42,8 +51,10 @@ __all__ = [
     "MANIFEST",
     "MODEL_KINDS",
     "PICKLED_WEIGHTS",
+    "POOLING_MODES",
     "PORTABLE_KEY",
     "TEXT_SUFFIXES",
+    "TOKENIZER_FILES",
     "ArtifactError",
     "InputSource",
     "Kit",
@@ -51,6 +62,7 @@ __all__ = [
     "Manifest",
     "ModelSource",
     "Selection",
+    "SentenceEncoding",
     "ShapeError",
     "WinnerEntry",
     "atomic_write_text",

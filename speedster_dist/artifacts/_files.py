@@ -21,6 +21,7 @@ from typing import BinaryIO
 __all__ = [
     "UnsafeName",
     "VerifiedFiles",
+    "atomic_write_bytes",
     "atomic_write_text",
     "check_plain_name",
     "find_symlinks",
@@ -56,10 +57,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a
     torn one: a hidden sibling is written, then renamed over ``path`` (a link there is
     replaced, not followed)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write_text` for bytes."""
     staged = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
     try:
-        with open(staged, "x", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(staged, "xb") as handle:
+            handle.write(data)
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)

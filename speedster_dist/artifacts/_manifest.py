@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from speedster_dist.artifacts._card import check_card
+from speedster_dist.artifacts._encoder import SentenceEncoding, encoding_from_json
 from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry
 from speedster_dist.artifacts._files import (
     UnsafeName,
@@ -151,6 +153,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise ArtifactError(f"{root / MANIFEST} cannot be read: {exc}") from exc
     manifest = parse_json(data, str(root / MANIFEST))
     validate_manifest(manifest, str(root / MANIFEST))
+    check_card(root, manifest)  # the README is checked like any file (it is small)
     return dict(manifest)
 
 
@@ -251,3 +254,14 @@ class Manifest:
 
     def io(self) -> LearnerIO:
         return LearnerIO.from_json(self.manifest["io"])
+
+    def about(self) -> dict[str, Any]:
+        """What the learner was made from, for people: the model's name, the metric and its
+        threshold, the batch (empty for a learner saved before they were recorded)."""
+        return dict(self.manifest.get("about", {}))
+
+    def encoding(self, root: Path | None = None) -> SentenceEncoding | None:
+        """A sentence-transformer's pooling and tokenizer (None for other models); its files
+        are read, and checked, when used."""
+        raw = self.manifest.get("encoder")
+        return encoding_from_json(root or self.path, raw) if raw is not None else None

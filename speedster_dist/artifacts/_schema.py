@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from speedster_dist.artifacts._encoder import TOKENIZER_FILES, check_pooling
 from speedster_dist.artifacts._entries import PORTABLE_KEY
 from speedster_dist.artifacts._files import UnsafeName, check_plain_name
 from speedster_dist.backends import backend_names
@@ -20,6 +21,7 @@ from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = [
+    "CARD_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "KIT_SHA256",
@@ -33,6 +35,7 @@ FORMAT_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OUTPUT_KINDS = ("tensor", "tuple", "list", "dict", "model_output")
 _MAX_FILES = 10_000
+CARD_FILE = "README.md"  # the model card, at the learner's top level
 KIT_SHA256 = "kit_sha256"  # the rebench kit's kit.json, covered by the manifest's signature
 _MAX_DIGITS = 64  # no count or size in a manifest comes near; Python refuses 4300 itself
 _MAX_DEPTH = 32  # a manifest nests 5 levels; a kit's options a few more
@@ -141,16 +144,20 @@ def _check_files(raw: Any, where: str) -> None:
             raise _fail(f"{where}[{name!r}]", "is not a SHA-256 hex digest")
 
 
-def check_saved(raw: Any, where: str) -> None:
-    """One candidate's files record (an entry, or the portable fallback)."""
-    saved = _dict(raw, where)
-    folder = _field(saved, "folder", str, where)
+def _check_folder(raw: Mapping[str, Any], where: str) -> None:
+    folder = _field(raw, "folder", str, where)
     try:
         check_plain_name(folder, "folder")
     except UnsafeName as exc:
         raise _fail(where, str(exc)) from None
     if "/" in folder:
         raise _fail(f"{where}.folder", f"{folder!r} is not a plain sub-folder name")
+
+
+def check_saved(raw: Any, where: str) -> None:
+    """One candidate's files record (an entry, or the portable fallback)."""
+    saved = _dict(raw, where)
+    _check_folder(saved, where)
     backend = saved.get("backend")
     if not isinstance(backend, str) or backend not in backend_names():
         raise ArtifactError(f"{where} names unknown backend {backend!r}")
@@ -205,6 +212,35 @@ def validate_manifest(manifest: Any, where: str) -> None:
         _check_entry(key, raw, f"{where}: entry {key!r}")
     if "portable" in manifest:
         check_saved(manifest["portable"], f"{where}: the portable fallback")
+    if "encoder" in manifest:
+        _check_encoder(manifest["encoder"], f"{where}: encoder")
+    if "about" in manifest:
+        _json_scalars(manifest["about"], f"{where}: about")
+    if "card" in manifest:
+        _check_card(manifest["card"], f"{where}: card")
     kit = manifest.get(KIT_SHA256, "0" * 64)
     if not isinstance(kit, str) or not _SHA256.match(kit):
         raise _fail(f"{where}: {KIT_SHA256}", "is not a SHA-256 hex digest")
+
+
+def _check_encoder(raw: Any, where: str) -> None:
+    """A sentence-transformer's pooling and tokenizer (``artifacts/_encoder.py``)."""
+    encoder = _dict(raw, where)
+    _check_folder(encoder, where)
+    files = _field(encoder, "files", dict, where)
+    _check_files(files, f"{where}.files")
+    unknown = sorted(set(files) - TOKENIZER_FILES)
+    if unknown:
+        raise _fail(f"{where}.files", f"{unknown} are not tokenizer data files")
+    check_pooling(_field(encoder, "pooling", dict, where), f"{where}.pooling")
+    _field(encoder, "normalize", bool, where)
+
+
+def _check_card(raw: Any, where: str) -> None:
+    """The model card: ``README.md`` and its SHA-256 (``artifacts/_card.py``)."""
+    card = _dict(raw, where)
+    if card.get("file") != CARD_FILE:
+        raise _fail(f"{where}.file", f"{card.get('file')!r:.80} is not {CARD_FILE!r}")
+    digest = card.get("sha256")
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise _fail(f"{where}.sha256", "is not a SHA-256 hex digest")

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts._entries import LearnerIO, WinnerEntry
+from speedster_dist.artifacts._card import CARD_FILE, card_record, render_card
+from speedster_dist.artifacts._encoder import ENCODER_FOLDER, SentenceEncoding, encoding_json
+from speedster_dist.artifacts._entries import PORTABLE_KEY, LearnerIO, WinnerEntry
 from speedster_dist.artifacts._files import (
     UnsafeName,
+    atomic_write_bytes,
     atomic_write_text,
     check_plain_name,
     read_plain_file,
@@ -48,8 +51,11 @@ def save_learner(
     portable: SavedCandidate | None,
     signing_key: Any = None,
     kit_sha256: str | None = None,
+    *,
+    about: Mapping[str, Any] | None = None,
+    encoder: SentenceEncoding | None = None,
 ) -> Path:
-    """Write the manifest and every winner's files under ``path`` (created if needed).
+    """Write the manifest, every winner's files and the model card under ``path``.
 
     Saving over a saved learner (the nightly run adding a hardware type) is atomic: new
     files go to folders the current manifest does not use, the manifest is replaced in
@@ -59,28 +65,42 @@ def save_learner(
     Other files in ``path`` are left alone. ``signing_key`` (default: the
     ``SPEEDSTER_DIST_SIGNING_KEY`` variable, if set) signs the manifest. ``kit_sha256``
     (the rebench kit's ``kit.json``, whose digests cover every kit file) is recorded in the
-    manifest, so that its signature covers the kit too.
+    manifest, so that its signature covers the kit too. ``about`` (the model's name, the
+    metric and its threshold, the batch: JSON scalars) is recorded for people and the card;
+    ``encoder`` (a sentence-transformer's pooling and tokenizer) for the learner's
+    ``encode``. The model card, ``README.md``, is rendered from the manifest and listed in
+    it with its checksum (:mod:`._card`); it replaces a README already there.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     previous = _folders_in_use(root)
     created: list[str] = []
+    card_before = _current_card(root)
+    card_written = False
     try:
-        manifest = _write_all(root, io, entries, portable, created)
+        manifest = _write_all(root, io, entries, portable, created, encoder)
+        if about:
+            manifest["about"] = dict(about)
         if kit_sha256 is not None:
             manifest[KIT_SHA256] = kit_sha256
         secret = signing_key if signing_key is not None else signing_key_from_env()
+        card = render_card(manifest, _programs(entries, portable), signed=secret is not None)
+        atomic_write_text(root / CARD_FILE, card)
+        card_written = True
+        manifest["card"] = card_record(card)
         if secret is not None:
             manifest[SIGNATURE_FIELD] = sign_manifest(manifest, secret)
         atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     except BaseException as exc:  # the previous learner stays as it was: drop what we wrote
         for folder in created:
             shutil.rmtree(root / folder, ignore_errors=True)
+        if card_written:  # the previous manifest lists the previous card
+            _restore_card(root, card_before)
         if isinstance(exc, SignatureError):
             raise ValueError(str(exc)) from exc
         raise
     kept = {raw["folder"] for raw in manifest["entries"].values()}
-    kept |= {manifest["portable"]["folder"]} if "portable" in manifest else set()
+    kept |= {manifest[part]["folder"] for part in ("portable", "encoder") if part in manifest}
     for folder in previous - kept:
         target = root / folder
         if target.is_dir() and not target.is_symlink():  # never follow a planted link
@@ -94,6 +114,7 @@ def _write_all(
     entries: Mapping[str, WinnerEntry],
     portable: SavedCandidate | None,
     created: list[str],
+    encoder: SentenceEncoding | None = None,
 ) -> dict[str, Any]:
     """Every entry's files in new folders (recorded in ``created``); the manifest for them."""
     manifest: dict[str, Any] = {
@@ -106,20 +127,52 @@ def _write_all(
         folder = _new_folder(root, _folder(key))
         created.append(folder)
         manifest["entries"][key] = entry_json(
-            entry, folder, _write_files(root / folder, entry.saved)
+            entry, folder, _write_files(root / folder, entry.saved.files)
         )
     if portable is not None:
         folder = _new_folder(root, PORTABLE_FOLDER)
         created.append(folder)
-        manifest["portable"] = saved_json(portable, folder, _write_files(root / folder, portable))
+        checksums = _write_files(root / folder, portable.files)
+        manifest["portable"] = saved_json(portable, folder, checksums)
+    if encoder is not None:
+        folder = _new_folder(root, ENCODER_FOLDER)
+        created.append(folder)
+        checksums = _write_files(root / folder, encoder.files)
+        manifest["encoder"] = encoding_json(encoder, folder, checksums)
     return manifest
+
+
+def _programs(entries: Mapping[str, WinnerEntry], portable: SavedCandidate | None) -> list[str]:
+    """The entries saved as programs (they load only with ``trust_code=True``)."""
+    keys = [key for key, entry in entries.items() if needs_trust(entry.backend)]
+    return keys + ([PORTABLE_KEY] if portable and needs_trust(portable.backend) else [])
+
+
+def _current_card(root: Path) -> bytes | None:
+    """The README already in ``root`` (a previous save's card, or the user's own), to put
+    back if this save fails; None when there is none (or it is not a regular file)."""
+    try:
+        return read_plain_file(root, CARD_FILE)
+    except (OSError, UnsafeName):
+        return None
+
+
+def _restore_card(root: Path, before: bytes | None) -> None:
+    if before is None:
+        (root / CARD_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(root / CARD_FILE, before)
 
 
 def _folders_in_use(root: Path) -> set[str]:
     """The folders the manifest in ``root`` names (none when there is no readable one)."""
     try:  # never blocks on a FIFO, never dies on deep nesting or a huge number
         manifest = parse_json(read_plain_file(root, MANIFEST), str(root / MANIFEST))
-        raws = [*manifest.get("entries", {}).values(), manifest.get("portable") or {}]
+        raws = [
+            *manifest.get("entries", {}).values(),
+            manifest.get("portable") or {},
+            manifest.get("encoder") or {},
+        ]
         names = {str(raw["folder"]) for raw in raws if isinstance(raw, dict) and "folder" in raw}
     except (OSError, ValueError, ArtifactError, AttributeError, TypeError):
         return set()
@@ -138,10 +191,10 @@ def _new_folder(root: Path, name: str) -> str:
             name = f"{name.split('~')[0]}~{uuid.uuid4().hex[:8]}"
 
 
-def _write_files(folder: Path, saved: SavedCandidate) -> dict[str, str]:
-    """Write ``saved``'s files into the new, empty ``folder``; their checksums."""
+def _write_files(folder: Path, files: Mapping[str, bytes]) -> dict[str, str]:
+    """Write ``files`` into the new, empty ``folder``; their checksums."""
     checksums = {}
-    for name, data in saved.files.items():
+    for name, data in files.items():
         target = folder / check_plain_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "xb") as handle:  # never through something already there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,16 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "optimize",
         help="optimize one model for every hardware type of the cluster",
-        description="Optimize MODEL (a Hugging Face folder, .onnx, TorchScript or .pt2 file).",
+        description="Optimize MODEL (a Hugging Face folder or model id 'org/name' from the local "
+        "Hugging Face cache, an .onnx, TorchScript or .pt2 file).",
     )
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", help="folder, file, or Hugging Face model id (org/name)")
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="fetch a model id missing from the local Hugging Face cache from the Hub "
+        "(safetensors weights only; default: offline)",
+    )
     add_search_options(parser)
     parser.add_argument("--out", type=Path, help="save the learner (and its rebench kit) here")
     parser.add_argument("--history", type=Path, help="append every trial to this history")
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         say("no --out given: the learner is not saved (only the summary is printed)")
     spec = JobSpec(
         name=args.name or model_name(args.model),
-        model=args.model,
+        model=Path(args.model),
         inputs=args.inputs,
         tokenizer=args.tokenizer,
         model_class=args.model_class,
@@ -90,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
         kit=not args.no_kit,
         **fleet_settings(args),
     )
-    # Fail on a bad setting or path before Ray starts.
+    # Fail on a bad setting or path before Ray starts (and before anything is downloaded).
     spec.validate()
-    model = detect_model(spec.model, spec.model_class)
+    model = detect_model(args.model, spec.model_class, allow_download=args.allow_download)
+    if model.path != spec.model:  # a model id: its snapshot in the Hugging Face cache
+        spec = replace(spec, model=model.path, name=args.name or args.model)
     inputs = detect_inputs(spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size)
     check_sample_count(inputs)
     connect_cluster(args.cluster or "auto")

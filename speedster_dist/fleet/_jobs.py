@@ -151,6 +151,7 @@ def run_job(
         **spec.fleet(),
     )
     if spec.out is not None:
+        learner.about["model"] = spec.model_name or spec.name  # the card names the job's model
         kit_sha256 = None
         if spec.kit:  # first: the learner's manifest records (and its signature covers) it
             name = spec.model_name or spec.name  # the rebench records the same model name

@@ -1,7 +1,8 @@
 """Turning files into a model and its sample inputs, for ``optimize``, ``sweep`` and ``rebench``.
 
 Models: a Hugging Face folder (``config.json`` + safetensors, loaded with a ``transformers``
-Auto class, never remote code), an ``.onnx`` file, a TorchScript archive (``.pt``, ``.pth``,
+Auto class, never remote code) or model id (``org/name``, resolved from the local Hugging Face
+cache: :mod:`speedster_dist.hub`), an ``.onnx`` file, a TorchScript archive (``.pt``, ``.pth``,
 ``.ts``: ``torch.jit.save``) or a ``torch.export`` archive (``.pt2``).
 Inputs: texts in ``.json`` (a list of strings or of ``{"text": ...}`` objects), ``.jsonl``
 (one string or object per line) or ``.txt`` (one text per line), tokenized with the model's
@@ -16,6 +17,7 @@ from typing import Any
 
 from speedster_dist.artifacts import TEXT_SUFFIXES, InputSource, ModelSource
 from speedster_dist.errors import ArtifactError, InputError
+from speedster_dist.hub import check_model_folder, model_id, resolve
 from speedster_dist.inputs import MIN_SAMPLES, few_samples
 
 __all__ = [
@@ -41,16 +43,26 @@ VOCABULARY_FILES = (
 )
 
 
-def detect_model(path: str | Path, model_class: str = "AutoModel") -> ModelSource:
-    """Which kind of model ``path`` is; raises InputError when it is none of them."""
+def detect_model(
+    path: str | Path, model_class: str = "AutoModel", allow_download: bool = False
+) -> ModelSource:
+    """Which kind of model ``path`` is; raises InputError when it is none of them. A Hugging
+    Face model id is resolved from the local cache (downloaded with ``allow_download``):
+    its snapshot folder is the source's path."""
     where = Path(path)
     suffix = where.suffix.lower()
+    if not where.exists() and not suffix and model_id(str(path)) is not None:
+        where = resolve(str(path), allow_download)
     if where.is_dir():
         if not (where / "config.json").is_file():
             raise InputError(f"{where} is a folder without config.json: not a Hugging Face model")
+        check_model_folder(where)  # safetensors only, no code of its own
         return ModelSource(where, "hf", model_class)
     if not where.is_file():
-        raise InputError(f"model {where} does not exist")
+        raise InputError(
+            f"model {where} does not exist (give a Hugging Face folder or model id 'org/name', "
+            "an .onnx file, a TorchScript archive or a torch.export .pt2 file)"
+        )
     if suffix == ".onnx":
         return ModelSource(where, "onnx")
     if suffix in TORCHSCRIPT_SUFFIXES:

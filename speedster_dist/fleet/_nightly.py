@@ -267,6 +267,8 @@ def _search_new(
                 meta.portable(),
                 learner.signing_key,
                 kit_sha256=meta.kit_sha256,
+                about=meta.about(),
+                encoder=meta.encoding(),
             )
         except (ValueError, OSError) as exc:  # a file changed since it was read, a bad key
             raise ArtifactError(f"{learner.path}: not re-saved: {exc}") from exc

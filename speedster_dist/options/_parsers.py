@@ -113,6 +113,14 @@ def flag(keyword: str, value: Any) -> bool:
     return bool(value)
 
 
+def boolean(keyword: str, value: Any) -> bool:
+    """True or False and nothing else: a setting that lets code run or the network in must
+    never be switched on by a value that only looks false ("false", "no", 0.0)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{keyword} must be True or False, got {value!r}")
+    return value
+
+
 def name_list(keyword: str, value: Any) -> list[str]:
     """A list of names; one string is one name (never split into its letters)."""
     if value is None:

@@ -109,6 +109,12 @@ class RunOptions:
     )
     # Cost per 1M inferences in the summary when given.
     prices: PriceTable | None = field(default=None, metadata=_extra("prices", parse.prices))
+    # A model given by name (hub.py): fetched from the Hub only when allowed, its own code
+    # run only when trusted.
+    allow_download: bool = field(default=False, metadata=_extra("allow_download", parse.boolean))
+    trust_remote_code: bool = field(
+        default=False, metadata=_extra("trust_remote_code", parse.boolean)
+    )
     progress: bool = field(default=True, metadata=_extra("progress", parse.flag))
     verbose: bool = field(default=False, metadata=_extra("verbose", parse.flag))
     confirm_rounds: int = field(  # 0: the search's figures, not re-timed

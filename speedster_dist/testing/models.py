@@ -14,6 +14,7 @@ __all__ = [
     "tiny_bert",
     "tiny_gpt2",
     "tiny_mlp",
+    "tiny_sentence_transformer",
     "tiny_t5",
     "token_batch",
 ]
@@ -86,6 +87,31 @@ def tiny_t5(seed: int = 0) -> torch.nn.Module:
     )
     config.decoder_start_token_id = 0
     return T5ForConditionalGeneration(config).eval()
+
+
+def tiny_sentence_transformer(folder: Path, seed: int = 0, normalize: bool = True) -> Any:
+    """A tiny BERT with MiniLM's tokenizer, mean pooling and (by default) normalization,
+    saved as a sentence-transformers folder at ``folder`` and loaded from it."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    except ImportError:  # sentence-transformers before 6
+        from sentence_transformers.models import (  # type: ignore[no-redef]
+            Normalize,
+            Pooling,
+            Transformer,
+        )
+
+    folder = Path(folder)
+    bert = folder.parent / f"{folder.name}-bert"
+    model: Any = tiny_bert(seed)
+    model.save_pretrained(bert)
+    minilm_tokenizer().save_pretrained(bert)
+    modules = [Transformer(str(bert)), Pooling(32, pooling_mode="mean")]
+    SentenceTransformer(modules=[*modules, *([Normalize()] if normalize else [])]).save(str(folder))
+    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
 
 
 def token_batch(

@@ -131,15 +131,16 @@ BAD_CASES = {
         InputError,
         r"missing.onnx is not an existing .onnx file",
     ),
-    "not-onnx-suffix": (
+    "folder-without-config": (  # a folder is a Hugging Face model folder (or nothing)
         _mlp(model=Path(__file__).parent),
         InputError,
-        r"is not an existing .onnx file",
+        r"api has no config.json: it is not a Hugging Face model folder",
     ),
     "bad-model-type": (
         _mlp(model=42),
         InputError,
-        r"model must be a torch.nn.Module or a path to an .onnx file, got int",
+        r"model must be a torch.nn.Module, a SentenceTransformer, a Hugging Face model id or "
+        r"folder, or a path to an .onnx file, got int",
     ),
     "bad-device": (
         _mlp(device="tpu"),

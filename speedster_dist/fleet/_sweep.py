@@ -60,14 +60,16 @@ class SweepPlan:
 
 @dataclass(frozen=True)
 class SweepJobResult:
-    """How one job of a sweep ended: its winners (hardware key -> label, p50_s,
-    baseline_p50_s), or the error that stopped it. ``learner`` is None when the job ran in
-    its own process (its learner is in ``spec.out``)."""
+    """How one job of a sweep ended: its winners (one per hardware type) and every trial it
+    reported, as :func:`~speedster_dist.fleet.winner_json` and ``trial_json`` documents, or
+    the error that stopped it. ``learner`` is None when the job ran in its own process (its
+    learner is in ``spec.out``)."""
 
     spec: JobSpec
     learner: HardwareKeyedLearner | None = None
     error: BaseException | None = None
-    winners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    winners: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _settings(given: BaseModel, base: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ winners table takes extra columns (``winner_columns``).
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,6 +44,8 @@ from speedster_dist.results.report._templates import (
 from speedster_dist.results.report._winner_table import WinnerColumn, winners_section
 
 __all__ = ["WinnerColumn", "render_report", "write_report"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_FAILURES = 200
 _CSS = """
@@ -171,6 +174,7 @@ def _page(title: str, overview: dict[str, str], parts: Sequence[tuple[str, Marku
         sheets += [css for css in found if css not in sheets]
         moved.append((heading, Markup(body_text)))
     sheet = style_sheet(sheets, rules)
+    logger.debug("report page: %d sections, %d chart styles", len(parts), len(rules))
     return render(
         "page.html.j2",
         policy=content_security_policy(sheet),

@@ -103,3 +103,16 @@ def test_values_keep_their_types_and_every_error_is_listed_at_once():
     lines = message.splitlines()[1:]
     assert len(lines) == 3 and all(line.startswith("  - ") for line in lines)
     assert "concurrency=0" in message and "jobs[0].kit=1" in message and "'resume'" in message
+
+
+def test_the_schema_has_every_setting_a_job_takes():
+    from speedster_dist.fleet import JOB_OPTIONS
+    from speedster_dist.fleet._sweep_schema import JobFile, JobSettings
+
+    assert set(JobSettings.model_fields) == JOB_OPTIONS - {"out", "model", "inputs"}
+    assert set(JobFile.model_fields) - set(JobSettings.model_fields) == {
+        "name",
+        "model",
+        "inputs",
+        "settings",
+    }

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import KIT_DIR
 from speedster_dist.cli._common import EXIT_OK, connect_cluster
 from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
 from speedster_dist.fleet import (
@@ -103,13 +102,12 @@ def run(args: argparse.Namespace) -> int:
     check_sample_count(inputs)
     connect_cluster(args.cluster or "auto")
     learner = run_job(spec, args.history, quick=args.quick_measure, progress=not args.quiet)
-    kit = spec.out / KIT_DIR if spec.out is not None and spec.kit else None
     args.document.update(  # --json: the winners, every trial, what was written where
         model={"name": spec.name, "path": str(spec.model)},
         **learner_json(learner),
         paths={
             "learner": path_text(spec.out),
-            "kit": path_text(kit),
+            "kit": path_text(spec.kit_path),
             "history": path_text(args.history),
         },
     )

@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import KIT_DIR
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
 from speedster_dist.cli._fleet_options import add_fleet_options, fleet_settings
 from speedster_dist.errors import InputError
@@ -90,7 +89,6 @@ def _print_results(results: list[SweepJobResult]) -> int:
 
 def _job_json(job: SweepJobResult) -> dict[str, Any]:
     """A job of the --json document: how it ended, its winners and trials, its files."""
-    kit = job.spec.out / KIT_DIR if job.spec.out is not None and job.spec.kit else None
     return {
         "name": job.spec.name,
         "model_name": job.spec.model_name or job.spec.name,
@@ -98,7 +96,7 @@ def _job_json(job: SweepJobResult) -> dict[str, Any]:
         "error": None if job.error is None else f"{type(job.error).__name__}: {job.error}",
         "winners": job.winners,
         "trials": job.trials,
-        "paths": {"learner": path_text(job.spec.out), "kit": path_text(kit)},
+        "paths": {"learner": path_text(job.spec.out), "kit": path_text(job.spec.kit_path)},
     }
 
 

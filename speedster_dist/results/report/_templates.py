@@ -76,34 +76,49 @@ def render(template: str, **context: Any) -> Markup:
 
 
 # A start tag: in the page, "<" and ">" stand for themselves only in tags (text and attribute
-# values are escaped: by jinja2, by html.escape, by matplotlib's XML writer).
+# values are escaped: by jinja2, by html.escape, by matplotlib's XML writer), and attribute
+# values hold no '"'. A tag is read attribute by attribute, so that a value holding
+# ' style=' is never taken for an attribute.
 _TAG = re.compile(r"<[A-Za-z][^<>]*>")
-_STYLE = re.compile(r'\sstyle="([^"]*)"')
-_CLASS = re.compile(r'\sclass="([^"]*)"')
 _NAME = re.compile(r"<[A-Za-z][\w:.-]*")
+_ATTRIBUTE = re.compile(r'\s+([^\s="\'<>/]+)="([^"]*)"')
 _STYLE_ELEMENT = re.compile(r"<style[^<>]*>([^<]*)</style>")
+
+
+def _attributes(tag: str) -> tuple[str, list[tuple[str, str]], str] | None:
+    """``<name``, its attributes and the tag's end; None for a tag not written as
+    ``name="value"`` attributes only."""
+    head = _NAME.match(tag)
+    if head is None:
+        return None
+    found, at = [], head.end()
+    for attribute in _ATTRIBUTE.finditer(tag, at):
+        if attribute.start() != at:
+            return None
+        found.append((attribute.group(1), attribute.group(2)))
+        at = attribute.end()
+    end = tag[at:]
+    return (head.group(0), found, end) if end.strip() in (">", "/>") else None
 
 
 def styles_to_classes(markup: str, rules: dict[str, str]) -> str:
     """``markup`` with each tag's ``style="..."`` replaced by a class; ``rules`` (filled in)
     maps each class to its declarations, for the page's ``<style>``. The class name is a
-    digest of the declarations: the same style, the same class on every chart."""
+    digest of the declarations: the same style, the same class on every chart. A tag it
+    cannot read keeps its style attribute (which the policy then refuses: never run)."""
 
     def tag(match: re.Match[str]) -> str:
-        text = match.group(0)
-        style = _STYLE.search(text)
-        if style is None:
-            return text
-        declarations = html.unescape(style.group(1))
+        parsed = _attributes(match.group(0))
+        if parsed is None or not any(name == "style" for name, _ in parsed[1]):
+            return match.group(0)
+        head, attributes, end = parsed
+        declarations = html.unescape(next(v for n, v in attributes if n == "style"))
         name = "s" + hashlib.sha256(declarations.encode()).hexdigest()[:10]
         rules[name] = declarations
-        text = text[: style.start()] + text[style.end() :]
-        kept = _CLASS.search(text)
-        if kept is None:
-            end = _NAME.match(text).end()  # type: ignore[union-attr]  # _TAG starts so
-            return f'{text[:end]} class="{name}"{text[end:]}'
-        joined = f' class="{kept.group(1)} {name}"'
-        return text[: kept.start()] + joined + text[kept.end() :]
+        kept = [(n, v) for n, v in attributes if n not in ("style", "class")]
+        classes = " ".join([*(v for n, v in attributes if n == "class"), name])
+        text = "".join(f' {n}="{v}"' for n, v in kept)
+        return f'{head} class="{classes}"{text}{end}'
 
     return _TAG.sub(tag, markup)
 

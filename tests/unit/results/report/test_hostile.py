@@ -16,7 +16,7 @@ from speedster_dist.cli import main
 from speedster_dist.cost import parse_prices
 from speedster_dist.records import TrialStatus
 from speedster_dist.results import read_history, render_report
-from speedster_dist.results.report._templates import visible
+from speedster_dist.results.report._templates import styles_to_classes, visible
 
 from ..conftest import run, trial
 from ..fleet import fleet
@@ -209,3 +209,11 @@ def test_the_policy_allows_no_script_and_the_one_style_sheet_by_its_hash(history
 def test_controls_are_made_visible_and_plain_text_is_kept():
     assert visible("plain text, tabs\tand\nnewlines") == "plain text, tabs\tand\nnewlines"
     assert visible("a\u202eb\u200fc\x00d") == "a[U+202E]b[U+200F]c[U+0000]d"
+
+
+def test_a_value_that_reads_like_a_style_attribute_stays_in_its_value():
+    rules: dict[str, str] = {}
+    chart = '<svg aria-label="bert style=" width="10pt"><path d="M 0" style="fill: #fff"/></svg>'
+    moved = styles_to_classes(chart, rules)
+    assert moved.startswith('<svg aria-label="bert style=" width="10pt">')  # untouched
+    assert list(rules.values()) == ["fill: #fff"] and f'class="{next(iter(rules))}"' in moved

@@ -5,12 +5,14 @@
    before Ray is touched or any trial is scheduled;
 2. connect to a cluster (or start an embedded Ray) and search each hardware type;
 3. keep the winner of each type in one learner, called exactly like the model;
-4. print Speedster's summary; the caller saves the learner with ``.save(path)``.
+4. print Speedster's summary (unless ``verbose=False``); the caller saves the learner with
+   ``.save(path)``. Warnings go through :mod:`warnings`, the rest of what happens through
+   :mod:`logging` (the ``speedster_dist`` loggers; the CLI shows them with ``-v``).
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,13 +28,15 @@ from speedster_dist.measure import MetricFn, resolve_metric
 from speedster_dist.naming import describe_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.prepare import prepare
-from speedster_dist.present import SearchProgress, format_summary, format_trials, is_terminal
+from speedster_dist.present import SearchProgress, format_summary, print_summary
 from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.runtime import Executor, SearchHooks, SearchRequest, onnx_portable, run_search
 from speedster_dist.runtime.ray import RayExecutor, connect, package_runtime_env
 from speedster_dist.sentence import is_sentence_transformer
 
 __all__ = ["optimize_model"]
+
+logger = logging.getLogger(__name__)
 
 
 def optimize_model(
@@ -66,10 +70,13 @@ def optimize_model(
     ``"unconstrained"`` or seconds. ``device`` None searches every hardware type the cluster
     has; ``"cpu"`` or ``"gpu"`` (``"cuda"``, ``"cuda:N"``) only that kind. Extra keyword
     arguments: ``cluster`` ("auto", "local" or an address), ``trial_timeout`` (seconds),
-    ``verbose``, ``batch_size`` (for string inputs), ``measure_settings``
-    (:class:`MeasureSettings`), ``progress``, ``study_storage`` (where the Optuna studies
-    live: a storage URL as Optuna takes it, ``sqlite:///studies.db``, ``postgresql://...``; a
-    journal file; a folder, one journal file per study; or an ``optuna.storages`` object;
+    ``verbose`` (None, the default: the summary is printed; True: every trial too; False:
+    nothing is printed, progress included; warnings still go through :mod:`warnings`),
+    ``batch_size`` (for string inputs), ``measure_settings`` (:class:`MeasureSettings`),
+    ``progress`` (the progress display on stderr; default True), ``study_storage`` (where
+    the Optuna studies live: a storage URL as Optuna takes it, ``sqlite:///studies.db``,
+    ``postgresql://...``; a journal file; a folder, one journal file per study; or an
+    ``optuna.storages`` object;
     default ``~/.cache/speedster-dist/studies/``; studies are named
     ``<model>-<hardware type>-<hash>``), ``resume`` (continue the stored study of the same
     model, hardware type and settings; default False: start over), ``searcher`` ("optuna",
@@ -110,6 +117,13 @@ def optimize_model(
         options = replace(options, metric=resolve_metric("cosine"))
     name = _model_name(options, model)
     prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
+    logger.info(
+        "optimizing %s: metric %s, accepted drop %s, budget %s",
+        name,
+        options.metric_name,
+        options.metric_drop_ths,
+        options.budget.label,
+    )
     payload = prepared.payload
     executor = executor if executor is not None else _ray_executor(options)
     observer = _trial_observer(options, model, payload.source.fingerprint, prepared.batch)
@@ -130,6 +144,9 @@ def optimize_model(
         observer.confirmed(outcome)  # the confirmed figures join the trials in the history
     finally:
         observer.close()
+    logger.info(
+        "search over: %d trials, winners on %s", len(outcome.results), list(outcome.winners)
+    )
     learner = learner_from_outcome(outcome, prepared.io, lambda: onnx_portable(payload))
     learner.encoder = prepared.encoder
     learner.about = {  # for the model card
@@ -138,25 +155,17 @@ def optimize_model(
         "metric_drop_ths": options.metric_drop_ths,
         "batch_size": prepared.batch,
     }
-    learner.summary = format_summary(  # plain: it is kept and saved
-        outcome, prepared.batch, options.metric_name, options.metric_drop_ths, options.prices
+    summary = (
+        outcome,
+        prepared.batch,
+        options.metric_name,
+        options.metric_drop_ths,
+        options.prices,
     )
-    styled = is_terminal(sys.stdout)
-    if styled:
-        print(
-            format_summary(
-                outcome,
-                prepared.batch,
-                options.metric_name,
-                options.metric_drop_ths,
-                options.prices,
-                styled=True,
-            )
-        )
-    else:
-        print(learner.summary)
-    if store_latencies or options.verbose:
-        print(format_trials(outcome.results, styled), file=sys.stdout)
+    learner.summary = format_summary(*summary)  # plain: it is kept and saved
+    if options.verbose is not False:  # None (the default) or True: the summary
+        shown = outcome.results if store_latencies or options.verbose else ()
+        print_summary(*summary, trials=shown)
     return learner
 
 
@@ -198,7 +207,10 @@ def _trial_observer(
     every trial is written as soon as it finishes, so nothing measured is lost later.
     Pass it as the driver's ``on_result``, its ``plan`` as ``on_plan``; give it the outcome
     (``confirmed``) to record the confirmation, and ``close()`` it after."""
-    shown: dict[str, Any] = {"enabled": options.progress, "budget_s": options.budget.seconds}
+    shown: dict[str, Any] = {
+        "enabled": options.progress and options.verbose is not False,  # False: nothing printed
+        "budget_s": options.budget.seconds,
+    }
     if options.history is None:
         return SearchProgress(**shown)
     from speedster_dist.results import open_history

@@ -9,11 +9,13 @@ import: the summary, ``LearnerMetadata.describe()`` and the HTML report all use 
 
 from __future__ import annotations
 
+import difflib
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from speedster_dist.errors import PriceError
 
@@ -44,21 +46,55 @@ class PriceTable:
         return self.per_hour.get(hardware_key)
 
 
+@functools.cache
+def _price_file() -> Any:
+    """The prices file's shape, a pydantic model built on first use (this module is on the
+    load path, which must not import pydantic)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+    class PriceFile(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        prices: dict[str, price] = Field(min_length=1)
+        currency: str = "USD"
+        source: str = ""
+
+    return PriceFile
+
+
+def _price_message(error: Any) -> str:
+    """One of pydantic's errors, said for a price table: which entry or key, and what to give."""
+    loc, kind, given = tuple(error["loc"]), error["type"], error["input"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[0]), ["prices", "currency", "source"], n=1)
+        guess = f": did you mean {close[0]!r}?" if close else ": allowed: prices, currency, source"
+        return f"unknown key {loc[0]!r}{guess}"
+    if loc[0] == "prices" and len(loc) == 1:
+        return "'prices' must map node groups or hardware types to prices"
+    if loc[0] == "prices" and loc[-1] == "[key]":
+        return f"the name {loc[1]!r} must be text (quote it)"
+    if loc[0] == "prices":
+        return f"the price of {loc[1]!r} must be a number > 0, got {given!r}"
+    return f"{loc[0]}={given!r} is invalid: give it as text"
+
+
 def parse_prices(raw: Any, where: str = "the price table") -> PriceTable:
     """``{"prices": {name: per_hour, ...}, "currency": ..., "source": ...}`` (or a bare
-    ``{name: per_hour}`` mapping) as a :class:`PriceTable`; PriceError says what is wrong."""
+    ``{name: per_hour}`` mapping) as a :class:`PriceTable`; PriceError names what is wrong:
+    an unknown key (with the closest known one), a price that is not a number > 0 (text,
+    a boolean, NaN, infinity), a currency that is not text."""
     if not isinstance(raw, Mapping):
         raise PriceError(f"{where} must be a mapping of node group or hardware type -> price")
-    prices = raw.get("prices", raw) if "prices" in raw else raw
-    if not isinstance(prices, Mapping) or not prices:
-        raise PriceError(f"{where}: 'prices' must map node groups or hardware types to prices")
-    per_hour = {}
-    for name, value in prices.items():
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not math.isfinite(float(value)) or float(value) <= 0:
-            raise PriceError(f"{where}: the price of {name!r} must be a number > 0, got {value!r}")
-        per_hour[str(name)] = float(value)
-    return PriceTable(per_hour, str(raw.get("currency", "USD")), str(raw.get("source", "")))
+    from pydantic import ValidationError
+
+    wrapped = dict(raw) if "prices" in raw else {"prices": dict(raw)}
+    try:
+        parsed = _price_file().model_validate(wrapped)
+    except ValidationError as exc:
+        reasons = "; ".join(_price_message(error) for error in exc.errors())
+        raise PriceError(f"{where}: {reasons}") from None
+    return PriceTable(dict(parsed.prices), parsed.currency, parsed.source)
 
 
 def load_prices(path: str | Path) -> PriceTable:

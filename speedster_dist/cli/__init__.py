@@ -23,7 +23,9 @@ from speedster_dist.cli._common import (
     CliError,
     add_shared_options,
 )
+from speedster_dist.cli._json_output import print_document, stdout_to_stderr, wants_json
 from speedster_dist.errors import ArtifactError, InputError
+from speedster_dist.present import configure_logging
 
 __all__ = [
     "EXIT_FAILED",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 
-# The shared options each command uses (every command also takes --quiet and --debug):
+# The shared options each command uses (every command also takes --quiet, -v and --debug):
 # a command lists only what it acts on, so ``report --help`` offers no --cluster.
 _SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
     "optimize": ("cluster", "quick_measure"),
@@ -63,25 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: int) -> tuple[int, str]:
     print(f"speedster-dist: error: {message}", file=sys.stderr, flush=True)
-    return code
+    return code, message
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit code (the console script exits with it)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    if not getattr(args, "run", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+def _run(args: argparse.Namespace) -> tuple[int, str | None]:
+    """The command's exit code and, when it failed, the message it printed."""
     try:
         code: int = args.run(args)
-        return code
+        return code, None
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except ArtifactError as exc:  # a damaged learner or kit: the work cannot be done
@@ -93,3 +86,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         code = EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED
         return _fail(f"{type(exc).__name__}: {exc}" if code == EXIT_FAILED else str(exc), code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (the console script exits with it).
+
+    Logs and warnings go to stderr (``-v``, ``--debug``); with ``--json`` stdout holds one
+    JSON document and nothing else (docs/cli.md)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args.document = {}  # what --json prints: each command fills it in as it goes
+    undo = configure_logging(args.verbose, args.debug)
+    try:
+        if not wants_json(args):
+            return _run(args)[0]
+        with stdout_to_stderr():
+            code, error = _run(args)
+        print_document(args, code, args.document, error)
+        return code
+    finally:
+        undo()

@@ -33,7 +33,7 @@ class CliError(Exception):
 
 
 def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
-    """``--quiet`` and ``--debug``, plus the shared options in ``names`` (``cluster``,
+    """``--quiet``, ``-v`` and ``--debug``, plus the shared options in ``names`` (``cluster``,
     ``quick_measure``) that this command uses."""
     if "cluster" in names:
         parser.add_argument(
@@ -48,7 +48,16 @@ def add_shared_options(parser: argparse.ArgumentParser, *names: str) -> None:
             help="advanced: time each candidate briefly (smoke tests; latencies are noisy)",
         )
     parser.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
-    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show the package's logs on stderr: -v INFO, -vv DEBUG (and others' INFO)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print tracebacks of errors, and DEBUG logs"
+    )
 
 
 def connect_cluster(address: str) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from speedster_dist.cli._common import EXIT_FAILED, EXIT_OK, CliError, connect_cluster
 from speedster_dist.errors import PriceError
-from speedster_dist.present import say, terminal_table
+from speedster_dist.present import say, show, terminal_table
 
 __all__ = ["add_parsers"]
 
@@ -34,7 +33,9 @@ def add_parsers(sub: Any) -> None:
         help="list the hardware types and nodes of the cluster",
         description="Probe every alive node: its hardware types and usable backends.",
     )
-    cluster.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cluster.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of a table"
+    )
     cluster.set_defaults(run=run_cluster)
 
 
@@ -56,7 +57,7 @@ def run_report(args: argparse.Namespace) -> int:
     runs = len({r["run_id"] for r in rows})
     trials = sum(r["role"] != "confirmed" for r in rows)  # not a confirmation's re-timings
     say(f"report of {trials} trials from {runs} runs written to {args.out}")
-    print(args.out)
+    show(str(args.out))
     return EXIT_OK
 
 
@@ -86,8 +87,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         }
         for g in groups
     ]
+    args.document["hardware_types"] = described  # --json: the CLI prints it
     if args.json:
-        print(json.dumps(described, indent=2))
         return EXIT_OK
     rows = [
         [
@@ -99,9 +100,9 @@ def run_cluster(args: argparse.Namespace) -> int:
         ]
         for d in described
     ]
-    print(terminal_table(["hardware type", "device", "nodes", "node ids", "backends"], rows))
+    show(terminal_table(["hardware type", "device", "nodes", "node ids", "backends"], rows))
     for d in described:
-        print(f"\n{d['hardware_type']}: {d['description']}")
+        show(f"\n{d['hardware_type']}: {d['description']}")
         for name, why in d["unavailable"].items():
-            print(f"  not usable: {name}: {why}")
+            show(f"  not usable: {name}: {why}")
     return EXIT_OK

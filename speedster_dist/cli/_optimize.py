@@ -14,6 +14,8 @@ from speedster_dist.fleet import (
     check_sample_count,
     detect_inputs,
     detect_model,
+    learner_json,
+    path_text,
     run_job,
 )
 from speedster_dist.measure import BUILTIN_METRICS
@@ -73,6 +75,9 @@ def add_parser(sub: Any) -> None:
         "file or folder name; a generic 'model' folder is named after its parent)",
     )
     parser.add_argument("--no-kit", action="store_true", help="do not write the rebench kit")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (docs/cli.md)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -106,5 +111,14 @@ def run(args: argparse.Namespace) -> int:
     inputs = detect_inputs(spec.inputs, model, spec.tokenizer, spec.max_length, spec.batch_size)
     check_sample_count(inputs)
     connect_cluster(args.cluster or "auto")
-    run_job(spec, args.history, quick=args.quick_measure, progress=not args.quiet)
+    learner = run_job(spec, args.history, quick=args.quick_measure, progress=not args.quiet)
+    args.document.update(  # --json: the winners, every trial, what was written where
+        model={"name": spec.name, "path": str(spec.model)},
+        **learner_json(learner),
+        paths={
+            "learner": path_text(spec.out),
+            "kit": path_text(spec.kit_path),
+            "history": path_text(args.history),
+        },
+    )
     return EXIT_OK

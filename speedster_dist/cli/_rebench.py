@@ -27,7 +27,9 @@ from speedster_dist.cli._common import (
 from speedster_dist.fleet import (
     LearnerRebench,
     NightlySettings,
+    document,
     find_learners,
+    path_text,
     rebench_all,
     rebench_rows,
 )
@@ -65,7 +67,12 @@ def add_parser(sub: Any) -> None:
         help="allow kits whose original model is a program (TorchScript, .pt2) to be loaded",
     )
     parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
-    parser.add_argument("--json", type=Path, help="also write the verdicts as JSON here")
+    parser.add_argument(
+        "--json",
+        metavar="FILE|-",
+        help="also write the verdicts as one JSON document to FILE; '-': print it on stdout "
+        "instead of the tables (docs/cli.md)",
+    )
     parser.add_argument("--report", type=Path, help="also write the HTML report here")
     parser.set_defaults(run=run)
 
@@ -165,8 +172,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{judged_line(comparisons, verdict.min_history)}")
     print(f"{len(regressions)} regressions, {len(errors)} learners with errors")
     code = exit_code(len(regressions), len(errors))
-    if args.json:
-        _write_json(args.json, settings.run_id, code, reports, comparisons)
+    args.document.update(_verdicts(settings.run_id, reports, comparisons))
+    args.document["paths"] = {"history": str(args.history), "report": path_text(args.report)}
+    if args.json and args.json != "-":  # a file; "-": the CLI prints the document
+        _write_json(Path(args.json), code, args.document)
     if args.report and rows:
         from speedster_dist.results import write_report
 
@@ -184,16 +193,17 @@ def _compact(history: Path) -> None:
         say(f"history compacted: {stats.files_merged} files into {stats.partitions}")
 
 
-def _write_json(
-    path: Path, run_id: str, code: int, reports: list[LearnerRebench], comparisons: list[Any]
-) -> None:
-    data = {
+def _verdicts(run_id: str, reports: list[LearnerRebench], comparisons: list[Any]) -> dict[str, Any]:
+    """The night as JSON: each learner's report and every figure's verdict."""
+    return {
         "run_id": run_id,
-        "exit_code": code,
         "learners": [asdict(r) for r in reports],
         "comparisons": [
             {**asdict(c), "change": c.change, "verdict": c.verdict} for c in comparisons
         ],
     }
+
+
+def _write_json(path: Path, code: int, body: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
+    path.write_text(json.dumps(document("rebench", code, body), indent=2, default=str))

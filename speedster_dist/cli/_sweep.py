@@ -7,7 +7,6 @@ see docs/cli.md. YAML is parsed here, and only in the CLI.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,11 @@ from speedster_dist.fleet import (
     detect_inputs,
     detect_model,
     node_count,
+    path_text,
     plan_from_mapping,
     run_sweep,
 )
-from speedster_dist.present import ms, terminal_table
+from speedster_dist.present import ms, show, terminal_table
 
 __all__ = ["add_parser", "load_plan"]
 
@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--out", type=Path, help="overrides the YAML's out folder")
     parser.add_argument("--concurrency", type=int, help="overrides the YAML's concurrency")
     add_fleet_options(parser, overrides=True)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (docs/cli.md)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -67,16 +70,34 @@ def _print_results(results: list[SweepJobResult]) -> int:
             why = f"FAILED: {type(job.error).__name__}: {job.error}".splitlines()[0]
             rows.append([job.spec.name, "-", why, "", "", ""])
             continue
-        for key, winner in job.winners.items():
-            p50, base = winner.get("p50_s"), winner.get("baseline_p50_s")
-            speed = f"{base / p50:.2f}x" if p50 and base else "n/a"
-            latency = ms(p50, "n/a")
-            label = str(winner.get("label", ""))
-            rows.append([job.spec.name, key, label, latency, speed, str(job.spec.out)])
+        for winner in job.winners:
+            speedup = winner.get("speedup")
+            rows.append(
+                [
+                    job.spec.name,
+                    str(winner["hardware_type"]),
+                    str(winner.get("label", "")),
+                    ms(winner.get("latency_p50_s"), "n/a"),
+                    f"{speedup:.2f}x" if speedup else "n/a",
+                    str(job.spec.out),
+                ]
+            )
     headers = ["job", "hardware type", "winner", "latency (p50)", "speed-up", "saved to"]
-    print("\nSweep results\n" + terminal_table(headers, rows))
-    sys.stdout.flush()
+    show("\nSweep results\n" + terminal_table(headers, rows))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _job_json(job: SweepJobResult) -> dict[str, Any]:
+    """A job of the --json document: how it ended, its winners and trials, its files."""
+    return {
+        "name": job.spec.name,
+        "model_name": job.spec.model_name or job.spec.name,
+        "status": "failed" if job.error is not None else "done",
+        "error": None if job.error is None else f"{type(job.error).__name__}: {job.error}",
+        "winners": job.winners,
+        "trials": job.trials,
+        "paths": {"learner": path_text(job.spec.out), "kit": path_text(job.spec.kit_path)},
+    }
 
 
 def _check_files(specs: tuple[JobSpec, ...]) -> None:
@@ -104,5 +125,17 @@ def run(args: argparse.Namespace) -> int:
     cluster = args.cluster or plan.cluster or "auto"
     connect_cluster(cluster)
     workers = args.concurrency or plan.concurrency or node_count()
-    results = run_sweep(specs, history, workers, args.quick_measure, args.quiet, cluster=cluster)
+    results = run_sweep(
+        specs,
+        history,
+        workers,
+        args.quick_measure,
+        args.quiet,
+        cluster=cluster,
+        verbosity=args.verbose,
+        debug=args.debug,
+    )
+    args.document.update(
+        jobs=[_job_json(job) for job in results], paths={"history": path_text(history)}
+    )
     return _print_results(results)

@@ -5,6 +5,14 @@ the user's files are :class:`speedster_dist.inputs.InputError`, damaged artifact
 :class:`speedster_dist.artifacts.ArtifactError`.
 """
 
+from speedster_dist.fleet._documents import (
+    FORMAT_VERSION,
+    document,
+    learner_json,
+    path_text,
+    trial_json,
+    winner_json,
+)
 from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec, optimization_time, run_job
 from speedster_dist.fleet._loading import (
     check_sample_count,
@@ -31,6 +39,7 @@ from speedster_dist.fleet._sweep import (
 from speedster_dist.fleet._sweep_run import run_sweep
 
 __all__ = [
+    "FORMAT_VERSION",
     "JOB_OPTIONS",
     "JobSpec",
     "LearnerRebench",
@@ -40,9 +49,12 @@ __all__ = [
     "check_sample_count",
     "detect_inputs",
     "detect_model",
+    "document",
     "find_learners",
+    "learner_json",
     "node_count",
     "optimization_time",
+    "path_text",
     "plan_from_mapping",
     "read_inputs",
     "read_model",
@@ -52,4 +64,6 @@ __all__ = [
     "run_job",
     "run_sweep",
     "sample_count",
+    "trial_json",
+    "winner_json",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from speedster_dist.artifacts import KIT_FILE, sha256_file, write_kit
+from speedster_dist.artifacts import KIT_DIR, KIT_FILE, sha256_file, write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
@@ -48,6 +48,11 @@ class JobSpec:
     study_storage: str | None = None
     resume: bool = False  # continue this job's stored studies (finished trials are kept)
     prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
+
+    @property
+    def kit_path(self) -> Path | None:
+        """Where the rebench kit is written (None: no learner saved, or ``kit`` off)."""
+        return self.out / KIT_DIR if self.out is not None and self.kit else None
 
     def search_options(self) -> dict[str, Any]:
         """The settings a rebench needs to search a new hardware type the same way."""

@@ -26,36 +26,25 @@ across all of them; time a trial waits for its node does not count against its t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from speedster_dist.errors import InputError
-from speedster_dist.fleet._jobs import JOB_OPTIONS, JobSpec
+from speedster_dist.fleet._jobs import JobSpec
+from speedster_dist.fleet._sweep_schema import JobFile, SweepFile, VariantFile, validate_sweep
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.naming import model_name
 from speedster_dist.search import anchor_storage
 
 __all__ = ["SweepJobResult", "SweepPlan", "node_count", "plan_from_mapping"]
 
-_TOP_KEYS = frozenset({"out", "history", "cluster", "concurrency", "defaults", "jobs"})
-_PATHS = frozenset({"model", "inputs", "tokenizer", "prices"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SETTABLE = JOB_OPTIONS - {"out", "model", "inputs", "name"}
-_CONVERT: dict[str, Any] = {
-    "max_length": int,
-    "batch_size": int,
-    "metric_drop_ths": lambda v: None if v is None else float(v),
-    "trial_timeout": float,
-    "kit": bool,
-    "resume": bool,
-    "group_wait": float,
-    "node_groups": lambda v: tuple(str(x) for x in ([v] if isinstance(v, str) else v)),
-    "ignore_compilers": lambda v: tuple(str(x) for x in v),
-    "ignore_compressors": lambda v: tuple(str(x) for x in v),
-}
-_ANCHORED = {"study_storage": anchor_storage}  # settings read relative to the YAML's folder
+_PATHS = frozenset({"model", "inputs", "tokenizer", "prices"})  # relative to the sweep file
+_TUPLES = frozenset({"ignore_compilers", "ignore_compressors", "node_groups"})
+_NOT_SETTINGS = {"name", "settings"}
 
 
 @dataclass(frozen=True)
@@ -71,51 +60,40 @@ class SweepPlan:
 
 @dataclass(frozen=True)
 class SweepJobResult:
-    """How one job of a sweep ended: its winners (hardware key -> label, p50_s,
-    baseline_p50_s), or the error that stopped it. ``learner`` is None when the job ran in
-    its own process (its learner is in ``spec.out``)."""
+    """How one job of a sweep ended: its winners (one per hardware type) and every trial it
+    reported, as :func:`~speedster_dist.fleet.winner_json` and ``trial_json`` documents, or
+    the error that stopped it. ``learner`` is None when the job ran in its own process (its
+    learner is in ``spec.out``)."""
 
     spec: JobSpec
     learner: HardwareKeyedLearner | None = None
     error: BaseException | None = None
-    winners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    winners: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-def _settings(raw: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
-    unknown = set(raw) - _SETTABLE - {"name"} - (_PATHS if where.startswith("job") else set())
-    if unknown:
-        raise InputError(
-            f"sweep {where}: unknown settings {sorted(unknown)}; allowed: {sorted(_SETTABLE)}"
-        )
+def _settings(given: BaseModel, base: Path) -> dict[str, Any]:
+    """The JobSpec fields that ``given`` (validated) sets, paths anchored at ``base``."""
     out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "name":
-            continue
-        try:
-            if key in _PATHS:
-                out[key] = base / str(value)
-            elif key in _ANCHORED:
-                if not isinstance(value, str):
-                    raise TypeError("give it as text: a URL or a path")
-                out[key] = _ANCHORED[key](value, base)
-            else:
-                out[key] = _CONVERT.get(key, _same)(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"sweep {where}: {key}={value!r} is invalid: {exc}") from exc
+    for key, value in given.model_dump(exclude_unset=True, exclude=_NOT_SETTINGS).items():
+        if key in _TUPLES:
+            out[key] = tuple(value)
+        elif value is None:
+            out[key] = None
+        elif key in _PATHS:
+            out[key] = base / value
+        elif key == "study_storage":  # a URL kept as written, a path read from the YAML's folder
+            out[key] = anchor_storage(value, base)
+        else:
+            out[key] = value
     return out
 
 
-def _variants(job: Mapping[str, Any], name: str) -> list[tuple[str, dict[str, Any]]]:
-    variants = job.get("settings") or [{}]
-    named = []
+def _variants(job: JobFile, name: str) -> list[tuple[str, BaseModel]]:
+    variants: list[VariantFile] = job.settings or [VariantFile()]
+    named: list[tuple[str, BaseModel]] = []
     for number, variant in enumerate(variants):
-        if not isinstance(variant, dict):
-            raise InputError(f"sweep job {name}: settings must be a list of mappings")
-        suffix = str(variant.get("name", number)) if len(variants) > 1 else ""
+        suffix = (variant.name or str(number)) if len(variants) > 1 else ""
         full = f"{name}-{suffix}" if suffix else name
         if not _NAME.match(full):
             raise InputError(f"sweep job name {full!r} must be letters, digits, '_', '.', '-'")
@@ -130,24 +108,20 @@ def _default_name(model: Path) -> str:
     return cleaned or "model"
 
 
-def _jobs(raw: Mapping[str, Any], base: Path, out: Path) -> list[JobSpec]:
-    defaults = _settings(dict(raw.get("defaults") or {}), "defaults", base)
+def _jobs(sweep: SweepFile, base: Path, out: Path) -> list[JobSpec]:
+    defaults = _settings(sweep.defaults, base) if sweep.defaults else {}
     specs = []
-    for index, job in enumerate(raw.get("jobs") or []):
-        if not isinstance(job, dict) or "model" not in job or "inputs" not in job:
-            raise InputError(f"sweep job {index} needs at least 'model' and 'inputs'")
-        name = str(job.get("name") or _default_name(base / str(job["model"])))
-        own = _settings({k: v for k, v in job.items() if k != "settings"}, f"job {name}", base)
+    for job in sweep.jobs:
+        name = job.name or _default_name(base / job.model)
+        own = _settings(job, base)  # its model and inputs too
         for full, variant in _variants(job, name):
-            merged = {**defaults, **own, **_settings(variant, f"settings of {full}", base)}
+            merged = {**defaults, **own, **_settings(variant, base)}
             # The history names the model after the job; each setting is a learner of it.
             specs.append(JobSpec(name=full, out=out / full, model_name=name, **merged))
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"sweep job names must be unique; repeated: {duplicates}")
-    if not specs:
-        raise InputError("the sweep has no job")
     for spec in specs:
         try:
             spec.validate()
@@ -157,19 +131,14 @@ def _jobs(raw: Mapping[str, Any], base: Path, out: Path) -> list[JobSpec]:
 
 
 def plan_from_mapping(raw: Any, base: Path, where: str = "the sweep") -> SweepPlan:
-    """Validate a sweep description (paths relative to ``base``); InputError says what is
-    wrong, naming ``where`` it came from."""
-    if not isinstance(raw, dict):
-        raise InputError(f"{where} must hold a mapping with a 'jobs' list")
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
-    out = base / str(raw.get("out", "learners"))
-    history = base / str(raw["history"]) if raw.get("history") else None
-    concurrency = raw.get("concurrency")
-    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-        raise InputError(f"{where}: concurrency must be a positive integer, got {concurrency!r}")
-    return SweepPlan(tuple(_jobs(raw, base, out)), out, history, raw.get("cluster"), concurrency)
+    """Validate a sweep description (paths relative to ``base``): its shape by
+    :mod:`._sweep_schema`, its values as ``optimize_model`` checks them. InputError says
+    what is wrong, naming ``where`` it came from and the field (``jobs[0].kit``)."""
+    sweep = validate_sweep(raw, where)
+    out = base / sweep.out
+    history = base / sweep.history if sweep.history else None
+    jobs = tuple(_jobs(sweep, base, out))
+    return SweepPlan(jobs, out, history, sweep.cluster, sweep.concurrency)
 
 
 def node_count() -> int:

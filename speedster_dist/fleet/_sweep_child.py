@@ -3,7 +3,9 @@
 The parent (:func:`speedster_dist.fleet.run_sweep`) writes the job as JSON to this process's
 stdin; the process joins the parent's Ray cluster, runs the job (learner, kit, history) and
 reports on stdout, one event per line, prefixed with :data:`EVENT_PREFIX`: every trial as it
-finishes, then ``done`` with the winners (or ``failed`` with the error). Any other output
+finishes (``trial``, with :func:`~speedster_dist.fleet.trial_json`'s fields), then ``done``
+with the winners (:func:`~speedster_dist.fleet.winner_json` documents), or ``failed`` with
+the error. Its logs go to stderr at the sweep's ``-v`` level. Any other output
 (the search summary) is passed on by the parent. A crash here (a segfault, ``os._exit``)
 ends this job only.
 """
@@ -16,7 +18,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from speedster_dist.fleet._documents import trial_json, winner_json
 from speedster_dist.fleet._jobs import JobSpec, run_job
+from speedster_dist.present import configure_logging
 from speedster_dist.records import TrialResult
 
 __all__ = ["EVENT_PREFIX", "job_from_json", "job_to_json", "main"]
@@ -50,25 +54,16 @@ def job_from_json(raw: dict[str, Any]) -> JobSpec:
 
 
 def _emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
+    sys.stdout.write(EVENT_PREFIX + json.dumps(event, default=str) + "\n")
     sys.stdout.flush()
-
-
-def _trial_event(result: TrialResult) -> dict[str, Any]:
-    return {
-        "event": "trial",
-        "hardware": result.candidate.hardware_key,
-        "label": result.candidate.label,
-        "status": result.status.value,
-        "p50_s": result.latency.p50 if result.latency else None,
-        "reason": result.reason[:200],
-    }
 
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
     spec = job_from_json(request["spec"])
     from speedster_dist.runtime.ray import connect
+
+    configure_logging(request.get("verbosity", 0), request.get("debug", False))  # the sweep's -v
 
     try:
         connect(request["cluster"])
@@ -77,20 +72,13 @@ def main() -> int:
     except Exception as exc:  # reported to the parent, which goes on with the other jobs
         _emit({"event": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         return 1
-    winners = {
-        key: {
-            "label": entry.label,
-            "p50_s": entry.metrics.get("latency_p50_s"),
-            "baseline_p50_s": entry.metrics.get("baseline_p50_s"),
-        }
-        for key, entry in learner.entries.items()
-    }
+    winners = [winner_json(key, entry) for key, entry in learner.entries.items()]
     _emit({"event": "done", "winners": winners})
     return 0
 
 
 def _emit_trial(result: TrialResult) -> None:
-    _emit(_trial_event(result))
+    _emit({"event": "trial", **trial_json(result)})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import IO, Any
 from speedster_dist.fleet._jobs import JobSpec
 from speedster_dist.fleet._sweep import SweepJobResult
 from speedster_dist.fleet._sweep_child import EVENT_PREFIX, job_to_json
-from speedster_dist.present import SweepBoard, is_terminal, ms, say
+from speedster_dist.present import SweepBoard, is_terminal, ms, say, show
 
 __all__ = ["CHILD_COMMAND", "run_sweep"]
 
@@ -42,6 +42,7 @@ class _Job:
     def __init__(self, spec: JobSpec, board: SweepBoard, lock: threading.Lock, quiet: bool) -> None:
         self.spec, self.board, self.lock, self.quiet = spec, board, lock, quiet
         self.output: list[str] = []
+        self.trials: list[dict[str, Any]] = []  # trial_json documents, as they came
         self.final: dict[str, Any] | None = None
 
     def run(self, command: Sequence[str], request: dict[str, Any]) -> SweepJobResult:
@@ -84,27 +85,31 @@ class _Job:
                 continue
             if event.get("event") in ("done", "failed"):
                 self.final = event
-            elif event.get("event") == "trial" and not self.quiet:
-                p50 = event.get("p50_s")
-                detail = ms(p50) if p50 else str(event.get("reason", ""))[:60]
-                say(
-                    f"{self.spec.name}: {event.get('hardware')} {event.get('label')}: "
-                    f"{event.get('status')} {detail}"
-                )
+            elif event.get("event") == "trial":
+                self.trials.append({k: v for k, v in event.items() if k != "event"})
+                if not self.quiet:
+                    p50 = event.get("latency_p50_s")
+                    detail = ms(p50) if p50 else str(event.get("reason", ""))[:60]
+                    say(
+                        f"{self.spec.name}: {event.get('hardware_type')} {event.get('label')}: "
+                        f"{event.get('status')} {detail}"
+                    )
             with self.lock:
                 self.board.event(self.spec.name, event)
 
     def _result(self, code: int) -> SweepJobResult:
         final = self.final or {}
         if final.get("event") == "done" and code == 0:
-            return SweepJobResult(self.spec, winners=dict(final.get("winners") or {}))
+            winners = list(final.get("winners") or [])
+            return SweepJobResult(self.spec, winners=winners, trials=self.trials)
         if final.get("event") == "failed":
-            return SweepJobResult(self.spec, error=RuntimeError(final.get("error", "")))
+            error = RuntimeError(final.get("error", ""))
+            return SweepJobResult(self.spec, error=error, trials=self.trials)
         crash = JobCrashed(
             f"its search process {_exit_description(code)} without reporting an outcome "
             "(the trials it finished are in the history; rerun with --resume)"
         )
-        return SweepJobResult(self.spec, error=crash)
+        return SweepJobResult(self.spec, error=crash, trials=self.trials)
 
 
 def run_sweep(
@@ -117,13 +122,16 @@ def run_sweep(
     cluster: str | None = None,
     command: Sequence[str] = CHILD_COMMAND,
     table_every_s: float = 10.0,
+    verbosity: int = 0,
+    debug: bool = False,
 ) -> list[SweepJobResult]:
     """Run every job in its own driver process, ``workers`` at a time; one job's failure or
     crash never stops the others. The live table (model x hardware type) goes to stderr
     every ``table_every_s`` seconds when it changed (not when ``quiet``); each job's own
     output (its summary) to stdout when it ends. ``cluster``: the address the processes
     join (default: the cluster this process is connected to). ``command`` starts one job's
-    process (tests wrap it)."""
+    process (tests wrap it); ``verbosity`` and ``debug``: the logging the processes set up
+    (the CLI's ``-v`` and ``--debug``)."""
     say(f"sweep: {len(specs)} jobs, {workers} at a time, one process each, history {history}")
     board, lock = SweepBoard([s.name for s in specs]), threading.Lock()
     address = _address(cluster)
@@ -137,6 +145,8 @@ def run_sweep(
                 "history": str(history),
                 "quick": quick,
                 "cluster": address,
+                "verbosity": verbosity,
+                "debug": debug,
             }
             futures[spec.name] = pool.submit(jobs[spec.name].run, command, request)
         pending = set(futures.values())
@@ -147,9 +157,9 @@ def run_sweep(
             with lock:
                 if not quiet and pending and board.version != printed:
                     printed = board.version
-                    print(board.render(is_terminal(sys.stderr)), file=sys.stderr, flush=True)
+                    show(board.render(is_terminal(sys.stderr)), err=True)
     with lock:
-        print(board.render(is_terminal(sys.stdout)), flush=True)
+        show(board.render(is_terminal(sys.stdout)))
     return [futures[spec.name].result() for spec in specs]
 
 
@@ -160,7 +170,7 @@ def _show_output(
     text = "\n".join(jobs[name].output).strip()
     if text:
         with lock:
-            print(f"--- {name} ---\n{text}", flush=True)
+            show(f"--- {name} ---\n{text}")
 
 
 def _address(cluster: str | None) -> str:

@@ -121,6 +121,14 @@ def boolean(keyword: str, value: Any) -> bool:
     return value
 
 
+def optional_flag(keyword: str, value: Any) -> bool | None:
+    """True, False, or None (not said: the default decides). Nothing else: a "false" string
+    is not False."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{keyword} must be True, False or None, got {value!r}")
+
+
 def name_list(keyword: str, value: Any) -> list[str]:
     """A list of names; one string is one name (never split into its letters)."""
     if value is None:

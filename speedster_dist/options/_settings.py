@@ -116,7 +116,8 @@ class RunOptions:
         default=False, metadata=_extra("trust_remote_code", parse.boolean)
     )
     progress: bool = field(default=True, metadata=_extra("progress", parse.flag))
-    verbose: bool = field(default=False, metadata=_extra("verbose", parse.flag))
+    # None: the summary (and progress, see ``progress``); True: every trial too; False: nothing.
+    verbose: bool | None = field(default=None, metadata=_extra("verbose", parse.optional_flag))
     confirm_rounds: int = field(  # 0: the search's figures, not re-timed
         default=DEFAULT_CONFIRM_ROUNDS, metadata=_extra("confirm_rounds", parse.at_least(0))
     )

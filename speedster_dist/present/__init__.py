@@ -15,6 +15,7 @@ from speedster_dist.present._format import (
     shown_knobs,
     terminal_table,
 )
+from speedster_dist.present._output import configure_logging, print_summary, show
 from speedster_dist.present._progress import SearchProgress, say
 from speedster_dist.present._summary import (
     format_costs,
@@ -28,6 +29,7 @@ from speedster_dist.present._summary import (
 __all__ = [
     "SearchProgress",
     "SweepBoard",
+    "configure_logging",
     "format_costs",
     "format_fleet",
     "format_summary",
@@ -36,9 +38,11 @@ __all__ = [
     "knob_text",
     "metric_line",
     "ms",
+    "print_summary",
     "progress_line",
     "render_table",
     "say",
+    "show",
     "shown_knobs",
     "terminal_table",
 ]

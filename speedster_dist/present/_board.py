@@ -35,19 +35,21 @@ class SweepBoard:
         self.version += 1
 
     def event(self, name: str, event: dict[str, Any]) -> None:
-        """A ``trial`` or ``done`` event of job ``name`` (see fleet/_sweep_child.py)."""
+        """A ``trial`` or ``done`` event of job ``name`` (see fleet/_sweep_child.py: a trial's
+        and the winners' fields are those of their ``--json`` documents)."""
         if event.get("event") == "trial":
-            cell = self.cells.setdefault((name, str(event["hardware"])), _Cell())
+            cell = self.cells.setdefault((name, str(event["hardware_type"])), _Cell())
             cell.trials += 1
-            p50 = event.get("p50_s") if event.get("status") == "complete" else None
+            p50 = event.get("latency_p50_s") if event.get("status") == "complete" else None
             if p50 is not None and (cell.best_s is None or float(p50) < cell.best_s):
                 cell.best_s, cell.best_label = float(p50), str(event["label"])
         elif event.get("event") == "done":
-            for key, winner in (event.get("winners") or {}).items():
-                cell = self.cells.setdefault((name, key), _Cell())
+            for winner in event.get("winners") or []:
+                cell = self.cells.setdefault((name, str(winner["hardware_type"])), _Cell())
                 cell.status = "done"
-                if winner.get("p50_s") is not None:
-                    cell.best_s, cell.best_label = float(winner["p50_s"]), str(winner["label"])
+                p50 = winner.get("latency_p50_s")
+                if p50 is not None:
+                    cell.best_s, cell.best_label = float(p50), str(winner["label"])
         self.version += 1
 
     def rows(self) -> list[list[str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import threading
 import uuid
@@ -43,6 +44,8 @@ from speedster_dist.results._schema import (
     new_run_id,
     trial_row,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "HistoryTarget",
@@ -226,5 +229,7 @@ def read_history(root: str | Path, filter: ds.Expression | None = None) -> pa.Ta
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"no trial history at {folder}")
-    table = _dataset(folder).to_table(filter=filter)
+    dataset = _dataset(folder)
+    table = dataset.to_table(filter=filter)
+    logger.info("read %d trials from %d files under %s", table.num_rows, len(dataset.files), folder)
     return table.sort_by([("time", "ascending"), ("run_id", "ascending")])

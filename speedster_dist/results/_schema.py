@@ -162,6 +162,11 @@ class RunInfo:
     def __post_init__(self) -> None:
         if not self.run_id:
             raise ValueError("a run needs a run id")
+        # It is part of each trial's file name: never a path of its own.
+        if any(c in self.run_id for c in "/\\\0") or self.run_id.startswith("."):
+            raise ValueError(
+                f"a run id is part of file names: no '/', '\\' or leading '.', got {self.run_id!r}"
+            )
         if self.kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}, got {self.kind!r}")
         if self.batch_size < 1:

@@ -115,6 +115,22 @@ def test_optimize_saves_a_learner_its_kit_and_every_trial(optimized):
     assert set(plain.column("hardware_type").to_pylist()) == set(learner.hardware_types())
 
 
+def test_optimize_json_on_ray_is_all_of_stdout(local_ray, tmp_path, capsys):
+    """Ray's workers print too (their output reaches this process): with --json, stdout is
+    the document and nothing else, the summary and the progress are on stderr."""
+    model, inputs = write_tiny_bert(tmp_path / "tiny-bert")
+    args = optimize_args(model, inputs, tmp_path / "history", tmp_path / "out", "--json")
+    assert cli(*[a for a in args if a != "--quiet"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["format"] == "speedster-dist.optimize" and doc["error"] is None
+    learner = load_model(tmp_path / "out", trust_code=True)
+    assert {w["hardware_type"] for w in doc["winners"]} == set(learner.hardware_types())
+    statuses = {t["status"] for t in doc["trials"]}
+    assert {"complete", "failed", "rejected"} <= statuses  # fake_faulty: raise / garbage
+    assert "[trial 1]" in err and "latency (p50 per batch)" in err
+
+
 def test_optimize_takes_an_onnx_file_with_npz_inputs(local_ray, tmp_path):
     model = models.tiny_mlp()
     onnx_path = tmp_path / "mlp.onnx"
@@ -256,7 +272,9 @@ def test_cluster_lists_this_machines_hardware_type(local_ray, capsys):
     from speedster_dist.hardware import local_hardware
 
     assert cli("cluster", "--json") == EXIT_OK
-    described = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "speedster-dist.cluster" and doc["exit_code"] == 0
+    described = doc["hardware_types"]
     here = local_hardware()
     assert here is not None
     assert [d["hardware_type"] for d in described] == [here.key]

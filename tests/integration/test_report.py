@@ -167,3 +167,26 @@ def test_the_cost_section_and_its_frontier_plot_render_in_headless_chromium(tmp_
     header, *rows = cells(full).rows
     assert header[-1] == "cost per 1M (USD)"
     assert all(row[-1].endswith(" USD") for row in rows), rows
+
+
+@needs_chromium
+def test_the_pages_policy_is_enforced_and_allows_its_own_style_sheet(tmp_path):
+    """The Content-Security-Policy allows the page's one style sheet by its hash: as written
+    the page is drawn with its charts' colours; the same page with one rule of the sheet
+    changed is drawn without any (the browser refuses the sheet), so the policy is live."""
+    history, page = tmp_path / "history", tmp_path / "report.html"
+    fleet(history)
+    assert main(["report", "--history", str(history), "--out", str(page)]) == EXIT_OK
+    html = page.read_text()
+    tampered = tmp_path / "tampered.html"
+    tampered.write_text(html.replace("h1{font-size:22px}", "h1{font-size:23px}", 1))
+    blue = bytes.fromhex(PALETTE[0][1:])
+    drawn = {}
+    for name, path in (("page", page), ("tampered", tampered)):
+        shot = tmp_path / f"{name}.png"
+        done = chromium(
+            path, tmp_path / "profile", "--window-size=1400,2600", f"--screenshot={shot}"
+        )
+        assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+        drawn[name] = pixel_counts(shot)[1].get(blue, 0)
+    assert drawn["page"] > 1500 and drawn["tampered"] == 0

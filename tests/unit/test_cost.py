@@ -83,6 +83,14 @@ def test_the_frontier_keeps_types_no_other_beats_on_both_latency_and_cost():
         ({"prices": {"a": float("nan")}}, "must be a number > 0"),
         ({"prices": {"a": "1.0"}}, "must be a number > 0"),
         ({"prices": {"a": True}}, "must be a number > 0"),
+        ({"prices": {"a": float("inf")}}, "the price of 'a' must be a number > 0, got inf"),
+        ({"prices": [1.0]}, "'prices' must map"),
+        ({"prices": {8: 1.0}}, "the name 8 must be text"),
+        (
+            {"prices": {"a": 1.0}, "curency": "EUR"},
+            "unknown key 'curency': did you mean 'currency'",
+        ),
+        ({"prices": {"a": 1.0}, "currency": 5}, "currency=5 is invalid: give it as text"),
     ],
 )
 def test_malformed_price_tables_are_refused(raw, message):
@@ -139,3 +147,14 @@ def test_describe_marks_the_fastest_and_the_cheapest_entry(tmp_path):
     assert rows[ELSEWHERE.key]["fastest"] and not rows[ELSEWHERE.key]["cheapest"]
     assert rows["cpu-second"]["cheapest"] and not rows["cpu-second"]["fastest"]
     assert "cost_per_1m" not in meta.describe()[0]  # without prices: as before
+
+
+def test_reading_the_cost_module_imports_no_pydantic():
+    """cost.py is on the load path (a learner's manifest describes costs): its price file
+    schema is built when a price table is parsed, not when the module is imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, speedster_dist.cost; print('pydantic' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

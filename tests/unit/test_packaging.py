@@ -76,3 +76,16 @@ b = ["numpy~=1.26", "ray[client]"]
     )
     pins = _pins_module().lowest_pins(tmp_path / "pyproject.toml", ["a"])
     assert pins == {"rich": "13.5.2", "numpy": "1.26"}
+
+
+def test_the_reports_templates_ship_with_the_package():
+    data = PROJECT["tool"]["setuptools"]["package-data"]["speedster_dist"]
+    shipped = {
+        path.relative_to(ROOT / "speedster_dist")
+        for pattern in data
+        for path in (ROOT / "speedster_dist").glob(pattern)
+    }
+    templates = set((ROOT / "speedster_dist/results/report/templates").glob("*"))
+    assert templates and {t.relative_to(ROOT / "speedster_dist") for t in templates} <= shipped
+    core = _lowest()
+    assert core["jinja2"] == "3.1" and core["pydantic"] == "2.6"  # the report, the schemas

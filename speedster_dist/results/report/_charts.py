@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "PALETTE",
     "REGRESSION_RED",
+    "TEXT_AS_GIVEN",
     "Bar",
     "Point",
     "Series",
@@ -47,13 +48,17 @@ PALETTE = (
 )
 REGRESSION_RED = "#dd0000"
 _WIDTH_IN = 7.2
-_RC = {
-    "svg.fonttype": "none",  # text as <text>, drawn (and readable) by the browser
+# What every chart of the report needs, whatever it looks like.
+TEXT_AS_GIVEN = {
     "svg.hashsalt": "speedster-dist",  # stable element ids: the same history, the same page
     # Names in charts (models, backends, techniques) are the user's text: "$\\frac{1}{$" is a
     # name to show, not mathtext to typeset (which fails on it), nor LaTeX to run.
     "text.parse_math": False,
     "text.usetex": False,
+}
+_RC = {
+    **TEXT_AS_GIVEN,
+    "svg.fonttype": "none",  # text as <text>, drawn (and readable) by the browser
     "font.family": "sans-serif",
     "font.size": 9,
     "axes.titlesize": 10,

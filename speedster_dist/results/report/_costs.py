@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from html import escape
 from typing import Any
+
+from markupsafe import Markup
 
 from speedster_dist.cost import (
     CostRow,
@@ -20,7 +21,9 @@ from speedster_dist.cost import (
 )
 from speedster_dist.present import ms
 from speedster_dist.results._regress import candidate_label
+from speedster_dist.results.report._charts import TEXT_AS_GIVEN
 from speedster_dist.results.report._html import Row
+from speedster_dist.results.report._templates import render
 
 __all__ = ["FRONTIER_COLOR", "POINT_COLOR", "cost_column", "cost_section"]
 
@@ -53,16 +56,16 @@ def _priced(winners: Mapping[str, tuple[Row, str | None]], prices: PriceTable) -
 
 
 def frontier_svg(rows: list[CostRow], title: str) -> str:
-    """Latency (x) against cost per 1M (y) of every priced type, the frontier joined."""
+    """Latency (x) against cost per 1M (y) of every priced type, the frontier joined. Names
+    are drawn as given (no mathtext: a ``$`` in a hardware type or model is text)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global figure, no backend switched
 
     priced = [r for r in rows if r.cost_per_1m is not None]
     edge = frontier(priced)
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    try:
+    with matplotlib.rc_context(TEXT_AS_GIVEN):  # type: ignore[arg-type]  # keys typed as Literal
+        figure = Figure(figsize=(6.4, 4.0), dpi=100)
+        axes = figure.add_subplot()
         xs = [r.p50_s * 1e3 for r in priced]
         ys = [r.cost_per_1m or 0.0 for r in priced]
         axes.scatter(xs, ys, s=60, color=POINT_COLOR, zorder=2, label="hardware type")
@@ -90,32 +93,34 @@ def frontier_svg(rows: list[CostRow], title: str) -> str:
         axes.legend(fontsize=7)
         axes.grid(alpha=0.3)
         buffer = io.StringIO()
-        figure.savefig(buffer, format="svg", bbox_inches="tight")
-    finally:
-        plt.close(figure)
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # inline: no XML prolog inside the page
 
 
-def _table(rows: list[CostRow], prices: PriceTable) -> str:
+_HEADERS = ["hardware type", "winner", "p50", "throughput/s", "price/h", "cost per 1M", ""]
+
+
+def _table_rows(rows: list[CostRow], prices: PriceTable) -> list[list[str]]:
+    """The priced types as text, fastest first, the fastest and the cheapest marked."""
     fastest, cheapest = fastest_and_cheapest(rows)
-    head = ["hardware type", "winner", "p50", "throughput/s", "price/h", "cost per 1M", ""]
-    lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    lines = []
     for row in sorted(rows, key=lambda r: r.p50_s):
         marks = [m for m, r in (("fastest", fastest), ("cheapest", cheapest)) if r is row]
         cost = f"{row.cost_per_1m:.4g} {prices.currency}" if row.cost_per_1m is not None else "-"
         price = f"{row.price_per_hour:g}" if row.price_per_hour is not None else "no price"
-        cells = [
-            row.hardware_type,
-            row.label,
-            ms(row.p50_s),
-            f"{row.throughput_per_s:.4g}",
-            price,
-            cost,
-            ", ".join(marks),
-        ]
-        lines.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-    return "".join(lines) + "</table>"
+        lines.append(
+            [
+                row.hardware_type,
+                row.label,
+                ms(row.p50_s),
+                f"{row.throughput_per_s:.4g}",
+                price,
+                cost,
+                ", ".join(marks),
+            ]
+        )
+    return lines
 
 
 def cost_column(prices: PriceTable) -> tuple[str, Callable[[Any], str]]:
@@ -134,22 +139,32 @@ def cost_column(prices: PriceTable) -> tuple[str, Callable[[Any], str]]:
     return (f"cost per 1M ({prices.currency})", cell)
 
 
-def cost_section(history: Sequence[Row], prices: PriceTable | None) -> str | None:
-    """The section's HTML, or None without prices (the report then has no such section)."""
+def _chart(rows: list[CostRow], model: str) -> Markup | str | None:
+    """The frontier plot (matplotlib's SVG); "" when nothing is priced, None without
+    matplotlib (the page says how to get it)."""
+    if not any(r.cost_per_1m is not None for r in rows):
+        return ""
+    try:
+        return Markup(frontier_svg(rows, f"{model}: latency and cost"))  # text escaped by it
+    except ImportError:  # matplotlib is the `report` extra
+        return None
+
+
+def cost_section(history: Sequence[Row], prices: PriceTable | None) -> Markup | None:
+    """The section's HTML (``templates/costs.html.j2``), or None without prices (the report
+    then has no such section)."""
     if prices is None:
         return None
-    parts = [
-        f'<p class="muted">Prices: {escape(prices.source or "given")} ({prices.currency} per '
-        "node-hour); throughput is one node serving calls back to back.</p>"
-    ]
+    models = []
     for model, winners in sorted(_best_per_type(history).items()):
         rows = _priced(winners, prices)
-        if not rows:
-            continue
-        parts.append(f"<h3>{escape(model)}</h3>{_table(rows, prices)}")
-        if any(r.cost_per_1m is not None for r in rows):
-            try:
-                parts.append(f"<figure>{frontier_svg(rows, f'{model}: latency and cost')}</figure>")
-            except ImportError:  # matplotlib is the `report` extra
-                parts.append('<p class="muted">(install speedster-dist[report] for the plot)</p>')
-    return "".join(parts)
+        if rows:
+            table = _table_rows(rows, prices)
+            models.append({"name": model, "rows": table, "chart": _chart(rows, model)})
+    return render(
+        "costs.html.j2",
+        source=prices.source or "given",
+        currency=prices.currency,
+        headers=_HEADERS,
+        models=models,
+    )

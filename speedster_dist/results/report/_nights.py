@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from html import escape
 from typing import Any
+
+from markupsafe import Markup
 
 from speedster_dist.present import ms
 from speedster_dist.results._regress import Comparison, RegressionSettings, compare_run
-from speedster_dist.results.report._html import Row, table
+from speedster_dist.results.report._html import Row
+from speedster_dist.results.report._templates import render
 
 __all__ = ["flagged_keys", "judged_text", "nightly_verdicts", "regressions_section"]
 
@@ -21,25 +23,35 @@ def _figure(figure: str, value: float | None) -> str:
     return ms(value) if figure.startswith("latency") else f"{value:.3g}"
 
 
-def _comparison_cells(c: Comparison, run: str = "") -> list[str]:
-    css = "bad" if c.regressed else ("good" if c.judged else "warn")
-    cells = [] if not run else [escape(run)]
-    return [
-        *cells,
-        escape(c.model_name) + (f" ({escape(c.learner)})" if c.learner else ""),
-        escape(c.hardware_type),
-        escape(c.role),
-        escape(c.candidate),
-        escape(c.figure),
-        escape(_figure(c.figure, c.value)),
-        escape(_figure(c.figure, c.median)) + f" (n={c.history})",
-        "" if c.change is None else f"{c.change:+.0%}",
-        f'<span class="{css}">{escape(c.verdict)}</span>',
-        escape(c.note),
-    ]
+def _view(c: Comparison) -> dict[str, str]:
+    """A verdict as text, for ``regressions.html.j2`` (which escapes every value)."""
+    return {
+        "model": c.model_name + (f" ({c.learner})" if c.learner else ""),
+        "hardware_type": c.hardware_type,
+        "role": c.role,
+        "candidate": c.candidate,
+        "figure": c.figure,
+        "now": _figure(c.figure, c.value),
+        "median": f"{_figure(c.figure, c.median)} (n={c.history})",
+        "change": "" if c.change is None else f"{c.change:+.0%}",
+        "css": "bad" if c.regressed else ("good" if c.judged else "warn"),
+        "verdict": c.verdict,
+        "note": c.note,
+    }
 
 
-_VERDICT_HEADERS = ["model", "hardware", "role", "candidate", "figure", "now", "median"]
+_HEADERS = [
+    "model",
+    "hardware",
+    "role",
+    "candidate",
+    "figure",
+    "now",
+    "median",
+    "change",
+    "verdict",
+    "note",
+]
 
 
 def judged_text(comparisons: Sequence[Comparison], min_history: int) -> str:
@@ -50,48 +62,30 @@ def judged_text(comparisons: Sequence[Comparison], min_history: int) -> str:
 
 def regressions_section(
     verdicts: Mapping[str, list[Comparison]], settings: RegressionSettings
-) -> str:
-    """Judged count of the latest night, regressions of every night, the latest night."""
+) -> Markup:
+    """Judged count of the latest night, regressions of every night, the latest night
+    (``templates/regressions.html.j2``)."""
     if not verdicts:
-        return (
-            "<p>No nightly re-benchmark (<code>rebench</code>) recorded yet: "
-            f"0 figures judged (needs {settings.min_history} nights).</p>"
-        )
+        return render("regressions.html.j2", latest=None, min_history=settings.min_history)
     latest = list(verdicts)[-1]
     everything = [c for found in verdicts.values() for c in found]
-    flagged = [(run, c) for run, found in verdicts.items() for c in found if c.regressed]
-    judged = sum(1 for c in everything if c.judged)
-    summary = (
-        f'<p id="judged">Latest night ({escape(latest)}): '
-        f"{judged_text(verdicts[latest], settings.min_history)}.</p>"
-    )
-    if flagged:
-        summary += (
-            f'<p class="bad">{len(flagged)} regressed figures in {len(verdicts)} nightly runs.</p>'
-        )
-        found_rows = [_comparison_cells(c, run) for run, c in reversed(flagged)]
-        headers = ["run", *_VERDICT_HEADERS, "change", "verdict", "note"]
-        summary += table(headers, found_rows, "regressions")
-    elif judged:
-        summary += (
-            f"<p>No regression among the {judged} judged figures of {len(verdicts)} runs.</p>"
-        )
-    else:
-        summary += (
-            '<p class="warn">Nothing judged yet: every figure needs '
-            f"{settings.min_history} earlier nights; no verdict either way.</p>"
-        )
-    shown = verdicts[latest]
-    hidden = ""
+    flagged = [(run, _view(c)) for run, found in verdicts.items() for c in found if c.regressed]
+    shown, hidden = verdicts[latest], 0
     if len(shown) > _MAX_LATEST:  # a big fleet: what needs reading only
         worth = [c for c in shown if c.verdict != "ok" or c.note]
-        hidden = (
-            f'<p class="muted">{len(shown) - len(worth)} figures ok, without notes: not shown.</p>'
-        )
-        shown = worth
-    headers = [*_VERDICT_HEADERS, "change", "verdict", "note"]
-    every = table(headers, [_comparison_cells(c) for c in shown], "latest-night")
-    return summary + "<h3>Every figure of the latest night</h3>" + every + hidden
+        shown, hidden = worth, len(shown) - len(worth)
+    return render(
+        "regressions.html.j2",
+        latest=latest,
+        judged_text=judged_text(verdicts[latest], settings.min_history),
+        flagged=flagged[::-1],
+        runs=len(verdicts),
+        judged=sum(1 for c in everything if c.judged),
+        min_history=settings.min_history,
+        headers=_HEADERS,
+        shown=[_view(c) for c in shown],
+        hidden=hidden,
+    )
 
 
 def nightly_verdicts(

@@ -1,4 +1,5 @@
-"""The HTML report: one self-contained page (inline CSS and SVG, no script, nothing fetched).
+"""The HTML report: one self-contained page (inline CSS and SVG, no script, nothing fetched),
+rendered from the jinja2 templates of ``templates/`` (autoescaped; see :mod:`._templates`).
 
 Read top to bottom as a fleet owner does: what runs where (the winners table), whether it
 still does (regressions, with how many figures could be judged), then the plots, then every
@@ -10,28 +11,41 @@ winners table takes extra columns (``winner_columns``).
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup
 
 from speedster_dist.cost import PriceTable
 from speedster_dist.results._history import read_history
 from speedster_dist.results._regress import RegressionSettings, candidate_label
 from speedster_dist.results._winners import Winner, find_winners
 from speedster_dist.results.report._costs import cost_column, cost_section
-from speedster_dist.results.report._html import Row, table, when
+from speedster_dist.results.report._html import Row, when
 from speedster_dist.results.report._nights import (
     flagged_keys,
     nightly_verdicts,
     regressions_section,
 )
 from speedster_dist.results.report._plots import drop_charts, latency_charts, speedup_chart
+from speedster_dist.results.report._templates import (
+    content_security_policy,
+    render,
+    style_elements,
+    style_sheet,
+    styles_to_classes,
+    visible,
+)
 from speedster_dist.results.report._winner_table import WinnerColumn, winners_section
 
 __all__ = ["WinnerColumn", "render_report", "write_report"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_FAILURES = 200
 _CSS = """
@@ -41,8 +55,7 @@ h3{font-size:14px;margin:16px 0 4px}.grid{display:flex;flex-wrap:wrap;gap:12px}
 .grid figure{margin:0}svg.chart{max-width:100%;height:auto}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 6px;
 text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f4f4f4}
-.bad{color:#b00;font-weight:bold}.warn{color:#8a5a00}.good{color:#080}.muted{color:#777}
-"""
+.bad{color:#b00;font-weight:bold}.warn{color:#8a5a00}.good{color:#080}.muted{color:#777}"""
 
 
 def _count(n: int, what: str) -> str:
@@ -55,7 +68,8 @@ def _trials(rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if r["role"] != "confirmed"]
 
 
-def _overview(rows: Sequence[Row]) -> str:
+def _overview(rows: Sequence[Row]) -> dict[str, str]:
+    """What the history holds, counted, and the libraries of its latest run."""
     statuses: dict[str, int] = defaultdict(int)
     trials = _trials(rows)
     for row in trials:
@@ -74,62 +88,102 @@ def _overview(rows: Sequence[Row]) -> str:
         *([_count(retimed, "confirmation re-timing")] if retimed else []),
     ]
     versions = json.loads(rows[-1]["versions"] or "{}")
-    libs = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-    return (
-        f"<p>{escape(', '.join(counts))}, from {when(rows[0])} to {when(rows[-1])} (UTC).</p>"
-        f'<p class="muted">Latest run used: {escape(libs)}.</p>'
-    )
+    return {
+        "counts": ", ".join(counts),
+        "first": when(rows[0]),
+        "last": when(rows[-1]),
+        "libraries": ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+    }
 
 
-# -- plots and failures ----------------------------------------------------------------------
+def _plots(rows: Sequence[Row], winners: Sequence[Winner], flagged: set[Any]) -> Markup:
+    def charts(drawn: Sequence[str]) -> list[Markup]:
+        return [Markup(svg) for svg in drawn]  # matplotlib's SVG: its text escaped by it
 
-
-def _grid(charts: Sequence[str], empty: str = "No complete trial yet.") -> str:
-    if not charts:
-        return f"<p>{escape(empty)}</p>"
-    return '<div class="grid">' + "".join(f"<figure>{c}</figure>" for c in charts) + "</div>"
-
-
-def _plots(rows: Sequence[Row], winners: Sequence[Winner], flagged: set[Any]) -> str:
     speedups = speedup_chart(winners)
-    return (
-        "<h3>Speed-up per model and hardware type</h3>"
-        + (speedups or "<p>No winner has a baseline measured with it yet.</p>")
-        + "<h3>Latency over time (hollow: quick-measure; ringed: regression)</h3>"
-        + _grid(latency_charts(rows, flagged))
-        + "<h3>Latency against metric drop (dashed: the accepted drop)</h3>"
-        + _grid(drop_charts(rows), "No metric drop measured yet.")
+    return render(
+        "plots.html.j2",
+        speedups=Markup(speedups) if speedups else None,
+        latency=charts(latency_charts(rows, flagged)),
+        drops=charts(drop_charts(rows)),
     )
 
 
-def _failures(rows: Sequence[Row]) -> str:
+def _failures(rows: Sequence[Row]) -> Markup:
     failed = [r for r in reversed(rows) if r["status"] != "complete"]
-    if not failed:
-        return "<p>No rejected or failed candidate.</p>"
     counts: dict[str, int] = defaultdict(int)
     for r in failed:
         counts[r["status"]] += 1
     shown = [
         [
-            escape(when(r)),
-            escape(r["model_name"]),
-            escape(r["hardware_type"]),
-            escape(candidate_label(r)),
-            escape(r["status"]),
+            when(r),
+            r["model_name"],
+            r["hardware_type"],
+            candidate_label(r),
+            r["status"],
             "" if r["metric_drop"] is None else f"{r['metric_drop']:.3g}",
-            escape(r["run_kind"]) + (" (quick)" if r.get("quick_measure") else ""),
-            escape(r["reason"]),
+            r["run_kind"] + (" (quick)" if r.get("quick_measure") else ""),
+            r["reason"],
         ]
         for r in failed[:_MAX_FAILURES]
     ]
-    more = (
-        f"<p class='muted'>Showing the newest {_MAX_FAILURES} of {len(failed)}.</p>"
-        if len(failed) > _MAX_FAILURES
-        else ""
+    return render(
+        "failures.html.j2",
+        counts=", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
+        headers=["time (UTC)", "model", "hardware", "candidate", "status", "drop", "run", "reason"],
+        rows=shown,
+        shown=_MAX_FAILURES,
+        more=len(failed) if len(failed) > _MAX_FAILURES else 0,
     )
-    what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    headers = ["time (UTC)", "model", "hardware", "candidate", "status", "drop", "run", "reason"]
-    return f"<p>{what}.</p>" + table(headers, shown, "failures") + more
+
+
+_JSON_COLUMNS = ("knobs", "settings", "versions")  # text whose strings are shown too
+
+
+def _visible_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(str(k)): _visible_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible_value(v) for v in value]
+    return value
+
+
+def _visible_rows(rows: Sequence[Row]) -> list[Row]:
+    """Every text of ``rows`` (the JSON columns' strings included) with its bidi and control
+    characters made visible (:func:`._templates.visible`): tables and charts show them so."""
+    shown: list[Row] = []
+    for row in rows:
+        text = {k: visible(v) if isinstance(v, str) else v for k, v in row.items()}
+        for name in _JSON_COLUMNS:
+            if text.get(name):
+                text[name] = json.dumps(_visible_value(json.loads(text[name])))
+        shown.append(text)
+    return shown
+
+
+def _page(title: str, overview: dict[str, str], parts: Sequence[tuple[str, Markup]]) -> str:
+    """The page around its sections: the charts' styles moved into the one style sheet, and
+    the Content-Security-Policy that allows that sheet only."""
+    rules: dict[str, str] = {}
+    moved = []
+    sheets = [_CSS]
+    for heading, body in parts:
+        body_text, found = style_elements(styles_to_classes(body, rules))
+        sheets += [css for css in found if css not in sheets]
+        moved.append((heading, Markup(body_text)))
+    sheet = style_sheet(sheets, rules)
+    logger.debug("report page: %d sections, %d chart styles", len(parts), len(rules))
+    return render(
+        "page.html.j2",
+        policy=content_security_policy(sheet),
+        sheet=Markup(sheet),  # our CSS and matplotlib's declarations: no data
+        title=title,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        sections=moved,
+        **overview,
+    )
 
 
 def render_report(
@@ -143,39 +197,37 @@ def render_report(
     """The whole page for history ``rows`` (oldest first). Raises ValueError when empty.
 
     ``winner_columns``: extra columns of the winners table (header, cell text of a
-    :class:`Winner`); ``sections``: extra ``(heading, HTML)`` sections, placed after the
-    regressions and before the plots (the HTML is inserted as given: escape what you put in).
-    ``prices``: the winners table gains a cost per 1M inferences column, and a cost section
-    (per model: the fastest and the cheapest hardware type, the latency/cost frontier) comes
-    after the regressions.
+    :class:`Winner`: escaped); ``sections``: extra ``(heading, HTML)`` sections, placed after
+    the regressions and before the plots (the heading is text; the HTML is inserted as
+    given: escape what you put in, e.g. with ``markupsafe.escape``). ``prices``: the winners
+    table gains a cost per 1M inferences column, and a cost section (per model: the fastest
+    and the cheapest hardware type, the latency/cost frontier) comes after the regressions.
+    The page runs no script and fetches nothing: its Content-Security-Policy says so.
     """
     if not rows:
         raise ValueError("the history holds no trial: nothing to report")
+    rows = _visible_rows(rows)
+    if prices is not None:  # looked up by the rows' (now visible) hardware types
+        per_hour = {visible(key): price for key, price in prices.per_hour.items()}
+        prices = replace(prices, per_hour=per_hour)
     settings = settings or RegressionSettings()
     verdicts = nightly_verdicts(rows, settings)
     winners = find_winners(rows, verdicts, settings.min_history)
+    extra = [(heading, Markup(html)) for heading, html in sections]  # the caller's HTML
     if prices is not None:  # cost per 1M inferences, in the table and in its own section
         winner_columns = (*winner_columns, cost_column(prices))
-        priced = cost_section(rows, prices) or "<p>No winner is priced.</p>"
-        sections = (*sections, ("Cost per 1M inferences", priced))
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        extra.append(("Cost per 1M inferences", cost_section(rows, prices) or Markup()))
     parts = [
         (
             "What runs where: the winner per model and hardware type",
             winners_section(winners, winner_columns, rows),
         ),
         ("Regressions (nightly re-benchmarks)", regressions_section(verdicts, settings)),
-        *((escape(name), html) for name, html in sections),
+        *extra,
         ("Plots", _plots(_trials(rows), winners, flagged_keys(verdicts))),
         ("Rejected and failed candidates", _failures(_trials(rows))),
     ]
-    body = "".join(f"<h2>{name}</h2>{html}" for name, html in parts)
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-        f'<h1>{escape(title)}</h1><p class="muted">Generated {generated}.</p>'
-        f"{_overview(rows)}{body}</body></html>"
-    )
+    return str(_page(title, _overview(rows), parts))
 
 
 def write_report(

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from html import escape
+from typing import Any
+
+from markupsafe import Markup
 
 from speedster_dist.present import knob_text, ms
 from speedster_dist.results._winners import Winner
-from speedster_dist.results.report._html import Row, table, when
+from speedster_dist.results.report._html import Row, when
 from speedster_dist.results.report._plots import threshold_of
+from speedster_dist.results.report._templates import render
 
 __all__ = ["WinnerColumn", "winners_section"]
 
 # An extra column of the winners table: its header, and its cell's text for a winner.
 WinnerColumn = tuple[str, Callable[[Winner], str]]
 _STATE_CLASS = {"confirmed": "good", "re-timed": "good", "regressed": "bad", "failed": "bad"}
-
-
-def _model_cell(w: Winner) -> str:
-    if w.learner and w.learner != w.model:
-        return f'{escape(w.model)}<br><span class="muted">learner {escape(w.learner)}</span>'
-    return escape(w.model)
 
 
 def _drop_cell(w: Winner) -> str:
@@ -32,19 +29,13 @@ def _drop_cell(w: Winner) -> str:
     return f"{drop:.3g}" + (f" (limit {limit:g})" if limit is not None else "")
 
 
-def _measured_cell(w: Winner) -> str:
-    source = "nightly re-measure" if w.nightly else f"{w.row['run_kind']} search"
-    quick = ' <span class="warn">quick-measure: noisy</span>' if w.row.get("quick_measure") else ""
-    return f"{when(w.row)} UTC<br>{source}{quick}"
-
-
 # A baseline this much faster or slower than the previous one makes a speed-up suspect.
 _BASELINE_MOVE = 0.4
 
 
 def _baseline_moved(w: Winner, rows: Sequence[Row]) -> str:
-    """A warning when the baseline of the winner's run moved a lot since the previous
-    measurement of the same baseline (a halved baseline: a different machine?)."""
+    """How much the baseline of the winner's run moved since the previous measurement of
+    the same baseline, when it moved a lot (a halved baseline: a different machine?)."""
     base = w.baseline
     if base is None or not base["latency_p50_s"]:
         return ""
@@ -63,9 +54,7 @@ def _baseline_moved(w: Winner, rows: Sequence[Row]) -> str:
     if not earlier:
         return ""
     change = base["latency_p50_s"] / earlier[-1]["latency_p50_s"] - 1.0
-    if abs(change) < _BASELINE_MOVE:
-        return ""
-    return f'<br><span class="warn">baseline {change:+.0%} since the run before</span>'
+    return "" if abs(change) < _BASELINE_MOVE else f"{change:+.0%}"
 
 
 def _p50_cell(w: Winner) -> str:
@@ -101,54 +90,54 @@ def _speedup_cell(w: Winner) -> str:
     return f"{speedup:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f}x)" if spread else "")
 
 
-def _winner_cells(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]) -> list[str]:
+def _winner_view(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]) -> dict[str, Any]:
+    """A row of the table as text, for ``winners.html.j2`` (which escapes every value)."""
     row = w.row
     knobs = json.loads(row.get("knobs") or "{}")
     calibration = (json.loads(row.get("settings") or "{}").get("samples") or {}).get("calibration")
-    shown_knobs = knob_text(knobs, calibration).strip() or "-"  # as they acted
-    precision = row["precision"] + (f"/{row['technique']}" if row["technique"] else "")
-    state = f'<span class="{_STATE_CLASS.get(w.state, "warn")}">{escape(w.detail)}</span>'
-    return [
-        _model_cell(w),
-        escape(w.hardware_type),
-        escape(row["backend"]),
-        escape(precision),
-        escape(shown_knobs),
-        _p50_cell(w),
-        _p90_cell(w, rows),
-        _speedup_cell(w) + _baseline_moved(w, rows),
-        escape(_drop_cell(w)),
-        state,
-        _measured_cell(w),
-        *(escape(cell(w)) for _, cell in columns),
-    ]
+    return {
+        "model": w.model,
+        "learner": w.learner if w.learner and w.learner != w.model else "",
+        "hardware_type": w.hardware_type,
+        "backend": row["backend"],
+        "precision": row["precision"] + (f"/{row['technique']}" if row["technique"] else ""),
+        "knobs": knob_text(knobs, calibration).strip() or "-",  # as they acted
+        "p50": _p50_cell(w),
+        "p90": _p90_cell(w, rows),
+        "speedup": _speedup_cell(w),
+        "baseline_moved": _baseline_moved(w, rows),
+        "drop": _drop_cell(w),
+        "state": w.detail,
+        "state_class": _STATE_CLASS.get(w.state, "warn"),
+        "when": when(row),
+        # A history's field like any other: text, escaped by the template.
+        "source": "nightly re-measure" if w.nightly else f"{row['run_kind']} search",
+        "quick": bool(row.get("quick_measure")),
+        "extra": [cell(w) for _, cell in columns],
+    }
+
+
+_HEADERS = [
+    "model",
+    "hardware type",
+    "backend",
+    "precision",
+    "knobs",
+    "p50",
+    "p90",
+    "speed-up",
+    "metric drop",
+    "confirmed",
+    "measured",
+]
 
 
 def winners_section(
     winners: Sequence[Winner], columns: Sequence[WinnerColumn], history: Sequence[Row]
-) -> str:
-    if not winners:
-        return "<p>No model has a winner yet: no search completed a candidate.</p>"
-    headers = [
-        "model",
-        "hardware type",
-        "backend",
-        "precision",
-        "knobs",
-        "p50",
-        "p90",
-        "speed-up",
-        "metric drop",
-        "confirmed",
-        "measured",
-        *(header for header, _ in columns),
-    ]
-    rows = [_winner_cells(w, columns, history) for w in winners]
-    note = (
-        '<p class="muted">The winner is the fastest complete candidate of the latest search; '
-        "speed-up is against the baseline measured in the same run. When the search re-timed "
-        "its best candidates side by side with the baseline, the confirmed fastest wins and "
-        "its confirmed p50 and speed-up are shown (in brackets: the rounds' range). "
-        "Confirmed: re-measured by enough nightly runs, and not regressed.</p>"
+) -> Markup:
+    """The section's HTML (``templates/winners.html.j2``)."""
+    return render(
+        "winners.html.j2",
+        headers=[*_HEADERS, *(header for header, _ in columns)],
+        winners=[_winner_view(w, columns, history) for w in winners],
     )
-    return table(headers, rows, "winners") + note

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import huggingface_hub
@@ -235,7 +236,13 @@ def test_the_cli_takes_a_model_id(hub_dir, downloads, tmp_path, monkeypatch, cap
     texts.write_text(json.dumps(TEXTS))
     jobs: list[Any] = []
     monkeypatch.setattr(_optimize, "connect_cluster", lambda address: None)
-    monkeypatch.setattr(_optimize, "run_job", lambda spec, *a, **k: jobs.append(spec))
+    searched = SimpleNamespace(entries={}, results=[])  # what the CLI reports of a search
+
+    def run_job(spec: Any, *args: Any, **kwargs: Any) -> SimpleNamespace:
+        jobs.append(spec)
+        return searched
+
+    monkeypatch.setattr(_optimize, "run_job", run_job)
     assert main(["optimize", "org/tiny-bert", "--inputs", str(texts)]) == 0
     assert [(spec.name, spec.model) for spec in jobs] == [("org/tiny-bert", snapshot)]
     assert main(["optimize", "org/missing", "--inputs", str(texts)]) == EXIT_USAGE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,7 +115,12 @@ def test_the_refusals_say_how_to_fix_it(folders, tmp_path, capsys):
 def _optimized_spec(monkeypatch, argv: list[str]):
     seen = []
     monkeypatch.setattr(_optimize, "connect_cluster", lambda address: address)
-    monkeypatch.setattr(_optimize, "run_job", lambda spec, *a, **k: seen.append(spec))
+
+    def run_job(spec, *args, **kwargs):
+        seen.append(spec)
+        return SimpleNamespace(entries={}, results=[])  # a learner with nothing in it
+
+    monkeypatch.setattr(_optimize, "run_job", run_job)
     assert main(argv) == EXIT_OK
     return seen[0]
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from speedster_dist.fleet import trial_json
 from speedster_dist.present import SweepBoard
+from speedster_dist.records import Candidate, LatencyStats, TrialResult, TrialStatus
 
 
 def _trial(hw, label, status, p50=None):
-    return {"event": "trial", "hardware": hw, "label": label, "status": status, "p50_s": p50}
+    """A job's trial event: the trial's --json document (fleet/_sweep_child.py sends it)."""
+    backend, precision = label.split()
+    latency = LatencyStats(8, p50, 0.0, p50, p50, p50, p50, 8 * p50) if p50 else None
+    result = TrialResult(
+        Candidate.make(backend, precision, hw), TrialStatus(status), "" if p50 else "x", latency
+    )
+    return {"event": "trial", **trial_json(result)}
 
 
 def test_the_table_shows_each_model_and_type_with_status_and_best_so_far():
@@ -24,9 +32,8 @@ def test_the_table_shows_each_model_and_type_with_status_and_best_so_far():
     assert rows[("bert", "gpu-b")] == ["searching", "1", "2 ms torch fp32"]
     assert rows[("mlp", "cpu-a")] == ["failed", "1", "1 ms torch fp32"]
     assert rows[("vit", "-")] == ["queued", "0", "-"]
-    board.event(
-        "bert", {"event": "done", "winners": {"cpu-a": {"label": "ov int8", "p50_s": 0.004}}}
-    )
+    winner = {"hardware_type": "cpu-a", "label": "ov int8", "latency_p50_s": 0.004}
+    board.event("bert", {"event": "done", "winners": [winner]})
     board.job("bert", "done")
     status = {(r[0], r[1]): r[2] for r in board.rows()}
     assert status[("bert", "cpu-a")] == "done" and status[("bert", "gpu-b")] == "no winner"

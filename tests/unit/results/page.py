@@ -54,3 +54,11 @@ def chart_text(html):
     its words run together)."""
     drawn = "".join(re.findall(r"<text[^>]*>(.*?)</text>", html, flags=re.S))
     return re.sub(r"\s+", "", re.sub(r"<[^>]+>", "", drawn))
+
+
+def chart_styles(html, fragment=None):
+    """The style declarations the charts of ``fragment`` (default: the whole page) use: the
+    page moves each chart's ``style`` attributes into its style sheet as classes."""
+    rules = dict(re.findall(r"\.(s[0-9a-f]{10})\{([^}]*)\}", html))
+    used = set(re.findall(r'class="[^"]*\b(s[0-9a-f]{10})\b', fragment or html))
+    return {rules[name] for name in used}

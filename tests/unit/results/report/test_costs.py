@@ -10,6 +10,7 @@ from speedster_dist.results import read_history, render_report
 from speedster_dist.results.report import FRONTIER_COLOR
 
 from ..fleet import CPU, GPU, fleet
+from ..page import chart_styles
 
 
 def test_with_prices_the_report_has_cost_per_million_and_the_frontier(tmp_path):
@@ -25,6 +26,7 @@ def test_with_prices_the_report_has_cost_per_million_and_the_frontier(tmp_path):
     cpu_row = next(c for c in cells if CPU in c)
     assert "1 ms" in gpu_row and "1 USD" in gpu_row and "fastest" in gpu_row
     assert "4 ms" in cpu_row and "0.4 USD" in cpu_row and "cheapest" in cpu_row
-    assert table.count("<svg") == 1 and FRONTIER_COLOR in table  # the frontier plot, inline
+    assert table.count("<svg") == 1  # the frontier plot, inline, drawn in the frontier's colour
+    assert any(FRONTIER_COLOR in style for style in chart_styles(page, table))
     assert "<?xml" not in page  # the SVG is inline, not a document of its own
     assert "Cost per 1M" not in render_report(rows)  # no prices, no section

@@ -98,6 +98,13 @@ def optimize_model(
     (docs/cluster.md). ``prices`` (a prices.yaml path or a mapping: node group or hardware
     type -> price per hour): the summary adds each winner's cost per 1M inferences, the
     fastest and the cheapest hardware type.
+    ``objective`` ("latency", the default: the lowest p50 at the samples' batch; "throughput":
+    the most requests a second at a load point; "cost": per 1M requests, needs ``prices``),
+    ``batch_sizes`` and ``concurrency`` (the load points explored: requests per call, calls
+    in flight; throughput and cost only), ``latency_budget_ms`` (on each request's
+    ``latency_percentile``, default 99) and ``max_memory_mb``: points over either are
+    recorded as infeasible, never chosen; each winner's operating point is the learner's
+    (``operating_point()``, ``run_many``; docs/throughput.md).
 
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """

@@ -4,10 +4,17 @@
 machine it is on (see :mod:`speedster_dist.artifacts` for which one, and for the saved
 form), plus a *portable fallback*: the original model in a standard format, for machines of
 a type nobody measured.
+
+Each winner carries the operating point it was chosen for (``operating_point()``); the
+learner serves it: ``run_many`` batches and overlaps requests at that point. A learner may be
+called from several threads: its calls of one winner run one at a time (some runtimes'
+synchronous requests are not thread-safe), ``run_many`` keeps requests in flight through the
+backend's own runner.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +32,7 @@ from speedster_dist.artifacts import (
     save_learner,
     select_entry,
 )
-from speedster_dist.backends import Compiled
+from speedster_dist.backends import Compiled, fixed_rows, pad_rows, serve_requests, split_rows
 from speedster_dist.hardware import local_hardware_types
 from speedster_dist.records import DeviceKind, SavedCandidate, TrialResult
 from speedster_dist.sentence import SentenceEncoder
@@ -33,22 +40,77 @@ from speedster_dist.sentence import SentenceEncoder
 __all__ = ["HardwareKeyedLearner", "InferenceLearner", "LearnerMetadata", "load_model"]
 
 
+def _request(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One request of ``run_many`` as call arguments: a mapping is keyword arguments, a
+    tuple or list positional ones, anything else the one positional argument."""
+    if isinstance(item, dict):
+        return (), dict(item)
+    if isinstance(item, tuple | list):
+        return tuple(item), {}
+    return (item,), {}
+
+
 class InferenceLearner:
-    """One compiled model behind the original model's call signature and output type."""
+    """One compiled model behind the original model's call signature and output type.
+
+    Safe to call from several threads: calls run one at a time (a lock), ``run_many`` keeps
+    ``concurrency`` requests in flight through the backend's runner."""
 
     def __init__(self, compiled: Compiled, io: LearnerIO, entry: WinnerEntry) -> None:
         self.compiled = compiled
         self.io = io
         self.entry = entry
+        self._lock = threading.Lock()
+        # A winner chosen for a load point and built for its batch's fixed shapes takes
+        # fewer rows too: padded to its batch (a latency winner keeps refusing them).
+        serving = entry.serving or {}
+        self._pads = serving.get("objective", "latency") != "latency"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def operating_point(self) -> dict[str, Any]:
+        """See :meth:`WinnerEntry.operating_point`."""
+        return self.entry.operating_point()
+
+    def _flat(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         flat = self.io.flat_inputs(args, kwargs)
         self.io.check_shapes(flat)  # a clear error, not the runtime's, for a fixed shape
         fixed = getattr(self.compiled, "fixed_shapes", None)
-        if fixed:  # this winner was built for the samples' shapes only
-            self.io.check_fixed_shapes(flat, fixed, self.entry)
-        outputs = self.compiled(*flat)
+        if fixed and not (self._pads and self._fits_padded(flat)):
+            self.io.check_fixed_shapes(flat, fixed, self.entry)  # built for those shapes only
+        return flat
+
+    def _fits_padded(self, flat: tuple[Any, ...]) -> bool:
+        fixed = dict(self.compiled.fixed_shapes)  # type: ignore[attr-defined]
+        return all(
+            tuple(value.shape[1:]) == tuple(fixed[name][1:]) and value.shape[0] <= fixed[name][0]
+            for name, value in zip(self.io.input_names, flat, strict=True)
+            if name in fixed
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        flat = self._flat(args, kwargs)
+        rows = fixed_rows(self.compiled) if self._pads else None
+        with self._lock:
+            if rows is not None and int(flat[0].shape[0]) < rows:
+                padded = self.compiled(*pad_rows(tuple(flat), rows))
+                outputs = split_rows(padded, [int(flat[0].shape[0])])[0]
+            else:
+                outputs = self.compiled(*flat)
         return self.io.output.rebuild(outputs, self.io.output_class)
+
+    def run_many(self, requests: Sequence[Any]) -> list[Any]:
+        """The outputs of each request, in order, as :meth:`__call__` returns them; served
+        at the operating point: ``batch_size`` requests per call (consecutive requests of
+        one shape beyond the batch axis), ``concurrency`` calls in flight.
+
+        A request is what one call takes: a dict (keyword arguments, e.g. a tokenizer's
+        output), a tuple or list (positional arguments) or one tensor."""
+        flats = [self._flat(*_request(item)) for item in requests]
+        point = self.operating_point()
+        with self._lock:
+            served = serve_requests(
+                self.compiled, flats, int(point["batch_size"]), int(point["concurrency"])
+            )
+        return [self.io.output.rebuild(out, self.io.output_class) for out in served]
 
     def __repr__(self) -> str:
         return f"InferenceLearner({self.entry.label} for {self.entry.hardware.key})"
@@ -78,6 +140,8 @@ class HardwareKeyedLearner:
     about: dict[str, Any] = field(default_factory=dict)
     encoder: SentenceEncoder | None = field(default=None, repr=False)
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
+    # Selection and loading happen once, whichever thread calls first.
+    _loading: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def hardware_types(self) -> list[str]:
         """The hardware types with a winner (the portable fallback is not one)."""
@@ -92,25 +156,26 @@ class HardwareKeyedLearner:
     def for_hardware(self, hardware_key: str | None = None) -> InferenceLearner:
         """The learner for ``hardware_key`` (default: this machine's type, else the closest
         compatible winner, else the portable fallback; a fallback warns once)."""
-        if hardware_key is not None:
-            selection = self.select(hardware_key)
-        else:
-            if self.selection is None:  # decided once: a fallback warns once, not per call
-                self.selection = self.select()
-                if self.selection.message:
-                    warnings.warn(self.selection.message, stacklevel=3)
-            selection = self.selection
-        key = selection.key
-        if key not in self._active:
-            if key == PORTABLE_KEY:
-                assert self.portable is not None
-                # The fallback runs on the CPU, whatever device its trial ran on.
-                entry = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
+        with self._loading:
+            if hardware_key is not None:
+                selection = self.select(hardware_key)
             else:
-                entry = self.entries[key]
-            compiled = load_compiled(key, entry, self.trust_code)
-            self._active[key] = InferenceLearner(compiled, self.io, entry)
-        return self._active[key]
+                if self.selection is None:  # decided once: a fallback warns once, not per call
+                    self.selection = self.select()
+                    if self.selection.message:
+                        warnings.warn(self.selection.message, stacklevel=3)
+                selection = self.selection
+            key = selection.key
+            if key not in self._active:
+                if key == PORTABLE_KEY:
+                    assert self.portable is not None
+                    # The fallback runs on the CPU, whatever device its trial ran on.
+                    entry = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
+                else:
+                    entry = self.entries[key]
+                compiled = load_compiled(key, entry, self.trust_code)
+                self._active[key] = InferenceLearner(compiled, self.io, entry)
+            return self._active[key]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
@@ -142,6 +207,17 @@ class HardwareKeyedLearner:
             convert_to_numpy=convert_to_numpy,
             convert_to_tensor=convert_to_tensor,
         )
+
+    def operating_point(self, hardware_key: str | None = None) -> dict[str, Any]:
+        """The operating point the winner for ``hardware_key`` (default: the one this
+        machine runs) was chosen for: at least ``batch_size``, ``concurrency``,
+        ``throughput`` (requests a second) and ``p99_ms``, as measured by the search."""
+        return self.for_hardware(hardware_key).operating_point()
+
+    def run_many(self, requests: Sequence[Any]) -> list[Any]:
+        """Each request's outputs, in order, served at this machine's winner's operating
+        point (see :meth:`InferenceLearner.run_many`)."""
+        return self.for_hardware().run_many(requests)
 
     def save(
         self, path: str | Path, signing_key: Any = None, *, kit_sha256: str | None = None

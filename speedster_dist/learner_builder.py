@@ -12,9 +12,56 @@ from typing import Any
 from speedster_dist.artifacts import LearnerIO, WinnerEntry
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.present import format_trials
-from speedster_dist.records import SavedCandidate, SearchOutcome
+from speedster_dist.records import SavedCandidate, SearchOutcome, TrialResult
+from speedster_dist.serving import Objective
 
-__all__ = ["learner_from_outcome", "winner_entries"]
+__all__ = ["learner_from_outcome", "operating_point", "winner_entries"]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return seconds * 1e3 if seconds is not None else None
+
+
+def operating_point(result: TrialResult, objective: Objective) -> dict[str, Any]:
+    """How ``result``'s candidate is served, as it was measured (the manifest's ``serving``):
+    its load point under a throughput or cost objective, else one request per call, one
+    call at a time (throughput 1 / p50)."""
+    stats, latency, memory = result.throughput, result.latency, result.memory
+    point: dict[str, Any] = {
+        "objective": objective.kind,
+        "knobs": result.candidate.knob_dict,
+        "percentile": objective.percentile,
+        "latency_budget_ms": objective.latency_budget_ms,
+        "max_memory_mb": objective.max_memory_mb,
+        "measured": True,
+    }
+    if stats is not None:
+        point.update(
+            batch_size=stats.point.batch_size,
+            concurrency=stats.point.concurrency,
+            throughput=stats.throughput,
+            p50_ms=_ms(stats.p50_s),
+            p99_ms=_ms(stats.p99_s),
+            tail_ms=_ms(stats.tail_s),
+            call_p50_ms=_ms(stats.call_p50_s),
+            overlaps=stats.overlap.overlaps,
+            mechanism=stats.overlap.mechanism,
+        )
+    elif latency is not None:
+        point.update(
+            batch_size=1,
+            concurrency=1,
+            throughput=1.0 / latency.p50 if latency.p50 > 0 else None,
+            p50_ms=_ms(latency.p50),
+            p99_ms=_ms(latency.p99),
+        )
+    if memory is not None:
+        point.update(
+            memory_mb=memory.candidate_mb,
+            peak_rss_mb=memory.peak_rss_mb,
+            peak_device_mb=memory.peak_device_mb,
+        )
+    return point
 
 
 def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
@@ -25,6 +72,7 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
         metrics: dict[str, Any] = {
             "latency_p50_s": result.latency.p50 if result.latency else None,
             "latency_p90_s": result.latency.p90 if result.latency else None,
+            "latency_p99_s": result.latency.p99 if result.latency else None,
             "baseline_p50_s": base.latency.p50 if base and base.latency else None,
             "metric_drop": result.metric_drop,
             # built for the samples' shapes only (see TrialResult.fixed_shapes)
@@ -53,6 +101,7 @@ def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
             c.knob_dict,
             metrics,
             outcome.saved[key],
+            operating_point(result, outcome.objective),
         )
     return entries
 

@@ -20,10 +20,16 @@ from typing import Any
 import torch
 
 from speedster_dist.artifacts import LearnerIO, sha256_file
-from speedster_dist.backends import BuildConfig, SourceModel, get_backend
-from speedster_dist.errors import InputError
+from speedster_dist.backends import (
+    BuildConfig,
+    SourceModel,
+    UnsupportedCandidate,
+    get_backend,
+    source_for_batch,
+)
+from speedster_dist.errors import BatchError, InputError
 from speedster_dist.inputs import SampleSet, few_samples, normalize_inputs, split_sizes
-from speedster_dist.measure import resolve_metric
+from speedster_dist.measure import resolve_metric, tile_batch
 from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.records import DeviceKind, Precision
@@ -33,6 +39,7 @@ from speedster_dist.sentence import (
     is_sentence_transformer,
     split_sentence_transformer,
 )
+from speedster_dist.serving import Objective
 
 __all__ = ["Prepared", "prepare", "prepare_payload"]
 
@@ -100,9 +107,22 @@ def prepare(
         metric=options.metric,
         metric_drop_ths=options.metric_drop_ths,
         measure=options.measure,
+        objective=options.serving_objective,
     )
+    _check_batches(source, validation, payload.objective)
     first = samples.samples[0][0]
     return Prepared(payload, io, int(first.shape[0]) if first.dim() else 1, encoder)
+
+
+def _check_batches(source: SourceModel, validation: list[Sample], objective: Objective) -> None:
+    """Every batch a throughput or cost search measures can be built from the held-out
+    samples (they agree beyond the batch axis) and taken by the model (a user's ONNX file
+    that fixes its batch axis cannot be rebuilt for another batch)."""
+    for size in objective.batch_sizes:
+        try:
+            source_for_batch(source, tile_batch(validation, source.input_names, size))
+        except (BatchError, UnsupportedCandidate) as exc:
+            raise InputError(f"batch_sizes: a batch of {size} requests: {exc}") from None
 
 
 def prepare_payload(

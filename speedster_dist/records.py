@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from speedster_dist.serving import FrontierPoint, LoadPoint, MemoryUsage, Objective, ThroughputStats
+
 __all__ = [
     "BackendInfo",
     "Candidate",
@@ -60,6 +62,8 @@ class TrialStatus(str, Enum):
     REJECTED = "rejected"  # built and ran, but its metric drop is over the threshold
     PRUNED = "pruned"  # stopped early because it could not beat the best so far
     FAILED = "failed"  # raised, crashed its worker, or ran out of time
+    # Measured in full, but over a constraint (latency budget, memory cap): never chosen.
+    INFEASIBLE = "infeasible"
 
 
 def _frozen_knobs(knobs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -105,7 +109,10 @@ class Knob:
     ``backoff`` lists the knob's values from the least to the most accurate (e.g. how many
     layers stay in float): when a candidate is rejected for its metric drop, the search tries
     it again with the next value, while that helps and the budget lasts, whether or not
-    knobs are tuned; the values need not be among ``choices``.
+    knobs are tuned; the values need not be among ``choices``. ``serving``: the choices
+    tuned when the objective serves load (throughput, cost), the first its default there,
+    whether or not knobs are tuned (threads, streams, a throughput hint); empty: the knob
+    is tuned with the others.
     """
 
     name: str
@@ -115,6 +122,7 @@ class Knob:
     techniques: frozenset[str] = frozenset()
     counts_samples: bool = False
     backoff: tuple[Any, ...] = ()
+    serving: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.choices:
@@ -139,12 +147,14 @@ class Knob:
 @dataclass(frozen=True)
 class BackendInfo:
     """What the search needs to know of one backend on one node: its declared capabilities
-    and knobs, and why it cannot run there (None when it can)."""
+    and knobs (``throughput_knobs`` apart), and why it cannot run there (None when it can)."""
 
     name: str
     capabilities: tuple[Capability, ...]
     knobs: tuple[Knob, ...] = ()
     unavailable: str | None = None
+    # Knobs that pay off only with requests in flight: searched for throughput and cost only.
+    throughput_knobs: tuple[Knob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,13 +207,18 @@ class HardwareType:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the search space: how to build a model for one hardware type."""
+    """One point of the search space: how to build a model for one hardware type and, when
+    the objective serves load (throughput, cost), how to serve it: ``batch_size`` requests
+    per call with ``concurrency`` calls in flight (both 0: one call at a time at the
+    samples' batch, the latency objective's way)."""
 
     backend: str
     precision: Precision
     hardware_key: str
     technique: str = ""  # e.g. "dynamic" / "static" quantization, "" when none applies
     knobs: tuple[tuple[str, Any], ...] = ()
+    batch_size: int = 0
+    concurrency: int = 0
 
     def __post_init__(self) -> None:
         if not self.backend:
@@ -212,6 +227,10 @@ class Candidate:
             object.__setattr__(self, "precision", Precision(self.precision))
         if isinstance(self.knobs, Mapping):
             object.__setattr__(self, "knobs", _frozen_knobs(self.knobs))
+        if (self.batch_size == 0) != (self.concurrency == 0):
+            raise ValueError("a load point needs both a batch size and a concurrency")
+        if self.batch_size:  # checked as a load point's
+            LoadPoint(self.batch_size, self.concurrency)
 
     @classmethod
     def make(
@@ -221,9 +240,12 @@ class Candidate:
         hardware_key: str,
         technique: str = "",
         knobs: Mapping[str, Any] | None = None,
+        load: tuple[int, int] | None = None,
     ) -> Candidate:
+        """``load``: (batch size, concurrency), or None for one call at a time."""
+        frozen = _frozen_knobs(knobs or {})
         return cls(
-            backend, Precision(precision), hardware_key, technique, _frozen_knobs(knobs or {})
+            backend, Precision(precision), hardware_key, technique, frozen, *(load or (0, 0))
         )
 
     @property
@@ -231,11 +253,20 @@ class Candidate:
         return dict(self.knobs)
 
     @property
+    def load_point(self) -> LoadPoint | None:
+        """The load point it is served at (with its knobs); None for the latency objective."""
+        if not self.batch_size:
+            return None
+        return LoadPoint(self.batch_size, self.concurrency, self.knobs)
+
+    @property
     def label(self) -> str:
-        """Short human label, e.g. ``onnxruntime int8/static``."""
+        """Short human label, e.g. ``onnxruntime int8/static`` (``... @ 8x2``: batch 8, two
+        calls in flight)."""
         tech = f"/{self.technique}" if self.technique else ""
         knobs = "".join(f" {k}={v}" for k, v in self.knobs)
-        return f"{self.backend} {self.precision.value}{tech}{knobs}"
+        load = f" @ {self.batch_size}x{self.concurrency}" if self.batch_size else ""
+        return f"{self.backend} {self.precision.value}{tech}{knobs}{load}"
 
 
 @dataclass(frozen=True)
@@ -264,7 +295,10 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What one trial measured. ``latency`` is None unless the status is COMPLETE."""
+    """What one trial measured. ``latency`` is set when COMPLETE or INFEASIBLE (and may be
+    when PRUNED): one call's figures, or, for a load point, the per-request figures of
+    ``throughput`` (the batch-fill wait included). ``memory``: the candidate's peak memory
+    from before its build to the end of its measurement."""
 
     candidate: Candidate
     status: TrialStatus
@@ -285,10 +319,13 @@ class TrialResult:
     # What the build found worth telling the user (e.g. int8 calibrated on few distinct
     # samples): the backend's ``Compiled.notes``, printed under its hardware type's summary.
     notes: tuple[str, ...] = ()
+    throughput: ThroughputStats | None = None  # a load point's measurement
+    memory: MemoryUsage | None = None
 
     def __post_init__(self) -> None:
-        if self.status is TrialStatus.COMPLETE and self.latency is None:
-            raise ValueError("a complete trial must carry its latency")
+        measured = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)
+        if self.status in measured and self.latency is None:
+            raise ValueError(f"a {self.status.value} trial must carry its latency")
         if self.status is not TrialStatus.COMPLETE and not self.reason:
             raise ValueError(f"a {self.status.value} trial must say why")
 
@@ -379,6 +416,10 @@ class SearchOutcome:
     confirm_s: float = 0.0  # seconds the confirmation took (after the search's budget)
     missing_groups: dict[str, str] = field(default_factory=dict)  # node group -> why not up
     node_groups: dict[str, str] = field(default_factory=dict)  # hardware key -> node group
+    # Load objectives: per hardware key, the Pareto set of its fully measured load points
+    # (throughput against tail latency, infeasible ones marked), lowest latency first.
+    frontiers: dict[str, tuple[FrontierPoint, ...]] = field(default_factory=dict)
+    objective: Objective = field(default_factory=Objective)  # what the winners were chosen by
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         """The baseline trial of ``hardware_key`` (every speedup is relative to it)."""

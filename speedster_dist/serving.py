@@ -10,18 +10,25 @@ without side effects.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "DEFAULT_CONCURRENCY",
+    "LOAD_OBJECTIVES",
     "NOISY_OTHERS_SHARE",
+    "OBJECTIVES",
     "Done",
+    "FrontierPoint",
     "LoadPoint",
     "MemoryUsage",
+    "Objective",
     "Overlap",
     "Runner",
     "ThroughputStats",
+    "pareto_front",
 ]
 
 # A point measured while other processes used more than this share of the machine's CPUs
@@ -153,6 +160,12 @@ class MemoryUsage:
         """What the span added to the resident set at its peak (never negative)."""
         return max(self.peak_rss_mb - self.baseline_rss_mb, 0.0)
 
+    @property
+    def candidate_mb(self) -> float:
+        """The candidate's footprint, what ``max_memory_mb`` caps: its peak device memory
+        when it ran on a GPU through torch, else what it added to the resident set."""
+        return self.peak_device_mb if self.peak_device_mb is not None else self.rss_delta_mb
+
 
 @dataclass(frozen=True)
 class ThroughputStats:
@@ -185,12 +198,15 @@ class ThroughputStats:
     cores_used: float = 0.0
     cores_available: int = 0
     load: tuple[tuple[str, float], ...] = ()
+    std_s: float = 0.0  # per-request latencies' standard deviation and least value
+    min_s: float = 0.0
 
     def __post_init__(self) -> None:
         _whole("requests", self.requests)
         _whole("calls", self.calls)
         _whole("max_in_flight", self.max_in_flight)
-        for name in ("mean_s", "p50_s", "p90_s", "p99_s", "tail_s", "call_p50_s", "cores_used"):
+        names = ("mean_s", "p50_s", "p90_s", "p99_s", "tail_s", "call_p50_s", "std_s", "min_s")
+        for name in (*names, "cores_used"):
             _finite(name, getattr(self, name))
         _finite("duration_s", self.duration_s)
         _finite("throughput", self.throughput)
@@ -208,3 +224,175 @@ class ThroughputStats:
             return load["others_cpu_share"] > NOISY_OTHERS_SHARE
         busiest = max(load.get("loadavg_before", 0.0), load.get("loadavg_after", 0.0))
         return self.cores_available > 0 and busiest > self.cores_available
+
+
+# -- objectives: what "best" means, and the constraints a point must meet --------------------
+
+OBJECTIVES = ("latency", "throughput", "cost")
+# Objectives measured at load points (batches of requests, several in flight).
+LOAD_OBJECTIVES = frozenset({"throughput", "cost"})
+# The load points a throughput or cost search explores when not told: MLPerf's offline
+# scenario batches; two calls in flight keep a small machine's cores busy between calls.
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_CONCURRENCY = (1, 2)
+# What one stream of calls measures (``records.LatencyStats``): the latency objective's tail.
+_LATENCY_PERCENTILES = (50.0, 90.0, 99.0)
+
+
+def _sizes(name: str, values: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Whole numbers >= 1, unique and ascending (``default`` when none are given)."""
+    if values is None or values == ():
+        return default
+    return tuple(sorted({_whole(f"each of {name}", v) for v in values}))
+
+
+def _optional_limit(name: str, value: Any) -> None:
+    if value is None:
+        return
+    _finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be a number > 0 (or None: no limit), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a search optimizes, and the constraints a point must meet to count.
+
+    Built from ``optimize_model``'s keywords by ``options``; read by the search (the value a
+    study minimizes) and the trial runner (what it measures and whether it is feasible).
+
+    ``kind``: ``"latency"`` (the default, Speedster's: the lowest p50 of one call at the
+    samples' batch), ``"throughput"`` (the most requests served a second at a load point) or
+    ``"cost"`` (the least cost per 1M requests: within one hardware type it ranks points as
+    throughput does, one node's price being the same whatever the point; it needs prices).
+    ``batch_sizes`` and ``concurrency``: the load points a throughput or cost search
+    explores (requests per call, calls in flight; defaults :data:`DEFAULT_BATCH_SIZES`,
+    :data:`DEFAULT_CONCURRENCY`); the latency objective has none.
+    ``latency_budget_ms``: the most the ``percentile``-th per-request latency may be;
+    ``max_memory_mb``: the most :attr:`MemoryUsage.candidate_mb` may be. A point over
+    either is infeasible: measured and recorded, never chosen.
+    """
+
+    kind: str = "latency"
+    batch_sizes: tuple[int, ...] = ()
+    concurrency: tuple[int, ...] = ()
+    latency_budget_ms: float | None = None
+    percentile: float = 99.0
+    max_memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.kind!r}")
+        if self.serves_load:
+            batches = _sizes("batch_sizes", self.batch_sizes, DEFAULT_BATCH_SIZES)
+            flight = _sizes("concurrency", self.concurrency, DEFAULT_CONCURRENCY)
+            object.__setattr__(self, "batch_sizes", batches)
+            object.__setattr__(self, "concurrency", flight)
+        elif self.batch_sizes or self.concurrency:
+            raise ValueError(
+                "batch_sizes and concurrency are load points: they apply to "
+                "objective='throughput' or 'cost', not to 'latency' (one call at a time at "
+                "the samples' batch)"
+            )
+        _optional_limit("latency_budget_ms", self.latency_budget_ms)
+        _optional_limit("max_memory_mb", self.max_memory_mb)
+        _finite("latency_percentile", self.percentile)
+        if not 0 < self.percentile <= 100:
+            raise ValueError(f"latency_percentile must be in (0, 100], got {self.percentile!r}")
+        if not self.serves_load and float(self.percentile) not in _LATENCY_PERCENTILES:
+            raise ValueError(
+                "with objective='latency' the budget applies to one call's p50, p90 or p99: "
+                f"latency_percentile must be 50, 90 or 99, got {self.percentile!r}"
+            )
+
+    @property
+    def serves_load(self) -> bool:
+        """True when points are measured under load (throughput and cost)."""
+        return self.kind in LOAD_OBJECTIVES
+
+    @property
+    def constrained(self) -> bool:
+        return self.latency_budget_ms is not None or self.max_memory_mb is not None
+
+    @property
+    def loads(self) -> tuple[tuple[int, int], ...]:
+        """Every (batch size, concurrency) explored, ascending; () for latency."""
+        return tuple((b, c) for b in self.batch_sizes for c in self.concurrency)
+
+    def violations(self, tail_s: float, memory: MemoryUsage | None) -> tuple[str, ...]:
+        """Why a point whose tail latency is ``tail_s`` and memory ``memory`` is infeasible
+        (empty: it is feasible). Unknown memory does not violate the cap."""
+        found = []
+        over_ms, over_mb = self.constraint_values(tail_s, memory)
+        if over_ms > 0:
+            found.append(
+                f"p{self.percentile:g} {tail_s * 1e3:.4g} ms is over the latency budget of "
+                f"{self.latency_budget_ms:g} ms"
+            )
+        if over_mb > 0 and memory is not None:
+            found.append(
+                f"memory {memory.candidate_mb:.4g} MB is over the cap of {self.max_memory_mb:g} MB"
+            )
+        return tuple(found)
+
+    def constraint_values(self, tail_s: float, memory: MemoryUsage | None) -> tuple[float, float]:
+        """(milliseconds over the budget, MB over the cap): <= 0 where met (Optuna's
+        convention for constraints); 0 for a constraint not set."""
+        over_ms = 0.0 if self.latency_budget_ms is None else tail_s * 1e3 - self.latency_budget_ms
+        over_mb = 0.0
+        if self.max_memory_mb is not None and memory is not None:
+            over_mb = memory.candidate_mb - self.max_memory_mb
+        return over_ms, over_mb
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what "best" means ({} for the plain latency objective,
+        so that its studies keep their names)."""
+        if self == Objective():
+            return {}
+        return {
+            "objective": self.kind,
+            "batch_sizes": list(self.batch_sizes),
+            "concurrency": list(self.concurrency),
+            "latency_budget_ms": self.latency_budget_ms,
+            "latency_percentile": self.percentile,
+            "max_memory_mb": self.max_memory_mb,
+        }
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One measured point of a hardware type's frontier (throughput against tail latency).
+
+    ``label``: the candidate's (backend, precision, technique, knobs); ``throughput``:
+    requests a second; ``tail_s``: the ``percentile``-th per-request latency (the one the
+    budget applies to), ``p99_s`` the 99th; ``memory_mb``: :attr:`MemoryUsage.candidate_mb`
+    (None when unknown); ``feasible`` False: over a constraint, ``reason`` says which.
+    """
+
+    label: str
+    point: LoadPoint
+    throughput: float
+    tail_s: float
+    p99_s: float
+    percentile: float = 99.0
+    memory_mb: float | None = None
+    feasible: bool = True
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _finite("throughput", self.throughput)
+        _finite("tail_s", self.tail_s)
+        _finite("p99_s", self.p99_s)
+        if self.memory_mb is not None:
+            _finite("memory_mb", self.memory_mb)
+
+
+def pareto_front(points: Iterable[FrontierPoint]) -> tuple[FrontierPoint, ...]:
+    """The points no other point beats on both tail latency (lower) and throughput (higher),
+    lowest tail latency first; of equal points the first given is kept."""
+    ordered = sorted(points, key=lambda p: (p.tail_s, -p.throughput))
+    kept: list[FrontierPoint] = []
+    for point in ordered:
+        if not kept or point.throughput > kept[-1].throughput:
+            kept.append(point)
+    return tuple(kept)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ["speedster_dist", "tests", "benchmarks", "scripts"]
+CHECKED = ["speedster_dist", "tests", "benchmarks", "scripts", "examples"]
 MAX_MODULE_LINES = 450
 
 

@@ -129,7 +129,9 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
 
 @dataclass(frozen=True)
 class WinnerEntry:
-    """The winner of one hardware type: what it is, what it measured, its files."""
+    """The winner of one hardware type: what it is, what it measured, its files, and
+    ``serving``: the operating point it was chosen for (see :meth:`operating_point`; None
+    in a learner saved before operating points, or a portable fallback)."""
 
     hardware: HardwareType
     backend: str
@@ -138,11 +140,32 @@ class WinnerEntry:
     knobs: dict[str, Any]
     metrics: dict[str, Any]
     saved: SavedCandidate
+    serving: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
         tech = f"/{self.technique}" if self.technique else ""
         return f"{self.backend} {self.precision}{tech}"
+
+    def operating_point(self) -> dict[str, Any]:
+        """How this winner is served: ``batch_size`` (requests per call), ``concurrency``
+        (calls in flight), ``throughput`` (requests a second) and ``p99_ms`` (per request)
+        as measured, with the knobs, memory and objective when known. Without a recorded
+        point (an older learner, the fallback): one request per call, one at a time, its
+        throughput from the p50 when measured, ``measured`` False where nothing was."""
+        if self.serving is not None:
+            return {**self.serving, "knobs": dict(self.serving.get("knobs", self.knobs))}
+        p50, p99 = self.metrics.get("latency_p50_s"), self.metrics.get("latency_p99_s")
+        return {
+            "objective": "latency",
+            "batch_size": 1,
+            "concurrency": 1,
+            "knobs": dict(self.knobs),
+            "throughput": 1.0 / p50 if p50 else None,
+            "p50_ms": p50 * 1e3 if p50 else None,
+            "p99_ms": p99 * 1e3 if p99 else None,
+            "measured": bool(p50),
+        }
 
 
 def portable_entry(saved: SavedCandidate) -> WinnerEntry:

@@ -74,7 +74,7 @@ def saved_json(saved: SavedCandidate, folder: str, checksums: dict[str, str]) ->
 
 def entry_json(entry: WinnerEntry, folder: str, checksums: dict[str, str]) -> dict[str, Any]:
     """The manifest record of a winner: its files, what it is and what it measured."""
-    return {
+    found = {
         **saved_json(entry.saved, folder, checksums),
         "precision": entry.precision,
         "technique": entry.technique,
@@ -82,6 +82,9 @@ def entry_json(entry: WinnerEntry, folder: str, checksums: dict[str, str]) -> di
         "metrics": entry.metrics,
         "hardware": hardware_to_json(entry.hardware),
     }
+    if entry.serving is not None:
+        found["serving"] = entry.serving
+    return found
 
 
 def _stored(root: Path, raw: Mapping[str, Any]) -> SavedCandidate:
@@ -98,6 +101,7 @@ def _entry(root: Path, raw: Mapping[str, Any]) -> WinnerEntry:
         dict(raw.get("knobs", {})),
         dict(raw.get("metrics", {})),
         _stored(root, raw),
+        dict(raw["serving"]) if "serving" in raw else None,
     )
 
 

@@ -25,13 +25,16 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "KIT_SHA256",
+    "READABLE_VERSIONS",
     "ArtifactError",
     "parse_json",
     "validate_manifest",
 ]
 
 FORMAT = "speedster-dist-learner"
-FORMAT_VERSION = 1
+# 2: each entry may carry ``serving``, the operating point it was chosen for (issue 21).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # a version 1 manifest reads as one without operating points
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OUTPUT_KINDS = ("tensor", "tuple", "list", "dict", "model_output")
 _MAX_FILES = 10_000
@@ -180,6 +183,21 @@ def _check_hardware(raw: Any, key: str, device: str, where: str) -> None:
             raise _fail(f"{where}.{name}", "expected an integer >= 0")
 
 
+def _check_serving(raw: Any, where: str) -> None:
+    """An entry's operating point: whole batch size and concurrency, scalars otherwise."""
+    serving = _dict(raw, where)
+    _json_scalars({k: v for k, v in serving.items() if k != "knobs"}, where)
+    _json_scalars(serving.get("knobs", {}), f"{where}.knobs")
+    for name in ("batch_size", "concurrency"):
+        value = serving.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _fail(f"{where}.{name}", f"expected an integer >= 1, found {value!r:.40}")
+    for name in ("throughput", "p99_ms"):
+        value = serving.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _fail(f"{where}.{name}", f"expected a number, found {value!r:.40}")
+
+
 def _check_entry(key: Any, raw: Any, where: str) -> None:
     if not isinstance(key, str) or not key or len(key) > 200 or any(c.isspace() for c in key):
         raise _fail(where, f"hardware type {key!r} is not a non-empty word")
@@ -192,6 +210,8 @@ def _check_entry(key: Any, raw: Any, where: str) -> None:
         raise _fail(f"{where}.technique", "expected a string")
     _json_scalars(raw.get("knobs", {}), f"{where}.knobs")
     _json_scalars(raw.get("metrics", {}), f"{where}.metrics")
+    if "serving" in raw:
+        _check_serving(raw["serving"], f"{where}.serving")
     _check_hardware(_field(raw, "hardware", dict, where), key, raw["device"], f"{where}.hardware")
 
 
@@ -199,10 +219,11 @@ def validate_manifest(manifest: Any, where: str) -> None:
     """Raise :class:`ArtifactError` naming the first field of ``manifest`` that is wrong."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{where} is not a speedster-dist learner manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    version = manifest.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ArtifactError(
-            f"{where} has format version {manifest.get('version')!r}, "
-            f"this speedster-dist reads version {FORMAT_VERSION}"
+            f"{where} has format version {version!r}, this speedster-dist reads versions "
+            f"{', '.join(str(v) for v in READABLE_VERSIONS)}"
         )
     _check_io(manifest.get("io"), f"{where}: io")
     entries = manifest.get("entries")

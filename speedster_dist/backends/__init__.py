@@ -33,6 +33,7 @@ from speedster_dist.backends._runners import (
     check_concurrency,
     runner_for,
 )
+from speedster_dist.backends._serve import fixed_rows, pad_rows, serve_requests, split_rows
 
 __all__ = [
     "BASELINE_BACKEND",
@@ -55,9 +56,13 @@ __all__ = [
     "builds_per_batch",
     "check_concurrency",
     "device_call",
+    "fixed_rows",
     "get_backend",
+    "pad_rows",
     "resolve_backend_name",
     "runner_for",
+    "serve_requests",
     "source_for_batch",
+    "split_rows",
     "throughput_knobs",
 ]

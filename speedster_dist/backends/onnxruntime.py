@@ -103,7 +103,7 @@ class OnnxRuntimeBackend:
         # ORT transformer fusions (Attention, SkipLayerNorm, BiasGelu...) for Hugging Face
         # models whose model_type the optimizer knows; a no-op for anything else.
         Knob("graph_fusion", (True, False)),
-        Knob("intra_op_threads", (0, 1, 2, 4), devices=frozenset({_CPU})),
+        Knob("intra_op_threads", (0, 1, 2, 4), devices=frozenset({_CPU}), serving=(0, 1, 2, 4)),
         # int8 only: per-channel weight scales (more accurate, sometimes slower).
         Knob(
             "per_channel",

@@ -290,8 +290,14 @@ class OpenVinoBackend:
         Capability(_CPU, Precision.INT8, NNCF_TECHNIQUE, sources=_SOURCES),
     )
     knobs: tuple[Knob, ...] = (
-        Knob("performance_hint", ("LATENCY", "THROUGHPUT"), devices=frozenset({_CPU})),
-        Knob("num_streams", (0, 1, 2), devices=frozenset({_CPU})),  # 0: from the hint
+        # Serving under load (throughput, cost), the THROUGHPUT hint is tried first.
+        Knob(
+            "performance_hint",
+            ("LATENCY", "THROUGHPUT"),
+            devices=frozenset({_CPU}),
+            serving=("THROUGHPUT", "LATENCY"),
+        ),
+        Knob("num_streams", (0, 1, 2), devices=frozenset({_CPU}), serving=(0, 1, 2)),  # 0: hint's
         Knob("inference_num_threads", (0, 1, 2, 4), devices=frozenset({_CPU})),  # 0: all cores
         Knob(
             "per_channel",

@@ -21,6 +21,7 @@ from speedster_dist.fleet import (
 from speedster_dist.measure import BUILTIN_METRICS
 from speedster_dist.naming import model_name
 from speedster_dist.present import say
+from speedster_dist.serving import OBJECTIVES
 
 __all__ = ["add_parser", "add_search_options"]
 
@@ -45,7 +46,55 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-compilers", default="", help="comma-separated backend names")
     parser.add_argument("--ignore-compressors", default="", help="comma-separated techniques")
     parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
+    add_objective_options(parser)
     add_fleet_options(parser)
+
+
+def add_objective_options(parser: argparse.ArgumentParser) -> None:
+    """What "best" means and the constraints (docs/throughput.md)."""
+    parser.add_argument(
+        "--objective",
+        default="latency",
+        choices=list(OBJECTIVES),
+        help="latency (default: p50 at the samples' batch), throughput (requests/s at the "
+        "best load point) or cost (per 1M requests; needs --prices)",
+    )
+    parser.add_argument(
+        "--batch-sizes", type=_numbers, help="requests per call to explore, e.g. 1,8,32"
+    )
+    parser.add_argument("--concurrency", type=_numbers, help="calls in flight to explore, e.g. 1,2")
+    parser.add_argument(
+        "--latency-budget-ms", type=float, help="the most a request's tail latency may be"
+    )
+    parser.add_argument(
+        "--latency-percentile", type=float, default=99.0, help="the budget's percentile (99)"
+    )
+    parser.add_argument("--max-memory-mb", type=float, help="the most a candidate may add (MB)")
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    """``1,8,32`` as whole numbers (their range is checked with the other settings)."""
+    try:
+        numbers = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        numbers = ()
+    if not numbers:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, such as 1,8,32; got {text!r}"
+        )
+    return numbers
+
+
+def objective_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The JobSpec fields the objective options give."""
+    return {
+        "objective": args.objective,
+        "batch_sizes": args.batch_sizes or (),
+        "concurrency": args.concurrency or (),
+        "latency_budget_ms": args.latency_budget_ms,
+        "latency_percentile": args.latency_percentile,
+        "max_memory_mb": args.max_memory_mb,
+    }
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -102,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         kit=not args.no_kit,
         **fleet_settings(args),
+        **objective_settings(args),
     )
     # Fail on a bad setting or path before Ray starts (and before anything is downloaded).
     spec.validate()

@@ -48,6 +48,13 @@ class JobSpec:
     study_storage: str | None = None
     resume: bool = False  # continue this job's stored studies (finished trials are kept)
     prices: Path | None = None  # a prices.yaml: cost per 1M inferences in the summary
+    # What "best" means and the constraints (docs/throughput.md), as optimize_model takes them.
+    objective: str = "latency"
+    batch_sizes: tuple[int, ...] = ()  # () : the objective's default load points
+    concurrency: tuple[int, ...] = ()
+    latency_budget_ms: float | None = None
+    latency_percentile: float = 99.0
+    max_memory_mb: float | None = None
 
     @property
     def kit_path(self) -> Path | None:
@@ -64,6 +71,18 @@ class JobSpec:
             "ignore_compilers": list(self.ignore_compilers),
             "ignore_compressors": list(self.ignore_compressors),
             "trial_timeout": self.trial_timeout,
+            **self.serving(),
+        }
+
+    def serving(self) -> dict[str, Any]:
+        """The objective and its constraints, as ``optimize_model``'s keywords."""
+        return {
+            "objective": self.objective,
+            "batch_sizes": list(self.batch_sizes) or None,
+            "concurrency": list(self.concurrency) or None,
+            "latency_budget_ms": self.latency_budget_ms,
+            "latency_percentile": self.latency_percentile,
+            "max_memory_mb": self.max_memory_mb,
         }
 
     def validate(self) -> None:
@@ -80,6 +99,7 @@ class JobSpec:
                 "trial_timeout": self.trial_timeout,
                 "batch_size": self.batch_size,
                 **self.fleet(),
+                **self.serving(),
             },
         )
 
@@ -154,6 +174,7 @@ def run_job(
         progress=progress,
         history=target,
         **spec.fleet(),
+        **spec.serving(),
     )
     if spec.out is not None:
         learner.about["model"] = spec.model_name or spec.name  # the card names the job's model

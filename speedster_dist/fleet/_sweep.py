@@ -43,7 +43,9 @@ __all__ = ["SweepJobResult", "SweepPlan", "node_count", "plan_from_mapping"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PATHS = frozenset({"model", "inputs", "tokenizer", "prices"})  # relative to the sweep file
-_TUPLES = frozenset({"ignore_compilers", "ignore_compressors", "node_groups"})
+_TUPLES = frozenset(
+    {"ignore_compilers", "ignore_compressors", "node_groups", "batch_sizes", "concurrency"}
+)
 _NOT_SETTINGS = {"name", "settings"}
 
 
@@ -77,7 +79,7 @@ def _settings(given: BaseModel, base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in given.model_dump(exclude_unset=True, exclude=_NOT_SETTINGS).items():
         if key in _TUPLES:
-            out[key] = tuple(value)
+            out[key] = tuple(value or ())
         elif value is None:
             out[key] = None
         elif key in _PATHS:

@@ -27,7 +27,9 @@ __all__ = ["EVENT_PREFIX", "job_from_json", "job_to_json", "main"]
 
 EVENT_PREFIX = "@speedster-dist-event "
 _PATH_FIELDS = frozenset({"model", "inputs", "tokenizer", "out", "prices"})
-_TUPLE_FIELDS = frozenset({"ignore_compilers", "ignore_compressors", "node_groups"})
+_TUPLE_FIELDS = frozenset(
+    {"ignore_compilers", "ignore_compressors", "node_groups", "batch_sizes", "concurrency"}
+)
 
 
 def job_to_json(spec: JobSpec) -> dict[str, Any]:

@@ -33,6 +33,11 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _one_or_many_numbers(value: Any) -> Any:
+    """Load points: one whole number is a list of one."""
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _budget(value: Any) -> str | float:
     """``constrained``, ``unconstrained`` or seconds; text or a number (not a boolean)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -43,6 +48,8 @@ def _budget(value: Any) -> str | float:
 Names = Annotated[list[str], BeforeValidator(_one_or_many)]
 Budget = Annotated[str | float, PlainValidator(_budget)]
 Positive = Annotated[int, Field(ge=1)]
+# Load points (batch sizes, requests in flight): whole numbers >= 1, at least one.
+LoadPoints = Annotated[list[Positive], BeforeValidator(_one_or_many_numbers), Field(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -70,6 +77,13 @@ class JobSettings(_Strict):
     study_storage: str | None = None  # a URL as Optuna takes it, a journal file, a folder
     resume: bool = False
     prices: str | None = None
+    # What the search optimizes, and its constraints (docs/throughput.md).
+    objective: str = "latency"
+    batch_sizes: LoadPoints | None = None
+    concurrency: LoadPoints | None = None
+    latency_budget_ms: float | None = None
+    latency_percentile: float = 99.0
+    max_memory_mb: float | None = None
 
 
 class VariantFile(JobSettings):

@@ -30,9 +30,13 @@ from speedster_dist.measure._load import LoadWatch
 from speedster_dist.measure._memory import MemoryWatch
 from speedster_dist.serving import LoadPoint, Runner, ThroughputStats
 
-__all__ = ["check_percentile", "measure_load", "request_latencies"]
+__all__ = ["StopRule", "check_percentile", "measure_load", "request_latencies"]
 
 Clock = Callable[[], float]
+# Called after each timed call is issued with (calls finished, requests per call, seconds
+# from the window's start to the last completion); True stops the measurement there (the
+# trial runner's pruning). Finished calls over that span is the rate the window measures.
+StopRule = Callable[[int, int, float], bool]
 
 
 def check_percentile(percentile: object) -> float:
@@ -64,6 +68,7 @@ class _InFlight:
         self._in_flight = 0
         self.max_in_flight = 0
         self.spans: list[tuple[float, float]] = []
+        self.last_end = 0.0  # when the latest timed call finished
         self.error: BaseException | None = None
 
     def issue(self, inputs: tuple[Any, ...], timed: bool) -> None:
@@ -79,6 +84,7 @@ class _InFlight:
                 self._in_flight -= 1
                 if timed:
                     self.spans.append((start, end))
+                    self.last_end = max(self.last_end, end)
                 if error is not None and self.error is None:
                     self.error = error
             self._slots.release()
@@ -110,9 +116,15 @@ def _warm_up(
 
 
 def _timed_window(
-    flight: _InFlight, inputs: tuple[Any, ...], settings: MeasureSettings, clock: Clock
+    flight: _InFlight,
+    inputs: tuple[Any, ...],
+    settings: MeasureSettings,
+    clock: Clock,
+    should_stop: StopRule | None,
+    batch_size: int,
 ) -> float:
-    """Issue timed calls until the settings are met; return the window's start."""
+    """Issue timed calls until the settings are met (or ``should_stop`` says so); return the
+    window's start."""
     start = clock()
     issued = 0
     while flight.error is None:
@@ -122,6 +134,13 @@ def _timed_window(
         if issued >= settings.min_calls and elapsed >= settings.min_duration_s:
             break
         if elapsed >= settings.max_duration_s:
+            break
+        done = len(flight.spans)
+        if (
+            should_stop is not None
+            and done
+            and should_stop(done, batch_size, flight.last_end - start)
+        ):
             break
     flight.drain()
     return start
@@ -140,6 +159,7 @@ def measure_load(
     percentile: float = 99.0,
     memory: MemoryWatch | None = None,
     clock: Clock = time.perf_counter,
+    should_stop: StopRule | None = None,
 ) -> ThroughputStats:
     """Measure ``point`` on ``runner`` (made for ``point.concurrency``) with ``inputs``, one
     call's inputs holding ``point.batch_size`` requests (``tile_batch``), timed as
@@ -147,7 +167,9 @@ def measure_load(
 
     ``memory``: a watch the caller started (before the build, for the candidate's whole
     footprint); without one, the peak covers this measurement only. ``clock`` replaces the
-    monotonic clock in tests. Raises RuntimeError when a call fails.
+    monotonic clock in tests. ``should_stop(calls finished, batch size, seconds)`` may end
+    the window early (pruning): the figures are then those of the calls made so far.
+    Raises RuntimeError when a call fails.
     """
     tail = check_percentile(percentile)
     settings = settings or MeasureSettings()
@@ -156,7 +178,7 @@ def measure_load(
     _warm_up(flight, inputs, settings, clock)
     load = LoadWatch().start()
     cpu_start = time.process_time()
-    start = _timed_window(flight, inputs, settings, clock)
+    start = _timed_window(flight, inputs, settings, clock, should_stop, point.batch_size)
     cpu_s = time.process_time() - cpu_start
     seen = load.stop()
     end = max(span_end for _, span_end in flight.spans)
@@ -185,4 +207,6 @@ def measure_load(
         cores_used=round(cpu_s / duration, 3),
         cores_available=_cores_available(),
         load=tuple(seen.items()),
+        std_s=float(latencies.std()),
+        min_s=float(latencies.min()),
     )

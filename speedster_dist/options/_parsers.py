@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from speedster_dist.backends import BASELINE_BACKEND, resolve_backend_name
 from speedster_dist.cost import PriceTable, load_prices, parse_prices
 from speedster_dist.errors import InputError, PriceError
-from speedster_dist.measure import MeasureSettings, MetricFn, resolve_metric
+from speedster_dist.measure import MeasureSettings, MetricFn, check_percentile, resolve_metric
 from speedster_dist.naming import parse_group_names
 from speedster_dist.records import DeviceKind
 from speedster_dist.search import (
@@ -267,3 +267,39 @@ def prices(keyword: str, value: Any) -> PriceTable | None:
         return load_prices(value)
     except PriceError as exc:
         raise InputError(f"{keyword}: {exc}") from exc
+
+
+def sizes(keyword: str, value: Any) -> tuple[int, ...] | None:
+    """None (the default points), or whole numbers >= 1 (one number is a list of one):
+    ``batch_sizes`` and ``concurrency``."""
+    if value is None:
+        return None
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(values, str | bytes | Mapping) or not hasattr(values, "__iter__"):
+        raise InputError(f"{keyword} must be a list of whole numbers >= 1, got {value!r}")
+    values = list(values)
+    if not values:
+        raise InputError(
+            f"{keyword} is empty: give at least one whole number >= 1, such as [1, 8, 32], "
+            "or leave it out for the default"
+        )
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad:
+        raise InputError(f"{keyword} must hold whole numbers >= 1, got {bad!r}")
+    return tuple(sorted(set(values)))
+
+
+def limit(keyword: str, value: Any) -> float | None:
+    """None (no limit) or a finite number > 0: ``latency_budget_ms``, ``max_memory_mb``."""
+    if value is None:
+        return None
+    if not _is_real(value) or not math.isfinite(float(value)) or float(value) <= 0:
+        raise InputError(f"{keyword} must be None or a number > 0, got {value!r}")
+    return float(value)
+
+
+def percentile(keyword: str, value: Any) -> float:
+    try:
+        return check_percentile(value)
+    except ValueError:
+        raise InputError(f"{keyword} must be in (0, 100], got {value!r}") from None

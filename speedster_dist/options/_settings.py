@@ -11,6 +11,7 @@ from typing import Any
 from speedster_dist.backends import BASELINE_BACKEND, SourceModel
 from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.cost import PriceTable
+from speedster_dist.errors import InputError
 from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
 from speedster_dist.options import _parsers as parse
 from speedster_dist.options._parsers import SEARCHERS, HistoryLocation, Parser, RuntimeEnv
@@ -29,6 +30,7 @@ from speedster_dist.search import (
     optuna_searcher_factory,
     parse_optimization_time,
 )
+from speedster_dist.serving import OBJECTIVES, Objective
 
 __all__ = [
     "DEFAULT_TRIAL_TIMEOUT_S",
@@ -124,6 +126,45 @@ class RunOptions:
     confirm_top: int = field(
         default=DEFAULT_CONFIRM_TOP, metadata=_extra("confirm_top", parse.at_least(1))
     )
+    # What "best" means and the constraints (docs/throughput.md): see ``serving_objective``.
+    objective: str = field(
+        default="latency", metadata=_extra("objective", parse.choice(OBJECTIVES))
+    )
+    batch_sizes: tuple[int, ...] | None = field(
+        default=None, metadata=_extra("batch_sizes", parse.sizes)
+    )
+    concurrency: tuple[int, ...] | None = field(
+        default=None, metadata=_extra("concurrency", parse.sizes)
+    )
+    latency_budget_ms: float | None = field(
+        default=None, metadata=_extra("latency_budget_ms", parse.limit)
+    )
+    latency_percentile: float = field(
+        default=99.0, metadata=_extra("latency_percentile", parse.percentile)
+    )
+    max_memory_mb: float | None = field(default=None, metadata=_extra("max_memory_mb", parse.limit))
+
+    @property
+    def serving_objective(self) -> Objective:
+        """The objective and constraints as one record (search and trials read it);
+        InputError when the settings contradict each other (see :func:`parse_run_options`)."""
+        try:
+            objective = Objective(
+                self.objective,
+                self.batch_sizes or (),
+                self.concurrency or (),
+                self.latency_budget_ms,
+                self.latency_percentile,
+                self.max_memory_mb,
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if objective.kind == "cost" and self.prices is None:
+            raise InputError(
+                "objective='cost' needs prices: give prices= (a prices.yaml, or a mapping of "
+                "node group or hardware type -> price per hour), or use objective='throughput'"
+            )
+        return objective
 
     @property
     def metric_name(self) -> str:
@@ -146,6 +187,7 @@ class RunOptions:
             held_in=held_in,
             metric=self.metric_name,
             history=self.search_history(),
+            objective=self.serving_objective,
         )
 
     def search_history(self) -> SearchHistory | None:
@@ -169,12 +211,14 @@ class RunOptions:
         return {**self._identity(), "devices": sorted(d.value for d in self.devices)}
 
     def _identity(self) -> dict[str, Any]:
-        """The settings that change what "best" means."""
+        """The settings that change what "best" means (the latency objective adds nothing:
+        its studies keep the names they had before objectives)."""
         return {
             "metric_drop_ths": self.metric_drop_ths,
             "metric": self.metric_name,
             "optimization_time": self.budget.label,
             "ignored_backends": sorted(self.ignored_backends),
+            **self.serving_objective.identity(),
         }
 
     def searcher_factory(self, model_fingerprint: str, model_name: str = "") -> SearcherFactory:
@@ -234,4 +278,6 @@ def parse_run_options(
         keyword = setting.metadata["keyword"]
         if keyword in given:
             values[setting.name] = setting.metadata["parse"](keyword, given[keyword])
-    return RunOptions(**values)
+    options = RunOptions(**values)
+    options.serving_objective  # noqa: B018 (the settings that depend on each other, checked now)
+    return options

@@ -17,7 +17,13 @@ __all__ = [
     "progress_line",
 ]
 
-_STYLES = {"complete": "green", "failed": "red", "rejected": "yellow", "n/a": "dim"}
+_STYLES = {
+    "complete": "green",
+    "failed": "red",
+    "rejected": "yellow",
+    "infeasible": "yellow",
+    "n/a": "dim",
+}
 # Why the original has a metric drop at all: it is measured like every candidate.
 _ORIGINAL_DROP = (
     "The original's metric drop compares the original as run on each hardware type with its "

@@ -29,6 +29,8 @@ def _p50(row: Mapping[str, Any]) -> float | None:
     value = row.get("latency_p50_s")
     if row.get("status") != "complete" or not isinstance(value, int | float) or value <= 0:
         return None
+    if row.get("load_batch_size") is not None:  # per request under load: not one call's
+        return None
     return float(value)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "ROLES",
     "RUN_KINDS",
     "SCHEMA_VERSION",
+    "SERVING_COLUMNS",
     "TRIAL_SCHEMA",
     "RunInfo",
     "confirmed_row",
@@ -38,14 +39,31 @@ __all__ = [
 ]
 
 # "2" added ``quick_measure`` and the machine load each trial saw (loadavg_*, steal_share,
-# others_cpu_share); "3" the confirmation's columns (``confirm_*``, null on every other row).
+# others_cpu_share); "3" the confirmation's columns (``confirm_*``, null on every other row);
+# "4" the objective, the load point and its figures (``SERVING_COLUMNS``) and memory.
 # Files of an older version read with the new columns as nulls
 # (``read_history`` reads every file with the current schema); a column is never removed or
 # retyped, so any version's files read with any later one.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # The load columns, named as the trial's ``extra`` keys (speedster_dist.measure.LOAD_KEYS).
 LOAD_COLUMNS = ("loadavg_before", "loadavg_after", "steal_share", "others_cpu_share")
 _CONFIRM_COLUMNS = ("confirm_rounds", "confirm_low_s", "confirm_high_s", "confirm_round_p50s")
+# The load point a row measured (null: one call at a time, the latency objective's way) and
+# what it found; the candidate's peak memory (null where not measured).
+SERVING_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("objective", pa.string()),  # "latency", "throughput" or "cost"
+    ("load_batch_size", pa.int64()),  # requests per call
+    ("concurrency", pa.int64()),  # calls in flight
+    ("latency_percentile", pa.float64()),
+    ("latency_tail_s", pa.float64()),  # the percentile-th per-request latency
+    ("call_p50_s", pa.float64()),  # one call's median, submission to outputs
+    ("max_in_flight", pa.int64()),
+    ("overlaps", pa.bool_()),  # the runner's declaration (serving.Overlap)
+    ("cores_used", pa.float64()),
+    ("peak_rss_mb", pa.float64()),
+    ("rss_delta_mb", pa.float64()),
+    ("peak_device_mb", pa.float64()),
+)
 
 # What a row is: a trial of a search ("candidate" or "baseline"), a re-measurement by the
 # nightly rebench of a saved learner's "winner" or of its "baseline", or one contender of a
@@ -97,6 +115,7 @@ TRIAL_SCHEMA = pa.schema(
         ("confirm_low_s", pa.float64()),
         ("confirm_high_s", pa.float64()),
         ("confirm_round_p50s", pa.string()),
+        *SERVING_COLUMNS,
     ],
     metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
 )
@@ -183,6 +202,43 @@ def _load(recorded: Mapping[str, Any]) -> dict[str, float | None]:
     return {k: float(v) if isinstance(v, int | float) else None for k, v in values.items()}
 
 
+def _serving(result: TrialResult, run: RunInfo) -> dict[str, Any]:
+    """The objective, the load point and its figures, and memory (null where not measured)."""
+    stats, memory = result.throughput, result.memory
+    found: dict[str, Any] = dict.fromkeys(name for name, _ in SERVING_COLUMNS)
+    # A row at a load point was measured for the run's load objective; any other row one
+    # call at a time, as the latency objective measures (a rebench of a throughput learner
+    # re-times its winners that way).
+    loaded = result.candidate.load_point is not None
+    found["objective"] = str(run.settings.get("objective", "latency")) if loaded else "latency"
+    if stats is not None:
+        found.update(
+            load_batch_size=stats.point.batch_size,
+            concurrency=stats.point.concurrency,
+            latency_percentile=stats.percentile,
+            latency_tail_s=stats.tail_s,
+            call_p50_s=stats.call_p50_s,
+            max_in_flight=stats.max_in_flight,
+            overlaps=stats.overlap.overlaps,
+            cores_used=stats.cores_used,
+        )
+    if memory is not None:
+        found.update(
+            peak_rss_mb=memory.peak_rss_mb,
+            rss_delta_mb=memory.rss_delta_mb,
+            peak_device_mb=memory.peak_device_mb,
+        )
+    return found
+
+
+def _throughput(result: TrialResult, run: RunInfo, p50: float | None) -> float | None:
+    """Inferences a second: a load point's measured rate (each request one sample of
+    ``batch_size`` inferences), else calls of ``batch_size`` back to back."""
+    if result.throughput is not None:
+        return result.throughput.throughput * run.batch_size
+    return run.batch_size / p50 if p50 else None
+
+
 def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> dict[str, Any]:
     """The history row of ``result`` (partition columns included)."""
     if role not in ROLES:
@@ -211,7 +267,7 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         "latency_mean_s": _latency(result, "mean"),
         "latency_std_s": _latency(result, "std"),
         "latency_count": result.latency.count if result.latency is not None else None,
-        "throughput": run.batch_size / p50 if p50 else None,
+        "throughput": _throughput(result, run, p50),
         "batch_size": run.batch_size,
         "metric_drop": result.metric_drop,
         "build_s": result.build_s,
@@ -222,6 +278,7 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         "quick_measure": run.quick,
         **_load(dict(result.extra)),
         **dict.fromkeys(_CONFIRM_COLUMNS),
+        **_serving(result, run),
         "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
         "hardware_type": c.hardware_key,
     }

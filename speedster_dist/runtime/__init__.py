@@ -14,6 +14,7 @@ from speedster_dist.runtime._confirm import (
     confirm_task,
 )
 from speedster_dist.runtime._driver import BUDGET_EXHAUSTED, SearchOutcome, run_search
+from speedster_dist.runtime._frontier import LOAD_NOT_CONFIRMED, frontier_point, frontiers
 from speedster_dist.runtime._inline import InlineExecutor
 from speedster_dist.runtime._node_groups import GROUP_LABEL, NodeGroup
 from speedster_dist.runtime._portable import onnx_portable
@@ -36,7 +37,13 @@ from speedster_dist.runtime._rebench import (
     winner_candidate,
 )
 from speedster_dist.runtime._request import SearchHooks, SearchRequest
-from speedster_dist.runtime._trial import FP32_TOLERANCE, TrialPayload, run_trial, save_compiled
+from speedster_dist.runtime._trial import (
+    FP32_TOLERANCE,
+    PRUNE_MIN_CALLS,
+    TrialPayload,
+    run_trial,
+    save_compiled,
+)
 from speedster_dist.runtime.ray import (
     ClusterConnectionError,
     GroupDemand,
@@ -52,7 +59,9 @@ __all__ = [
     "DEFAULT_CONFIRM_TOP",
     "FP32_TOLERANCE",
     "GROUP_LABEL",
+    "LOAD_NOT_CONFIRMED",
     "NO_DEMAND",
+    "PRUNE_MIN_CALLS",
     "Cluster",
     "ClusterConnectionError",
     "Demand",
@@ -76,6 +85,8 @@ __all__ = [
     "confirm_task",
     "connect",
     "failed_result",
+    "frontier_point",
+    "frontiers",
     "onnx_portable",
     "package_runtime_env",
     "probe_node",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from speedster_dist.backends import backend_names, get_backend
+from speedster_dist.backends import backend_names, get_backend, throughput_knobs
 from speedster_dist.hardware import local_hardware_types
 from speedster_dist.records import BackendInfo, DeviceKind, HardwareType
 
@@ -36,7 +36,8 @@ def _info(name: str, device: DeviceKind) -> BackendInfo:
         reason = backend.unavailable_reason(device)
     except Exception as exc:
         reason = f"availability check failed: {exc}"
-    return BackendInfo(name, tuple(backend.capabilities), tuple(backend.knobs), reason)
+    knobs = tuple(backend.knobs)
+    return BackendInfo(name, tuple(backend.capabilities), knobs, reason, throughput_knobs(backend))
 
 
 def backend_catalog(device: DeviceKind) -> tuple[BackendInfo, ...]:

@@ -21,9 +21,11 @@ from speedster_dist.records import (
     TrialResult,
 )
 from speedster_dist.runtime._contenders import Contenders
+from speedster_dist.runtime._frontier import LOAD_NOT_CONFIRMED, frontiers
 from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, TrialOutcome
 from speedster_dist.runtime._request import SearchRequest
-from speedster_dist.search import BUDGET_EXHAUSTED, Searcher, derive_space
+from speedster_dist.search import BUDGET_EXHAUSTED, Searcher, derive_space, objective_value
+from speedster_dist.serving import Objective
 
 __all__ = ["BUDGET_EXHAUSTED", "SearchOutcome", "run_search"]
 
@@ -39,11 +41,13 @@ class _TypeState:
     announced: bool = False  # told to ``on_plan``
 
 
-def _faster(result: TrialResult, best: TrialOutcome | None) -> bool:
+def _better(result: TrialResult, best: TrialOutcome | None, objective: Objective) -> bool:
+    """Whether ``result`` (complete: feasible) beats ``best`` under ``objective``."""
     if best is None:
         return True
-    assert result.latency is not None and best.result.latency is not None
-    return result.latency.p50 < best.result.latency.p50
+    mine, theirs = objective_value(result, objective), objective_value(best.result, objective)
+    assert mine is not None and theirs is not None
+    return mine < theirs
 
 
 def _state(group: HardwareGroup, request: SearchRequest) -> _TypeState:
@@ -164,7 +168,7 @@ class _Search:
         self.request.hooks.on_result(item.result)
         if not item.result.ok:
             return
-        if _faster(item.result, state.best):
+        if _better(item.result, state.best, self.request.settings.objective):
             state.best = item  # the previous best's files are released with its handle
         state.contenders.keep(item)
         if item.result.is_baseline:
@@ -192,6 +196,8 @@ class _Search:
             confirm_s=confirm_s,
             missing_groups=self.request.demand.missing(),
             node_groups=self.executor.node_groups(),
+            frontiers=frontiers(self.results),
+            objective=self.request.settings.objective,
         )
 
     # -- the cluster changing under a search (nodes joining) ------------------------------
@@ -262,6 +268,9 @@ class _Search:
         not_confirmed: dict[str, str] = {}
         if rounds <= 0:
             return confirmed, not_confirmed, 0.0
+        if self.request.settings.objective.serves_load:  # re-timing is one call at a time
+            waived = {key: LOAD_NOT_CONFIRMED for key, state in self.states.items() if state.best}
+            return confirmed, waived, 0.0
         began = time.monotonic()
         for key, state in self.states.items():
             if state.best is None:

@@ -88,6 +88,11 @@ class SearchRequest:
             )
         if not (math.isfinite(self.poll_s) and self.poll_s >= 0):
             raise ValueError(f"poll_s must be a number of seconds >= 0, got {self.poll_s}")
+        if self.settings.objective != self.payload.objective:
+            raise ValueError(
+                "the search space and the trials must share one objective: settings.objective "
+                f"is {self.settings.objective}, payload.objective {self.payload.objective}"
+            )
 
     @property
     def kept_contenders(self) -> int:

@@ -3,6 +3,12 @@
 This is the body of the Ray task (or of the inline executor in unit tests). Every error a
 backend raises becomes a FAILED :class:`TrialResult` with the reason; only a crash of the
 process itself (segfault, out of memory) escapes, and the executor records that one.
+
+The candidate's peak memory is watched from before its build to the end of its measurement
+(``measure.MemoryWatch``). A candidate with a load point (throughput and cost objectives) is
+measured under load (:mod:`._load_trial`), any other one call at a time. A measured point
+over the objective's latency budget or memory cap is INFEASIBLE: recorded with its figures,
+never kept.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import shutil
 import statistics
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +31,36 @@ from speedster_dist.backends import (
     get_backend,
 )
 from speedster_dist.cache import scratch_dir
-from speedster_dist.measure import (
-    LoadWatch,
-    MeasureSettings,
-    MetricFn,
-    measure_latency,
-    metric_drop,
-    sample_masks,
-)
+from speedster_dist.measure import LoadWatch, MemoryWatch, measure_latency
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
     HardwareType,
+    LatencyStats,
     SavedCandidate,
     TrialResult,
     TrialStatus,
 )
+from speedster_dist.runtime._load_trial import LoadPruner, latency_of, measure_point, serving_build
+from speedster_dist.runtime._payload import (
+    FP32_TOLERANCE,
+    PRUNE_MIN_CALLS,
+    TrialPayload,
+    judge_outputs,
+)
+from speedster_dist.search import infeasibility
+from speedster_dist.serving import MemoryUsage, ThroughputStats
 
-__all__ = ["FP32_TOLERANCE", "TrialPayload", "run_trial", "save_compiled", "synchronizer"]
+__all__ = [
+    "FP32_TOLERANCE",
+    "PRUNE_MIN_CALLS",
+    "TrialPayload",
+    "run_trial",
+    "save_compiled",
+    "synchronizer",
+]
 
-# Full-precision candidates must match the original this closely (numeric precision or the
-# user's metric), so that a broken conversion is rejected even when no drop is accepted.
-FP32_TOLERANCE = 1e-3
 _REASON_CHARS = 2000
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrialPayload:
-    """Everything a trial needs; put in the object store once and shared by all trials.
-
-    Built by ``prepare`` (held-in ``calibration`` and held-out ``validation`` samples, the
-    original's outputs on the latter) and read by every trial: nothing changes it after.
-    """
-
-    source: SourceModel
-    calibration: list[tuple[Any, ...]]
-    validation: list[tuple[Any, ...]]
-    reference_outputs: list[tuple[Any, ...]]
-    labels: list[Any] | None = None  # one per validation sample, for the accuracy metric
-    metric: MetricFn
-    metric_drop_ths: float | None
-    measure: MeasureSettings = field(default_factory=MeasureSettings)
 
 
 def synchronizer(device: DeviceKind) -> Any:
@@ -82,14 +77,8 @@ def _check_outputs(
 ) -> tuple[float, str]:
     """The candidate's metric drop on held-out samples and, when over the limit, why."""
     outputs = [tuple(t.detach().cpu() for t in compiled(*sample)) for sample in payload.validation]
-    masks = sample_masks(payload.source.input_names, payload.validation)
-    drop = metric_drop(payload.metric, payload.reference_outputs, outputs, payload.labels, masks)
-    limit = max(payload.metric_drop_ths or 0.0, FP32_TOLERANCE)
-    if candidate.precision.is_reduced:
-        limit = payload.metric_drop_ths or 0.0
-    if drop > limit:
-        return drop, f"metric drop {drop:.4g} is over the accepted {limit:.4g}"
-    return drop, ""
+    validation, references = payload.validation, payload.reference_outputs
+    return judge_outputs(payload, candidate, validation, references, outputs, payload.labels)
 
 
 def save_compiled(
@@ -103,9 +92,6 @@ def save_compiled(
         p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
     }
     return SavedCandidate(backend, device.value, dict(options), files)
-
-
-PRUNE_MIN_CALLS = 8
 
 
 class _Pruner:
@@ -134,6 +120,83 @@ def _fixed_shapes(compiled: Any, payload: TrialPayload) -> tuple[tuple[str, tupl
     return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in fixed.items())
 
 
+def _verdict(
+    candidate: Candidate,
+    latency: LatencyStats,
+    stats: ThroughputStats | None,
+    memory: MemoryUsage,
+    payload: TrialPayload,
+    common: dict[str, Any],
+) -> TrialResult:
+    """A measured point: COMPLETE, or INFEASIBLE (over a constraint) with why."""
+    why = infeasibility(latency, stats, memory, payload.objective)
+    status = TrialStatus.INFEASIBLE if why else TrialStatus.COMPLETE
+    return TrialResult(candidate, status, why, latency, throughput=stats, memory=memory, **common)
+
+
+def _time_calls(
+    compiled: Compiled,
+    payload: TrialPayload,
+    candidate: Candidate,
+    device: DeviceKind,
+    prune_above_s: float | None,
+    common: dict[str, Any],
+    watch: MemoryWatch,
+) -> TrialResult:
+    """The latency objective's measurement: one call at a time on the first held-out
+    sample, pruned once its running median is over ``prune_above_s``."""
+    sample = payload.validation[0]
+    pruner = _Pruner(prune_above_s)
+    # Outputs stay on the device while timed (an ONNX Runtime session on a GPU through
+    # IO binding, torch and TensorRT natively); the synchronizer counts the device work.
+    timed = device_call(compiled)
+    load = LoadWatch().start()  # the load this measurement saw goes into the history
+    latency = measure_latency(
+        lambda: timed(*sample), payload.measure, synchronizer(device), pruner.should_stop
+    )
+    common["extra"] = tuple(load.stop().items())
+    memory = watch.stop()
+    if pruner.pruned:
+        reason = f"pruned: median {latency.p50 * 1e3:.3g} ms after {latency.count} calls " + (
+            f"cannot beat the best {prune_above_s * 1e3:.3g} ms" if prune_above_s else ""
+        )
+        return TrialResult(candidate, TrialStatus.PRUNED, reason, latency, memory=memory, **common)
+    return _verdict(candidate, latency, None, memory, payload, common)
+
+
+def _serve_load(
+    compiled: Compiled,
+    batch: tuple[Any, ...],
+    payload: TrialPayload,
+    candidate: Candidate,
+    prune_above_s: float | None,
+    common: dict[str, Any],
+    watch: MemoryWatch,
+) -> TrialResult:
+    """A throughput or cost objective's measurement: the candidate's load point."""
+    point = candidate.load_point
+    assert point is not None
+    pruner = LoadPruner(prune_above_s)
+    stats = measure_point(compiled, batch, point, payload, watch, pruner)
+    common["extra"] = stats.load
+    latency = latency_of(stats)
+    if pruner.pruned:
+        reason = (
+            f"pruned: {pruner.rate:.4g} requests/s after {stats.calls} calls cannot beat the "
+            f"best {1.0 / (prune_above_s or 1.0):.4g} requests/s"
+        )
+        return TrialResult(
+            candidate,
+            TrialStatus.PRUNED,
+            reason,
+            latency,
+            throughput=stats,
+            memory=stats.memory,
+            **common,
+        )
+    return _verdict(candidate, latency, stats, stats.memory, payload, common)
+
+
 def run_trial(
     payload: TrialPayload,
     candidate: Candidate,
@@ -144,49 +207,47 @@ def run_trial(
 ) -> tuple[TrialResult, SavedCandidate | None]:
     """Build, check, time and save ``candidate``; never raises for a backend's error.
 
-    ``prune_above_s``: the best p50 latency known when the trial was scheduled. Timing stops
-    early, and the trial is PRUNED, once the running median of at least ``PRUNE_MIN_CALLS``
-    calls is over it (the candidate cannot become the winner).
+    ``prune_above_s``: the best value known when the trial was scheduled (one call's p50, or
+    for a load point seconds per request). Timing stops early, and the trial is PRUNED, once
+    the running median of at least ``PRUNE_MIN_CALLS`` calls (for a load point, the rate of
+    the calls finished so far) is over it: the candidate cannot become the winner.
     """
     device = hardware.device if hardware is not None else DeviceKind.CPU
     workdir = scratch_dir("trial-")
     common: dict[str, Any] = {"node_id": node_id, "is_baseline": is_baseline}
+    watch = MemoryWatch().start()  # before the build: the candidate's whole footprint
     try:
         backend = get_backend(candidate.backend)
         config = BuildConfig(
             candidate.precision, device, candidate.technique, candidate.knob_dict, hardware
         )
+
+        def build(source: SourceModel, folder: Path = workdir) -> Compiled:
+            folder.mkdir(exist_ok=True)
+            return backend.build(source, payload.calibration, config, folder)
+
         started = time.perf_counter()
-        compiled = backend.build(payload.source, payload.calibration, config, workdir)
+        compiled = build(payload.source)
         common["build_s"] = time.perf_counter() - started
         common["notes"] = build_notes(compiled)  # every later result carries them, rejected too
         drop, rejection = _check_outputs(compiled, payload, candidate)
         common["metric_drop"] = drop
+        batch: tuple[Any, ...] = ()
+        if not rejection and candidate.load_point is not None:
+            compiled, batch, rejection = serving_build(
+                lambda source: build(source, workdir / "batch"), payload, candidate, compiled
+            )
         if rejection:
             return TrialResult(candidate, TrialStatus.REJECTED, rejection, **common), None
-        sample = payload.validation[0]
-        pruner = _Pruner(prune_above_s)
-        # Outputs stay on the device while timed (an ONNX Runtime session on a GPU through
-        # IO binding, torch and TensorRT natively); the synchronizer counts the device work.
-        timed = device_call(compiled)
-        watch = LoadWatch().start()  # the load this measurement saw goes into the history
-        latency = measure_latency(
-            lambda: timed(*sample), payload.measure, synchronizer(device), pruner.should_stop
-        )
-        common["extra"] = tuple(watch.stop().items())
-        if pruner.pruned:
-            reason = f"pruned: median {latency.p50 * 1e3:.3g} ms after {latency.count} calls " + (
-                f"cannot beat the best {prune_above_s * 1e3:.3g} ms" if prune_above_s else ""
-            )
-            return TrialResult(candidate, TrialStatus.PRUNED, reason, latency, **common), None
+        if candidate.load_point is not None:
+            result = _serve_load(compiled, batch, payload, candidate, prune_above_s, common, watch)
+        else:
+            result = _time_calls(compiled, payload, candidate, device, prune_above_s, common, watch)
+        if not result.ok:
+            return result, None
         saved = save_compiled(compiled, candidate.backend, device, workdir)
-        result = TrialResult(
-            candidate,
-            TrialStatus.COMPLETE,
-            latency=latency,
-            model_size_mb=saved.size_mb,
-            fixed_shapes=_fixed_shapes(compiled, payload),
-            **common,
+        result = replace(
+            result, model_size_mb=saved.size_mb, fixed_shapes=_fixed_shapes(compiled, payload)
         )
         return result, saved
     except UnsupportedCandidate as exc:

@@ -14,6 +14,12 @@ from speedster_dist.search._budget import (
     parse_optimization_time,
 )
 from speedster_dist.search._journal import StudyStorageError, check_journal, repair_journal
+from speedster_dist.search._objective import (
+    constraint_values,
+    infeasibility,
+    objective_value,
+    tail_s,
+)
 from speedster_dist.search._optuna import (
     DEFAULT_SEED,
     MAX_CONSECUTIVE_DUPLICATES,
@@ -65,13 +71,17 @@ __all__ = [
     "capped_choices",
     "check_journal",
     "check_storage",
+    "constraint_values",
     "default_gain",
     "derive_candidates",
     "derive_space",
     "expected_gain",
+    "infeasibility",
+    "objective_value",
     "open_study",
     "optuna_searcher_factory",
     "parse_optimization_time",
     "repair_journal",
     "study_name",
+    "tail_s",
 ]

@@ -13,6 +13,8 @@ would otherwise spend the budget on builds that are all rejected.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from speedster_dist.records import Candidate, TrialResult, TrialStatus
 from speedster_dist.search._space import SearchSpace
 
@@ -64,13 +66,7 @@ class AccuracyBackoff:
             if value not in ladder or ladder.index(value) + 1 >= len(ladder):
                 continue
             knobs[knob.name] = ladder[ladder.index(value) + 1]
-            return Candidate.make(
-                candidate.backend,
-                candidate.precision,
-                candidate.hardware_key,
-                candidate.technique,
-                knobs,
-            )
+            return replace(candidate, knobs=tuple(sorted(knobs.items())))  # its load point kept
         return None
 
     def _helped(self, before: float, after: float) -> bool:

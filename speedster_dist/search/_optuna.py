@@ -7,10 +7,16 @@ proposes configs, which the driver submits with a pruning bar (:meth:`prune_bar`
 history, the winners it holds for the same hardware type are enqueued right after the
 baseline (a warm start), and the defaults follow in the space's best-first order.
 
-What the study records: COMPLETE with the p50 latency (seconds, minimised); PRUNED with the
-running median reported at step = timed calls; FAIL for a failed or rejected candidate, with
-the reason and metric drop as user attributes. A proposal already measured (or running) is
-told again with the earlier outcome, marked ``duplicate_of``, and never measured twice.
+What the study records: COMPLETE with the objective's value (seconds, minimised: one call's
+p50 for the latency objective, seconds per request for throughput and cost, see
+:mod:`._objective`); PRUNED with the running figure reported at step = timed calls; FAIL for
+a failed or rejected candidate, with the reason and metric drop as user attributes. Under a
+latency budget or a memory cap every measured trial carries its constraints (ms over the
+budget, MB over the cap: Optuna's ``set_constraint``, or the sampler's ``constraints_func``
+before Optuna 5), so that TPE learns where the feasible points are; an infeasible point is a
+COMPLETE trial with positive constraints (user attribute ``status`` "infeasible").
+A proposal already measured (or running) is told again with the earlier outcome, marked
+``duplicate_of``, and never measured twice.
 A candidate rejected for its metric drop is followed, first, by its accuracy back-off
 (:mod:`._backoff`): enqueued in the study when the config is in the space, else (a step
 beyond the knob's choices, or knobs not tuned) proposed and told outside the study.
@@ -28,10 +34,13 @@ from typing import TYPE_CHECKING, Any
 from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
 from speedster_dist.search._backoff import AccuracyBackoff
 from speedster_dist.search._budget import BUDGET_EXHAUSTED
+from speedster_dist.search._objective import constraint_values, objective_value
+from speedster_dist.search._params import decode, params, result_attrs, suggest
 from speedster_dist.search._searcher import SearcherFactory
 from speedster_dist.search._space import SearchSpace
 from speedster_dist.search._storage import StudyStorage
 from speedster_dist.search._study import open_study, study_name
+from speedster_dist.serving import Objective
 
 if TYPE_CHECKING:
     import optuna
@@ -61,9 +70,8 @@ PATIENCE: int | None = 10
 # measurement (a few percent on a shared node) is a tie, and does not extend the search.
 MIN_IMPROVEMENT = 0.02
 
-_ARM = "arm"
-_PRIMITIVE = (str, int, float, bool, type(None))
-_STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned"}
+_MEASURED = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)
+_CONSTRAINTS = ("latency_budget_ms", "max_memory_mb")  # the order of the constraint values
 
 
 @dataclass(frozen=True)
@@ -71,34 +79,33 @@ class _Told:
     """What the study already knows of one config (to answer a duplicate proposal)."""
 
     number: int
-    state: str  # "complete" | "pruned" | "fail"
+    state: str  # "complete" | "infeasible" | "pruned" | "fail"
     value: float | None = None
     step: int | None = None
+    constraints: tuple[float, ...] = ()
 
 
-def _encode(choices: tuple[Any, ...]) -> tuple[Any, ...]:
-    # Optuna categoricals hold primitives; anything else is stored as its index.
-    if all(isinstance(c, _PRIMITIVE) for c in choices):
-        return choices
-    return tuple(range(len(choices)))
+def _stored_constraints(trial: Any) -> tuple[float, ...]:
+    """Optuna 4's ``constraints_func``: the constraints a trial was told with."""
+    return tuple(trial.user_attrs.get("constraints", (0.0,) * len(_CONSTRAINTS)))
 
 
-def _result_attrs(result: TrialResult) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "label": result.candidate.label,
-        "status": result.status.value,
-        "is_baseline": result.is_baseline,
-        "build_s": result.build_s,
-        "metric_drop": result.metric_drop,
-    }
-    if result.reason:
-        attrs["reason"] = result.reason[-1000:]
-    if result.latency is not None:
-        attrs.update(p50_s=result.latency.p50, p90_s=result.latency.p90)
-        attrs["calls"] = result.latency.count
-    if result.reason == BUDGET_EXHAUSTED:
-        attrs["retry"] = True  # not a verdict on the config: a resumed search tries it again
-    return attrs
+def _sampler(seed: int, objective: Objective) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if objective.constrained and not hasattr(optuna.trial.Trial, "set_constraint"):
+        kwargs["constraints_func"] = _stored_constraints  # before Optuna 5
+    with warnings.catch_warnings():  # group=True is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, **kwargs)
+
+
+def _told_state(trial: Any) -> str:
+    """A stored trial's verdict: "complete", "infeasible", "pruned" or "fail"."""
+    if trial.state.name == "COMPLETE":
+        return "infeasible" if trial.user_attrs.get("status") == "infeasible" else "complete"
+    return "pruned" if trial.state.name == "PRUNED" else "fail"
 
 
 class OptunaSearcher:
@@ -137,11 +144,10 @@ class OptunaSearcher:
         self._max_duplicates = max_duplicates
         self._patience = patience
         self._min_improvement = min_improvement
+        self._objective = space.objective
         self._sampled: set[Candidate] = set()  # running configs the sampler proposed
         self._stale = 0  # sampled configs told in a row without a new best
-        with warnings.catch_warnings():  # group=True is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        sampler = _sampler(seed, space.objective)
         self.study = open_study(
             name or f"search-{space.hardware_key}", storage, sampler, resume, attrs
         )
@@ -153,7 +159,7 @@ class OptunaSearcher:
         self._outside_running: set[Candidate] = set()
         self._duplicates = 0
         self._converged = False
-        self._best_p50: float | None = None
+        self._best: float | None = None  # the best feasible value of this session
         self.resumed = self._load()
 
     # -- the Searcher protocol ---------------------------------------------------------
@@ -165,7 +171,7 @@ class OptunaSearcher:
             return candidate
         while not self.finished():
             trial, fixed = self._next_trial()
-            candidate = self._suggest(trial)
+            candidate = suggest(self.space, trial)
             remeasure = bool(trial.user_attrs.get("remeasure"))
             if candidate not in self._running and (remeasure or candidate not in self._told):
                 self._running[candidate] = trial
@@ -184,8 +190,6 @@ class OptunaSearcher:
 
     def tell(self, result: TrialResult) -> None:
         """Record ``result`` in the study; the driver calls it once per asked candidate."""
-        from optuna.trial import TrialState
-
         if result.candidate in self._outside_running:
             self._outside_running.discard(result.candidate)
             self._back_off(result)
@@ -193,30 +197,50 @@ class OptunaSearcher:
         trial = self._running.pop(result.candidate, None)
         if trial is None:
             raise ValueError(f"{result.candidate.label} was not asked or was told already")
-        for key, value in _result_attrs(result).items():
+        for key, value in result_attrs(result).items():
             trial.set_user_attr(key, value)
-        latency = result.latency
-        improved = False
-        if result.status is TrialStatus.COMPLETE and latency is not None:
-            self.study.tell(trial, latency.p50)
-            told = _Told(trial.number, "complete", latency.p50)
-            improved = self._best_p50 is None or latency.p50 < self._best_p50 * (
-                1.0 - self._min_improvement
-            )
-            self._best_p50 = min(latency.p50, self._best_p50 or latency.p50)
-        elif result.status is TrialStatus.PRUNED and latency is not None:
-            trial.report(latency.p50, step=latency.count)
-            self.study.tell(trial, state=TrialState.PRUNED)
-            told = _Told(trial.number, "pruned", latency.p50, latency.count)
-        else:  # FAILED, REJECTED (never timed), or PRUNED without a latency
-            self.study.tell(trial, state=TrialState.FAIL)
-            told = _Told(trial.number, "fail")
+        told, improved = self._tell_study(trial, result)
         if result.reason != BUDGET_EXHAUSTED:
             self._told[result.candidate] = told
         if result.candidate in self._sampled:
             self._sampled.discard(result.candidate)
             self._stale = 0 if improved else self._stale + 1
         self._back_off(result)
+
+    def _tell_study(self, trial: optuna.Trial, result: TrialResult) -> tuple[_Told, bool]:
+        """Tell ``result``'s verdict (and, measured, its value and constraints); return what
+        the study now knows of it and whether it beat the session's best."""
+        from optuna.trial import TrialState
+
+        value = objective_value(result, self._objective)
+        latency = result.latency
+        if result.status in _MEASURED and value is not None:
+            constraints = self._constrain(trial, constraint_values(result, self._objective))
+            self.study.tell(trial, value)
+            if result.status is TrialStatus.INFEASIBLE:  # measured, never the best
+                return _Told(trial.number, "infeasible", value, None, constraints), False
+            best = self._best
+            improved = best is None or value < best * (1.0 - self._min_improvement)
+            self._best = min(value, best if best is not None else value)
+            return _Told(trial.number, "complete", value, None, constraints), improved
+        if result.status is TrialStatus.PRUNED and value is not None and latency is not None:
+            trial.report(value, step=latency.count)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return _Told(trial.number, "pruned", value, latency.count), False
+        # FAILED, REJECTED (never timed), or PRUNED without a figure
+        self.study.tell(trial, state=TrialState.FAIL)
+        return _Told(trial.number, "fail"), False
+
+    def _constrain(self, trial: optuna.Trial, values: tuple[float, ...]) -> tuple[float, ...]:
+        """Set ``values`` as ``trial``'s constraints (none without a constraint, or when a
+        stored trial recorded none)."""
+        if not self._objective.constrained or len(values) != len(_CONSTRAINTS):
+            return ()
+        trial.set_user_attr("constraints", list(values))
+        if hasattr(trial, "set_constraint"):  # Optuna >= 5; before, the constraints_func
+            for name, value in zip(_CONSTRAINTS, values, strict=True):
+                trial.set_constraint(name, value)
+        return values
 
     def _back_off(self, result: TrialResult) -> None:
         following = self._backoff.after(result)
@@ -237,56 +261,15 @@ class OptunaSearcher:
         return self._converged or self._stalled() or measured >= self.space.size
 
     def prune_bar(self, candidate: Candidate) -> float | None:
-        """The best p50 measured in this session times the margin, for configs the sampler
-        proposed; None before any result and for the enqueued ones (defaults, re-measures),
-        which are timed in full: one noisy 8-call window must not write off a whole arm."""
-        if self._best_p50 is None or candidate not in self._sampled:
+        """The best feasible value measured in this session (p50, or seconds per request)
+        times the margin, for configs the sampler proposed; None before any result and for
+        the enqueued ones (defaults, re-measures), which are measured in full: one noisy
+        8-call window must not write off a whole arm."""
+        if self._best is None or candidate not in self._sampled:
             return None
-        return self._best_p50 * self._margin
+        return self._best * self._margin
 
     # -- study <-> configs -------------------------------------------------------------
-    def _params(self, candidate: Candidate) -> dict[str, Any]:
-        arm = self.space.arm(
-            f"{candidate.backend}/{candidate.precision.value}/{candidate.technique}"
-        )
-        assert arm is not None, candidate
-        params: dict[str, Any] = {_ARM: arm.key}
-        values = candidate.knob_dict
-        for knob in arm.knobs:
-            encoded = _encode(knob.choices)
-            params[f"{arm.backend}.{knob.name}"] = encoded[knob.choices.index(values[knob.name])]
-        return params
-
-    def _suggest(self, trial: optuna.Trial) -> Candidate:
-        """Sample (or read an enqueued trial's fixed) params into a config of the space."""
-        arm_key = trial.suggest_categorical(_ARM, [a.key for a in self.space.arms])
-        arm = self.space.arm(str(arm_key))
-        assert arm is not None
-        knobs = {}
-        for knob in arm.knobs:
-            encoded = _encode(knob.choices)
-            value = trial.suggest_categorical(f"{arm.backend}.{knob.name}", list(encoded))
-            knobs[knob.name] = knob.choices[encoded.index(value)]
-        return Candidate.make(
-            arm.backend, arm.precision, self.space.hardware_key, arm.technique, knobs
-        )
-
-    def _decode(self, params: Mapping[str, Any]) -> Candidate | None:
-        """The config of a stored trial's params; None when it is not in this space."""
-        arm = self.space.arm(str(params.get(_ARM)))
-        if arm is None:
-            return None
-        knobs = {}
-        for knob in arm.knobs:
-            encoded = _encode(knob.choices)
-            value = params.get(f"{arm.backend}.{knob.name}")
-            if value not in encoded:
-                return None
-            knobs[knob.name] = knob.choices[encoded.index(value)]
-        return Candidate.make(
-            arm.backend, arm.precision, self.space.hardware_key, arm.technique, knobs
-        )
-
     def _next_trial(self) -> tuple[optuna.Trial, bool]:
         """A trial from the fixed queue (enqueued, then popped by ``ask``) or the sampler."""
         while self._fixed:
@@ -294,7 +277,7 @@ class OptunaSearcher:
             if candidate in self._running or (candidate in self._told and not remeasure):
                 continue
             attrs = {"remeasure": True} if remeasure else None
-            self.study.enqueue_trial(self._params(candidate), user_attrs=attrs)
+            self.study.enqueue_trial(params(self.space, candidate), user_attrs=attrs)
             return self.study.ask(), True
         return self.study.ask(), False
 
@@ -307,7 +290,8 @@ class OptunaSearcher:
             self.study.tell(trial, state=TrialState.FAIL)
             return
         trial.set_user_attr("duplicate_of", known.number)
-        if known.state == "complete":
+        if known.state in ("complete", "infeasible"):
+            self._constrain(trial, known.constraints)
             self.study.tell(trial, known.value)
         elif known.state == "pruned" and known.value is not None:
             trial.report(known.value, step=known.step or 0)
@@ -330,14 +314,15 @@ class OptunaSearcher:
             attrs = trial.user_attrs
             if "status" not in attrs or "duplicate_of" in attrs or attrs.get("retry"):
                 continue  # interrupted, superseded, a duplicate or cancelled: not a verdict
-            candidate = self._decode(trial.params)
+            candidate = decode(self.space, trial.params)
             if candidate is None:
                 continue  # no longer in this space (a backend became unavailable...)
-            state = _STATE_NAMES.get(trial.state.name, "fail")
-            told = _Told(trial.number, state, trial.value, trial.last_step)
+            state = _told_state(trial)
+            constraints = tuple(attrs.get("constraints", ()))
+            told = _Told(trial.number, state, trial.value, trial.last_step, constraints)
             self._told[candidate] = told
             value = trial.value
-            if trial.state is TrialState.COMPLETE and value is not None:
+            if state == "complete" and value is not None:
                 best = min(best or (value, candidate), (value, candidate), key=lambda b: b[0])
         self._queue_first(best[1] if best else None)
         return len(self._told)

@@ -16,6 +16,7 @@ from typing import Any
 
 from speedster_dist.records import BackendInfo, Candidate, Capability, HardwareType, Knob, Precision
 from speedster_dist.search._prior import SearchHistory, expected_gain
+from speedster_dist.serving import Objective
 
 __all__ = [
     "Arm",
@@ -51,6 +52,9 @@ class SpaceSettings:
     metric: str = "numeric_precision"  # the built-in metric's name, or "custom"
     # What earlier searches measured: orders the arms and warm-starts the search.
     history: SearchHistory | None = None
+    # What "best" means: a throughput or cost objective adds the load points and the knobs
+    # that serve requests in flight (``Knob.serving``, ``BackendInfo.throughput_knobs``).
+    objective: Objective = field(default_factory=Objective)
 
 
 def allowed_precisions(
@@ -95,18 +99,35 @@ def _relevant_knobs(
     return tuple(k if tune else replace(k, choices=k.choices[:1]) for k in relevant)
 
 
+def _arm_knobs(info: BackendInfo, cap: Capability, settings: SpaceSettings) -> tuple[Knob, ...]:
+    """The knobs of one arm. Serving under load, a knob that declares ``serving`` choices
+    is tuned over them (whether or not knobs are tuned), and the backend's throughput knobs
+    join, tuned over all their choices; the latency objective never sees either."""
+    if not settings.objective.serves_load:
+        return _relevant_knobs(info.knobs, cap, settings.tune_knobs, settings.held_in)
+    plain = [k for k in info.knobs if not k.serving]
+    serving = [replace(k, choices=k.serving) for k in info.knobs if k.serving]
+    return (
+        *_relevant_knobs(plain, cap, settings.tune_knobs, settings.held_in),
+        *_relevant_knobs(serving, cap, True),
+        *_relevant_knobs(info.throughput_knobs, cap, True),
+    )
+
+
 @dataclass(frozen=True)
 class Arm:
     """One (backend, precision, technique) for a hardware type and the knobs that apply to it.
 
     ``knobs`` hold the choices the search may take (only the default, ``choices[0]``, when
-    knobs are not tuned): the arm's configs are their full product.
+    knobs are not tuned); ``loads`` the (batch size, concurrency) points it is served at
+    (empty for the latency objective): the arm's configs are their full product.
     """
 
     backend: str
     precision: Precision
     technique: str
     knobs: tuple[Knob, ...] = ()
+    loads: tuple[tuple[int, int], ...] = ()
 
     @property
     def key(self) -> str:
@@ -114,25 +135,38 @@ class Arm:
 
     @property
     def size(self) -> int:
-        return math.prod(len(k.choices) for k in self.knobs)
+        return math.prod(len(k.choices) for k in self.knobs) * max(len(self.loads), 1)
+
+    @property
+    def default_load(self) -> tuple[int, int] | None:
+        """The load point of the arm's default config: the largest batch with the most calls
+        in flight (the likeliest to serve the most, so the first pruning bar is high)."""
+        return self.loads[-1] if self.loads else None
 
     def default(self, hardware_key: str) -> Candidate:
         knobs = {k.name: k.choices[0] for k in self.knobs}
-        return Candidate.make(self.backend, self.precision, hardware_key, self.technique, knobs)
+        return Candidate.make(
+            self.backend, self.precision, hardware_key, self.technique, knobs, self.default_load
+        )
 
     def candidates(self, hardware_key: str) -> list[Candidate]:
         """Every config of the arm, the default first."""
         names = [k.name for k in self.knobs]
-        return [
+        loads: list[tuple[int, int] | None] = list(self.loads) or [None]
+        found = [
             Candidate.make(
                 self.backend,
                 self.precision,
                 hardware_key,
                 self.technique,
                 dict(zip(names, combo, strict=True)),
+                load,
             )
             for combo in itertools.product(*(k.choices for k in self.knobs))
+            for load in loads
         ]
+        default = self.default(hardware_key)
+        return [default, *(c for c in found if c != default)]
 
 
 def _ordered(
@@ -149,6 +183,10 @@ def _ordered(
 
 def _arm_key(candidate: Candidate) -> str:
     return f"{candidate.backend}/{candidate.precision.value}/{candidate.technique}"
+
+
+def _load(candidate: Candidate) -> tuple[int, int] | None:
+    return (candidate.batch_size, candidate.concurrency) if candidate.batch_size else None
 
 
 @dataclass(frozen=True)
@@ -169,6 +207,8 @@ class SearchSpace:
     gains: tuple[tuple[str, float], ...] = ()
     # The accepted metric drop (the user's threshold): how far a rejected candidate is off.
     metric_drop_ths: float | None = None
+    # What "best" means, and the constraints (searchers rank and prune by it).
+    objective: Objective = field(default_factory=Objective)
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates())
@@ -197,6 +237,7 @@ class SearchSpace:
             and candidate.hardware_key == self.hardware_key
             and set(values) == {k.name for k in arm.knobs}
             and all(values[k.name] in k.choices for k in arm.knobs)
+            and _load(candidate) in (arm.loads or (None,))
         )
 
     def candidates(self) -> list[Candidate]:
@@ -234,13 +275,9 @@ def derive_space(
     expected gain of each (:func:`~speedster_dist.search._prior.expected_gain`: trials go best
     first) and the history's earlier winners on this hardware type as its warm start."""
     allowed = allowed_precisions(settings.metric_drop_ths, settings.metric)
+    loads = settings.objective.loads
     found = [
-        Arm(
-            info.name,
-            cap.precision,
-            cap.technique,
-            _relevant_knobs(info.knobs, cap, settings.tune_knobs, settings.held_in),
-        )
+        Arm(info.name, cap.precision, cap.technique, _arm_knobs(info, cap, settings), loads)
         for info in catalog
         if info.unavailable is None and info.name not in settings.ignored_backends
         for cap in info.capabilities
@@ -257,6 +294,7 @@ def derive_space(
         settings.baseline_backend,
         gains=gains,
         metric_drop_ths=settings.metric_drop_ths,
+        objective=settings.objective,
     )
     warm = _warm_start(space, settings.history)
     return replace(space, warm_start=warm) if warm else space
@@ -275,8 +313,9 @@ def _warm_start(space: SearchSpace, history: SearchHistory | None) -> tuple[Cand
         arm = space.arm(key)
         if arm is None:
             continue  # not in this space: unavailable here, or a precision not allowed
+        knobs = winner.get("knobs") or {}
         wanted = Candidate.make(
-            arm.backend, precision, space.hardware_key, arm.technique, winner.get("knobs") or {}
+            arm.backend, precision, space.hardware_key, arm.technique, knobs, arm.default_load
         )
         configs = arm.candidates(space.hardware_key)
         found.append(wanted if wanted in configs else configs[0])

@@ -11,6 +11,10 @@ an error of about 0.5 (over any sensible threshold). ``fake_faulty`` fails polit
 process, ``hang`` never returns. Outputs are otherwise the real model's outputs.
 ``FLOAT_LAYERS`` (``fake_layers=speedster_dist.testing.fakes:FLOAT_LAYERS``, not in
 ``FAKE_BACKENDS``) has an int8 whose ``fp_layers`` knob trades speed for accuracy.
+``SERVING`` (:data:`SERVING_BACKENDS`, not in ``FAKE_BACKENDS``) serves load points on a
+known curve: a call of ``b`` rows takes ``2 + 2b`` ms (sleeping, so calls in flight overlap
+fully); its ``fixed`` technique is built for the example's shapes only, like OpenVINO's
+default text axes, and refuses any other shape.
 
 :class:`SimulatedRunner` on a :class:`VirtualClock` serves requests in flight with an exact
 per-call latency and no real waiting, so load generation is checked against arithmetic.
@@ -45,6 +49,8 @@ __all__ = [
     "FAKE_BACKENDS",
     "FAULTY",
     "FLOAT_LAYERS",
+    "SERVING",
+    "SERVING_BACKENDS",
     "Behaviour",
     "FakeBackend",
     "FloatLayersBackend",
@@ -66,6 +72,8 @@ class Behaviour:
     build_s: float = 0.0
     relative_error: float = 0.0
     failure: str = ""  # "", "raise", "crash", "hang"
+    per_row_s: float = 0.0  # added to latency_s for each row of the call's batch
+    fixed_shapes: bool = False  # built for the example's shapes only (refuses others)
 
 
 class _FakeCompiled(TorchCompiled):
@@ -79,14 +87,21 @@ class _FakeCompiled(TorchCompiled):
         self._example = example
         self._behaviour = behaviour
         self._scale = scale
+        self.fixed_shapes: dict[str, tuple[int, ...]] = {}
 
     def __call__(self, *inputs: torch.Tensor) -> Tensors:
         if self._behaviour.failure == "hang":
             time.sleep(3600)
+        if self.fixed_shapes and [tuple(t.shape) for t in inputs] != list(
+            self.fixed_shapes.values()
+        ):
+            raise RuntimeError(f"built for {self.fixed_shapes} only")
         outputs = super().__call__(*inputs)
         # Sleeping (not spinning) keeps the known latency even when other processes load the
         # CPU: a spinning loop gets preempted and measures longer than planned.
-        time.sleep(self._behaviour.latency_s * self._scale)
+        rows = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
+        behaviour = self._behaviour
+        time.sleep((behaviour.latency_s + behaviour.per_row_s * rows) * self._scale)
         error = self._behaviour.relative_error
         return tuple(o * (1 + error) if o.is_floating_point() else o for o in outputs)
 
@@ -129,7 +144,11 @@ class FakeBackend:
         if behaviour.failure == "crash":
             os._exit(17)  # what a segfaulting native library looks like to the caller
         scale = float(config.knobs.get("slowdown", 1))
-        return _FakeCompiled(require_module(model), model.example_inputs, behaviour, scale)
+        compiled = _FakeCompiled(require_module(model), model.example_inputs, behaviour, scale)
+        if behaviour.fixed_shapes:
+            shapes = (tuple(t.shape) for t in model.example_inputs)
+            compiled.fixed_shapes = dict(zip(model.input_names, shapes, strict=True))
+        return compiled
 
     def load(
         self, directory: Path, options: Mapping[str, Any], device: DeviceKind
@@ -190,6 +209,15 @@ FLOAT_LAYERS = FloatLayersBackend(
         (Precision.INT8, "layered"): Behaviour(latency_s=0.001, relative_error=0.4),
     },
 )
+
+SERVING = FakeBackend(
+    "fake_serving",
+    {
+        (Precision.FP32, ""): Behaviour(latency_s=0.002, per_row_s=0.002),
+        (Precision.FP32, "fixed"): Behaviour(latency_s=0.002, per_row_s=0.002, fixed_shapes=True),
+    },
+)
+SERVING_BACKENDS = "fake_serving=speedster_dist.testing.fakes:SERVING"
 
 FAULTY = FakeBackend(
     "fake_faulty",

@@ -71,7 +71,7 @@ def test_one_name_is_a_one_item_list_never_its_letters():
         ),
         (
             f"jobs: [{JOB}, zzz: 1}}]",
-            "jobs[0]: unknown setting 'zzz': allowed: batch_size, device,",
+            "unknown setting 'zzz': allowed: batch_size, batch_sizes, concurrency, device,",
         ),
     ],
 )

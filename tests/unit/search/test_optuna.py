@@ -242,7 +242,7 @@ def test_gains_within_the_noise_do_not_extend_the_search(min_improvement, stops)
         space(), patience=2, max_duplicates=10_000, min_improvement=min_improvement
     )
     drive(searcher, max_tells=len(space().defaults()))
-    best_p50 = searcher._best_p50
+    best_p50 = searcher._best
     assert best_p50 is not None
     for _ in range(2):  # two sampled configs, each 3% faster than the best so far
         candidate = ask(searcher)

@@ -245,7 +245,7 @@ def _task_overhead(backends: Sequence[str], reps: int) -> list[dict[str, Any]]:
     hardware = local_hardware()
     assert hardware is not None
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         executor = RayExecutor(trial_timeout_s=300, refresh_s=60)
         executor.discover()

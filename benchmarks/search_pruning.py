@@ -28,6 +28,7 @@ Prints both best-so-far curves and writes JSON to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -167,6 +168,10 @@ def _warm_up(model: Any, data: Any, args: argparse.Namespace) -> None:
     print(f"warm-up done in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def _call_with(winner: Any, sample: dict[str, Any]) -> object:
+    return winner(**sample)
+
+
 def _side_by_side(model: Any, learners: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
     """Eager and each winner timed in interleaved rounds here; median p50 (ms) of the rounds."""
     import torch
@@ -176,7 +181,7 @@ def _side_by_side(model: Any, learners: dict[str, Any], sample: dict[str, Any]) 
     calls: dict[str, Callable[[], object]] = {"eager": lambda: model(**sample)}
     for name, learner in learners.items():
         winner = learner.for_hardware()
-        calls[name] = lambda w=winner: w(**sample)
+        calls[name] = functools.partial(_call_with, winner, sample)
     settings = MeasureSettings(min_calls=20, min_duration_s=1.0)
     p50s: dict[str, list[float]] = {name: [] for name in calls}
     with torch.inference_mode():

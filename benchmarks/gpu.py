@@ -8,6 +8,12 @@ missing (TensorRT, onnxruntime-gpu, ...) are listed as skipped with the reason.
     python benchmarks/gpu.py                  # both batches, both thresholds
     python benchmarks/gpu.py --batch 1 --budget 60
     python benchmarks/gpu.py --device cpu --tiny --budget 30   # smoke test without a GPU
+    python benchmarks/gpu.py --throughput     # BERT-base throughput at p99 <= 10 ms
+
+``--throughput`` searches ``objective="throughput"`` over batch sizes up to 256 and 1, 2 or 4
+calls in flight (CUDA streams on a GPU) under ``--p99-ms`` (default 10), eager fp32 and every
+candidate at each load point, and prints each hardware type's frontier (throughput against
+p99) with the eager side's best feasible point beside the winner's.
 
 Prints a table per run and writes JSON to ``--out`` (default ``benchmarks/results/``).
 Every figure comes from one process, measured side by side by the same trial runner.
@@ -26,6 +32,8 @@ from typing import Any
 SEQ_LEN = 128
 SAMPLES = 10  # 8 held-in (calibration) + 2 held-out for the accuracy guard
 THRESHOLDS: tuple[float | None, ...] = (None, 0.05)
+THROUGHPUT_BATCHES = (1, 8, 32, 64, 128, 256)
+THROUGHPUT_CONCURRENCY = (1, 2, 4)
 
 
 def _machine(device: str) -> str:
@@ -64,8 +72,16 @@ def _samples(batch: int, vocab: int) -> list[dict[str, Any]]:
     ]
 
 
-def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: float) -> Any:
-    """One search with every knob tuned (default configs first) within ``budget_s``."""
+def _search(
+    model: Any,
+    data: Any,
+    ths: float | None,
+    device: str,
+    budget_s: float,
+    load: dict[str, Any] | None = None,
+) -> Any:
+    """One search with every knob tuned (default configs first) within ``budget_s``;
+    ``load``: the objective and its constraints (``objective="throughput"``, ...)."""
     from speedster_dist.options import parse_run_options
     from speedster_dist.prepare import prepare
     from speedster_dist.runtime import InlineExecutor, SearchRequest, run_search
@@ -75,7 +91,7 @@ def _search(model: Any, data: Any, ths: float | None, device: str, budget_s: flo
         metric_drop_ths=ths,
         metric="numeric_precision",
         device=device,
-        extras={"searcher": "exhaustive"},
+        extras={"searcher": "exhaustive", **(load or {})},
     )
     prepared = prepare(model, data, options, None, None, None)
     payload = prepared.payload
@@ -111,6 +127,73 @@ def _rows(outcome: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _frontier_rows(outcome: Any) -> list[dict[str, Any]]:
+    """Every measured load point (feasible or not) of every hardware type, eager included."""
+    rows = []
+    for result in outcome.results:
+        stats = result.throughput
+        if stats is None:
+            continue
+        rows.append(
+            {
+                "candidate": result.candidate.label,
+                "eager": result.is_baseline,
+                "hardware_type": result.candidate.hardware_key,
+                "status": result.status.value,
+                "batch": stats.point.batch_size,
+                "concurrency": stats.point.concurrency,
+                "throughput": stats.throughput,
+                "p99_ms": stats.p99_s * 1e3,
+                "memory_mb": result.memory.candidate_mb if result.memory else None,
+                "metric_drop": result.metric_drop,
+                "reason": result.reason,
+            }
+        )
+    return rows
+
+
+def _best_feasible(rows: list[dict[str, Any]], eager: bool) -> dict[str, Any] | None:
+    feasible = [r for r in rows if r["status"] == "complete" and r["eager"] == eager]
+    return max(feasible, key=lambda r: r["throughput"]) if feasible else None
+
+
+def _throughput_run(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """BERT throughput at p99 <= ``args.p99_ms``: the searched winner against eager's best."""
+    batches = [b for b in THROUGHPUT_BATCHES if b <= args.max_batch]
+    data = _samples(1, model.config.vocab_size)  # a request is one sample; batches tile them
+    load = {
+        "objective": "throughput",
+        "batch_sizes": batches,
+        "concurrency": list(THROUGHPUT_CONCURRENCY),
+        "latency_budget_ms": args.p99_ms,
+    }
+    started = time.monotonic()
+    outcome = _search(model, data, 0.05, args.device, args.budget, load)
+    rows = _frontier_rows(outcome)
+    print(f"\n=== throughput at p99 <= {args.p99_ms:g} ms (metric_drop_ths=0.05) ===")
+    print(f"{'candidate':50} {'b':>4} {'c':>2} {'req/s':>9} {'p99 ms':>8} {'status':10}")
+    for row in sorted(rows, key=lambda r: -r["throughput"]):
+        print(
+            f"{row['candidate'][:50]:50} {row['batch']:>4} {row['concurrency']:>2} "
+            f"{row['throughput']:>9.0f} {row['p99_ms']:>8.2f} {row['status']:10}"
+        )
+    winner, eager = _best_feasible(rows, False), _best_feasible(rows, True)
+    ratio = winner["throughput"] / eager["throughput"] if winner and eager else None
+    if winner:
+        print(f"winner: {winner['candidate']} {winner['throughput']:.0f} req/s", end="")
+        print(f", {ratio:.2f}x eager's best feasible" if ratio else " (eager: none feasible)")
+    return {
+        "p99_budget_ms": args.p99_ms,
+        "batch_sizes": batches,
+        "concurrency": list(THROUGHPUT_CONCURRENCY),
+        "wall_s": round(time.monotonic() - started, 1),
+        "winner": winner,
+        "eager_best": eager,
+        "ratio": ratio,
+        "points": rows,
+    }
+
+
 def _print_table(title: str, rows: list[dict[str, Any]], skipped: list[str]) -> None:
     print(f"\n=== {title} ===")
     print(f"{'candidate':58} {'status':9} {'p50 ms':>9} {'speedup':>8} {'drop':>9}")
@@ -137,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer BERT (smoke test)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--throughput", action="store_true", help="throughput at a p99 budget")
+    parser.add_argument("--p99-ms", type=float, default=10.0, help="the p99 budget (ms)")
+    parser.add_argument("--max-batch", type=int, default=256, help="largest batch tried")
     args = parser.parse_args(argv)
 
     import torch
@@ -152,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "gpu" and not torch.cuda.is_available():
         report["skipped"] = "no CUDA device visible to torch: nothing to measure"
         print(report["skipped"])
+    elif args.throughput:
+        report["throughput"] = _throughput_run(_bert(args.tiny), args)
     else:
         model = _bert(args.tiny)
         for batch in args.batch or [1, 32]:

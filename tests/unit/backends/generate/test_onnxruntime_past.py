@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from speedster_dist.backends.generate._nbits import gemm_to_matmul
+from speedster_dist.backends.generate.onnxruntime_past import (
+    OrtGenerateSettings,
+    build_ort_generator,
+)
+
+from .conftest import agreement, hf_greedy
+
+
+def test_fp32_greedy_matches_hf_generate(
+    tiny_gpt2: torch.nn.Module, prompt: torch.Tensor, tmp_path: Path
+) -> None:
+    generator = build_ort_generator(tiny_gpt2, tmp_path)
+    ours = generator.generate(prompt, torch.ones_like(prompt), max_new_tokens=20)
+    ref = hf_greedy(tiny_gpt2, prompt, 20)
+    assert ours.shape == ref.shape == (1, 28)
+    assert agreement(ours, ref, 8) == 1.0
+    assert torch.equal(ours[:, :8], prompt)
+
+
+@pytest.mark.parametrize(("precision", "floor"), [("int8", 0.9), ("int4", 0.5)])
+def test_weight_only_agreement(
+    tiny_gpt2: torch.nn.Module, prompt: torch.Tensor, tmp_path: Path, precision: str, floor: float
+) -> None:
+    generator = build_ort_generator(
+        tiny_gpt2, tmp_path, OrtGenerateSettings(precision=precision, block_size=16)
+    )
+    graph = onnx.load(str(generator.graph.path))
+    assert any(node.op_type == "MatMulNBits" for node in graph.graph.node)
+    ours = generator.generate(prompt, max_new_tokens=20)
+    assert agreement(ours, hf_greedy(tiny_gpt2, prompt, 20), 8) >= floor
+
+
+def test_gemm_rewrite_keeps_the_numbers(tiny_gpt2: torch.nn.Module, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    generator = build_ort_generator(tiny_gpt2, tmp_path)
+    model = onnx.load(str(generator.graph.path))
+    assert gemm_to_matmul(model) > 0
+    assert not any(node.op_type == "Gemm" for node in model.graph.node)
+    onnx.save(model, str(tmp_path / "rewritten.onnx"))
+    feed = {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.ones((1, 3), np.int64)}
+    feed["position_ids"] = np.arange(3)[None]
+    feed.update({n: np.zeros((1, 2, 0, 16), np.float32) for n in generator.graph.past_names()})
+    before = ort.InferenceSession(str(generator.graph.path)).run(["logits"], feed)[0]
+    after = ort.InferenceSession(str(tmp_path / "rewritten.onnx")).run(["logits"], feed)[0]
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_sampling_is_seeded_and_unknown_arguments_fail(
+    tiny_gpt2: torch.nn.Module, prompt: torch.Tensor, tmp_path: Path
+) -> None:
+    generator = build_ort_generator(tiny_gpt2, tmp_path)
+
+    def sample(seed: int) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(seed)
+        return generator.generate(
+            prompt,
+            max_new_tokens=10,
+            do_sample=True,
+            temperature=0.8,
+            top_k=20,
+            top_p=0.9,
+            generator=rng,
+        )
+
+    assert torch.equal(sample(3), sample(3))
+    assert sample(3).shape == (1, 18)
+    with pytest.raises(ValueError, match="num_beams"):
+        generator.generate(prompt, max_new_tokens=2, num_beams=4)
+
+
+def test_left_padded_batch_matches_hf(tiny_gpt2: torch.nn.Module, tmp_path: Path) -> None:
+    generator = build_ort_generator(tiny_gpt2, tmp_path)
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    ours = generator.generate(ids, mask, max_new_tokens=10)
+    assert agreement(ours, hf_greedy(tiny_gpt2, ids, 10, mask), 6) == 1.0

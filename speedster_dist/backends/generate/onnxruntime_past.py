@@ -24,6 +24,16 @@ from speedster_dist.backends.generate._decoder_graph import (
     DecoderGraph,
     export_decoder,
 )
+from speedster_dist.backends.generate._seq2seq_graph import (
+    CROSS_MASK,
+    DECODER_IDS,
+    ENCODER_IDS,
+    ENCODER_MASK,
+    HIDDEN,
+    Seq2SeqGraphs,
+    export_seq2seq,
+    start_ids,
+)
 
 PRECISIONS = ("fp32", "int8", "int4")
 
@@ -43,17 +53,10 @@ class OrtPastGenerator:
     """``generate(input_ids, attention_mask, max_new_tokens, **sampling) -> LongTensor``."""
 
     def __init__(self, graph: DecoderGraph, config: Any, settings: OrtGenerateSettings) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if settings.threads:
-            options.intra_op_num_threads = settings.threads
         self.graph = graph
         self.config = config
         self.settings = settings
-        self.session = ort.InferenceSession(
-            str(graph.path), options, providers=list(settings.providers)
-        )
+        self.session = _session(graph.path, settings)
         self._device = "cuda" if "CUDAExecutionProvider" in settings.providers else "cpu"
         self._past: list[Any] = []
 
@@ -74,46 +77,119 @@ class OrtPastGenerator:
             self._past = []
 
     def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(ids.numpy(), dtype=np.int64))
-        binding.bind_cpu_input(ATTENTION_MASK, np.ascontiguousarray(mask.numpy(), dtype=np.int64))
-        binding.bind_cpu_input(
-            POSITION_IDS, np.ascontiguousarray(positions.numpy(), dtype=np.int64)
+        feeds = {
+            INPUT_IDS: ids.numpy(),
+            ATTENTION_MASK: mask.numpy(),
+            POSITION_IDS: positions.numpy(),
+        }
+        logits, self._past = run_with_past(
+            self.session, self.graph, feeds, self._past, self._device
         )
-        if self._past:
-            for name, value in zip(self.graph.past_names(), self._past, strict=True):
-                binding.bind_ortvalue_input(name, value)
-        else:
-            empty = np.zeros(
-                (ids.shape[0], self.graph.num_kv_heads, 0, self.graph.head_dim), np.float32
+        return logits
+
+
+def run_with_past(
+    session: Any, graph: DecoderGraph, feeds: dict[str, np.ndarray], past: list[Any], device: str
+) -> tuple[torch.Tensor, list[Any]]:
+    """One IO-bound step: ``feeds`` and the past OrtValues in; last logits and new past out."""
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        dtype = np.float32 if array.dtype.kind == "f" else np.int64
+        binding.bind_cpu_input(name, np.ascontiguousarray(array, dtype=dtype))
+    if past:
+        for name, value in zip(graph.past_names(), past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+    else:
+        batch = next(iter(feeds.values())).shape[0]
+        empty = np.zeros((batch, graph.num_kv_heads, 0, graph.head_dim), np.float32)
+        for name in graph.past_names():
+            binding.bind_cpu_input(name, empty)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, device)
+    session.run_with_iobinding(binding)
+    outputs = binding.get_outputs()
+    return torch.from_numpy(outputs[0].numpy()[:, -1, :].copy()), list(outputs[1:])
+
+
+class OrtSeq2SeqGenerator:
+    """Encoder-decoder generation: the encoder session once, the decoder session with its cache."""
+
+    def __init__(self, graphs: Seq2SeqGraphs, config: Any, settings: OrtGenerateSettings) -> None:
+        self.graphs = graphs
+        self.config = config
+        self.settings = settings
+        self.encoder = _session(graphs.encoder, settings)
+        self.decoder = _session(graphs.decoder.path, settings)
+        self._device = "cuda" if "CUDAExecutionProvider" in settings.providers else "cpu"
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 32,
+        **sampling: Any,
+    ) -> torch.Tensor:
+        """Decoder token ids (start token first), as HF ``generate()`` returns for T5."""
+        mask = (
+            (torch.ones_like(input_ids) if attention_mask is None else attention_mask)
+            .long()
+            .numpy()
+        )
+        (hidden,) = self.encoder.run(
+            [HIDDEN], {ENCODER_IDS: input_ids.long().numpy(), ENCODER_MASK: mask}
+        )
+        past: list[Any] = []
+
+        def step(ids: torch.Tensor, _mask: torch.Tensor, _positions: torch.Tensor) -> torch.Tensor:
+            nonlocal past
+            feeds = {DECODER_IDS: ids[:, -1:].numpy(), HIDDEN: hidden, CROSS_MASK: mask}
+            logits, past = run_with_past(
+                self.decoder, self.graphs.decoder, feeds, past, self._device
             )
-            for name in self.graph.past_names():
-                binding.bind_cpu_input(name, empty)
-        for name in [o.name for o in self.session.get_outputs()]:
-            binding.bind_output(name, self._device)
-        self.session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
-        self._past = list(outputs[1:])
-        return torch.from_numpy(outputs[0].numpy()[:, -1, :].copy())
+            return logits
+
+        start = start_ids(self.config, int(input_ids.shape[0]))
+        return _greedy.decode(step, start, None, max_new_tokens, self.config, **sampling)
+
+
+def _session(path: Path, settings: OrtGenerateSettings) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if settings.threads:
+        options.intra_op_num_threads = settings.threads
+    return ort.InferenceSession(str(path), options, providers=list(settings.providers))
 
 
 def build_ort_generator(
     model: torch.nn.Module, folder: Path, settings: OrtGenerateSettings | None = None
-) -> OrtPastGenerator:
-    """Export ``model`` into ``folder``, compress its weights if asked, and open a session."""
+) -> OrtPastGenerator | OrtSeq2SeqGenerator:
+    """Export ``model`` into ``folder``, compress its weights if asked, and open its sessions.
+
+    Encoder-decoder models (``config.is_encoder_decoder``) get :class:`OrtSeq2SeqGenerator`.
+    """
     settings = settings or OrtGenerateSettings()
     if settings.precision not in PRECISIONS:
         raise ValueError(
             f"ORT generation precision must be one of {PRECISIONS}, not {settings.precision!r}"
         )
     folder = Path(folder)
+    if getattr(model.config, "is_encoder_decoder", False):
+        graphs = export_seq2seq(model, folder)
+        decoder = _compressed(graphs.decoder, settings)
+        encoder = _compressed(DecoderGraph(graphs.encoder, 0, 0, 0), settings).path
+        return OrtSeq2SeqGenerator(Seq2SeqGraphs(encoder, decoder), model.config, settings)
     graph = export_decoder(model, folder / "decoder_fp32.onnx")
-    if settings.precision != "fp32":
-        from speedster_dist.backends.generate._nbits import compress_weights
+    return OrtPastGenerator(_compressed(graph, settings), model.config, settings)
 
-        target = folder / f"decoder_{settings.precision}.onnx"
-        compress_weights(
-            graph.path, target, settings.precision, settings.accuracy_level, settings.block_size
-        )
-        graph = DecoderGraph(target, graph.num_layers, graph.num_kv_heads, graph.head_dim)
-    return OrtPastGenerator(graph, model.config, settings)
+
+def _compressed(graph: DecoderGraph, settings: OrtGenerateSettings) -> DecoderGraph:
+    if settings.precision == "fp32":
+        return graph
+    from speedster_dist.backends.generate._nbits import compress_weights
+
+    target = graph.path.with_name(f"{graph.path.stem}_{settings.precision}.onnx")
+    compress_weights(
+        graph.path, target, settings.precision, settings.accuracy_level, settings.block_size
+    )
+    return DecoderGraph(target, graph.num_layers, graph.num_kv_heads, graph.head_dim)

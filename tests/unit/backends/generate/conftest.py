@@ -37,3 +37,34 @@ def agreement(a: torch.Tensor, b: torch.Tensor, prompt_len: int) -> float:
     left, right = a[:, prompt_len:], b[:, prompt_len:]
     length = min(left.shape[1], right.shape[1])
     return float((left[:, :length] == right[:, :length]).float().mean())
+
+
+@pytest.fixture(scope="module")
+def tiny_t5() -> torch.nn.Module:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=100,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    model = T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # the default init makes every greedy token 0; spread the weights
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    return model
+
+
+def hf_seq2seq(model: torch.nn.Module, ids: torch.Tensor, new: int) -> torch.Tensor:
+    with torch.no_grad():
+        return model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False
+        )

@@ -10,10 +10,11 @@ import torch
 from speedster_dist.backends.generate._nbits import gemm_to_matmul
 from speedster_dist.backends.generate.onnxruntime_past import (
     OrtGenerateSettings,
+    OrtSeq2SeqGenerator,
     build_ort_generator,
 )
 
-from .conftest import agreement, hf_greedy
+from .conftest import agreement, hf_greedy, hf_seq2seq
 
 
 def test_fp32_greedy_matches_hf_generate(
@@ -85,3 +86,20 @@ def test_left_padded_batch_matches_hf(tiny_gpt2: torch.nn.Module, tmp_path: Path
     mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     ours = generator.generate(ids, mask, max_new_tokens=10)
     assert agreement(ours, hf_greedy(tiny_gpt2, ids, 10, mask), 6) == 1.0
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_t5_encoder_once_decoder_with_past(
+    tiny_t5: torch.nn.Module, tmp_path: Path, precision: str
+) -> None:
+    generator = build_ort_generator(
+        tiny_t5, tmp_path, OrtGenerateSettings(precision=precision, block_size=16)
+    )
+    assert isinstance(generator, OrtSeq2SeqGenerator)
+    ids = torch.randint(2, 100, (1, 9), generator=torch.Generator().manual_seed(4))
+    ours = generator.generate(ids, max_new_tokens=15)
+    ref = hf_seq2seq(tiny_t5, ids, 15)
+    assert ours[0, 0] == ref[0, 0] == 0  # the decoder start token
+    assert agreement(ours, ref, 1) >= (1.0 if precision == "fp32" else 0.8)
+    if precision == "fp32":
+        assert torch.equal(ours, ref)

@@ -82,7 +82,7 @@ class _DecoderWithPast(torch.nn.Module):
 
 
 def export_seq2seq(model: torch.nn.Module, folder: Path, opset: int = 17) -> Seq2SeqGraphs:
-    """Export ``model`` (T5-style, fp32, CPU) as ``encoder.onnx`` and ``decoder.onnx`` in ``folder``."""
+    """Export ``model`` (T5-style, fp32, CPU) as ``encoder.onnx`` and ``decoder.onnx``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layers, heads, head_dim = seq2seq_layout(model.config)

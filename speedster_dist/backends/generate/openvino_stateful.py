@@ -28,13 +28,24 @@ from speedster_dist.backends.generate._decoder_graph import (
     DecoderGraph,
     export_decoder,
 )
+from speedster_dist.backends.generate._seq2seq_graph import (
+    CROSS_MASK,
+    DECODER_IDS,
+    ENCODER_IDS,
+    ENCODER_MASK,
+    HIDDEN,
+    export_seq2seq,
+    start_ids,
+)
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
 IR_NAME = "decoder.xml"
 META_NAME = "generation.json"
 _META_KEYS = frozenset(
     {"num_layers", "num_kv_heads", "head_dim", "eos_token_id", "pad_token_id", "settings"}
+    | {"decoder_start_token_id", "encoder"}
 )
+ENCODER_IR = "encoder.xml"
 _SETTING_KEYS = frozenset({"precision", "threads", "group_size"})
 
 
@@ -71,6 +82,15 @@ def compress(model: Any, settings: OvGenerateSettings) -> Any:
     )
 
 
+def compile_properties(settings: OvGenerateSettings) -> dict[str, Any]:
+    """The CPU plugin properties for ``settings`` (inference precision, threads)."""
+    hint = "bf16" if settings.precision == "bf16" else "f32"
+    properties: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
+    if settings.threads:
+        properties["INFERENCE_NUM_THREADS"] = settings.threads
+    return properties
+
+
 class OvStatefulGenerator:
     """``generate(input_ids, attention_mask, max_new_tokens, **sampling) -> LongTensor``."""
 
@@ -79,18 +99,11 @@ class OvStatefulGenerator:
     ) -> None:
         import openvino as ov
 
-        properties: dict[str, Any] = {}
-        if settings.precision == "bf16":
-            properties["INFERENCE_PRECISION_HINT"] = "bf16"
-        elif settings.precision in ("fp32", "int8", "int4"):
-            properties["INFERENCE_PRECISION_HINT"] = "f32"
-        if settings.threads:
-            properties["INFERENCE_NUM_THREADS"] = settings.threads
         self.model = model
         self.graph = graph
         self.config = config
         self.settings = settings
-        self.compiled = ov.Core().compile_model(model, "CPU", properties)
+        self.compiled = ov.Core().compile_model(model, "CPU", compile_properties(settings))
         self.request = self.compiled.create_infer_request()
 
     def generate(
@@ -123,6 +136,9 @@ class OvStatefulGenerator:
         logits = self.request.infer(feed)[0]
         return torch.from_numpy(np.asarray(logits)[:, -1, :].astype(np.float32))
 
+    def _extra_meta(self, folder: Path) -> dict[str, Any]:
+        return {}
+
     def save(self, folder: Path) -> Path:
         """Write the IR and ``generation.json`` (no pickles) into ``folder``."""
         import openvino as ov
@@ -137,6 +153,7 @@ class OvStatefulGenerator:
             "eos_token_id": getattr(self.config, "eos_token_id", None),
             "pad_token_id": getattr(self.config, "pad_token_id", None),
             "settings": asdict(self.settings),
+            **self._extra_meta(folder),
         }
         (folder / META_NAME).write_text(json.dumps(meta, indent=2))
         return folder
@@ -160,8 +177,15 @@ def load_ov_generator(folder: Path) -> OvStatefulGenerator:
     graph = DecoderGraph(
         folder / IR_NAME, int(meta["num_layers"]), int(meta["num_kv_heads"]), int(meta["head_dim"])
     )
-    config = SimpleNamespace(eos_token_id=meta["eos_token_id"], pad_token_id=meta["pad_token_id"])
+    config = SimpleNamespace(
+        eos_token_id=meta["eos_token_id"],
+        pad_token_id=meta["pad_token_id"],
+        decoder_start_token_id=meta.get("decoder_start_token_id"),
+    )
     model = ov.Core().read_model(str(folder / IR_NAME))
+    if meta.get("encoder") == ENCODER_IR:
+        encoder = ov.Core().read_model(str(folder / ENCODER_IR))
+        return OvSeq2SeqGenerator(encoder, model, graph, config, settings)
     return OvStatefulGenerator(model, graph, config, settings)
 
 
@@ -176,6 +200,66 @@ def build_ov_generator(
         raise ValueError(
             f"OpenVINO generation precision must be one of {PRECISIONS}, not {settings.precision!r}"
         )
+    core = ov.Core()
+    if getattr(model.config, "is_encoder_decoder", False):
+        graphs = export_seq2seq(model, Path(folder))
+        decoder = make_stateful(core.read_model(str(graphs.decoder.path)), graphs.decoder)
+        encoder = compress(core.read_model(str(graphs.encoder)), settings)
+        return OvSeq2SeqGenerator(
+            encoder, compress(decoder, settings), graphs.decoder, model.config, settings
+        )
     graph = export_decoder(model, Path(folder) / "decoder.onnx")
-    ov_model = make_stateful(ov.Core().read_model(str(graph.path)), graph)
+    ov_model = make_stateful(core.read_model(str(graph.path)), graph)
     return OvStatefulGenerator(compress(ov_model, settings), graph, model.config, settings)
+
+
+class OvSeq2SeqGenerator(OvStatefulGenerator):
+    """Encoder-decoder: the encoder compiled once, the decoder stateful (its self-attention cache)."""
+
+    def __init__(
+        self,
+        encoder: Any,
+        decoder: Any,
+        graph: DecoderGraph,
+        config: Any,
+        settings: OvGenerateSettings,
+    ) -> None:
+        import openvino as ov
+
+        super().__init__(decoder, graph, config, settings)
+        self.encoder_model = encoder
+        self.encoder = ov.Core().compile_model(encoder, "CPU", compile_properties(settings))
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 32,
+        **sampling: Any,
+    ) -> torch.Tensor:
+        """Decoder token ids (start token first), as HF ``generate()`` returns for T5."""
+        mask = (
+            (torch.ones_like(input_ids) if attention_mask is None else attention_mask)
+            .long()
+            .numpy()
+        )
+        ids = input_ids.long().numpy()
+        hidden = np.asarray(self.encoder({ENCODER_IDS: ids, ENCODER_MASK: mask})[0])
+        self._reset(int(input_ids.shape[0]))
+
+        def step(
+            tokens: torch.Tensor, _mask: torch.Tensor, _positions: torch.Tensor
+        ) -> torch.Tensor:
+            feed = {DECODER_IDS: tokens[:, -1:].numpy(), HIDDEN: hidden, CROSS_MASK: mask}
+            logits = np.asarray(self.request.infer(feed)[0])
+            return torch.from_numpy(logits[:, -1, :].astype(np.float32))
+
+        start = start_ids(self.config, int(input_ids.shape[0]))
+        return _greedy.decode(step, start, None, max_new_tokens, self.config, **sampling)
+
+    def _extra_meta(self, folder: Path) -> dict[str, Any]:
+        import openvino as ov
+
+        ov.save_model(self.encoder_model, str(folder / ENCODER_IR), compress_to_fp16=False)
+        start = getattr(self.config, "decoder_start_token_id", None)
+        return {"encoder": ENCODER_IR, "decoder_start_token_id": start}

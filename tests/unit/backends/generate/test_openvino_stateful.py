@@ -9,11 +9,12 @@ import torch
 from speedster_dist.backends.generate.openvino_stateful import (
     META_NAME,
     OvGenerateSettings,
+    OvSeq2SeqGenerator,
     build_ov_generator,
     load_ov_generator,
 )
 
-from .conftest import agreement, hf_greedy
+from .conftest import agreement, hf_greedy, hf_seq2seq
 
 
 def test_fp32_stateful_greedy_matches_hf(
@@ -75,3 +76,22 @@ def test_save_and_load_data_only(
     (saved / META_NAME).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="allowlist"):
         load_ov_generator(saved)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_t5_encoder_once_stateful_decoder(
+    tiny_t5: torch.nn.Module, tmp_path: Path, precision: str
+) -> None:
+    generator = build_ov_generator(
+        tiny_t5, tmp_path / "build", OvGenerateSettings(precision=precision)
+    )
+    assert isinstance(generator, OvSeq2SeqGenerator)
+    ids = torch.randint(2, 100, (1, 9), generator=torch.Generator().manual_seed(4))
+    ours = generator.generate(ids, max_new_tokens=15)
+    ref = hf_seq2seq(tiny_t5, ids, 15)
+    assert agreement(ours, ref, 1) >= (1.0 if precision == "fp32" else 0.8)
+    if precision == "fp32":
+        assert torch.equal(ours, ref)
+        loaded = load_ov_generator(generator.save(tmp_path / "saved"))
+        assert isinstance(loaded, OvSeq2SeqGenerator)
+        assert torch.equal(loaded.generate(ids, max_new_tokens=15), ref)

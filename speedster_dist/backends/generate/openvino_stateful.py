@@ -214,7 +214,7 @@ def build_ov_generator(
 
 
 class OvSeq2SeqGenerator(OvStatefulGenerator):
-    """Encoder-decoder: the encoder compiled once, the decoder stateful (its self-attention cache)."""
+    """Encoder-decoder: the encoder compiled once, the decoder stateful (its self-attn cache)."""
 
     def __init__(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2() -> torch.nn.Module:
+def tiny_gpt2() -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
@@ -22,7 +24,7 @@ def prompt() -> torch.Tensor:
 
 
 def hf_greedy(
-    model: torch.nn.Module, ids: torch.Tensor, new: int, mask: torch.Tensor | None = None
+    model: Any, ids: torch.Tensor, new: int, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Hugging Face greedy generate() (the reference)."""
     mask = torch.ones_like(ids) if mask is None else mask
@@ -40,7 +42,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor, prompt_len: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def tiny_t5() -> torch.nn.Module:
+def tiny_t5() -> Any:
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
@@ -52,10 +54,10 @@ def tiny_t5() -> torch.nn.Module:
         num_layers=2,
         num_decoder_layers=2,
         num_heads=4,
-        decoder_start_token_id=0,
         pad_token_id=0,
         eos_token_id=1,
     )
+    config.decoder_start_token_id = 0
     model = T5ForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init makes every greedy token 0; spread the weights
         for parameter in model.parameters():
@@ -63,7 +65,7 @@ def tiny_t5() -> torch.nn.Module:
     return model
 
 
-def hf_seq2seq(model: torch.nn.Module, ids: torch.Tensor, new: int) -> torch.Tensor:
+def hf_seq2seq(model: Any, ids: torch.Tensor, new: int) -> torch.Tensor:
     with torch.no_grad():
         return model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False

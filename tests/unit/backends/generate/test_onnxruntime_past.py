@@ -10,6 +10,7 @@ import torch
 from speedster_dist.backends.generate._nbits import gemm_to_matmul
 from speedster_dist.backends.generate.onnxruntime_past import (
     OrtGenerateSettings,
+    OrtPastGenerator,
     OrtSeq2SeqGenerator,
     build_ort_generator,
 )
@@ -35,6 +36,7 @@ def test_weight_only_agreement(
     generator = build_ort_generator(
         tiny_gpt2, tmp_path, OrtGenerateSettings(precision=precision, block_size=16)
     )
+    assert isinstance(generator, OrtPastGenerator)
     graph = onnx.load(str(generator.graph.path))
     assert any(node.op_type == "MatMulNBits" for node in graph.graph.node)
     ours = generator.generate(prompt, max_new_tokens=20)
@@ -45,6 +47,7 @@ def test_gemm_rewrite_keeps_the_numbers(tiny_gpt2: torch.nn.Module, tmp_path: Pa
     import onnxruntime as ort
 
     generator = build_ort_generator(tiny_gpt2, tmp_path)
+    assert isinstance(generator, OrtPastGenerator)
     model = onnx.load(str(generator.graph.path))
     assert gemm_to_matmul(model) > 0
     assert not any(node.op_type == "Gemm" for node in model.graph.node)

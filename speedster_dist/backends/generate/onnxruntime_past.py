@@ -36,6 +36,15 @@ from speedster_dist.backends.generate._seq2seq_graph import (
 )
 
 PRECISIONS = ("fp32", "int8", "int4")
+# What gen-core's GeneratorBackend declares for this backend (data, for its registry line).
+CAPABILITIES: dict[str, Any] = {
+    "name": "onnxruntime-past",
+    "hardware": ("cpu", "gpu"),
+    "precisions": PRECISIONS,
+    "techniques": ("past-kv-io-binding", "weight-only-matmulnbits"),
+    "knobs": {"accuracy_level": (0, 4), "block_size": (32, 128), "threads": None},
+    "architectures": ("decoder-only", "encoder-decoder"),
+}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,15 @@ from speedster_dist.backends.generate._seq2seq_graph import (
 )
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
+# What gen-core's GeneratorBackend declares for this backend (data, for its registry line).
+CAPABILITIES: dict[str, Any] = {
+    "name": "openvino-stateful",
+    "hardware": ("cpu",),
+    "precisions": PRECISIONS,
+    "techniques": ("stateful-kv-cache", "nncf-weight-compression"),
+    "knobs": {"group_size": (64, 128), "threads": None},
+    "architectures": ("decoder-only", "encoder-decoder"),
+}
 IR_NAME = "decoder.xml"
 META_NAME = "generation.json"
 _META_KEYS = frozenset(

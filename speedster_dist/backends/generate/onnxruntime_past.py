@@ -20,6 +20,7 @@ from speedster_dist.backends.generate import _greedy
 from speedster_dist.backends.generate._decoder_graph import (
     ATTENTION_MASK,
     INPUT_IDS,
+    LOGITS,
     POSITION_IDS,
     DecoderGraph,
     export_decoder,
@@ -113,8 +114,8 @@ def run_with_past(
         empty = np.zeros((batch, graph.num_kv_heads, 0, graph.head_dim), np.float32)
         for name in graph.past_names():
             binding.bind_cpu_input(name, empty)
-    for output in session.get_outputs():
-        binding.bind_output(output.name, device)
+    for output in session.get_outputs():  # the cache stays on the device; logits come to the host
+        binding.bind_output(output.name, "cpu" if output.name == LOGITS else device)
     session.run_with_iobinding(binding)
     outputs = binding.get_outputs()
     return torch.from_numpy(outputs[0].numpy()[:, -1, :].copy()), list(outputs[1:])

@@ -106,3 +106,15 @@ def test_t5_encoder_once_decoder_with_past(
     assert agreement(ours, ref, 1) >= (1.0 if precision == "fp32" else 0.8)
     if precision == "fp32":
         assert torch.equal(ours, ref)
+
+
+@pytest.mark.gpu
+def test_cuda_provider_keeps_the_cache_on_the_gpu(
+    tiny_gpt2: torch.nn.Module, prompt: torch.Tensor, tmp_path: Path
+) -> None:
+    settings = OrtGenerateSettings(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    generator = build_ort_generator(tiny_gpt2, tmp_path, settings)
+    assert isinstance(generator, OrtPastGenerator)
+    assert generator.session.get_providers()[0] == "CUDAExecutionProvider"
+    ours = generator.generate(prompt, max_new_tokens=20)
+    assert agreement(ours, hf_greedy(tiny_gpt2, prompt, 20), 8) == 1.0

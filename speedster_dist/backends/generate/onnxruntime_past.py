@@ -203,3 +203,72 @@ def _compressed(graph: DecoderGraph, settings: OrtGenerateSettings) -> DecoderGr
         graph.path, target, settings.precision, settings.accuracy_level, settings.block_size
     )
     return DecoderGraph(target, graph.num_layers, graph.num_kv_heads, graph.head_dim)
+
+
+META_NAME = "generation.json"
+_META_KEYS = frozenset(
+    {"num_layers", "num_kv_heads", "head_dim", "eos_token_id", "pad_token_id"}
+    | {"decoder_start_token_id", "encoder", "settings"}
+)
+_SETTING_KEYS = frozenset({"precision", "accuracy_level", "block_size", "threads", "providers"})
+
+
+def save_ort_generator(generator: OrtPastGenerator | OrtSeq2SeqGenerator, folder: Path) -> Path:
+    """Write the ONNX graph(s) and an allowlisted ``generation.json`` (no pickles)."""
+    import json
+    import shutil
+    from dataclasses import asdict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = generator.graph if isinstance(generator, OrtPastGenerator) else generator.graphs.decoder
+    shutil.copyfile(graph.path, folder / "decoder.onnx")
+    config = generator.config
+    meta: dict[str, Any] = {
+        "num_layers": graph.num_layers,
+        "num_kv_heads": graph.num_kv_heads,
+        "head_dim": graph.head_dim,
+        "eos_token_id": getattr(config, "eos_token_id", None),
+        "pad_token_id": getattr(config, "pad_token_id", None),
+        "settings": asdict(generator.settings),
+    }
+    if isinstance(generator, OrtSeq2SeqGenerator):
+        shutil.copyfile(generator.graphs.encoder, folder / "encoder.onnx")
+        meta["encoder"] = "encoder.onnx"
+        meta["decoder_start_token_id"] = getattr(config, "decoder_start_token_id", None)
+    (folder / META_NAME).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def load_ort_generator(folder: Path) -> OrtPastGenerator | OrtSeq2SeqGenerator:
+    """Open what :func:`save_ort_generator` wrote; any key outside the allowlist is refused."""
+    import json
+    from types import SimpleNamespace
+
+    folder = Path(folder)
+    meta = json.loads((folder / META_NAME).read_text())
+    settings_meta = meta.get("settings", {}) if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict) or set(meta) - _META_KEYS or set(settings_meta) - _SETTING_KEYS:
+        raise ValueError(f"{folder / META_NAME} holds keys outside the allowlist")
+    settings = OrtGenerateSettings(
+        **{
+            **settings_meta,
+            "providers": tuple(settings_meta.get("providers", ("CPUExecutionProvider",))),
+        }
+    )
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {settings.precision!r} in {folder / META_NAME}")
+    graph = DecoderGraph(
+        folder / "decoder.onnx",
+        int(meta["num_layers"]),
+        int(meta["num_kv_heads"]),
+        int(meta["head_dim"]),
+    )
+    config = SimpleNamespace(
+        eos_token_id=meta["eos_token_id"],
+        pad_token_id=meta["pad_token_id"],
+        decoder_start_token_id=meta.get("decoder_start_token_id"),
+    )
+    if meta.get("encoder") == "encoder.onnx":
+        return OrtSeq2SeqGenerator(Seq2SeqGraphs(folder / "encoder.onnx", graph), config, settings)
+    return OrtPastGenerator(graph, config, settings)

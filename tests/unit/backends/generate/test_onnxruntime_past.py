@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,13 @@ import torch
 
 from speedster_dist.backends.generate._nbits import gemm_to_matmul
 from speedster_dist.backends.generate.onnxruntime_past import (
+    META_NAME,
     OrtGenerateSettings,
     OrtPastGenerator,
     OrtSeq2SeqGenerator,
     build_ort_generator,
+    load_ort_generator,
+    save_ort_generator,
 )
 
 from .conftest import agreement, hf_greedy, hf_seq2seq
@@ -118,3 +122,25 @@ def test_cuda_provider_keeps_the_cache_on_the_gpu(
     assert generator.session.get_providers()[0] == "CUDAExecutionProvider"
     ours = generator.generate(prompt, max_new_tokens=20)
     assert agreement(ours, hf_greedy(tiny_gpt2, prompt, 20), 8) == 1.0
+
+
+def test_save_and_load_data_only(
+    tiny_gpt2: torch.nn.Module, tiny_t5: torch.nn.Module, prompt: torch.Tensor, tmp_path: Path
+) -> None:
+    for name, model in (("gpt2", tiny_gpt2), ("t5", tiny_t5)):
+        settings = OrtGenerateSettings(precision="int8", block_size=16, threads=1)
+        generator = build_ort_generator(model, tmp_path / name / "build", settings)
+        saved = save_ort_generator(generator, tmp_path / name / "saved")
+        expected = ["decoder.onnx", META_NAME] + (["encoder.onnx"] if name == "t5" else [])
+        assert sorted(p.name for p in saved.iterdir()) == sorted(expected)
+        loaded = load_ort_generator(saved)
+        assert loaded.settings == settings and type(loaded) is type(generator)
+        ids = prompt + 2
+        assert torch.equal(
+            loaded.generate(ids, max_new_tokens=10), generator.generate(ids, max_new_tokens=10)
+        )
+    meta = json.loads((saved / META_NAME).read_text())
+    meta["settings"]["loader"] = "pickle"
+    (saved / META_NAME).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="allowlist"):
+        load_ort_generator(saved)

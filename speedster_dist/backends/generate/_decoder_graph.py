@@ -1,7 +1,8 @@
 """ONNX export of a Hugging Face causal LM with its past key values as inputs and outputs.
 
-optimum's exporters are not used: optimum / optimum-intel pin transformers versions that the
-project's constraints exclude (transformers 5.x here), so this small exporter of our own wraps
+optimum's exporters are not used: optimum / optimum-intel are not installed here and, per the
+lead's check, pin transformers versions the constraints exclude (transformers 5.x here), so this
+small exporter of our own wraps
 the model so that the cache travels as flat tensors (``past.<i>.key`` / ``past.<i>.value`` in,
 ``present.<i>.key`` / ``present.<i>.value`` out) and traces it with the TorchScript exporter with
 dynamic batch, sequence and past axes. A zero-length past makes the same graph run the prefill.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from speedster_dist.cost import CostRow, PriceTable, cost_rows, fastest_and_cheapest
+from speedster_dist.cost import PriceTable, cost_rows
 from speedster_dist.present._format import ms, render_table
+from speedster_dist.present._points import format_costs, load_point_lines, served
 from speedster_dist.records import Confirmation, ConfirmedLatency, SearchOutcome, TrialResult
 
 __all__ = [
@@ -40,6 +41,9 @@ def _ms(result: TrialResult | None) -> str:
 
 
 def _throughput(result: TrialResult | None, batch: int) -> float | None:
+    """Samples a second: measured at the result's load point, else derived from its p50."""
+    if result is not None and result.throughput is not None:
+        return result.throughput.throughput * batch
     return batch / result.latency.p50 if result and result.latency else None
 
 
@@ -51,6 +55,11 @@ def _ratio(a: float | None, b: float | None, suffix: str = "x") -> str:
     return f"{a / b:.2f}{suffix}" if a and b else "n/a"
 
 
+def _latency_name(best: TrialResult) -> str:
+    """A load point's p50 is per request (its batch's wait included), one call's per batch."""
+    return "latency (p50 per request)" if best.throughput else "latency (p50 per batch)"
+
+
 def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
     base_lat = base.latency.p50 if base and base.latency else None
     best_lat = best.latency.p50 if best.latency else None
@@ -58,7 +67,7 @@ def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> l
     return [
         ["backend", base.candidate.backend if base else "n/a", best.candidate.backend, ""],
         ["precision / technique", "fp32", best.candidate.label.split(" ", 1)[1], ""],
-        ["latency (p50 per batch)", _ms(base), _ms(best), _ratio(base_lat, best_lat)],
+        [_latency_name(best), _ms(base), _ms(best), _ratio(base_lat, best_lat)],
         [
             "throughput (samples/s)",
             f"{base_tp:.1f}" if base_tp else "n/a",
@@ -158,7 +167,7 @@ def format_summary(
         if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
-        skipped += _notes(outcome, key)
+        skipped += _notes(outcome, key) + load_point_lines(outcome, key)
         blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome, styled))
@@ -184,11 +193,7 @@ def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> lis
     """Cost per 1M inferences of each winner, the fastest and the cheapest type."""
     if prices is None:
         return []
-    winners = [
-        (key, r.candidate.label, r.latency.p50 if r.latency else None, outcome.node_groups.get(key))
-        for key, r in outcome.winners.items()
-    ]
-    text = format_costs(cost_rows(winners, prices, batch), prices)
+    text = format_costs(cost_rows(served(outcome, batch), prices), prices, outcome.objective)
     return [text] if text else []
 
 
@@ -284,26 +289,3 @@ def progress_line(done: int, result: TrialResult) -> str:
     candidate = result.candidate
     status = result.status.value
     return f"[trial {done}] {candidate.hardware_key} {candidate.label}: {status}{extra}"
-
-
-def format_costs(rows: list[CostRow], prices: PriceTable) -> str:
-    """Cost lines for a summary: every type's cost per 1M, then the fastest and cheapest."""
-    if not rows:
-        return ""
-    lines = [f"Cost per 1M inferences ({prices.currency}, one node at list price):"]
-    for row in sorted(rows, key=lambda r: r.p50_s):
-        cost = f"{row.cost_per_1m:.4g}" if row.cost_per_1m is not None else "no price"
-        price = f"{row.price_per_hour:g}/h" if row.price_per_hour is not None else "-"
-        lines.append(
-            f"  {row.hardware_type}: {cost} ({row.label}, {ms(row.p50_s)}, "
-            f"{row.throughput_per_s:.4g}/s, {price})"
-        )
-    fastest, cheapest = fastest_and_cheapest(rows)
-    if fastest is not None:
-        lines.append(f"Fastest hardware type: {fastest.hardware_type}")
-    if cheapest is not None:
-        lines.append(
-            f"Cheapest hardware type: {cheapest.hardware_type} "
-            f"({cheapest.cost_per_1m:.4g} {prices.currency} per 1M inferences)"
-        )
-    return "\n".join(lines)

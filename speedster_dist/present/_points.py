@@ -1,0 +1,108 @@
+"""The summary's fleet view of load points and costs: per hardware type, the best-latency
+point and the best feasible throughput point of a throughput or cost search, and the cost
+per 1M inferences of each winner at the throughput it was measured at (or derived from its
+p50, said so)."""
+
+from __future__ import annotations
+
+from speedster_dist.cost import CostRow, PriceTable, Served, basis_note, fastest_and_cheapest
+from speedster_dist.present._format import ms
+from speedster_dist.records import SearchOutcome, TrialResult
+from speedster_dist.serving import FrontierPoint, Objective
+
+__all__ = ["format_costs", "load_point_lines", "served"]
+
+
+def _tail_name(percentile: float) -> str:
+    return f"p{percentile:g}"
+
+
+def _point_text(point: FrontierPoint) -> str:
+    tail = _tail_name(point.percentile)
+    return f"{point.label}: {point.throughput:.4g} requests/s, {tail} {ms(point.tail_s)}"
+
+
+def _budget_text(objective: Objective) -> str:
+    tail = _tail_name(objective.percentile)
+    budget = objective.latency_budget_ms
+    return f"{tail} budget {budget:g} ms" if budget is not None else "no latency budget"
+
+
+def load_point_lines(outcome: SearchOutcome, key: str) -> str:
+    """Two lines under a hardware type's table when its search measured load points: the
+    point of the lowest tail latency, and the feasible point serving the most requests a
+    second (the type's winner); "" for one call at a time (the latency objective)."""
+    points = outcome.frontiers.get(key)
+    if not points:
+        return ""
+    lowest = min(points, key=lambda p: (p.tail_s, -p.throughput))
+    feasible = [p for p in points if p.feasible]
+    best = max(feasible, key=lambda p: (p.throughput, -p.tail_s), default=None)
+    head = f"\n  load points ({outcome.objective.kind}, {_budget_text(outcome.objective)}):"
+    lines = [head, f"\n    best latency:    {_point_text(lowest)}"]
+    if best is not None:
+        lines.append(f"\n    best throughput: {_point_text(best)} (feasible)")
+    else:
+        lines.append(f"\n    best throughput: none feasible ({lowest.reason or 'over the limits'})")
+    return "".join(lines)
+
+
+def served(outcome: SearchOutcome, batch_size: int = 1) -> list[Served]:
+    """Each winner as :class:`~speedster_dist.cost.Served`: its measured throughput at its
+    operating point (requests a second times the samples' ``batch_size``), else derived from
+    one call's p50."""
+    return [
+        _served(key, result, outcome.node_groups.get(key), batch_size)
+        for key, result in outcome.winners.items()
+    ]
+
+
+def _served(key: str, result: TrialResult, group: str | None, batch: int) -> Served:
+    stats = result.throughput
+    if stats is None:
+        p50 = result.latency.p50 if result.latency else None
+        return Served.from_p50(key, result.candidate.label, p50, group, batch)
+    point = stats.point
+    return Served(
+        key,
+        result.candidate.label,
+        stats.throughput * batch,
+        measured=True,
+        p50_s=stats.p50_s,
+        node_group=group,
+        point=f"{point.batch_size}x{point.concurrency}",
+        tail_s=stats.tail_s,
+    )
+
+
+def format_costs(
+    rows: list[CostRow], prices: PriceTable, objective: Objective | None = None
+) -> str:
+    """Cost lines for a summary: every type's cost per 1M (and whether its throughput was
+    measured at its operating point or derived from p50), then the fastest and cheapest
+    (with ``objective``'s latency budget, the cheapest at that SLO: every winner meets it)."""
+    if not rows:
+        return ""
+    lines = [
+        f"Cost per 1M inferences ({prices.currency}, one node at list price; {basis_note(rows)}):"
+    ]
+    for row in sorted(rows, key=lambda r: (r.p50_s is None, r.p50_s or 0.0)):
+        cost = f"{row.cost_per_1m:.4g}" if row.cost_per_1m is not None else "no price"
+        price = f"{row.price_per_hour:g}/h" if row.price_per_hour is not None else "-"
+        lines.append(
+            f"  {row.hardware_type}: {cost} ({row.label}, {ms(row.p50_s, 'n/a')}, "
+            f"{row.throughput_per_s:.4g}/s {row.basis}, {price})"
+        )
+    fastest, cheapest = fastest_and_cheapest(rows)
+    if fastest is not None:
+        lines.append(f"Fastest hardware type: {fastest.hardware_type}")
+    if cheapest is not None:
+        slo = ""
+        if objective is not None and objective.latency_budget_ms is not None:
+            slo = f" at the SLO ({_tail_name(objective.percentile)} <= "
+            slo += f"{objective.latency_budget_ms:g} ms)"
+        lines.append(
+            f"Cheapest hardware type{slo}: {cheapest.hardware_type} "
+            f"({cheapest.cost_per_1m:.4g} {prices.currency} per 1M inferences)"
+        )
+    return "\n".join(lines)

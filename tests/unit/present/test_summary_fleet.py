@@ -1,0 +1,68 @@
+"""The summary's fleet view of a throughput search on two priced simulated hardware types:
+per type the best-latency and the best feasible throughput point, and the cost per 1M at
+the throughput measured at each winner's operating point (not batch / p50)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from speedster_dist.present import format_summary
+
+from ..priced_fleet import (
+    BIG,
+    BIG_COST,
+    BIG_RATE,
+    PRICES,
+    SMALL,
+    SMALL_COST,
+    SMALL_RATE,
+    priced_search,
+)
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return format_summary(priced_search(), 1, prices=PRICES)
+
+
+def _block(summary, key):
+    return summary.split(f"Hardware type {key}:")[1].split("Hardware type")[0]
+
+
+def test_each_type_shows_its_best_latency_and_best_feasible_throughput_point(summary):
+    small = _block(summary, SMALL.key)
+    assert "load points (throughput, p99 budget 40 ms):" in small
+    # 1x2 on "fast": a 2 ms call (4 ms halved), no batch wait, two in flight: 1000/s.
+    assert "best latency:    fast fp32 slowdown=1 @ 1x2: 1000 requests/s, p99 2 ms" in small
+    # 8x2: a 9 ms call, 7 requests' wait at 1778/s: 7 / 1778 + 9 ms = 12.9 ms.
+    assert (
+        "best throughput: fast fp32 slowdown=1 @ 8x2: 1778 requests/s, p99 12.9 ms (feasible)"
+    ) in small
+    big = _block(summary, BIG.key)  # 4x faster: 32x2 fits the budget (p99 12.2 ms)
+    assert "best throughput: fast fp32 slowdown=1 @ 32x2: 7758 requests/s, p99 12.2 ms" in big
+    assert "latency (p50 per request)" in small  # a load point's p50, not one call's
+
+
+def test_cost_per_million_uses_the_measured_throughput_and_names_the_cheapest_at_the_slo(
+    summary,
+):
+    assert "throughput measured at each winner's operating point" in summary
+    small = re.search(rf"  {SMALL.key}: ([0-9.]+) \(.*?([0-9]+)/s measured at 8x2", summary)
+    big = re.search(rf"  {BIG.key}: ([0-9.]+) \(.*?([0-9]+)/s measured at 32x2", summary)
+    assert small and big
+    assert float(small.group(1)) == pytest.approx(SMALL_COST, rel=1e-3)  # 0.01563
+    assert float(big.group(1)) == pytest.approx(BIG_COST, rel=1e-3)  # 0.02148
+    assert int(small.group(2)) == round(SMALL_RATE) and int(big.group(2)) == round(BIG_RATE)
+    assert f"Fastest hardware type: {BIG.key}" in summary
+    assert (
+        f"Cheapest hardware type at the SLO (p99 <= 40 ms): {SMALL.key} (0.01563 USD per 1M"
+    ) in summary
+
+
+def test_a_latency_search_prints_no_load_points():
+    from speedster_dist.serving import Objective
+
+    text = format_summary(priced_search(Objective()), 1, prices=PRICES)
+    assert "load points" not in text and "derived from p50" in text

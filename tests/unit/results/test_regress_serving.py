@@ -45,9 +45,10 @@ def _night(root, night, speed=1.0, objective=OBJECTIVE):
     executor = CurveExecutor(curve, PROBE)
     group = next(g for g in executor.discover() if g.hardware.key == SMALL.key)
     space = SpaceSettings(tune_knobs=True, baseline_backend="slow", objective=OBJECTIVE)
-    load = operating_load(ENTRY)
+    base = baseline_candidate(group, space, operating_load(ENTRY))
+    assert base is not None
     trials = [
-        FixedTrial(baseline_candidate(group, space, load), group.hardware, "baseline"),
+        FixedTrial(base, group.hardware, "baseline"),
         FixedTrial(winner_candidate(ENTRY, SMALL.key), group.hardware, "winner"),
     ]
     payload = replace(contract_payload("mlp", 0.01, FAST), objective=objective)

@@ -74,7 +74,8 @@ def test_the_frontier_holds_the_pareto_points_infeasible_ones_past_the_slo(rows)
     assert [p.tail_s for p in edge] == sorted(p.tail_s for p in edge)
     assert edge[-1].tail_s * 1e3 > 40 and not edge[-1].feasible  # 32x2: past the SLO
     assert small.best_latency.label == "fast fp32 slowdown=1 @ 1x2"
-    assert small.best_feasible.throughput == pytest.approx(SMALL_RATE)
+    best = small.best_feasible
+    assert best is not None and best.throughput == pytest.approx(SMALL_RATE)
 
 
 def test_without_prices_no_type_is_named_and_latency_histories_have_no_section(rows, tmp_path):

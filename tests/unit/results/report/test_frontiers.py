@@ -96,3 +96,20 @@ def test_the_cost_section_prices_each_types_best_load_point_at_its_measured_thro
     cost = re.search(r"<td>([0-9.]+) USD</td>", small)
     assert cost and float(cost.group(1)) == pytest.approx(SMALL_COST, rel=1e-3)
     assert "throughput measured at each winner" in table
+
+
+def test_the_winners_table_shows_each_types_best_feasible_load_point(rows):
+    from speedster_dist.results._winners import find_winners
+
+    winners = {w.hardware_type: w for w in find_winners(rows, {}, 3)}
+    small, big = winners[SMALL.key], winners[BIG.key]
+    assert (small.row["load_batch_size"], small.row["concurrency"]) == (8, 2)
+    assert small.row["throughput"] == pytest.approx(SMALL_RATE)
+    assert big.row["throughput"] == pytest.approx(BIG_RATE)
+    # Over the baseline ("slow" at its default point, 32x2): twice the rate on the big type
+    # (fast is 2x); on the small one the baseline is over the budget (no complete row).
+    assert big.speedup == pytest.approx(2.0)
+    assert small.baseline is None and small.speedup is None
+    page = render_report(rows)
+    table = page.split('<table id="winners">')[1].split("</table>")[0]
+    assert "slowdown=1 @ 8x2" in table and "slowdown=1 @ 32x2" in table

@@ -5,8 +5,8 @@ A winner is the fastest complete candidate (by p50) of the latest search of its 
 driver uses to pick it; for a throughput or cost search, its feasible load point serving the
 most (complete rows are the feasible ones). When that search re-timed its best candidates and
 the baseline side by side (role ``confirmed``), the confirmed fastest wins and its confirmed
-figures are shown, as in the learner. The nightly ``rebench`` re-measures it (role ``winner``); its latest night
-gives the figures shown, and whether they confirm the search.
+figures are shown, as in the learner. The nightly ``rebench`` re-measures it (role
+``winner``); its latest night gives the figures shown, and whether they confirm the search.
 """
 
 from __future__ import annotations

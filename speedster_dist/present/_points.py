@@ -10,7 +10,7 @@ from speedster_dist.present._format import ms
 from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.serving import FrontierPoint, Objective
 
-__all__ = ["format_costs", "load_point_lines", "served"]
+__all__ = ["fleet_load_cells", "format_costs", "load_point_lines", "most_served_line", "served"]
 
 
 def _tail_name(percentile: float) -> str:
@@ -45,6 +45,28 @@ def load_point_lines(outcome: SearchOutcome, key: str) -> str:
     else:
         lines.append(f"\n    best throughput: none feasible ({lowest.reason or 'over the limits'})")
     return "".join(lines)
+
+
+def fleet_load_cells(winner: TrialResult | None) -> list[str]:
+    """The fleet table's throughput and p99 cells of a type's winner at its load point."""
+    stats = winner.throughput if winner is not None else None
+    if stats is None:
+        return ["-", "-"]
+    return [f"{stats.throughput:.4g}", ms(stats.p99_s)]
+
+
+def most_served_line(outcome: SearchOutcome) -> list[str]:
+    """The type whose winner serves the most requests a second (load objectives only)."""
+    loaded = [w for w in outcome.winners.values() if w.throughput is not None]
+    if not loaded:
+        return []
+    best = max(loaded, key=lambda w: w.throughput.throughput if w.throughput else 0.0)
+    assert best.throughput is not None
+    return [
+        f"Most throughput within the constraints: {best.candidate.hardware_key} "
+        f"({best.candidate.label}, {best.throughput.throughput:.4g} requests/s, "
+        f"p99 {ms(best.throughput.p99_s)})"
+    ]
 
 
 def served(outcome: SearchOutcome, batch_size: int = 1) -> list[Served]:

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from speedster_dist.cost import PriceTable, cost_rows
 from speedster_dist.present._format import ms, render_table
-from speedster_dist.present._points import format_costs, load_point_lines, served
+from speedster_dist.present._points import (
+    fleet_load_cells,
+    format_costs,
+    load_point_lines,
+    most_served_line,
+    served,
+)
 from speedster_dist.records import Confirmation, ConfirmedLatency, SearchOutcome, TrialResult
 
 __all__ = [
@@ -234,13 +240,21 @@ def format_fleet(outcome: SearchOutcome, styled: bool = False) -> str:
         winner = best.candidate.label if best else "-"
         note = _fleet_note(outcome, key)
         speedup = _ratio(base_lat, best_lat)
+        if best is not None and best.throughput is not None and base and base.throughput:
+            # each at its own load point: how many times the baseline's requests a second
+            speedup = _ratio(best.throughput.throughput, base.throughput.throughput)
         confirmation = outcome.confirmed.get(key)
         confirmed = confirmation.speedup(best.candidate) if confirmation and best else None
         if confirmed is not None:
             speedup = f"{confirmed[0]:.2f}x confirmed"
         rows.append([key, winner, _ms(best), speedup, _drop(best), note])
     headers = ["hardware type", "winner", "latency (p50)", "speedup", "metric drop", "note"]
+    if outcome.objective.serves_load:  # what each winner serves, at its operating point
+        headers[3:3] = ["requests/s", "p99"]
+        for row, key in zip(rows, outcome.hardware, strict=True):
+            row[3:3] = fleet_load_cells(outcome.winners.get(key))
     lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows, styled)]
+    lines += most_served_line(outcome)
     timed = [r for r in outcome.winners.values() if r.latency]
     if timed:
         fastest = min(timed, key=lambda r: r.latency.p50 if r.latency else float("inf"))

@@ -66,3 +66,17 @@ def test_a_latency_search_prints_no_load_points():
 
     text = format_summary(priced_search(Objective()), 1, prices=PRICES)
     assert "load points" not in text and "derived from p50" in text
+
+
+def test_the_fleet_table_shows_what_each_winner_serves_and_the_type_serving_most(summary):
+    fleet = summary.split("Fleet: 2 hardware types")[1]
+    small = next(line for line in fleet.splitlines() if SMALL.key in line)
+    big = next(line for line in fleet.splitlines() if BIG.key in line)
+    assert "| 1778 " in small and "12.9 ms" in small
+    # the speed-up of a load search is in throughput: slow @ 32x2 serves 64 / 0.066 s = 970/s
+    assert f"| {SMALL_RATE / (64 / 0.066):.2f}x " in small
+    assert "| 7758 " in big and "12.2 ms" in big
+    assert (
+        f"Most throughput within the constraints: {BIG.key} (fast fp32 slowdown=1 @ 32x2, "
+        "7758 requests/s, p99 12.2 ms)"
+    ) in fleet

@@ -44,7 +44,35 @@ def load_point_lines(outcome: SearchOutcome, key: str) -> str:
         lines.append(f"\n    best throughput: {_point_text(best)} (feasible)")
     else:
         lines.append(f"\n    best throughput: none feasible ({lowest.reason or 'over the limits'})")
-    return "".join(lines)
+    return "".join(lines) + _baseline_line(outcome, key, best)
+
+
+def _baseline_line(outcome: SearchOutcome, key: str, best: FrontierPoint | None) -> str:
+    """The baseline backend's best feasible point (fp32, no technique), and how many times
+    as much the best point serves: what the search bought over the plain model."""
+    base = outcome.baseline(key)
+    if base is None:
+        return ""
+    plain = [
+        r
+        for r in outcome.results
+        if r.candidate.hardware_key == key
+        and r.candidate.backend == base.candidate.backend
+        and r.candidate.precision == base.candidate.precision
+        and not r.candidate.technique
+        and r.ok
+        and r.throughput is not None
+    ]
+    top = max(plain, key=lambda r: r.throughput.throughput if r.throughput else 0.0, default=None)
+    if top is None or top.throughput is None:
+        return f"\n    baseline's best: none feasible ({base.candidate.backend})"
+    stats = top.throughput
+    gain = f" (best throughput {best.throughput / stats.throughput:.2f}x)" if best else ""
+    tail = _tail_name(stats.percentile)
+    return (
+        f"\n    baseline's best: {top.candidate.label}: {stats.throughput:.4g} requests/s, "
+        f"{tail} {ms(stats.tail_s)}{gain}"
+    )
 
 
 def fleet_load_cells(winner: TrialResult | None) -> list[str]:

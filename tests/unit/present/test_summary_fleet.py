@@ -40,6 +40,12 @@ def test_each_type_shows_its_best_latency_and_best_feasible_throughput_point(sum
     assert (
         "best throughput: fast fp32 slowdown=1 @ 8x2: 1778 requests/s, p99 12.9 ms (feasible)"
     ) in small
+    # The baseline backend ("slow", fp32) at its best feasible point: 8x2, an 18 ms call,
+    # 16 / 0.018 = 889/s, p99 7 / 889 + 18 ms = 25.9 ms (32x2 is over the budget).
+    assert (
+        "baseline's best: slow fp32 slowdown=1 @ 8x2: 888.9 requests/s, p99 25.9 ms "
+        "(best throughput 2.00x)"
+    ) in small
     big = _block(summary, BIG.key)  # 4x faster: 32x2 fits the budget (p99 12.2 ms)
     assert "best throughput: fast fp32 slowdown=1 @ 32x2: 7758 requests/s, p99 12.2 ms" in big
     assert "latency (p50 per request)" in small  # a load point's p50, not one call's

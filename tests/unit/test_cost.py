@@ -193,12 +193,7 @@ def test_describe_prices_a_throughput_winner_at_its_measured_operating_point(tmp
         "tail_ms": 11.0,
     }
     loaded = WinnerEntry(
-        *[getattr(entry, f) for f in ("hardware", "backend", "precision")],
-        "",
-        {},
-        entry.metrics,
-        entry.saved,
-        serving,
+        entry.hardware, entry.backend, entry.precision, "", {}, entry.metrics, entry.saved, serving
     )
     path = HardwareKeyedLearner(learner.io, {ELSEWHERE.key: loaded}).save(tmp_path / "tp")
     row = LearnerMetadata.read(path).describe(parse_prices({ELSEWHERE.key: 7.2}))[0]

@@ -152,9 +152,12 @@ def _table_rows(types: Sequence[TypeFrontier], prices: PriceTable | None) -> lis
     return lines
 
 
-def frontier_svg(types: Sequence[TypeFrontier], budget_ms: float | None, title: str) -> str:
-    """Per type its measured points (hollow: over a constraint) and its frontier joined,
-    tail latency (x) against throughput (y), the SLO as a vertical dashed line."""
+def frontier_svg(
+    types: Sequence[TypeFrontier], budget_ms: float | None, title: str, cheapest: str = ""
+) -> str:
+    """Per type its measured points (hollow: over a constraint), its frontier joined and its
+    best feasible point starred, tail latency (x) against throughput (y), the SLO as a
+    vertical dashed line."""
     import matplotlib
     from matplotlib.figure import Figure  # no pyplot: no global figure, no backend switched
 
@@ -170,7 +173,8 @@ def frontier_svg(types: Sequence[TypeFrontier], budget_ms: float | None, title: 
                 color=color,
                 linewidth=2,
                 marker="o",
-                label=kind.hardware_type,
+                label=kind.hardware_type
+                + (" (cheapest at the SLO)" if kind.hardware_type == cheapest else ""),
             )
             for point in kind.points:
                 face = color if point.feasible else "none"
@@ -181,6 +185,17 @@ def frontier_svg(types: Sequence[TypeFrontier], budget_ms: float | None, title: 
                     color=face,
                     zorder=3,
                     edgecolors=color,
+                )
+            best = kind.best_feasible
+            if best is not None:  # the type's operating point: a star
+                axes.scatter(
+                    best.tail_s * 1e3,
+                    best.throughput,
+                    s=140,
+                    marker="*",
+                    color=color,
+                    edgecolors="black",
+                    zorder=4,
                 )
         if budget_ms is not None:
             axes.axvline(budget_ms, color=SLO_COLOR, linestyle="--", label=f"SLO {budget_ms:g} ms")
@@ -196,9 +211,14 @@ def frontier_svg(types: Sequence[TypeFrontier], budget_ms: float | None, title: 
     return text[text.index("<svg") :]  # inline: no XML prolog inside the page
 
 
-def _chart(types: Sequence[TypeFrontier], budget: float | None, model: str) -> Markup | None:
+def _chart(
+    types: Sequence[TypeFrontier], budget: float | None, model: str, prices: PriceTable | None
+) -> Markup | None:
+    cheapest = cheapest_at_slo(types, prices)
+    name = cheapest[0].hardware_type if cheapest else ""
     try:
-        return Markup(frontier_svg(types, budget, f"{model}: throughput against tail latency"))
+        title = f"{model}: throughput against tail latency"
+        return Markup(frontier_svg(types, budget, title, name))
     except ImportError:  # matplotlib is the `report` extra
         return None
 
@@ -236,7 +256,7 @@ def frontier_section(rows: Sequence[Row], prices: PriceTable | None = None) -> M
                 "slo": slo,
                 "rows": _table_rows(types, prices),
                 "verdict": _verdict(types, prices, slo),
-                "chart": _chart(types, budget, model),
+                "chart": _chart(types, budget, model, prices),
             }
         )
     if not models:

@@ -63,6 +63,7 @@ def test_each_types_frontier_is_drawn_with_the_slo_line(rows):
     styles = chart_styles(page, section)
     assert any(SLO_COLOR.lower() in style.lower() for style in styles)  # the dashed SLO line
     assert "SLO 40 ms" in section and SMALL.key in section and BIG.key in section
+    assert f"{SMALL.key} (cheapest at the SLO)" in section  # the chart's legend says it too
 
 
 def test_the_frontier_holds_the_pareto_points_infeasible_ones_past_the_slo(rows):

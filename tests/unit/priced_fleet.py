@@ -63,13 +63,15 @@ def priced_search(objective: Objective = OBJECTIVE, curve: LoadCurve = CURVE) ->
     return run_search(CurveExecutor(curve, PROBE), request)
 
 
-def write_history(root, outcome: SearchOutcome, run_id: str = "search") -> None:
+def write_history(
+    root, outcome: SearchOutcome, run_id: str = "search", model_name: str = "bert-base"
+) -> None:
     """Every trial of ``outcome`` in the history under ``root``, as ``optimize_model`` writes
     them (the run's settings carry the objective)."""
     from speedster_dist.results import HistoryWriter, RunInfo
 
     settings = {"metric_drop_ths": 0.05, **outcome.objective.identity()}
-    info = RunInfo(run_id, "optimize", "bert-base", "f1ngerprint", "bert", 1, settings)
+    info = RunInfo(run_id, "optimize", model_name, "f1ngerprint", "bert", 1, settings)
     writer = HistoryWriter(root, info)
     for result in outcome.results:
         writer.append(result)

@@ -114,3 +114,12 @@ def test_the_winners_table_shows_each_types_best_feasible_load_point(rows):
     page = render_report(rows)
     table = page.split('<table id="winners">')[1].split("</table>")[0]
     assert "slowdown=1 @ 8x2" in table and "slowdown=1 @ 32x2" in table
+
+
+def test_a_hostile_model_name_is_text_in_the_section_and_its_chart(tmp_path):
+    hostile = "<script>alert(1)</script>$\\frac{1}{$"
+    write_history(tmp_path, priced_search(), model_name=hostile)
+    page = render_report(read_history(tmp_path).to_pylist(), prices=PRICES)
+    section = _section(page)
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    assert section.count("<svg") == 1  # drawn, the name as plain text (no mathtext)

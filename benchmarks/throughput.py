@@ -12,7 +12,9 @@ a fresh process, one after the other, every load point measured with
   side), its best point within the budget;
 - ``openvino``: what a CPU user writes by hand: ``ov.convert_model`` on the PyTorch model,
   static shapes per batch, ``PERFORMANCE_HINT=THROUGHPUT``, an ``AsyncInferQueue`` of 1, 2
-  and OpenVINO's optimal number of requests; its best point within the budget.
+  and OpenVINO's optimal number of requests; its best point within the budget, with
+  OpenVINO's default inference precision (bf16 on CPUs with bf16 instructions: not the
+  search's fp32) and with the f32 hint (``--hand-configs``).
 
     python benchmarks/throughput.py                      # everything (about 10 minutes)
     python benchmarks/throughput.py --search-s 60 --sides search
@@ -143,14 +145,21 @@ class _HandQueue:
         self.drain()
 
 
+# The hand-written side's configurations: OpenVINO's defaults as a user leaves them (its
+# inference precision is bf16 on CPUs with bf16 instructions), and the f32 hint (the same
+# numbers as the search's fp32 candidates).
+_HAND_CONFIGS = {
+    "default": {"PERFORMANCE_HINT": "THROUGHPUT"},
+    "f32": {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"},
+}
+
+
 def _openvino(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Hand-written OpenVINO at every batch x requests in flight (in this fresh process)."""
     import openvino as ov
-    import throughput_probe
     import torch
 
-    from speedster_dist.measure import MeasureSettings, MemoryWatch, measure_load, tile_batch
-    from speedster_dist.serving import LoadPoint
+    from speedster_dist.measure import MemoryWatch, tile_batch
 
     model, names, samples = _workload(args)
     core, rows = ov.Core(), []
@@ -162,19 +171,36 @@ def _openvino(args: argparse.Namespace) -> list[dict[str, Any]]:
         with torch.no_grad():
             converted = ov.convert_model(model, example_input=example)
         converted.reshape({name: list(x.shape) for name, x in example.items()})
-        compiled = core.compile_model(converted, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
-        optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        jobs = sorted({1, 2, optimal}) if args.model != "tiny" else [1]
-        for flight in jobs:
-            point = LoadPoint.make(batch_size, flight, {"hint": "THROUGHPUT", "requests": flight})
-            queue = _HandQueue(compiled, flight)
-            try:
-                settings = MeasureSettings(**_settings(args))
-                stats = measure_load(queue, tuple(batch), point, settings, 99.0, watch)
-            finally:
-                queue.close()
-            rows.append(throughput_probe._row("openvino (by hand)", stats))
-            print(throughput_probe._line(rows[-1]), flush=True, file=sys.stderr)
+        for name in args.hand_configs:
+            compiled = core.compile_model(converted, "CPU", _HAND_CONFIGS[name])
+            rows += _hand_points(args, compiled, tuple(batch), batch_size, watch)
+    return rows
+
+
+def _hand_points(
+    args: argparse.Namespace, compiled: Any, batch: tuple[Any, ...], batch_size: int, watch: Any
+) -> list[dict[str, Any]]:
+    """One compiled model at 1, 2 and OpenVINO's optimal number of requests in flight."""
+    import throughput_probe
+
+    from speedster_dist.measure import MeasureSettings, measure_load
+    from speedster_dist.serving import LoadPoint
+
+    optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    streams = int(compiled.get_property("NUM_STREAMS"))
+    rows = []
+    for flight in sorted({1, 2, optimal}) if args.model != "tiny" else [1]:
+        knobs = {"requests": flight, "streams": streams, "precision": precision}
+        point = LoadPoint.make(batch_size, flight, knobs)
+        queue = _HandQueue(compiled, flight)
+        try:
+            settings = MeasureSettings(**_settings(args))
+            stats = measure_load(queue, batch, point, settings, 99.0, watch)
+        finally:
+            queue.close()
+        rows.append(throughput_probe._row(f"openvino by hand ({precision})", stats))
+        print(throughput_probe._line(rows[-1]), flush=True, file=sys.stderr)
     return rows
 
 
@@ -231,6 +257,8 @@ def _run_fresh(side: str, args: argparse.Namespace, learner: Path, cache: str) -
         f"--search-s={args.search_s}",
         f"--budget-ms={args.budget_ms}",
         f"--learner={learner}",
+        "--hand-configs",
+        *args.hand_configs,
     ]
     if args.metric_drop_ths is not None:
         flags.append(f"--metric-drop-ths={args.metric_drop_ths}")
@@ -319,8 +347,11 @@ def _summarize(report: dict[str, Any]) -> None:
         report["eager_best"] = _point(best_feasible(report["eager"], budget))
         table.append(("eager fp32 (best point)", report["eager_best"]))
     if "openvino" in report:
-        report["openvino_best"] = _point(best_feasible(report["openvino"], budget))
-        table.append(("OpenVINO by hand (best point)", report["openvino_best"]))
+        for side in sorted({r["side"] for r in report["openvino"]}):
+            mine = [r for r in report["openvino"] if r["side"] == side]
+            best = _point(best_feasible(mine, budget))
+            report[f"best {side}"] = best
+            table.append((f"{side} (best point)", best))
     if "search" in report:
         point = report["search"]["point"]
         won = {"throughput": point["throughput"], "p99_ms": point["p99_ms"]}
@@ -342,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-calls", type=int, default=8)
     parser.add_argument("--min-s", type=float, default=3.0)
     parser.add_argument("--max-s", type=float, default=20.0)
+    parser.add_argument(
+        "--hand-configs", nargs="+", choices=sorted(_HAND_CONFIGS), default=["default", "f32"]
+    )
     parser.add_argument("--learner", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from speedster_dist.errors import InputError
 from speedster_dist.records import (
     Candidate,
     Confirmation,
@@ -78,7 +79,7 @@ def run_search(executor: Executor, request: SearchRequest) -> SearchOutcome:
     request's demand is held from before the first trial until after the confirmation, and
     released even when the search fails; the node groups that never came up are in
     ``outcome.missing_groups``.
-    Raises ValueError before any trial when the cluster has no hardware of ``devices``.
+    Raises InputError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
     request.demand.start()
@@ -100,6 +101,19 @@ def _first_groups(view: Cluster, request: SearchRequest, deadline: float) -> lis
         time.sleep(request.poll_s)
 
 
+def _no_hardware(view: Cluster, request: SearchRequest) -> InputError:
+    """Why nothing can be searched, and what to do: raised before any trial."""
+    wanted = "/".join(sorted(d.value for d in request.devices))
+    found = sorted({g.hardware.key for g in view.discover()})
+    has = f"its hardware types: {', '.join(found)}" if found else "no node answered"
+    return InputError(
+        f"the cluster has no {wanted} node to optimize for ({has}). Give device=None (every "
+        f"kind the cluster has) or a kind it has, or connect to a cluster with {wanted} "
+        "nodes (cluster=<address>, or RAY_ADDRESS); on Ray, a node group started on demand "
+        "is awaited group_wait seconds"
+    )
+
+
 @dataclass
 class _Search:
     """A search under way: its hardware types, what it measured and kept so far."""
@@ -119,13 +133,12 @@ class _Search:
 
     @classmethod
     def begin(cls, executor: Executor, request: SearchRequest, started: float) -> _Search:
-        """The types to search (ValueError when there is none) and the payload shipped."""
+        """The types to search (InputError when there is none) and the payload shipped."""
         view = request.cluster if request.cluster is not None else executor
         search = cls(executor, request, view, started, started + request.budget.seconds)
         groups = _first_groups(view, request, search.deadline)
         if not groups:
-            wanted = "/".join(sorted(d.value for d in request.devices))
-            raise ValueError(f"the cluster has no {wanted} node to optimize for")
+            raise _no_hardware(view, request)
         search.adopt(groups)
         executor.prepare(request.payload)
         return search

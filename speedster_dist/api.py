@@ -170,10 +170,11 @@ def optimize_model(
         options.metric_drop_ths,
         options.prices,
     )
-    learner.summary = format_summary(*summary)  # plain: it is kept and saved
+    loads = learner.default_loads()  # a program winner: what a saved learner loads instead
+    learner.summary = format_summary(*summary, loads=loads)  # plain: it is kept and saved
     if options.verbose is not False:  # None (the default) or True: the summary
         shown = outcome.results if store_latencies or options.verbose else ()
-        print_summary(*summary, trials=shown)
+        print_summary(*summary, trials=shown, loads=loads)
     return learner
 
 

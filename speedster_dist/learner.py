@@ -28,6 +28,7 @@ from speedster_dist.artifacts import (
     Selection,
     WinnerEntry,
     load_compiled,
+    needs_trust,
     portable_entry,
     save_learner,
     select_entry,
@@ -121,7 +122,11 @@ class HardwareKeyedLearner:
     """Winners keyed by hardware type; calling it runs the winner for this machine.
 
     ``portable`` (optional) is the original model in a standard format, used where no
-    winner fits the machine. ``selection`` says what the last default call chose and why.
+    winner fits the machine. ``data_only`` holds, per hardware type whose winner is saved as
+    a program (TorchScript, torch.compile), its fastest candidate saved as data (ONNX,
+    OpenVINO IR): without ``trust_code`` that one runs (else the portable fallback), with
+    one warning naming the speed ``trust_code=True`` would give.
+    ``selection`` says what the last default call chose and why.
     ``about`` records what it was made from (model name, metric, threshold, batch) for the
     model card; ``encoder`` (a sentence-transformer's learner) gives it :meth:`encode`.
     """
@@ -139,6 +144,7 @@ class HardwareKeyedLearner:
     device: DeviceKind | None = None
     about: dict[str, Any] = field(default_factory=dict)
     encoder: SentenceEncoder | None = field(default=None, repr=False)
+    data_only: dict[str, WinnerEntry] = field(default_factory=dict)
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
     # Selection and loading happen once, whichever thread calls first.
     _loading: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -165,17 +171,54 @@ class HardwareKeyedLearner:
                     if self.selection.message:
                         warnings.warn(self.selection.message, stacklevel=3)
                 selection = self.selection
-            key = selection.key
+            key, entry, instead = self._runnable(selection.key, selection.how == "explicit")
             if key not in self._active:
-                if key == PORTABLE_KEY:
-                    assert self.portable is not None
-                    # The fallback runs on the CPU, whatever device its trial ran on.
-                    entry = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
-                else:
-                    entry = self.entries[key]
                 compiled = load_compiled(key, entry, self.trust_code)
                 self._active[key] = InferenceLearner(compiled, self.io, entry)
+                if instead:  # once: when the stand-in is loaded
+                    warnings.warn(instead, stacklevel=3)
             return self._active[key]
+
+    def default_loads(self) -> dict[str, str]:
+        """Per hardware type whose winner is a program: what ``load_model(path)`` (without
+        ``trust_code``) runs there instead, in words (the search's summary prints it)."""
+        notes = {}
+        for key, entry in self.entries.items():
+            if not needs_trust(entry.backend):
+                continue
+            alt = self.data_only.get(key)
+            winner = f"the winner, {entry.label} ({_speed(entry)[1]}), is saved as a program"
+            if alt is not None:
+                what = f"{alt.label} ({_speed(alt)[1]}), its fastest data-only candidate"
+            elif self.portable is not None and not needs_trust(self.portable.backend):
+                what = "the portable fallback (the original model, not optimized)"
+            else:
+                notes[key] = f"{winner}: load_model(path) needs trust_code=True"
+                continue
+            notes[key] = f"load_model(path) runs {what}; {winner}: trust_code=True runs it"
+        return notes
+
+    def _runnable(self, key: str, explicit: bool = False) -> tuple[str, WinnerEntry, str]:
+        """What runs for the selected entry ``key``: (its key among the loaded ones, the
+        entry, why it stands in for the winner, or ""). A winner saved as a program, without
+        ``trust_code``, is replaced by its type's fastest data-only candidate, else (unless
+        that type was asked for by key) by the portable fallback when that is data; with
+        neither, loading it says to trust it."""
+        if key != PORTABLE_KEY:
+            entry = self.entries[key]
+            if self.trust_code or not needs_trust(entry.backend):
+                return key, entry, ""
+            alt = self.data_only.get(key)
+            if alt is not None and not needs_trust(alt.backend):
+                return key + DATA_ONLY_SUFFIX, alt, _stand_in(key, entry, alt)
+            if explicit or self.portable is None or needs_trust(self.portable.backend):
+                return key, entry, ""  # load_compiled says trust_code=True is needed
+        assert self.portable is not None
+        # The fallback runs on the CPU, whatever device its trial ran on.
+        fallback = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
+        if key == PORTABLE_KEY:
+            return key, fallback, ""
+        return PORTABLE_KEY, fallback, _stand_in(key, self.entries[key], None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
@@ -241,6 +284,7 @@ class HardwareKeyedLearner:
             kit_sha256,
             about=self.about,
             encoder=encoding,
+            data_only=self.data_only,
         )
 
 
@@ -272,6 +316,7 @@ class LearnerMetadata(Manifest):
             device=_device(device),
             about=self.about(),
             encoder=SentenceEncoder(encoding) if encoding is not None else None,
+            data_only=self.data_only(root),
         )
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)
@@ -279,6 +324,39 @@ class LearnerMetadata(Manifest):
         if learner.encoder is not None:  # its tokenizer's files are read and checked now too
             learner.encoder.load_tokenizer()
         return learner
+
+
+# The key under which a type's data-only stand-in is loaded (never a hardware key: those
+# hold no spaces).
+DATA_ONLY_SUFFIX = " (data-only)"
+
+
+def _speed(entry: WinnerEntry) -> tuple[float | None, str]:
+    """(p50 in seconds, "p50 1.23 ms, 2.10x the original"), confirmed figures first."""
+    metrics = entry.metrics
+    p50 = metrics.get("confirmed_p50_s") or metrics.get("latency_p50_s")
+    base = metrics.get("confirmed_baseline_p50_s") or metrics.get("baseline_p50_s")
+    if not isinstance(p50, int | float) or p50 <= 0:
+        return None, "not measured"
+    speedup = f", {base / p50:.2f}x the original" if isinstance(base, int | float) else ""
+    return float(p50), f"p50 {p50 * 1e3:.3g} ms{speedup}"
+
+
+def _stand_in(key: str, winner: WinnerEntry, alt: WinnerEntry | None) -> str:
+    """The one warning of a learner loaded without trust_code whose winner is a program."""
+    fast, fast_text = _speed(winner)
+    if alt is None:
+        what, ratio = "the portable fallback (the original model, not optimized)", ""
+    else:
+        slow, slow_text = _speed(alt)
+        what = f"its fastest data-only candidate, {alt.label} ({slow_text})"
+        ratio = f", {slow / fast:.2f}x faster" if slow and fast else ""
+    return (
+        f"the winner for {key}, {winner.label} ({fast_text}), is saved as a program, which "
+        f"loads only with trust_code=True; running {what} instead. "
+        f"load_model(path, trust_code=True) would run the winner{ratio}: pass it only for a "
+        "learner from a source you trust"
+    )
 
 
 def _device(device: str | None) -> DeviceKind | None:

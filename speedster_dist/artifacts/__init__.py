@@ -39,7 +39,7 @@ from speedster_dist.artifacts._manifest import (
     resave_keys,
 )
 from speedster_dist.artifacts._selection import Selection, compatible, select_entry
-from speedster_dist.artifacts._store import load_compiled, save_learner
+from speedster_dist.artifacts._store import load_compiled, needs_trust, save_learner
 
 __all__ = [
     "CARD_FILE",
@@ -68,6 +68,7 @@ __all__ = [
     "atomic_write_text",
     "compatible",
     "load_compiled",
+    "needs_trust",
     "portable_entry",
     "read_kit",
     "resave_keys",

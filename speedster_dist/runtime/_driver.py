@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from speedster_dist.backends import saves_code
 from speedster_dist.errors import InputError
 from speedster_dist.records import (
     Candidate,
@@ -39,6 +40,7 @@ class _TypeState:
     contenders: Contenders  # what its confirmation re-times
     planned: int = 0  # configs in its space: at most this many trials
     best: TrialOutcome | None = None
+    best_data: TrialOutcome | None = None  # the best saved as data (loads without trust_code)
     announced: bool = False  # told to ``on_plan``
 
 
@@ -181,8 +183,13 @@ class _Search:
         self.request.hooks.on_result(item.result)
         if not item.result.ok:
             return
-        if _better(item.result, state.best, self.request.settings.objective):
+        objective = self.request.settings.objective
+        if _better(item.result, state.best, objective):
             state.best = item  # the previous best's files are released with its handle
+        if not saves_code(item.result.candidate.backend) and _better(
+            item.result, state.best_data, objective
+        ):
+            state.best_data = item
         state.contenders.keep(item)
         if item.result.is_baseline:
             self._keep_portable(item)
@@ -192,6 +199,8 @@ class _Search:
         lost = self.view.lost_types()
         confirmed, not_confirmed, confirm_s = self._confirm_winners(lost)
         winners, saved, no_winner = self._fetch_winners(lost)
+        programs = tuple(k for k, r in winners.items() if saves_code(r.candidate.backend))
+        data_only, data_saved = self._fetch_data_only(programs)
         return SearchOutcome(
             hardware=self.hardware,
             results=self.results,
@@ -211,6 +220,9 @@ class _Search:
             node_groups=self.executor.node_groups(),
             frontiers=frontiers(self.results),
             objective=self.request.settings.objective,
+            programs=programs,
+            data_only=data_only,
+            data_only_saved=data_saved,
         )
 
     # -- the cluster changing under a search (nodes joining) ------------------------------
@@ -268,6 +280,24 @@ class _Search:
                 continue
             winners[key] = best.result
         return winners, saved, no_winner
+
+    def _fetch_data_only(
+        self, programs: tuple[str, ...]
+    ) -> tuple[dict[str, TrialResult], dict[str, SavedCandidate]]:
+        """For each type whose winner is a program, its fastest data-only candidate and
+        files (kept beside the winner: a learner loaded without trust_code runs it)."""
+        results: dict[str, TrialResult] = {}
+        saved: dict[str, SavedCandidate] = {}
+        for key in programs:
+            best = self.states[key].best_data
+            if best is None:
+                continue
+            try:
+                saved[key] = self.executor.fetch(best.artifact)
+            except Exception:  # its node left with the files: the portable fallback remains
+                continue
+            results[key] = best.result
+        return results, saved
 
     # -- confirming the winners ------------------------------------------------------------
 

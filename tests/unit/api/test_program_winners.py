@@ -55,6 +55,9 @@ def test_a_program_winner_loads_its_data_only_candidate_without_trust_code(slowe
     learner.save(tmp_path / "learner")
     manifest = json.loads((tmp_path / "learner" / "manifest.json").read_text())
     assert manifest["data_only"][key]["backend"] == "onnxruntime"
+    card = (tmp_path / "learner" / "README.md").read_text()
+    assert "run their fastest data-only candidate instead" in card
+    assert f"`{key}`: `onnxruntime` `fp32`" in card
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

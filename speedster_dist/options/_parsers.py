@@ -202,6 +202,18 @@ def _check_gpu_index(keyword: str, device: str, index: str) -> None:
         )
 
 
+def check_local_gpu() -> None:
+    """InputError when this machine has no GPU torch can use (a GPU search on it alone)."""
+    import torch
+
+    if not torch.cuda.device_count():
+        raise InputError(
+            "device asks for a GPU and cluster='local' searches this machine only, which "
+            "has no GPU torch can use (torch.cuda.device_count() is 0): give device='cpu' "
+            "or None, or a cluster with GPU nodes (cluster=<address>)"
+        )
+
+
 def cluster(keyword: str, cluster: Any) -> str:
     if cluster is None:
         return "auto"

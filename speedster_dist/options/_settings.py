@@ -151,10 +151,13 @@ class RunOptions:
     max_memory_mb: float | None = field(default=None, metadata=_extra("max_memory_mb", parse.limit))
 
     def __post_init__(self) -> None:
-        """The threshold must keep the guard on under this metric: a built-in metric's drop
+        """A GPU search on this machine alone (``cluster="local"``) needs a GPU here. The
+        threshold must keep the guard on under this metric: a built-in metric's drop
         never reaches its bound (:data:`~speedster_dist.measure.DROP_BOUNDS`), so a
         threshold there accepts every candidate (a callable metric sets its own scale: any
         finite threshold; the NaN or infinite drop it may return is never accepted)."""
+        if self.cluster == "local" and self.devices == {DeviceKind.GPU}:
+            parse.check_local_gpu()  # the search runs on this machine only
         bound = DROP_BOUNDS.get(self.metric_name)
         if bound is not None and self.metric_drop_ths is not None and self.metric_drop_ths >= bound:
             raise InputError(

@@ -131,6 +131,19 @@ def test_a_gpu_this_machine_or_the_cluster_does_not_have_is_refused_before_any_t
         assert spy.calls == ["discover", "discover"]
 
 
+def test_a_gpu_search_of_this_machine_alone_needs_a_gpu_here():
+    if torch.cuda.device_count():  # this machine can: the settings are taken
+        assert parse_run_options(device="cuda:0", extras={"cluster": "local"}).devices
+        return
+    for device in ("gpu", "cuda", "cuda:0", "cuda:99"):
+        spy = _refused(
+            r"cluster='local' searches this machine only, which has no GPU torch can use",
+            device=device,
+            cluster="local",
+        )
+        assert spy.calls == []
+
+
 def test_a_history_folder_in_the_way_is_refused_before_the_search(tmp_path):
     taken = tmp_path / "history.parquet"
     taken.write_bytes(b"not a folder")

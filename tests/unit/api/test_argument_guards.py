@@ -193,6 +193,21 @@ def test_a_nondeterministic_model_is_refused_saying_so(model):
     )
 
 
+class _Jitter(_Noisy):
+    """Noise a million times smaller than its outputs: what threads summing in another
+    order could do, far below what a candidate may differ by."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + 1e-7 * torch.rand(x.shape[0], 4)
+
+
+def test_differences_below_the_fp32_tolerance_are_not_nondeterminism():
+    from speedster_dist.prepare import prepare
+
+    prepared = prepare(_Jitter(), _data(), parse_run_options())
+    assert len(prepared.payload.reference_outputs) == 1
+
+
 class _Trained(torch.nn.Module):
     """Dropout and batch norm: what eval mode changes."""
 

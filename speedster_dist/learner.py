@@ -385,7 +385,9 @@ def load_model(
     - data formats (ONNX, OpenVINO IR, TensorRT engines) load by default; formats that are
       programs (TorchScript, torch.export archives: an eager or TorchScript winner, a
       torch.compile winner) load only with ``trust_code=True``, like Hugging Face's
-      ``trust_remote_code``: checksums do not make a program safe to run;
+      ``trust_remote_code``: checksums do not make a program safe to run; without it, the
+      fastest data-only candidate measured on that hardware type runs instead (else the
+      portable fallback), with one warning naming the speed ``trust_code=True`` would give;
     - with ``verify_key`` (or the ``SPEEDSTER_DIST_VERIFY_KEY`` variable) the manifest must
       carry a valid signature by that key (an HMAC-SHA256 secret, or an Ed25519 public key
       as an object, PEM, ``ssh-ed25519`` line or 64 hex digits; the key's form decides the

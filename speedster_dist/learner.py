@@ -22,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.artifacts import (
+    DATA_ONLY_SUFFIX,
     PORTABLE_KEY,
     LearnerIO,
     Manifest,
     Selection,
     WinnerEntry,
+    entry_speed,
     load_compiled,
     needs_trust,
     portable_entry,
     save_learner,
     select_entry,
+    stand_in_message,
 )
 from speedster_dist.backends import Compiled, fixed_rows, pad_rows, serve_requests, split_rows
 from speedster_dist.hardware import local_hardware_types
@@ -187,9 +190,9 @@ class HardwareKeyedLearner:
             if not needs_trust(entry.backend):
                 continue
             alt = self.data_only.get(key)
-            winner = f"the winner, {entry.label} ({_speed(entry)[1]}), is saved as a program"
+            winner = f"the winner, {entry.label} ({entry_speed(entry)[1]}), is saved as a program"
             if alt is not None:
-                what = f"{alt.label} ({_speed(alt)[1]}), its fastest data-only candidate"
+                what = f"{alt.label} ({entry_speed(alt)[1]}), its fastest data-only candidate"
             elif self.portable is not None and not needs_trust(self.portable.backend):
                 what = "the portable fallback (the original model, not optimized)"
             else:
@@ -210,7 +213,7 @@ class HardwareKeyedLearner:
                 return key, entry, ""
             alt = self.data_only.get(key)
             if alt is not None and not needs_trust(alt.backend):
-                return key + DATA_ONLY_SUFFIX, alt, _stand_in(key, entry, alt)
+                return key + DATA_ONLY_SUFFIX, alt, stand_in_message(key, entry, alt)
             if explicit or self.portable is None or needs_trust(self.portable.backend):
                 return key, entry, ""  # load_compiled says trust_code=True is needed
         assert self.portable is not None
@@ -218,7 +221,7 @@ class HardwareKeyedLearner:
         fallback = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
         if key == PORTABLE_KEY:
             return key, fallback, ""
-        return PORTABLE_KEY, fallback, _stand_in(key, self.entries[key], None)
+        return PORTABLE_KEY, fallback, stand_in_message(key, self.entries[key], None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
@@ -324,39 +327,6 @@ class LearnerMetadata(Manifest):
         if learner.encoder is not None:  # its tokenizer's files are read and checked now too
             learner.encoder.load_tokenizer()
         return learner
-
-
-# The key under which a type's data-only stand-in is loaded (never a hardware key: those
-# hold no spaces).
-DATA_ONLY_SUFFIX = " (data-only)"
-
-
-def _speed(entry: WinnerEntry) -> tuple[float | None, str]:
-    """(p50 in seconds, "p50 1.23 ms, 2.10x the original"), confirmed figures first."""
-    metrics = entry.metrics
-    p50 = metrics.get("confirmed_p50_s") or metrics.get("latency_p50_s")
-    base = metrics.get("confirmed_baseline_p50_s") or metrics.get("baseline_p50_s")
-    if not isinstance(p50, int | float) or p50 <= 0:
-        return None, "not measured"
-    speedup = f", {base / p50:.2f}x the original" if isinstance(base, int | float) else ""
-    return float(p50), f"p50 {p50 * 1e3:.3g} ms{speedup}"
-
-
-def _stand_in(key: str, winner: WinnerEntry, alt: WinnerEntry | None) -> str:
-    """The one warning of a learner loaded without trust_code whose winner is a program."""
-    fast, fast_text = _speed(winner)
-    if alt is None:
-        what, ratio = "the portable fallback (the original model, not optimized)", ""
-    else:
-        slow, slow_text = _speed(alt)
-        what = f"its fastest data-only candidate, {alt.label} ({slow_text})"
-        ratio = f", {slow / fast:.2f}x faster" if slow and fast else ""
-    return (
-        f"the winner for {key}, {winner.label} ({fast_text}), is saved as a program, which "
-        f"loads only with trust_code=True; running {what} instead. "
-        f"load_model(path, trust_code=True) would run the winner{ratio}: pass it only for a "
-        "learner from a source you trust"
-    )
 
 
 def _device(device: str | None) -> DeviceKind | None:

@@ -82,7 +82,15 @@ def test_a_program_winner_loads_its_data_only_candidate_without_trust_code(slowe
     assert _trust_warnings(caught) == []
     assert trusted.for_hardware().entry.backend == "torchscript"
 
-    # Re-saved (the nightly's way), the stand-in is kept; inspect lists it.
+    # Asked for by key, that type's data-only candidate stands in too (one warning).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        by_key = load_model(tmp_path / "learner", hardware_key=key)
+        by_key(x)
+    assert by_key.for_hardware(key).entry.backend == "onnxruntime"
+    assert len(_trust_warnings(caught)) == 1
+
+    # Re-saved (the nightly's way), the stand-in is kept; describe() lists it.
     trusted.save(tmp_path / "again")
     again = LearnerMetadata.read(tmp_path / "again")
     assert again.data_only()[key].backend == "onnxruntime"

@@ -422,7 +422,6 @@ class SearchOutcome:
     objective: Objective = field(default_factory=Objective)  # what the winners were chosen by
     # Types whose winner is saved as a program (loads only with trust_code): their fastest
     # data-only candidate (ONNX, OpenVINO IR...) and its files, loaded by default instead.
-    programs: tuple[str, ...] = ()
     data_only: dict[str, TrialResult] = field(default_factory=dict)
     data_only_saved: dict[str, SavedCandidate] = field(default_factory=dict)
 

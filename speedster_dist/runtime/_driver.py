@@ -220,7 +220,6 @@ class _Search:
             node_groups=self.executor.node_groups(),
             frontiers=frontiers(self.results),
             objective=self.request.settings.objective,
-            programs=programs,
             data_only=data_only,
             data_only_saved=data_saved,
         )

@@ -59,6 +59,17 @@ def test_a_threshold_that_accepts_every_candidate_is_refused(metric, value, boun
     assert spy.calls == []  # refused with the settings: not even the cluster was asked
 
 
+def test_the_bounds_are_the_metrics_ceilings():
+    from speedster_dist.measure import DROP_BOUNDS, resolve_metric
+
+    original = [(torch.tensor([[1.0, 2.0, 3.0]]),)]
+    opposite = [(-original[0][0],)]  # as far as finite outputs get from the original
+    labels = [torch.tensor([2])]
+    for name, bound in DROP_BOUNDS.items():
+        drop = resolve_metric(name)(original, opposite, labels)
+        assert 0.99 * bound <= drop <= bound, (name, drop)
+
+
 def test_thresholds_below_the_bound_and_a_custom_metrics_own_scale_are_kept():
     assert parse_run_options(metric="cosine", metric_drop_ths=1.99).metric_drop_ths == 1.99
     assert parse_run_options(metric="accuracy", metric_drop_ths=0.5).metric_drop_ths == 0.5

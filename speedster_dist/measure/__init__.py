@@ -8,6 +8,7 @@ from speedster_dist.measure._loadgen import check_percentile, measure_load, requ
 from speedster_dist.measure._memory import MemoryWatch
 from speedster_dist.measure._metrics import (
     BUILTIN_METRICS,
+    DROP_BOUNDS,
     MetricFn,
     accuracy_drop,
     agreement_drop,
@@ -20,6 +21,7 @@ from speedster_dist.measure._metrics import (
 
 __all__ = [
     "BUILTIN_METRICS",
+    "DROP_BOUNDS",
     "LOAD_KEYS",
     "BatchError",
     "GilRelease",

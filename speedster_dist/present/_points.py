@@ -8,7 +8,7 @@ from __future__ import annotations
 from speedster_dist.cost import CostRow, PriceTable, Served, basis_note, fastest_and_cheapest
 from speedster_dist.present._format import ms
 from speedster_dist.records import SearchOutcome, TrialResult
-from speedster_dist.serving import FrontierPoint, Objective
+from speedster_dist.serving import Objective
 
 __all__ = ["fleet_load_cells", "format_costs", "load_point_lines", "most_served_line", "served"]
 
@@ -17,9 +17,9 @@ def _tail_name(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
-def _point_text(point: FrontierPoint) -> str:
-    tail = _tail_name(point.percentile)
-    return f"{point.label}: {point.throughput:.4g} requests/s, {tail} {ms(point.tail_s)}"
+def _point_text(label: str, throughput: float, percentile: float, tail_s: float) -> str:
+    tail = _tail_name(percentile)
+    return f"{label}: {throughput:.4g} requests/s, {tail} {ms(tail_s)}"
 
 
 def _budget_text(objective: Objective) -> str:
@@ -29,25 +29,30 @@ def _budget_text(objective: Objective) -> str:
 
 
 def load_point_lines(outcome: SearchOutcome, key: str) -> str:
-    """Two lines under a hardware type's table when its search measured load points: the
-    point of the lowest tail latency, and the feasible point serving the most requests a
-    second (the type's winner); "" for one call at a time (the latency objective)."""
+    """Lines under a hardware type's table when its search measured load points: the point
+    of the lowest tail latency (the frontier's first), the feasible point serving the most
+    requests a second (the type's winner), and the baseline backend's best feasible point;
+    "" for one call at a time (the latency objective)."""
     points = outcome.frontiers.get(key)
     if not points:
         return ""
     lowest = min(points, key=lambda p: (p.tail_s, -p.throughput))
-    feasible = [p for p in points if p.feasible]
-    best = max(feasible, key=lambda p: (p.throughput, -p.tail_s), default=None)
     head = f"\n  load points ({outcome.objective.kind}, {_budget_text(outcome.objective)}):"
-    lines = [head, f"\n    best latency:    {_point_text(lowest)}"]
-    if best is not None:
-        lines.append(f"\n    best throughput: {_point_text(best)} (feasible)")
+    low = _point_text(lowest.label, lowest.throughput, lowest.percentile, lowest.tail_s)
+    lines = [head, f"\n    best latency:    {low}"]
+    winner = outcome.winners.get(key)
+    best = winner.throughput if winner is not None else None
+    if winner is not None and best is not None:
+        text = _point_text(winner.candidate.label, best.throughput, best.percentile, best.tail_s)
+        lines.append(f"\n    best throughput: {text} (feasible)")
     else:
-        lines.append(f"\n    best throughput: none feasible ({lowest.reason or 'over the limits'})")
-    return "".join(lines) + _baseline_line(outcome, key, best)
+        why = lowest.reason or outcome.no_winner.get(key) or "over the limits"
+        lines.append(f"\n    best throughput: none feasible ({why})")
+    rate = best.throughput if best is not None else None
+    return "".join(lines) + _baseline_line(outcome, key, rate)
 
 
-def _baseline_line(outcome: SearchOutcome, key: str, best: FrontierPoint | None) -> str:
+def _baseline_line(outcome: SearchOutcome, key: str, best: float | None) -> str:
     """The baseline backend's best feasible point (fp32, no technique), and how many times
     as much the best point serves: what the search bought over the plain model."""
     base = outcome.baseline(key)
@@ -67,12 +72,9 @@ def _baseline_line(outcome: SearchOutcome, key: str, best: FrontierPoint | None)
     if top is None or top.throughput is None:
         return f"\n    baseline's best: none feasible ({base.candidate.backend})"
     stats = top.throughput
-    gain = f" (best throughput {best.throughput / stats.throughput:.2f}x)" if best else ""
-    tail = _tail_name(stats.percentile)
-    return (
-        f"\n    baseline's best: {top.candidate.label}: {stats.throughput:.4g} requests/s, "
-        f"{tail} {ms(stats.tail_s)}{gain}"
-    )
+    gain = f" (best throughput {best / stats.throughput:.2f}x)" if best else ""
+    text = _point_text(top.candidate.label, stats.throughput, stats.percentile, stats.tail_s)
+    return f"\n    baseline's best: {text}{gain}"
 
 
 def fleet_load_cells(winner: TrialResult | None) -> list[str]:

@@ -159,7 +159,8 @@ def format_summary(
         title = f"Hardware type {key}: {hardware.description}"
         best = outcome.winners.get(key)
         if best is None:
-            blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
+            why = outcome.no_winner.get(key, "unknown")
+            blocks.append(f"{title}\n  no winner: {why}{load_point_lines(outcome, key)}")
             continue
         base = outcome.baseline(key)
         rows = _hardware_rows(base, best, batch_size)

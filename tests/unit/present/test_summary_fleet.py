@@ -86,3 +86,20 @@ def test_the_fleet_table_shows_what_each_winner_serves_and_the_type_serving_most
         f"Most throughput within the constraints: {BIG.key} (fast fp32 slowdown=1 @ 32x2, "
         "7758 requests/s, p99 12.2 ms)"
     ) in fleet
+
+
+def test_a_memory_cap_names_the_winner_not_a_dominated_point_and_no_winner_says_why():
+    from dataclasses import replace
+
+    from ..priced_fleet import OBJECTIVE
+
+    # 100 MB + 10 MB per request in flight: 8x2 (260 MB) is over 200 MB; 1x2 serves most.
+    capped = format_summary(priced_search(replace(OBJECTIVE, max_memory_mb=200.0)), 1)
+    small = _block(capped, SMALL.key)
+    assert "best throughput: fast fp32 slowdown=1 @ 1x2: 1000 requests/s" in small
+    # 0.4 ms: even one request on the big type (a 0.5 ms call) is over it.
+    none = format_summary(priced_search(replace(OBJECTIVE, latency_budget_ms=0.4)), 1)
+    big = _block(none, BIG.key)
+    assert "no winner:" in big
+    assert "best latency:    fast fp32 slowdown=1 @ 1x2: 4000 requests/s, p99 0.5 ms" in big
+    assert "best throughput: none feasible (p99 0.5 ms is over the latency budget of 0.4 ms)" in big

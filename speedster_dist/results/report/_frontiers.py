@@ -6,7 +6,9 @@ throughput measured there).
 
 Rows come from the history: load-point trials (``load_batch_size`` not null) that were
 measured in full (complete: within the constraints; infeasible: over them, still on the
-frontier past the SLO). The chart is matplotlib's static SVG (the ``report`` extra)."""
+frontier past the SLO), of the latest search of each model and hardware type (a fleet's
+types may be searched by different runs: a sweep, then a nightly search of a type that
+joined). The chart is matplotlib's static SVG (the ``report`` extra)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from markupsafe import Markup
 from speedster_dist.cost import PriceTable, cost_per_million
 from speedster_dist.present import ms
 from speedster_dist.results._regress import candidate_label
+from speedster_dist.results._winners import search_groups
 from speedster_dist.results.report._charts import PALETTE, TEXT_AS_GIVEN
 from speedster_dist.results.report._html import Row
 from speedster_dist.results.report._templates import render
@@ -83,24 +86,33 @@ def _load_rows(rows: Sequence[Row]) -> list[Row]:
     ]
 
 
+def _latest(time_of: Sequence[Row]) -> Any:
+    return max(r["time"] for r in time_of)
+
+
 def model_frontiers(rows: Sequence[Row]) -> dict[str, tuple[dict[str, Any], list[TypeFrontier]]]:
-    """model -> (its latest load search's settings, each hardware type's points). The
-    latest run of a model is the one of its last load-point row."""
-    by_model: dict[str, list[Row]] = defaultdict(list)
-    for row in _load_rows(rows):
-        by_model[row["model_name"]].append(row)
+    """model -> (the settings of its latest load search, each hardware type's points from
+    the latest search that measured that type at load points). Searches only: a nightly
+    re-measure of a winner and its baseline is not a search (``search_groups``)."""
+    latest: dict[tuple[str, str], list[Row]] = {}
+    for (model, _, hardware), runs in search_groups(rows).items():
+        for run in runs.values():
+            loaded = _load_rows(run)
+            kept = latest.get((model, hardware))
+            if loaded and (kept is None or _latest(loaded) > _latest(kept)):
+                latest[(model, hardware)] = loaded
+    by_model: dict[str, list[list[Row]]] = defaultdict(list)
+    for (model, _), loaded in sorted(latest.items()):
+        by_model[model].append(loaded)
     found = {}
-    for model, model_rows in by_model.items():
-        latest = max(model_rows, key=lambda r: r["time"])["run_id"]
-        kept = [r for r in model_rows if r["run_id"] == latest]
-        per_type: dict[str, list[Row]] = defaultdict(list)
-        for row in kept:
-            per_type[row["hardware_type"]].append(row)
+    for model, per_type in by_model.items():
+        newest = max(per_type, key=_latest)
+        settings = json.loads(newest[0].get("settings") or "{}")
         types = [
-            TypeFrontier(key, tuple(_point(r) for r in found_rows), found_rows[0].get("node_group"))
-            for key, found_rows in sorted(per_type.items())
+            TypeFrontier(r[0]["hardware_type"], tuple(_point(x) for x in r), r[0].get("node_group"))
+            for r in per_type
         ]
-        found[model] = (json.loads(kept[0].get("settings") or "{}"), types)
+        found[model] = (settings, types)
     return found
 
 

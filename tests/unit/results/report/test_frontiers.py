@@ -123,3 +123,32 @@ def test_a_hostile_model_name_is_text_in_the_section_and_its_chart(tmp_path):
     section = _section(page)
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
     assert section.count("<svg") == 1  # drawn, the name as plain text (no mathtext)
+
+
+def test_each_type_keeps_its_latest_search_and_nightly_re_measures_are_no_search(tmp_path):
+    from dataclasses import replace
+
+    from speedster_dist.results import HistoryWriter, RunInfo
+
+    from ...priced_fleet import CURVE, OBJECTIVE
+
+    write_history(tmp_path, priced_search())  # both types
+    # Later, the big type alone searched again, 2x faster still (its winner: 2x the rate).
+    faster = priced_search(curve=replace(CURVE, hardware_speed={BIG.key: 8.0}))
+    settings = {"metric_drop_ths": 0.05, **OBJECTIVE.identity()}
+    info = RunInfo("search-2", "optimize", "bert-base", "f1ngerprint", "bert", 1, settings)
+    writer = HistoryWriter(tmp_path, info)
+    for result in faster.results:
+        if result.candidate.hardware_key == BIG.key:
+            writer.append(result)
+    # Then a night re-measures the small type's winner and baseline: not a search.
+    night = RunInfo("night-1", "rebench", "bert-base", "f1ngerprint", "bert", 1, settings)
+    nightly = HistoryWriter(tmp_path, night)
+    small_winner = faster.winners[SMALL.key]
+    nightly.append(small_winner, "winner")
+    nightly.append(faster.baseline(SMALL.key), "baseline")
+    ((_, (_, types)),) = model_frontiers(read_history(tmp_path).to_pylist()).items()
+    kinds = {t.hardware_type: t for t in types}
+    assert len(kinds[SMALL.key].points) == 24  # the first search's, not the night's two
+    best = kinds[BIG.key].best_feasible
+    assert best is not None and best.throughput > BIG_RATE  # the second search's

@@ -146,7 +146,9 @@ def test_each_type_keeps_its_latest_search_and_nightly_re_measures_are_no_search
     nightly = HistoryWriter(tmp_path, night)
     small_winner = faster.winners[SMALL.key]
     nightly.append(small_winner, "winner")
-    nightly.append(faster.baseline(SMALL.key), "baseline")
+    baseline = faster.baseline(SMALL.key)
+    assert baseline is not None
+    nightly.append(baseline, "baseline")
     ((_, (_, types)),) = model_frontiers(read_history(tmp_path).to_pylist()).items()
     kinds = {t.hardware_type: t for t in types}
     assert len(kinds[SMALL.key].points) == 24  # the first search's, not the night's two

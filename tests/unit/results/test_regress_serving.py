@@ -115,3 +115,17 @@ def test_only_a_load_objectives_entry_has_an_operating_point_to_re_measure():
     old = {k: v for k, v in ENTRY.items() if k != "serving"}  # a version 1 manifest
     assert operating_load(old) is None
     assert winner_candidate(ENTRY, "k").label == "fast fp32 slowdown=1 @ 8x2"
+
+
+def test_the_report_flags_the_throughput_and_p99_regressions(tmp_path):
+    from speedster_dist.results import render_report
+
+    for night in (1, 2, 3):
+        _night(tmp_path, night)
+    _night(tmp_path, 4, speed=0.5)
+    page = render_report(read_history(tmp_path).to_pylist())
+    section = page.split("<h2>Regressions (nightly re-benchmarks)</h2>")[1].split("<h2>")[0]
+    rows = [r for r in section.split("<tr>") if "REGRESSION" in r and "night-4" in r]
+    figures = {f for r in rows for f in ("throughput", "latency_p99_s") if f">{f}<" in r}
+    assert figures == {"throughput", "latency_p99_s"}
+    assert "888.9/s" in section  # the night's rate, in inferences a second

@@ -5,6 +5,8 @@ p50, said so)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from speedster_dist.cost import CostRow, PriceTable, Served, basis_note, fastest_and_cheapest
 from speedster_dist.present._format import ms
 from speedster_dist.records import SearchOutcome, TrialResult
@@ -58,19 +60,20 @@ def _baseline_line(outcome: SearchOutcome, key: str, best: float | None) -> str:
     base = outcome.baseline(key)
     if base is None:
         return ""
-    plain = [
+    arm = [
         r
         for r in outcome.results
         if r.candidate.hardware_key == key
         and r.candidate.backend == base.candidate.backend
         and r.candidate.precision == base.candidate.precision
         and not r.candidate.technique
-        and r.ok
-        and r.throughput is not None
     ]
+    plain = [r for r in arm if r.ok and r.throughput is not None]
     top = max(plain, key=lambda r: r.throughput.throughput if r.throughput else 0.0, default=None)
     if top is None or top.throughput is None:
-        return f"\n    baseline's best: none feasible ({base.candidate.backend})"
+        counts = Counter(r.status.value for r in arm)
+        said = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return f"\n    baseline's best: no complete point ({base.candidate.backend}: {said})"
     stats = top.throughput
     gain = f" (best throughput {best / stats.throughput:.2f}x)" if best else ""
     text = _point_text(top.candidate.label, stats.throughput, stats.percentile, stats.tail_s)

@@ -66,14 +66,23 @@ def _latency_name(best: TrialResult) -> str:
     return "latency (p50 per request)" if best.throughput else "latency (p50 per batch)"
 
 
-def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
+def _latency_ratio(base: TrialResult | None, best: TrialResult) -> str:
+    """The p50 ratio, not given between two different load points (requests that wait for a
+    batch of 32 against a batch of 1: not a speed-up)."""
+    if base is not None and base.throughput and best.throughput:
+        theirs, mine = base.throughput.point, best.throughput.point
+        if (theirs.batch_size, theirs.concurrency) != (mine.batch_size, mine.concurrency):
+            return "(other load points)"
     base_lat = base.latency.p50 if base and base.latency else None
-    best_lat = best.latency.p50 if best.latency else None
+    return _ratio(base_lat, best.latency.p50 if best.latency else None)
+
+
+def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
     base_tp, best_tp = _throughput(base, batch), _throughput(best, batch)
     return [
         ["backend", base.candidate.backend if base else "n/a", best.candidate.backend, ""],
         ["precision / technique", "fp32", best.candidate.label.split(" ", 1)[1], ""],
-        [_latency_name(best), _ms(base), _ms(best), _ratio(base_lat, best_lat)],
+        [_latency_name(best), _ms(base), _ms(best), _latency_ratio(base, best)],
         [
             "throughput (samples/s)",
             f"{base_tp:.1f}" if base_tp else "n/a",

@@ -49,6 +49,9 @@ def test_each_type_shows_its_best_latency_and_best_feasible_throughput_point(sum
     big = _block(summary, BIG.key)  # 4x faster: 32x2 fits the budget (p99 12.2 ms)
     assert "best throughput: fast fp32 slowdown=1 @ 32x2: 7758 requests/s, p99 12.2 ms" in big
     assert "latency (p50 per request)" in small  # a load point's p50, not one call's
+    # the baseline (slow @ 32x2) and the winner (8x2) wait for different batches: no ratio
+    latency_row = next(line for line in small.splitlines() if "p50 per request" in line)
+    assert "(other load points)" in latency_row
 
 
 def test_cost_per_million_uses_the_measured_throughput_and_names_the_cheapest_at_the_slo(
@@ -103,3 +106,4 @@ def test_a_memory_cap_names_the_winner_not_a_dominated_point_and_no_winner_says_
     assert "no winner:" in big
     assert "best latency:    fast fp32 slowdown=1 @ 1x2: 4000 requests/s, p99 0.5 ms" in big
     assert "best throughput: none feasible (p99 0.5 ms is over the latency budget of 0.4 ms)" in big
+    assert "baseline's best: no complete point (slow: 12 infeasible)" in big

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import secrets
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from speedster_dist.errors import ClusterConnectionError
+from speedster_dist.runtime.ray._probe import (
+    check_address,
+    connect_timeout,
+    join_problem,
+    unreachable,
+)
 
 __all__ = [
     "LOOPBACK_ENV",
@@ -21,26 +27,7 @@ __all__ = [
     "package_runtime_env",
 ]
 
-_CHECK_TIMEOUT_S = 5.0
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, on an address nothing listens on."""
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    if not parsed.hostname or not parsed.port:
-        raise ClusterConnectionError(
-            f"cluster address {address!r} is not host:port (or ray://host:port); "
-            "use cluster='auto' to connect to a local cluster or start an embedded one"
-        )
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=_CHECK_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        raise ClusterConnectionError(
-            f"cannot reach the Ray cluster at {address}: {exc}. Is `ray start --head` running "
-            "there, and is the port open? Use cluster='auto' for an embedded local Ray."
-        ) from exc
-
+logger = logging.getLogger(__name__)
 
 _AUTH_MODE_ENV = "RAY_AUTH_MODE"
 _AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -83,6 +70,32 @@ def _use_token_if_available() -> None:
     _refresh_auth_config()
 
 
+def _loopback() -> None:
+    """Ray turns a loopback address into the machine's routable one unless this switch is
+    off (read when ``ray`` is imported): set it before, and in Ray's constant if imported."""
+    os.environ.update(LOOPBACK_ENV)
+    if "ray" in sys.modules:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _client_environment(address: str) -> None:
+    """Before joining ``address`` (and before the child process that tries it first): the
+    token if there is one, and loopback kept loopback."""
+    _use_token_if_available()
+    host, _ = check_address(address)
+    if _is_loopback(host):
+        _loopback()
+
+
 def _private_environment() -> None:
     """Before an embedded Ray starts: loopback only, token authentication always (with an
     ephemeral token, never written to disk, when none exists), no usage statistics. Set in
@@ -117,14 +130,26 @@ def _connected() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None = None) -> str:
+def connect(
+    cluster: str | None = "auto",
+    runtime_env: Mapping[str, Any] | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> str:
     """Make sure this process is connected to Ray; return how ("existing", "address", "embedded").
 
-    ``"auto"`` (or None): an already initialised Ray is reused; else ``RAY_ADDRESS``; else a
-    cluster running on this machine (``ray start --head``); else an embedded local Ray is
-    started with every core of this machine. ``"local"``: always a private embedded Ray
-    (unless this process is connected already). Any other value is a cluster address
-    (``host:port`` or ``ray://host:port``) that must be reachable.
+    ``"auto"`` (or None): an already initialised Ray is reused; else the cluster named by
+    ``RAY_ADDRESS``, else the one ``ray start --head`` recorded on this machine (Ray's
+    ``ray_current_cluster`` file), if it can be joined within ``timeout_s``; else a private
+    embedded Ray is started with every core of this machine, and one log line says why. A
+    Ray process that was not started as a cluster (another program's ``ray.init``) is never
+    joined. ``"local"``: always a private embedded Ray (unless this process is connected
+    already). Any other value is a cluster address (``host:port`` or ``ray://host:port``):
+    one that cannot be joined within ``timeout_s`` raises :class:`ClusterConnectionError`.
+
+    ``timeout_s`` (seconds) defaults to ``SPEEDSTER_DIST_CONNECT_TIMEOUT``, else 30: the join
+    is tried first in a child process that is killed when the time is up, since Ray's own
+    ``ray.init`` retries for minutes and cannot be interrupted.
 
     An embedded Ray is private: every address on loopback, token authentication on, usage
     statistics off (decided before ``ray`` is imported, which reads the loopback switch).
@@ -135,9 +160,14 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     ``ray.init`` instead).
     """
     cluster = cluster or "auto"
-    if cluster not in ("auto", "local"):
-        _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
+    explicit = cluster not in ("auto", "local")
+    if explicit:
+        check_address(cluster)  # even when connected: a wrong address is the user's mistake
+    limit = connect_timeout(timeout_s)
     if _connected():
+        problem = unreachable(cluster, limit) if explicit else None
+        if problem:
+            raise ClusterConnectionError(_cannot_join(cluster, problem))
         if runtime_env:
             raise ValueError(
                 "Ray is already initialised in this process, so runtime_env cannot be applied; "
@@ -147,20 +177,71 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     kwargs = _init_kwargs(runtime_env)
     if cluster == "local":
         return _start_embedded(kwargs)
-    address = cluster if cluster != "auto" else os.environ.get("RAY_ADDRESS", "")
-    if address and address != "auto":
-        _check_reachable(address)
+    if explicit:
+        return _join_or_raise(cluster, kwargs, limit)
+    return _auto(kwargs, limit)
+
+
+def _cannot_join(address: str, problem: str) -> str:
+    return (
+        f"cannot join the Ray cluster at {address}: {problem}. Is `ray start --head` running "
+        "there, is the port open and is its token (RAY_AUTH_TOKEN, ~/.ray/auth_token) here? "
+        "Use cluster='auto' for an embedded local Ray."
+    )
+
+
+def _join_or_raise(address: str, kwargs: Mapping[str, Any], limit: float) -> str:
+    _client_environment(address)
+    problem = join_problem(address, limit)
+    if problem:
+        raise ClusterConnectionError(_cannot_join(address, problem))
+    try:
         return _join(address, kwargs, "address")
-    if _recorded_cluster_is_up():
+    except ConnectionError as exc:  # it went away since the child process joined it
+        raise ClusterConnectionError(_cannot_join(address, str(exc))) from exc
+
+
+def _auto_address() -> tuple[str, str]:
+    """The address ``auto`` may join and where it was found, or ("", "")."""
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    if from_env and from_env != "auto":
+        return from_env, "RAY_ADDRESS"
+    recorded = _recorded_address()
+    return (recorded, "recorded by `ray start`") if recorded else ("", "")
+
+
+def _auto(kwargs: Mapping[str, Any], limit: float) -> str:
+    address, source = _auto_address()
+    if not address:
+        logger.info(
+            "no Ray cluster recorded on this machine (`ray start`) and no RAY_ADDRESS: "
+            "starting a private embedded Ray"
+        )
+        return _start_embedded(kwargs)
+    _client_environment(address)
+    problem = join_problem(address, limit)
+    if problem is None:
         try:
-            return _join("auto", kwargs, "existing")
-        except ConnectionError:
-            pass
+            return _join(address, kwargs, "address" if source == "RAY_ADDRESS" else "existing")
+        except ConnectionError as exc:  # it went away since the child process joined it
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _shutdown()
+    logger.warning(
+        "not joining the Ray cluster at %s (%s): %s; starting a private embedded Ray instead",
+        address,
+        source,
+        problem,
+    )
     return _start_embedded(kwargs)
 
 
+def _shutdown() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        ray.shutdown()
+
+
 def _join(address: str, kwargs: Mapping[str, Any], how: str) -> str:
-    _use_token_if_available()
     import ray
 
     ray.init(address=address, **kwargs)
@@ -185,24 +266,6 @@ def _recorded_address() -> str:
         return (Path(temp) / "ray" / "ray_current_cluster").read_text().strip()
     except OSError:
         return ""
-
-
-def _recorded_cluster_is_up() -> bool:
-    """Whether the cluster ``ray start`` recorded on this machine still answers.
-
-    A cluster killed without ``ray stop`` leaves its address behind; Ray would then try it
-    (through the machine's routable address) for many seconds before giving up. A recorded
-    address that nothing listens on is skipped at once. With nothing recorded, Ray's own
-    detection of a running cluster decides.
-    """
-    recorded = _recorded_address()
-    if not recorded:
-        return True
-    try:
-        _check_reachable(recorded)
-    except ClusterConnectionError:
-        return False
-    return True
 
 
 # Environment variables a worker needs to see the same backends as the driver.

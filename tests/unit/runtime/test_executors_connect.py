@@ -1,4 +1,4 @@
-"""connect(): a stale cluster address recorded on this machine is skipped at once."""
+"""connect(): which addresses ``auto`` considers; bad addresses and limits refused at once."""
 
 import socket
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import speedster_dist
-from speedster_dist.runtime.ray import _connect
+from speedster_dist.errors import ClusterConnectionError
+from speedster_dist.runtime.ray import _connect, _probe, connect
 
 
 @pytest.fixture
@@ -25,22 +26,45 @@ def recorded(monkeypatch, tmp_path):
     return record
 
 
-def test_a_recorded_address_nothing_listens_on_is_skipped(recorded):
+def _free_port() -> int:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    recorded(f"127.0.0.1:{port}")
-    assert not _connect._recorded_cluster_is_up()
+        return int(sock.getsockname()[1])
 
 
-def test_a_live_recorded_address_or_none_lets_ray_decide(recorded):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        recorded(f"127.0.0.1:{server.getsockname()[1]}")
-        assert _connect._recorded_cluster_is_up()
+def test_an_address_nothing_listens_on_is_a_problem_found_at_once():
+    problem = _probe.join_problem(f"127.0.0.1:{_free_port()}", timeout_s=30)
+    assert problem is not None and problem.startswith("cannot reach it")
+
+
+def test_auto_considers_ray_address_then_the_recorded_address_and_nothing_else(
+    recorded, monkeypatch
+):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     recorded(None)
-    assert _connect._recorded_cluster_is_up()
+    assert _connect._auto_address() == ("", "")  # no process scan: nothing recorded is nothing
+    recorded("127.0.0.1:6379")
+    assert _connect._auto_address() == ("127.0.0.1:6379", "recorded by `ray start`")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert _connect._auto_address() == ("10.0.0.5:6379", "RAY_ADDRESS")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # Ray's own word for "find one": the record
+    assert _connect._auto_address()[0] == "127.0.0.1:6379"
+
+
+def test_malformed_addresses_and_timeouts_are_refused_before_anything_starts(monkeypatch):
+    with pytest.raises(ClusterConnectionError, match="not host:port"):
+        connect("nonsense")
+    with pytest.raises(ClusterConnectionError, match="not host:port"):
+        connect("127.0.0.1:99999")
+    with pytest.raises(ClusterConnectionError, match="must be > 0"):
+        connect("127.0.0.1:1", timeout_s=0)
+    monkeypatch.setenv(_probe.CONNECT_TIMEOUT_ENV, "soon")
+    with pytest.raises(ClusterConnectionError, match="SPEEDSTER_DIST_CONNECT_TIMEOUT='soon'"):
+        connect("127.0.0.1:1")
+    monkeypatch.setenv(_probe.CONNECT_TIMEOUT_ENV, "7.5")
+    assert _probe.connect_timeout() == 7.5 and _probe.connect_timeout(2) == 2
+    monkeypatch.delenv(_probe.CONNECT_TIMEOUT_ENV)
+    assert _probe.connect_timeout() == _probe.DEFAULT_CONNECT_TIMEOUT_S
 
 
 def test_package_runtime_env_ships_the_package_folder_and_the_plugins(monkeypatch):

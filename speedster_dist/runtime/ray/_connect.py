@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.errors import ClusterConnectionError
+from speedster_dist.runtime.ray import _reaper
 from speedster_dist.runtime.ray._probe import (
     check_address,
     connect_timeout,
@@ -255,6 +256,7 @@ def _start_embedded(kwargs: Mapping[str, Any]) -> str:
     import ray
 
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    _reaper.start(os.getpid())  # its helpers end with this process, even one killed -9
     return "embedded"
 
 

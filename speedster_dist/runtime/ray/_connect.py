@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +11,13 @@ from typing import Any
 
 from speedster_dist.errors import ClusterConnectionError
 from speedster_dist.runtime.ray import _reaper
+from speedster_dist.runtime.ray._environment import (
+    LOOPBACK_ENV,
+    PRIVATE_ENV,
+    apply_before_ray,
+    client_settings,
+    private_settings,
+)
 from speedster_dist.runtime.ray._probe import (
     check_address,
     connect_timeout,
@@ -29,87 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_AUTH_MODE_ENV = "RAY_AUTH_MODE"
-_AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
-# Ray binds to the machine's routable address even when told 127.0.0.1; with this switch off it
-# uses loopback, which keeps an embedded (single-machine) Ray private to this machine. Ray
-# reads it when ``ray`` is imported (and its processes when they start).
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# An embedded Ray reports nothing to Ray's usage statistics service.
-PRIVATE_ENV = {**LOOPBACK_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _token_available() -> bool:
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    return bool(os.environ.get(_AUTH_TOKEN_ENV)) or token_file.is_file()
-
-
-def _refresh_auth_config() -> None:
-    """Ray caches its config at import, and the token once read: refresh both the way Ray
-    itself does, so a token set in the environment now is the one this process sends."""
-    try:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-        _enable_token_auth()
-    except ImportError:  # older Ray without token authentication: the env vars are harmless
-        return
-    try:
-        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):  # a Ray without the token cache reads it each time
-        pass
-
-
-def _use_token_if_available() -> None:
-    """Clusters started by ``ray start`` use token authentication when a token exists; a
-    client must then say so itself, or the head refuses it with "InvalidAuthToken"."""
-    if _AUTH_MODE_ENV in os.environ or not _token_available():
-        return
-    os.environ[_AUTH_MODE_ENV] = "token"
-    _refresh_auth_config()
-
-
-def _loopback() -> None:
-    """Ray turns a loopback address into the machine's routable one unless this switch is
-    off (read when ``ray`` is imported): set it before, and in Ray's constant if imported."""
-    os.environ.update(LOOPBACK_ENV)
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _client_environment(address: str) -> None:
-    """Before joining ``address`` (and before the child process that tries it first): the
-    token if there is one, and loopback kept loopback."""
-    _use_token_if_available()
-    host, _ = check_address(address)
-    if _is_loopback(host):
-        _loopback()
-
-
-def _private_environment() -> None:
-    """Before an embedded Ray starts: loopback only, token authentication always (with an
-    ephemeral token, never written to disk, when none exists), no usage statistics. Set in
-    this process's environment, so that Ray's own processes inherit it."""
-    os.environ.update(PRIVATE_ENV)
-    os.environ[_AUTH_MODE_ENV] = "token"
-    if not _token_available():
-        os.environ[_AUTH_TOKEN_ENV] = secrets.token_hex(32)
-    if "ray" in sys.modules:  # imported before: its module-level switches were read already
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        _refresh_auth_config()
 
 
 def _init_kwargs(runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -192,14 +116,23 @@ def _cannot_join(address: str, problem: str) -> str:
 
 
 def _join_or_raise(address: str, kwargs: Mapping[str, Any], limit: float) -> str:
-    _client_environment(address)
-    problem = join_problem(address, limit)
+    problem = _join_problem(address, limit)
     if problem:
         raise ClusterConnectionError(_cannot_join(address, problem))
     try:
         return _join(address, kwargs, "address")
     except ConnectionError as exc:  # it went away since the child process joined it
         raise ClusterConnectionError(_cannot_join(address, str(exc))) from exc
+
+
+def _join_problem(address: str, limit: float) -> str | None:
+    """Why ``address`` cannot be joined now (tried in a child process with the settings
+    this process will join with), or None; then those settings are this process's."""
+    settings = client_settings(address)
+    problem = join_problem(address, limit, {**os.environ, **settings})
+    if problem is None:
+        apply_before_ray(settings, f"to join the Ray cluster at {address}")
+    return problem
 
 
 def _auto_address() -> tuple[str, str]:
@@ -219,8 +152,7 @@ def _auto(kwargs: Mapping[str, Any], limit: float) -> str:
             "starting a private embedded Ray"
         )
         return _start_embedded(kwargs)
-    _client_environment(address)
-    problem = join_problem(address, limit)
+    problem = _join_problem(address, limit)
     if problem is None:
         try:
             return _join(address, kwargs, "address" if source == "RAY_ADDRESS" else "existing")
@@ -252,7 +184,7 @@ def _join(address: str, kwargs: Mapping[str, Any], how: str) -> str:
 def _start_embedded(kwargs: Mapping[str, Any]) -> str:
     """A new, private Ray on this machine, even when a (possibly stale) cluster address is
     recorded on disk."""
-    _private_environment()
+    apply_before_ray(private_settings(), "to keep an embedded Ray private")
     import ray
 
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)

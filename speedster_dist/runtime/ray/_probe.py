@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from speedster_dist.errors import ClusterConnectionError
@@ -130,7 +131,7 @@ def _watch(child: subprocess.Popen[str], timeout_s: float) -> tuple[list[str], s
     return lines, "refused" if refused.is_set() else "timeout"
 
 
-def _try_join(address: str, timeout_s: float) -> str | None:
+def _try_join(address: str, timeout_s: float, env: Mapping[str, str]) -> str | None:
     """Join ``address`` in a child process within ``timeout_s``: None, or why not."""
     child = subprocess.Popen(
         [sys.executable, "-c", _PROBE, address],
@@ -138,6 +139,7 @@ def _try_join(address: str, timeout_s: float) -> str | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=dict(env),
         start_new_session=True,
     )
     lines, end = _watch(child, timeout_s)
@@ -148,12 +150,12 @@ def _try_join(address: str, timeout_s: float) -> str | None:
     return None
 
 
-def join_problem(address: str, timeout_s: float) -> str | None:
+def join_problem(address: str, timeout_s: float, env: Mapping[str, str]) -> str | None:
     """Why this process could not join the Ray cluster at ``address`` now, or None when a
-    child process with this process's environment joined it within ``timeout_s`` seconds.
+    child process with the environment ``env`` joined it within ``timeout_s`` seconds.
 
     Called by :func:`~speedster_dist.runtime.ray.connect` before its own ``ray.init``, with
-    the authentication environment already set; a malformed address raises
+    the environment it will join with; a malformed address raises
     :class:`ClusterConnectionError`.
     """
-    return unreachable(address, timeout_s) or _try_join(address, timeout_s)
+    return unreachable(address, timeout_s) or _try_join(address, timeout_s, env)

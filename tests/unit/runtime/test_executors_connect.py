@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 def test_an_address_nothing_listens_on_is_a_problem_found_at_once():
-    problem = _probe.join_problem(f"127.0.0.1:{_free_port()}", timeout_s=30)
+    problem = _probe.join_problem(f"127.0.0.1:{_free_port()}", 30, {})
     assert problem is not None and problem.startswith("cannot reach it")
 
 

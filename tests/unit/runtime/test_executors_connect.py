@@ -1,6 +1,9 @@
 """connect(): which addresses ``auto`` considers; bad addresses and limits refused at once."""
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,35 @@ def test_the_recorded_address_is_read_like_ray_reads_it(recorded):
 
     recorded("10.1.2.3:6379")
     assert _connect._recorded_address() == ray._private.utils.read_ray_address() == "10.1.2.3:6379"
+
+
+def test_ray_imported_before_with_other_settings_is_an_error_not_a_public_ray(tmp_path):
+    """Ray reads its loopback switch and auth mode at import: an embedded Ray started after
+    an earlier ``import ray`` would listen on the machine's address, so connect refuses
+    (before starting anything) and says what to set; set beforehand, it is fine."""
+    script = (
+        "import ray\n"
+        "from speedster_dist.runtime.ray import connect\n"
+        "from speedster_dist.runtime.ray._environment import apply_before_ray\n"
+        "try:\n"
+        "    connect('local')\n"
+        "except ConnectionError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "print('initialized', ray.is_initialized())\n"
+        "apply_before_ray({'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0'}, 'test')\n"
+        "print('same values: fine')\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
+        "HOME": str(tmp_path),
+        "RAY_TMPDIR": str(tmp_path),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # set before the import: that one is fine
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ClusterConnectionError ray was imported before"), out.stderr
+    assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_ENABLE_WINDOWS" not in lines[0]
+    assert lines[1:] == ["initialized False", "same values: fine"]

@@ -6,22 +6,30 @@ its start, under its own task id, to a small actor of this driver's job (:func:`
 the actor holds no CPU and is found by name, so the task's arguments stay as they are); the
 executor asks it for the marks between polls (:class:`StartMarks`) and starts the trial's
 clock when its mark appears. Ray runs every trial as :func:`started_trial_task`.
+
+A trial that ran out of memory ends its worker process, as a crash would: its memory (and a
+lowered limit, a fragmented heap) must not stay with the next trial. The task leaves its
+reason with the same actor first; the executor finds it there when the task's result
+reports the dead worker (:meth:`StartMarks.reason`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
 from speedster_dist.records import SavedCandidate, TrialResult
 from speedster_dist.runtime._task import trial_task
+from speedster_dist.runtime._trial import OUT_OF_MEMORY
 
 __all__ = ["StartMarks", "mark_started", "started_trial_task"]
 
 # One per driver job: named actors live in the job's namespace, which its tasks share.
 _CLOCK_NAME = "speedster-dist-run-clock"
 _ASK_TIMEOUT_S = 10.0
+_ENDED_EXIT_CODE = 75  # a worker ended on purpose after its trial ran out of memory
 
 
 class _Clock:
@@ -29,12 +37,19 @@ class _Clock:
 
     def __init__(self) -> None:
         self._marks: dict[str, float] = {}
+        self._reasons: dict[str, str] = {}
 
     def mark(self, key: str, at: float) -> None:
         self._marks[key] = at
 
     def started(self) -> list[str]:
         return list(self._marks)
+
+    def leave_reason(self, key: str, reason: str) -> None:
+        self._reasons[key] = reason
+
+    def reason(self, key: str) -> str | None:
+        return self._reasons.pop(key, None)
 
     def forget(self, key: str) -> None:
         self._marks.pop(key, None)
@@ -59,7 +74,26 @@ def started_trial_task(*args: Any, **kwargs: Any) -> tuple[TrialResult, SavedCan
     marked first, so that the executor's ``trial_timeout`` runs from now, not from when it
     was submitted."""
     mark_started()
-    return trial_task(*args, **kwargs)
+    result, saved = trial_task(*args, **kwargs)
+    if result.reason.startswith(OUT_OF_MEMORY):
+        _end_worker(result.reason)
+    return result, saved
+
+
+def _end_worker(reason: str) -> None:
+    """Leave ``reason`` with the clock, then end this worker process at once (it never
+    takes another task); without a clock to tell, the worker lives and returns the result."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    try:
+        task_id = ray.get_runtime_context().get_task_id()
+        clock = ray.get_actor(_CLOCK_NAME)
+        ended = f"{reason} (its worker process {os.getpid()} was ended)"
+        ray.get(clock.leave_reason.remote(task_id, ended), timeout=_ASK_TIMEOUT_S)
+    except Exception:  # no clock, or it did not answer: the reason comes back as a result
+        return
+    os._exit(_ENDED_EXIT_CODE)
 
 
 class StartMarks:
@@ -80,6 +114,12 @@ class StartMarks:
         import ray
 
         return set(ray.get(self._clock.started.remote(), timeout=_ASK_TIMEOUT_S))
+
+    def reason(self, key: str) -> str | None:
+        """The reason a task left before ending its worker (its result is then a crash)."""
+        import ray
+
+        return ray.get(self._clock.reason.remote(key), timeout=_ASK_TIMEOUT_S)
 
     def forget(self, key: str) -> None:
         try:

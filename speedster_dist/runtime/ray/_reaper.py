@@ -30,6 +30,8 @@ __all__ = ["leftovers", "session_of", "start", "watch"]
 _PROC = Path("/proc")
 _POLL_S = 0.5
 _GRACE_S = 2.0  # Ray's own shutdown stops its helpers in about this long
+# The watchers this process started (kept, so that each is waited for once it ends).
+_watchers: list[subprocess.Popen[bytes]] = []
 _SESSION = re.compile(r"(/\S*?/session_\d{4}-\d\d-\d\d_[\d_-]+\d)")
 
 
@@ -80,7 +82,8 @@ def start(driver_pid: int) -> bool:
     if found is None:
         return False
     raylet, session = found
-    subprocess.Popen(
+    _watchers[:] = [w for w in _watchers if w.poll() is None]  # reap those that ended
+    watcher = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), str(driver_pid), str(raylet), session],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -88,6 +91,7 @@ def start(driver_pid: int) -> bool:
         start_new_session=True,
         close_fds=True,
     )
+    _watchers.append(watcher)
     return True
 
 

@@ -104,8 +104,16 @@ class StartMarks:
     def __init__(self) -> None:
         import ray
 
+        options: dict[str, Any] = {"name": _CLOCK_NAME, "get_if_exists": True}
+        try:  # beside the driver, not on a worker node that may leave mid-search
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
+        except Exception:  # a Ray Client driver is on no node: anywhere will do
+            pass
         clock = ray.remote(num_cpus=0)(_Clock)
-        self._clock: Any = clock.options(name=_CLOCK_NAME, get_if_exists=True).remote()
+        self._clock: Any = clock.options(**options).remote()
 
     def key(self, ref: Any) -> str:
         return str(ref.task_id().hex())

@@ -39,8 +39,16 @@ CONNECT_TIMEOUT_ENV = "SPEEDSTER_DIST_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 _TCP_TIMEOUT_S = 5.0
 
+# The child ends with its parent (a driver stopped while it waits must not leave it retrying).
 _PROBE = (
-    "import sys, ray\n"
+    "import os, sys, threading, time\n"
+    "parent = os.getppid()\n"
+    "def orphaned():\n"
+    "    while os.getppid() == parent:\n"
+    "        time.sleep(0.5)\n"
+    "    os._exit(3)\n"
+    "threading.Thread(target=orphaned, daemon=True).start()\n"
+    "import ray\n"
     "ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)\n"
     "ray.shutdown()\n"
 )

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,58 @@ def test_ray_imported_before_with_other_settings_is_an_error_not_a_public_ray(tm
     assert lines[0].startswith("ClusterConnectionError ray was imported before"), out.stderr
     assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_ENABLE_WINDOWS" not in lines[0]
     assert lines[1:] == ["initialized False", "same values: fine"]
+
+
+def test_a_driver_killed_while_it_waits_leaves_no_probe_behind(tmp_path):
+    """The child that tries the join ends with its parent: a driver stopped (SIGKILL) while
+    it waits on a cluster that never answers leaves nothing retrying."""
+    script = (
+        "import socket, sys\n"
+        "from speedster_dist.runtime.ray import connect\n"
+        "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen(8)\n"
+        "print(server.getsockname()[1], flush=True)\n"
+        "connect(f'127.0.0.1:{server.getsockname()[1]}', timeout_s=300)\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
+        "HOME": str(tmp_path),
+        "RAY_TMPDIR": str(tmp_path),
+    }
+    driver = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    assert driver.stdout is not None
+    port = driver.stdout.readline().decode().strip()
+    probe = None
+    for _ in range(200):  # until the probe (a child in its own session) is there
+        probe = _probe_of(port)
+        if probe:
+            break
+        time.sleep(0.1)
+    assert probe, "no probe process started"
+    driver.kill()
+    driver.wait(timeout=30)
+    for _ in range(100):
+        if not _probe_of(port):
+            break
+        time.sleep(0.1)
+    left = _probe_of(port)
+    for pid in left:
+        os.kill(pid, 9)
+    assert left == []
+
+
+def _probe_of(port: str) -> list[int]:
+    """Processes whose command line ends with 127.0.0.1:``port`` (the probe's argument)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if (
+                b"ray.init(address=sys.argv[1]" in b" ".join(args)
+                and f"127.0.0.1:{port}".encode() in args
+            ):
+                found.append(int(entry.name))
+    return found

@@ -190,20 +190,23 @@ def _silent_listener() -> Iterator[str]:
         yield f"127.0.0.1:{server.getsockname()[1]}"
 
 
-def test_two_default_searches_at_once_on_one_machine_both_finish(short_tmp: Path) -> None:
-    env = _env(short_tmp, **backends_environment())  # one machine: one Ray temp folder
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SEARCH],
-            env=env,
-            cwd=short_tmp,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=400) for run in runs]
+def test_two_default_searches_at_once_beside_another_ray_both_finish(short_tmp: Path) -> None:
+    """The README's first command, twice at once, on a machine where another program's Ray
+    runs: each search starts its own private Ray and finishes."""
+    env = _env(short_tmp / "mine", **backends_environment())  # one machine: one temp folder
+    with _foreign_ray(short_tmp / "other", secrets.token_hex(32)):
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", SEARCH],
+                env=env,
+                cwd=short_tmp,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [run.communicate(timeout=400) for run in runs]
     for run, (out, err) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, err[-3000:]
         assert out.strip().splitlines()[-1] == "done ['fake', 'torch']", out

@@ -53,6 +53,7 @@ from speedster_dist.serving import MemoryUsage, ThroughputStats
 
 __all__ = [
     "FP32_TOLERANCE",
+    "OUT_OF_MEMORY",
     "PRUNE_MIN_CALLS",
     "TrialPayload",
     "run_trial",
@@ -106,6 +107,17 @@ class _Pruner:
             return False
         self.pruned = statistics.median(samples) > self.bar_s
         return self.pruned
+
+
+# The reason of a trial that ran out of memory starts with this.
+OUT_OF_MEMORY = "out of memory"
+# What allocators say when they give up (torch's CPU allocator, C++, ONNX Runtime, CUDA).
+_ALLOCATION_FAILED = ("can't allocate memory", "bad_alloc", "failed to allocate", "out of memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(mark in text for mark in _ALLOCATION_FAILED)
 
 
 def _failed(candidate: Candidate, reason: str, **kw: Any) -> TrialResult:
@@ -254,6 +266,8 @@ def run_trial(
         return _failed(candidate, f"unsupported: {exc}", **common), None
     except Exception as exc:  # any backend error is an outcome, not a crash of the search
         tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if _out_of_memory(exc):  # a Ray worker then ends (the next trial gets a fresh one)
+            tail = f"{OUT_OF_MEMORY}: {tail}"
         return _failed(candidate, tail, **common), None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

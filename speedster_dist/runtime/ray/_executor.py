@@ -256,7 +256,7 @@ class RayExecutor(Executor):
         try:
             result: TrialResult = self._ray.get(ref)
         except Exception as exc:  # worker crash, OOM kill, node death, cancellation
-            return self._crashed(running, exc)
+            return self._crashed(running, self._left_reason(ref) or exc)
         if item.retry_note:
             result = replace(result, extra=(*result.extra, ("retried_after", item.retry_note)))
         if not result.ok:
@@ -288,8 +288,20 @@ class RayExecutor(Executor):
             return self.membership.is_dead(node_id)
         return False
 
-    def _crashed(self, running: Running, exc: Exception) -> TrialOutcome | None:
+    def _left_reason(self, ref: Any) -> str | None:
+        """What the trial said before it ended its worker (out of memory), if anything."""
+        reason = getattr(self._marks, "reason", None)
+        try:
+            return reason(self._marks.key(ref)) if reason is not None else None
+        except Exception:  # the clock is unreachable: the crash speaks for itself
+            return None
+
+    def _crashed(self, running: Running, exc: Exception | str) -> TrialOutcome | None:
         item = running.queued
+        if isinstance(exc, str):  # the worker ended on purpose, and said why
+            return TrialOutcome(
+                failed_result(item.candidate, exc, running.node_id, item.is_baseline)
+            )
         reason = f"{type(exc).__name__}: {str(exc).strip()[-1500:]}"
         if not self._is_node_loss(exc, running.node_id):
             return TrialOutcome(

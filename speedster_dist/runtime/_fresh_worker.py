@@ -3,7 +3,7 @@
 A contender timed in a process that also built and ran others is timed with their leftovers:
 thread pools still spinning, allocator arenas, torch's thread count, caches. (An int8 learner
 measured 13% slower in the Ray worker that had also run eager than in a fresh process.) So the
-confirmation starts one child per contender (``python -m speedster_dist.runtime._fresh_worker``,
+confirmation starts one child per contender (``python -m speedster_dist.runtime._fresh_main``,
 never a fork of a worker that holds a built model) and drives them over a socket: the child
 builds its contender once, then times one round each time it is asked, and reports the
 machine load that round saw (:class:`~speedster_dist.measure.LoadWatch`, in the child, so that
@@ -30,7 +30,7 @@ from speedster_dist.measure import LoadWatch, MeasureSettings, measure_latency
 from speedster_dist.records import Candidate, HardwareType
 from speedster_dist.runtime._payload import TrialPayload
 
-__all__ = ["FreshWorker", "RoundTiming", "WorkerError", "build_contender"]
+__all__ = ["FreshWorker", "RoundTiming", "WorkerError", "build_contender", "serve"]
 
 BUILD_TIMEOUT_S = 1800.0  # a build that takes longer is stuck (the trial timeout bounds it on Ray)
 ROUND_TIMEOUT_S = 600.0
@@ -76,7 +76,7 @@ class FreshWorker:
         mine, theirs = socket.socketpair()
         self._conn = Connection(mine.detach())
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "speedster_dist.runtime._fresh_worker", str(theirs.fileno())],
+            [sys.executable, "-m", "speedster_dist.runtime._fresh_main", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             env=_child_environment(),
             stdin=subprocess.DEVNULL,
@@ -142,7 +142,7 @@ def build_contender(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _serve(conn: Connection) -> None:
+def serve(conn: Connection) -> None:
     """The child's side: build, say ready, then time a round per request until told to stop."""
     from speedster_dist.runtime._task import size_torch_threads
     from speedster_dist.runtime._trial import synchronizer
@@ -164,13 +164,3 @@ def _serve(conn: Connection) -> None:
         except Exception as exc:
             _send(conn, ("error", "".join(traceback.format_exception_only(type(exc), exc)).strip()))
             return
-
-
-if __name__ == "__main__":  # pragma: no cover - runs in the child
-    _conn = Connection(int(sys.argv[1]))
-    try:
-        _serve(_conn)
-    except EOFError:  # the parent went away
-        pass
-    finally:
-        _conn.close()

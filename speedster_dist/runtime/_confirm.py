@@ -121,12 +121,12 @@ def _start_workers(
     cpus: float | None,
     workers: list[FreshWorker],
 ) -> None:
-    """One fresh process per contender, all building at once; returns when all are built."""
+    """One fresh process per contender, built one after another (a build's memory peak, a
+    quantizer's for one, is not paid several times at once); returns when all are built."""
     for candidate, _ in contenders:
         worker = FreshWorker()
         workers.append(worker)
         worker.start(payload, candidate, hardware, cpus)
-    for (candidate, _), worker in zip(contenders, workers, strict=True):
         try:
             worker.ready()
         except WorkerError as exc:

@@ -89,3 +89,12 @@ def test_the_summary_quotes_no_confirmed_figure_from_an_overloaded_machine(
     summary = format_summary(outcome)
     assert "(not confirmed)" in summary and "overloaded" in summary
     assert "x confirmed" not in summary
+
+
+def test_a_contender_whose_process_dies_leaves_this_one_standing(fakes, payload):
+    # A build that kills its process (a segfaulting native library) in the confirmation: only
+    # the contender's own process dies; the confirmation says so.
+    crash = Candidate.make("fake_deadly", "fp32", FAKE_HW.key, "crash", {"slowdown": 1})
+    got = confirm_task(payload, None, FAKE_HW, "n", ((FP32, True), (crash, False)), 2)
+    assert not got.ok and got.entries == ()
+    assert got.reason == f"{crash.label}: the contender's process died (exit code 17)"

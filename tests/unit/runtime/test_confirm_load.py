@@ -98,3 +98,23 @@ def test_a_contender_whose_process_dies_leaves_this_one_standing(fakes, payload)
     got = confirm_task(payload, None, FAKE_HW, "n", ((FP32, True), (crash, False)), 2)
     assert not got.ok and got.entries == ()
     assert got.reason == f"{crash.label}: the contender's process died (exit code 17)"
+
+
+def test_a_trial_timed_on_an_overloaded_machine_is_marked(fakes, payload, monkeypatch):
+    import speedster_dist.runtime._trial as trial_module
+    from speedster_dist.runtime import run_trial
+    from speedster_dist.runtime._trial import OVERLOADED_NOTE
+
+    calls: list[tuple[dict[str, float], float]] = []
+
+    def busy(load, cores):
+        calls.append((load, cores))
+        return "other work kept 2.0 of 2 cores busy while the measurement used 2"
+
+    monkeypatch.setattr(trial_module, "overloaded", busy)
+    quiet, _ = run_trial(payload, FP16, FAKE_HW)  # the check is off in these settings
+    assert quiet.ok and OVERLOADED_NOTE not in quiet.notes and not calls
+    noisy, _ = run_trial(_checked(payload), FP16, FAKE_HW)
+    assert noisy.ok and noisy.notes == (OVERLOADED_NOTE,)
+    ((load, cores),) = calls
+    assert load == dict(noisy.extra) and cores == CORES  # the load the trial recorded

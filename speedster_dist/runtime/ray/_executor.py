@@ -380,9 +380,10 @@ class RayExecutor(Executor):
     def confirm(
         self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
     ) -> Confirmation:
-        """Re-time ``contenders`` side by side in one task on a free node of ``hardware``,
-        reserved as a trial reserves it (after the search: every node is free again); a
-        crash, a lost node or the trial timeout is the Confirmation's ``reason``."""
+        """Re-time ``contenders`` side by side from one task (a fresh worker, which starts a
+        fresh process per contender) on a free node of ``hardware``, reserved as a trial
+        reserves it (after the search: every node is free again); a crash, a lost node or
+        the trial timeout is the Confirmation's ``reason``."""
         key = hardware.key
         self.membership.refresh()
         node_id = self._pool.free_node(key)

@@ -102,8 +102,7 @@ def test_a_contender_whose_process_dies_leaves_this_one_standing(fakes, payload)
 
 def test_a_trial_timed_on_an_overloaded_machine_is_marked(fakes, payload, monkeypatch):
     import speedster_dist.runtime._trial as trial_module
-    from speedster_dist.runtime import run_trial
-    from speedster_dist.runtime._trial import OVERLOADED_NOTE
+    from speedster_dist.runtime import OVERLOADED_NOTE, run_trial
 
     calls: list[tuple[dict[str, float], float]] = []
 

@@ -27,7 +27,9 @@ from speedster_dist.testing.backend_contract import contract_payload
 from .conftest import free_port
 
 pytestmark = pytest.mark.integration
-FAST = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1)
+FAST = MeasureSettings(
+    warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1, load_check=False
+)
 
 
 def _payload(ths=None):

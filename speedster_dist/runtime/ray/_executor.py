@@ -105,7 +105,8 @@ class RayExecutor(Executor):
         # when the GPU is asked for in the decorator): no CUDA context, memory pool or device
         # choice of an earlier trial sticks to the next one.
         self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(started_trial_task)
-        self._confirm_fn: Any = ray_api.remote(confirm_task)
+        # A confirmation starts in a fresh worker too, and each contender in a fresh process.
+        self._confirm_fn: Any = ray_api.remote(max_calls=1)(confirm_task)
         self._gpu_confirm_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(confirm_task)
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
         self._payload_ref: Any = None
@@ -391,9 +392,10 @@ class RayExecutor(Executor):
     def confirm(
         self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
     ) -> Confirmation:
-        """Re-time ``contenders`` side by side in one task on a free node of ``hardware``,
-        reserved as a trial reserves it (after the search: every node is free again); a
-        crash, a lost node or the trial timeout is the Confirmation's ``reason``."""
+        """Re-time ``contenders`` side by side from one task (a fresh worker, which starts a
+        fresh process per contender) on a free node of ``hardware``, reserved as a trial
+        reserves it (after the search: every node is free again); a crash, a lost node or
+        the trial timeout is the Confirmation's ``reason``."""
         key = hardware.key
         self.membership.refresh()
         node_id = self._pool.free_node(key)

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from speedster_dist.serving import FrontierPoint, LoadPoint, MemoryUsage, Objective, ThroughputStats
+from speedster_dist.serving import (
+    FrontierPoint,
+    GenerationStats,
+    LoadPoint,
+    MemoryUsage,
+    Objective,
+    ThroughputStats,
+)
 
 __all__ = [
     "BackendInfo",
@@ -49,6 +56,7 @@ class Precision(str, Enum):
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    INT4 = "int4"  # weight-only (generation backends: MatMulNBits, NNCF), activations in float
 
     @property
     def is_reduced(self) -> bool:
@@ -321,6 +329,7 @@ class TrialResult:
     notes: tuple[str, ...] = ()
     throughput: ThroughputStats | None = None  # a load point's measurement
     memory: MemoryUsage | None = None
+    generation: GenerationStats | None = None  # a generation trial's tokens/s, TTFT, TPOT...
 
     def __post_init__(self) -> None:
         measured = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)

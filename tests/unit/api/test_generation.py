@@ -88,7 +88,7 @@ def gpt2_learner() -> tuple[Any, Any]:
 
 
 def test_gpt2_searched_for_generate_by_default(gpt2_learner):
-    model, learner = gpt2_learner
+    _, learner = gpt2_learner
     by_backend = {r.candidate.backend: r for r in learner.results}
     assert set(by_backend) == {"generate_torch", "generate_onnxruntime", "generate_openvino"}
     for result in learner.results:
@@ -137,9 +137,12 @@ def test_sampling_arguments_pass_through(gpt2_learner):
     _, learner = gpt2_learner
     ids = _prompts(1, seed=3)[0]["input_ids"]
     first = learner.generate(
-        input_ids=ids, max_new_tokens=4, do_sample=True, top_k=5,
+        input_ids=ids,
+        max_new_tokens=4,
+        do_sample=True,
+        top_k=5,
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     assert first.shape == (1, ids.shape[1] + 4)
 
 
@@ -202,7 +205,7 @@ def test_forward_pass_on_request_and_for_models_that_cannot_generate():
             ],
             {},
             "return_token_type_ids",
-        ),  # fmt: skip
+        ),
         (_gpt2, ["a text"], {}, "no tokenizer was given"),
         (_gpt2, _prompts(), {"objective": "throughput"}, "objective='latency' only"),
     ],

@@ -128,9 +128,13 @@ def test_gpt2_generation_learner_round_trip(gpt2_learner, tmp_path):
     assert torch.equal(
         loaded.generate(**unseen, max_new_tokens=NEW), _hf(model, unseen["input_ids"])
     )
-    for key in loaded.hardware_types():
-        baseline = loaded.for_hardware(key)  # the winner, whichever backend it is
-        assert baseline.entry.backend.startswith("generate_")
+    for entry in loaded.entries.values():  # the winner, whichever backend it is
+        assert entry.backend.startswith("generate_")
+        assert entry.metrics["agreement"] == 1.0
+        assert entry.metrics["tokens_per_s"] > 0 and entry.metrics["max_new_tokens"] == NEW
+    assert loaded.about["task"] == "text-generation"
+    for row in ("tokens/s (batch 1, 6 new)", "time to first token", "greedy agreement"):
+        assert row in learner.summary
 
 
 def test_sampling_arguments_pass_through(gpt2_learner):

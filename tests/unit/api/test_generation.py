@@ -223,3 +223,25 @@ def test_bad_generation_inputs_refused_before_any_trial(model, data, kwargs, mes
     assert spy.calls == []
     with pytest.raises(InputError, match="needs a model that can generate"):
         _optimize(tiny_bert(), data, executor=spy, task="text-generation")
+
+
+def test_weight_only_int8_and_int4_judged_by_agreement():
+    model = _gpt2()
+    learner = _optimize(
+        model, _prompts(), metric_drop_ths=0.5, ignore_compilers=["generate_openvino"]
+    )
+    by_precision = {r.candidate.precision: r for r in learner.results}
+    assert {Precision.INT8, Precision.INT4} <= set(by_precision)
+    for precision in (Precision.INT8, Precision.INT4):
+        result = by_precision[precision]
+        assert result.candidate.technique == "weight-only-matmulnbits"
+        assert result.metric_drop is not None and result.metric_drop <= 0.5
+        assert result.status is TrialStatus.COMPLETE, result.reason
+        stats = result.generation
+        assert stats is not None
+        assert result.metric_drop == pytest.approx(max(1 - stats.agreement, 1 - stats.cosine))
+    strict = _optimize(
+        model, _prompts(), metric_drop_ths=1e-9, ignore_compilers=["generate_openvino"]
+    )  # weight-only int4 on random weights cannot match every logit that closely
+    int4 = next(r for r in strict.results if r.candidate.precision is Precision.INT4)
+    assert int4.status is TrialStatus.REJECTED and "greedy agreement" in int4.reason

@@ -82,9 +82,25 @@ def _optimize(model: Any, data: Any, executor: Any = None, **kwargs: Any) -> Any
 
 
 @pytest.fixture(scope="module")
-def gpt2_learner() -> tuple[Any, Any]:
+def history(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return tmp_path_factory.mktemp("history")
+
+
+@pytest.fixture(scope="module")
+def gpt2_learner(history) -> tuple[Any, Any]:
     model = _gpt2()
-    return model, _optimize(model, _prompts())  # no task: a causal LM generates by default
+    # no task: a causal LM generates by default
+    return model, _optimize(model, _prompts(), history=history)
+
+
+def test_the_history_records_generation_figures(gpt2_learner, history):
+    from speedster_dist.results import read_history
+
+    rows = read_history(history).to_pylist()
+    assert len(rows) == 3
+    for row in rows:
+        assert row["max_new_tokens"] == NEW and row["tokens_per_s"] > 0
+        assert row["agreement"] == 1.0 and row["ttft_p50_s"] > 0
 
 
 def test_gpt2_searched_for_generate_by_default(gpt2_learner):

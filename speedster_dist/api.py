@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from speedster_dist.errors import InputError
-from speedster_dist.generation import generation_task, prepare_generation
+from speedster_dist.generation import generation_options, generation_task, prepare_generation
 from speedster_dist.hub import open_model
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.learner_builder import learner_from_outcome
@@ -133,7 +133,7 @@ def optimize_model(
         options = replace(options, metric=resolve_metric("cosine"))
     task = generation_task(model, options.task)
     if task:  # generate(): judged by greedy agreement (and the prefill's cosine)
-        options = replace(options, metric=resolve_metric("agreement"))
+        options = generation_options(options)
     name = _model_name(options, model)
     if task:
         assert isinstance(model, torch.nn.Module)  # generation_task() said it generates

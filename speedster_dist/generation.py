@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,12 +23,20 @@ from speedster_dist.artifacts import LearnerIO
 from speedster_dist.backends import SourceModel
 from speedster_dist.errors import InputError
 from speedster_dist.inputs import SampleSet, few_samples, normalize_inputs, split_sizes
+from speedster_dist.measure import resolve_metric
 from speedster_dist.modelio import OutputSpec, model_fingerprint
-from speedster_dist.options import RunOptions
-from speedster_dist.prepare import Prepared
+from speedster_dist.options import RunOptions, parse_run_options
+from speedster_dist.prepare import Prepared, prepare_payload
 from speedster_dist.runtime import TrialPayload
 
-__all__ = ["GENERATION_INPUTS", "GENERATION_TASKS", "generation_task", "prepare_generation"]
+__all__ = [
+    "GENERATION_INPUTS",
+    "GENERATION_TASKS",
+    "generation_options",
+    "generation_task",
+    "prepare_generation",
+    "recorded_payload",
+]
 
 GENERATION_TASKS = ("text-generation", "text2text-generation")
 GENERATION_INPUTS = ("input_ids", "attention_mask")
@@ -172,3 +181,41 @@ def prepare_generation(
         GENERATION_INPUTS, True, OutputSpec("tensor", ("logits",)), None, ((None, None),) * 2
     )
     return Prepared(payload, io, int(prompts[0][0].shape[0]))
+
+
+def generation_options(options: RunOptions) -> RunOptions:
+    """``options`` as a generation search uses them: judged by greedy agreement."""
+    return replace(options, metric=resolve_metric("agreement"))
+
+
+def recorded_payload(
+    model: Any,
+    input_data: Any,
+    settings: Mapping[str, Any],
+    tokenizer: Any = None,
+    tokenizer_args: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> tuple[TrialPayload, RunOptions, int]:
+    """:func:`~speedster_dist.prepare.prepare_payload` for recorded ``settings`` (a rebench
+    kit's), a generation search's too: settings recorded before generation existed (no
+    ``task``) were a forward pass's."""
+    generation = {
+        "task": settings.get("task") if "task" in settings else "forward",
+        "max_new_tokens": settings.get("max_new_tokens") or 32,
+    }
+    extras = {**(extras or {}), **generation}
+    task = generation_task(model, str(generation["task"] or ""))
+    if not task:
+        return prepare_payload(model, input_data, settings, tokenizer, tokenizer_args, extras)
+    options = parse_run_options(
+        metric_drop_ths=settings.get("metric_drop_ths"),
+        optimization_time=settings.get("optimization_time", "constrained"),
+        ignore_compilers=settings.get("ignore_compilers"),
+        ignore_compressors=settings.get("ignore_compressors"),
+        device=settings.get("device"),
+        extras=extras,
+    )
+    prepared = prepare_generation(
+        model, input_data, generation_options(options), task, tokenizer, tokenizer_args
+    )
+    return prepared.payload, generation_options(options), prepared.batch

@@ -50,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     "prepare": {"artifacts", "backends", "measure", "options", "runtime", "sentence"},
     "learner_builder": {"artifacts", "learner", "present"},
     # Generative models: the task, the prompts, the generation payload (docs/generation.md).
-    "generation": {"artifacts", "backends", "options", "prepare", "runtime"},
+    "generation": {"artifacts", "backends", "measure", "options", "prepare", "runtime"},
     "api": {
         "generation",
         "hub",

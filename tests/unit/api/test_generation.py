@@ -261,3 +261,18 @@ def test_weight_only_int8_and_int4_judged_by_agreement():
     )  # weight-only int4 on random weights cannot match every logit that closely
     int4 = next(r for r in strict.results if r.candidate.precision is Precision.INT4)
     assert int4.status is TrialStatus.REJECTED and "greedy agreement" in int4.reason
+
+
+def test_recorded_settings_rebuild_the_generation_payload():
+    """What the nightly rebench re-measures from a kit's recorded settings."""
+    from speedster_dist.generation import recorded_payload
+
+    model = _gpt2()
+    recorded = {"metric_drop_ths": None, "task": None, "max_new_tokens": 4}
+    payload, options, batch = recorded_payload(model, _prompts(), recorded)
+    assert payload.source.task == "text-generation" and payload.source.max_new_tokens == 4
+    assert payload.reference_tokens is not None and options.metric_name == "agreement"
+    assert batch == 1
+    # a kit recorded before generation existed: the forward pass it searched
+    payload, options, _ = recorded_payload(model, _prompts(), {"metric_drop_ths": None})
+    assert payload.source.task == "" and payload.reference_tokens is None

@@ -38,7 +38,8 @@ class GeneratorCompiled:
     """``generate()`` plus the Compiled contract (``__call__``, ``run_on_device``, ``save``).
 
     ``save_files(directory)`` writes the generator's data files; ``prefill`` (optional)
-    returns the prefill logits directly (else they are read from a one-token generation).
+    returns the prefill logits directly (else they are read from a one-token generation);
+    ``options`` join the JSON-able load options :meth:`save` returns.
     """
 
     def __init__(
@@ -48,12 +49,14 @@ class GeneratorCompiled:
         save_files: Callable[[Path], Any],
         prefill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         device: str = "cpu",
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.generator = generator
         self.max_new_tokens = max(1, int(max_new_tokens))
         self._save_files = save_files
         self._prefill = prefill
         self.device = device
+        self._options = dict(options or {})
 
     def generate(
         self,
@@ -88,4 +91,4 @@ class GeneratorCompiled:
     def save(self, directory: Path) -> dict[str, Any]:
         """The generator's data files; options: the generation length it was searched for."""
         self._save_files(Path(directory))
-        return {"max_new_tokens": self.max_new_tokens}
+        return {**self._options, "max_new_tokens": self.max_new_tokens}

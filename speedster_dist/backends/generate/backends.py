@@ -36,6 +36,7 @@ from speedster_dist.records import DeviceKind, Precision
 __all__ = ["ORT", "OV", "TORCH", "GeneratorBackend", "capabilities_from"]
 
 GENERATE_SOURCE = frozenset({"generate"})
+STATIC_CACHE = "static-cache"
 _WEIGHT_ONLY = frozenset({Precision.INT8, Precision.INT4})
 _BF16_FEATURES = frozenset({"avx512_bf16", "amx_bf16"})
 
@@ -83,9 +84,12 @@ class TorchGenerateBackend(GeneratorBackend):
     """Hugging Face ``generate()``, eager, default cache: the baseline."""
 
     name = "generate_torch"
-    capabilities = (
-        Capability(DeviceKind.CPU, Precision.FP32, "", frozenset(), GENERATE_SOURCE),
-        Capability(DeviceKind.GPU, Precision.FP32, "", frozenset(), GENERATE_SOURCE),
+    # "static-cache": Hugging Face's static cache (on a GPU, generate() compiles its decode
+    # step with it); the baseline is the default cache.
+    capabilities = tuple(
+        Capability(device, Precision.FP32, technique, frozenset(), GENERATE_SOURCE)
+        for device in (DeviceKind.CPU, DeviceKind.GPU)
+        for technique in ("", STATIC_CACHE)
     )
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
@@ -104,9 +108,15 @@ class TorchGenerateBackend(GeneratorBackend):
         device = "cuda" if config.device is DeviceKind.GPU else "cpu"
         if device == "cuda":  # the source model is shared with other trials: copy, then move
             module = copy.deepcopy(module).to(device)
-        generator = TorchGenerator(module, device)
+        cache = "static" if config.technique == STATIC_CACHE else ""
+        generator = TorchGenerator(module, device, cache)
         return GeneratorCompiled(
-            generator, model.max_new_tokens, generator.save, generator.prefill, device
+            generator,
+            model.max_new_tokens,
+            generator.save,
+            generator.prefill,
+            device,
+            {"cache_implementation": cache},
         )
 
     def load(
@@ -115,9 +125,19 @@ class TorchGenerateBackend(GeneratorBackend):
         from speedster_dist.backends.generate.torch_generate import load_torch_generator
 
         where = "cuda" if device is DeviceKind.GPU else "cpu"
-        generator = load_torch_generator(directory, where)
+        cache = str(options.get("cache_implementation", ""))
+        if cache not in ("", "static"):
+            raise ValueError(f"unknown cache_implementation {cache!r}")
+        generator = load_torch_generator(directory, where, cache)
         count = int(options.get("max_new_tokens", 32))
-        return GeneratorCompiled(generator, count, generator.save, generator.prefill, where)
+        return GeneratorCompiled(
+            generator,
+            count,
+            generator.save,
+            generator.prefill,
+            where,
+            {"cache_implementation": cache},
+        )
 
 
 class OrtGenerateBackend(GeneratorBackend):

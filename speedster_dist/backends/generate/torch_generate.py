@@ -36,11 +36,16 @@ class _Streamer:
 
 
 class TorchGenerator:
-    """``model.generate()`` greedy by default, sampling arguments passed through."""
+    """``model.generate()`` greedy by default, sampling arguments passed through.
 
-    def __init__(self, model: Any, device: str = "cpu") -> None:
+    ``cache_implementation``: "" for the model's default (dynamic) cache, ``"static"`` for
+    Hugging Face's static cache (preallocated; what lets ``generate()`` compile its decode
+    step, with CUDA graphs, on a GPU)."""
+
+    def __init__(self, model: Any, device: str = "cpu", cache_implementation: str = "") -> None:
         self.model = model.eval()
         self.device = device
+        self.cache_implementation = cache_implementation
         config = model.config
         eos = eos_ids(config, int(getattr(config, "vocab_size", 0) or 2**31))
         self.pad_token_id = pad_id(config, eos)
@@ -56,6 +61,8 @@ class TorchGenerator:
         ids = input_ids.to(self.device)
         mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(self.device)
         sampling.setdefault("do_sample", False)
+        if self.cache_implementation:
+            sampling.setdefault("cache_implementation", self.cache_implementation)
         streamer = _Streamer(on_token) if on_token is not None else None
         with torch.inference_mode():
             out = self.model.generate(
@@ -87,7 +94,9 @@ class TorchGenerator:
         self.model.save_pretrained(str(folder), safe_serialization=True)
 
 
-def load_torch_generator(folder: Path, device: str = "cpu") -> TorchGenerator:
+def load_torch_generator(
+    folder: Path, device: str = "cpu", cache_implementation: str = ""
+) -> TorchGenerator:
     """Open what :meth:`TorchGenerator.save` wrote: the class comes from transformers for the
     config's ``model_type``; remote code is refused, weights read from safetensors only."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
@@ -98,4 +107,4 @@ def load_torch_generator(folder: Path, device: str = "cpu") -> TorchGenerator:
     model = auto.from_pretrained(
         str(folder), trust_remote_code=False, use_safetensors=True, local_files_only=True
     )
-    return TorchGenerator(model.to(device), device)  # type: ignore[arg-type]
+    return TorchGenerator(model.to(device), device, cache_implementation)  # type: ignore[arg-type]

@@ -97,7 +97,7 @@ def test_the_history_records_generation_figures(gpt2_learner, history):
     from speedster_dist.results import read_history
 
     rows = read_history(history).to_pylist()
-    assert len(rows) == 3
+    assert len(rows) == 4  # eager (default cache), eager static cache, ORT, OpenVINO
     for row in rows:
         assert row["max_new_tokens"] == NEW and row["tokens_per_s"] > 0
         assert row["agreement"] == 1.0 and row["ttft_p50_s"] > 0
@@ -118,7 +118,12 @@ def test_gpt2_searched_for_generate_by_default(gpt2_learner):
         # 2 layers x 2 heads x 16 dims x (7 + 6) positions, keys and values, fp32
         assert stats.kv_cache_mb == pytest.approx(2 * 2 * 2 * 16 * 13 * 4 / 2**20)
     assert [r.is_baseline for r in learner.results].count(True) == 1
-    assert by_backend["generate_torch"].is_baseline
+    techniques = {
+        r.candidate.technique for r in learner.results if r.candidate.backend == "generate_torch"
+    }
+    assert techniques == {"", "static-cache"}  # HF's default cache and its static cache
+    (base,) = (r for r in learner.results if r.is_baseline)
+    assert (base.candidate.backend, base.candidate.technique) == ("generate_torch", "")
     assert learner.about["task"] == "text-generation"
 
 

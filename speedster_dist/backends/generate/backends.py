@@ -201,7 +201,7 @@ class OrtGenerateBackend(GeneratorBackend):
 
 def _providers(device: DeviceKind) -> tuple[str, ...]:
     if device is DeviceKind.GPU:
-        return ("CUDAExecutionProvider",)
+        return ("CUDAExecutionProvider", "CPUExecutionProvider")
     return ("CPUExecutionProvider",)
 
 

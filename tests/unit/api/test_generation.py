@@ -281,3 +281,26 @@ def test_recorded_settings_rebuild_the_generation_payload():
     # a kit recorded before generation existed: the forward pass it searched
     payload, options, _ = recorded_payload(model, _prompts(), {"metric_drop_ths": None})
     assert payload.source.task == "" and payload.reference_tokens is None
+
+
+@pytest.mark.gpu
+def test_gpt2_generation_on_a_gpu():
+    """The GPU candidates (HF generate() with its default and static caches, ONNX Runtime's
+    CUDA provider with the cache kept on the device) agree with the original and the learner
+    generates as HF does."""
+    model = _gpt2()
+    learner = optimize_model(
+        model,
+        _prompts(),
+        executor=SpyExecutor(),
+        measure_settings=TINY,
+        progress=False,
+        device="gpu",
+        confirm_rounds=0,
+        verbose=False,
+        max_new_tokens=NEW,
+    )
+    complete = {r.candidate.label for r in learner.results if r.ok}
+    assert "generate_torch fp32" in complete
+    ids = _prompts(1, seed=5)[0]["input_ids"]
+    assert torch.equal(learner.generate(input_ids=ids, max_new_tokens=NEW), _hf(model, ids))

@@ -101,6 +101,10 @@ def test_the_history_records_generation_figures(gpt2_learner, history):
     for row in rows:
         assert row["max_new_tokens"] == NEW and row["tokens_per_s"] > 0
         assert row["agreement"] == 1.0 and row["ttft_p50_s"] > 0
+    from speedster_dist.results.report import render_report
+
+    page = render_report(rows)
+    assert "tokens/s" in page and "TTFT" in page  # the winners table's generation column
 
 
 def test_gpt2_searched_for_generate_by_default(gpt2_learner):

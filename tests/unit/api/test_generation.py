@@ -41,8 +41,8 @@ def _t5() -> Any:
         num_heads=4,
         pad_token_id=0,
         eos_token_id=1,
-        decoder_start_token_id=0,
     )
+    config.decoder_start_token_id = 0
     model = T5ForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init makes every greedy token 0; spread the weights
         for parameter in model.parameters():

@@ -14,14 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from speedster_dist.serving import (
-    FrontierPoint,
-    GenerationStats,
-    LoadPoint,
-    MemoryUsage,
-    Objective,
-    ThroughputStats,
-)
+from speedster_dist import serving as _serving
+from speedster_dist.serving import FrontierPoint, LoadPoint, MemoryUsage, Objective, ThroughputStats
 
 __all__ = [
     "BackendInfo",
@@ -329,7 +323,9 @@ class TrialResult:
     notes: tuple[str, ...] = ()
     throughput: ThroughputStats | None = None  # a load point's measurement
     memory: MemoryUsage | None = None
-    generation: GenerationStats | None = None  # a generation trial's tokens/s, TTFT, TPOT...
+    generation: _serving.GenerationStats | None = (
+        None  # a generation trial's tokens/s, TTFT, TPOT...
+    )
 
     def __post_init__(self) -> None:
         measured = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from speedster_dist import serving as _serving
+import speedster_dist.serving as _serving
 from speedster_dist.serving import FrontierPoint, LoadPoint, MemoryUsage, Objective, ThroughputStats
 
 __all__ = [

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from speedster_dist.backends import BASELINE_BACKEND, GENERATION_BASELINE, resolve_backend_name
+from speedster_dist.backends import BASELINE_BACKEND, resolve_backend_name
 from speedster_dist.cost import PriceTable, load_prices, parse_prices
 from speedster_dist.errors import InputError, PriceError
 from speedster_dist.measure import MeasureSettings, MetricFn, check_percentile, resolve_metric
@@ -152,8 +152,8 @@ def ignored_backends(keyword: str, value: Any) -> frozenset[str]:
             resolved = resolve_backend_name(name)
         except ValueError as exc:
             raise InputError(f"{keyword}: {exc}") from exc
-        if resolved in (BASELINE_BACKEND, GENERATION_BASELINE):
-            raise InputError(f"{keyword} cannot remove {resolved!r}: it is the baseline")
+        if resolved == BASELINE_BACKEND:
+            raise InputError(f"{keyword} cannot remove 'torch': it is the baseline")
         if resolved is not None:
             ignored.add(resolved)
     return frozenset(ignored)

@@ -58,7 +58,7 @@ def test_a_forward_search_never_sees_them_and_a_generation_search_sees_only_them
         "generate_openvino fp32/stateful-kv-cache",
     }
     reduced = _space(CPU, "generate", 0.05)  # weight-only int8 / int4 once a drop is accepted
-    assert "generate_onnxruntime int4/weight-only-matmulnbits accuracy_level=0 block_size=32" in (
+    assert "generate_onnxruntime int4/weight-only-matmulnbits accuracy_level=4 block_size=32" in (
         reduced
     )
     assert "generate_openvino int4/nncf-weight-compression group_size=128" in reduced

@@ -97,8 +97,13 @@ def _prompts(samples: SampleSet, model: Any) -> list[tuple[torch.Tensor, torch.T
         if vocab and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
             raise InputError(f"sample {index}: input_ids outside the vocabulary [0, {vocab})")
         mask = values.get("attention_mask")
-        mask = torch.ones_like(ids) if mask is None else mask.reshape(ids.shape)
-        prompts.append((ids.long(), mask.long()))
+        mask = torch.ones_like(ids) if mask is None else mask.reshape(ids.shape).long()
+        if bool((mask[:, :-1] > mask[:, 1:]).any()):  # a pad after a token: right padding
+            raise InputError(
+                f"sample {index}: prompts must be left-padded for generation (the new tokens "
+                "follow the last one): set tokenizer.padding_side = 'left'"
+            )
+        prompts.append((ids.long(), mask))
     return prompts
 
 

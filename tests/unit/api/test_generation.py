@@ -236,6 +236,17 @@ def test_forward_pass_on_request_and_for_models_that_cannot_generate():
             "return_token_type_ids",
         ),
         (_gpt2, ["a text"], {}, "no tokenizer was given"),
+        (
+            _gpt2,
+            [
+                {
+                    "input_ids": torch.ones(2, 3, dtype=torch.long),
+                    "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+                }
+            ],
+            {},
+            "must be left-padded",
+        ),
         (_gpt2, _prompts(), {"objective": "throughput"}, "objective='latency' only"),
     ],
 )

@@ -28,7 +28,7 @@ from speedster_dist.learner_builder import learner_from_outcome
 from speedster_dist.measure import MetricFn, resolve_metric
 from speedster_dist.naming import describe_model
 from speedster_dist.options import RunOptions, parse_run_options
-from speedster_dist.prepare import prepare
+from speedster_dist.prepare import eval_model, prepare
 from speedster_dist.present import SearchProgress, format_summary, print_summary
 from speedster_dist.records import SearchOutcome, TrialResult
 from speedster_dist.runtime import Executor, SearchHooks, SearchRequest, onnx_portable, run_search
@@ -129,6 +129,7 @@ def optimize_model(
         extras=kwargs,
     )
     model = open_model(model, options.allow_download, options.trust_remote_code)
+    model = eval_model(model)  # the caller's module keeps its training flags
     if metric is None and is_sentence_transformer(model):  # embeddings: compared by angle
         options = replace(options, metric=resolve_metric("cosine"))
     task = generation_task(model, options.task)
@@ -189,10 +190,11 @@ def optimize_model(
         options.metric_drop_ths,
         options.prices,
     )
-    learner.summary = format_summary(*summary)  # plain: it is kept and saved
+    loads = learner.default_loads()  # a program winner: what a saved learner loads instead
+    learner.summary = format_summary(*summary, loads=loads)  # plain: it is kept and saved
     if options.verbose is not False:  # None (the default) or True: the summary
         shown = outcome.results if store_latencies or options.verbose else ()
-        print_summary(*summary, trials=shown)
+        print_summary(*summary, trials=shown, loads=loads)
     return learner
 
 

@@ -123,6 +123,12 @@ def _from_strings(
         )
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    blank = [index for index, text in enumerate(texts) if not text.strip()]
+    if blank:  # tokenized to special tokens only: nothing of the model's real input
+        raise InputError(
+            f"input_data text {blank[0]} is empty or only spaces ({len(blank)} of "
+            f"{len(texts)} texts are): give texts like the ones the model will serve"
+        )
     args = {**_DEFAULT_TOKENIZER_ARGS, **(tokenizer_args or {}), "return_tensors": "pt"}
     encoded = []
     for start in range(0, len(texts), batch_size):
@@ -204,16 +210,18 @@ def _numpy_to_tensor(value: Any) -> Any:
 
 
 def _tensor(value: Any, where: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    try:
-        import numpy as np
+    import numpy as np
 
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(value)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    raise InputError(f"{where} is a {type(value).__name__}, expected a torch tensor")
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{where} is a {type(value).__name__}, expected a torch tensor")
+    if value.numel() == 0:  # nothing to time or judge: every candidate would "match" it
+        raise InputError(
+            f"{where} is empty (shape {tuple(value.shape)}): every sample needs at least one "
+            "row of real data; drop the empty samples or give representative ones"
+        )
+    return value.detach()
 
 
 def _positional_names(model: torch.nn.Module | None, arity: int) -> tuple[str, ...]:

@@ -22,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from speedster_dist.artifacts import (
+    DATA_ONLY_SUFFIX,
     PORTABLE_KEY,
     LearnerIO,
     Manifest,
     Selection,
     WinnerEntry,
+    entry_speed,
     load_compiled,
+    needs_trust,
     portable_entry,
     save_learner,
     select_entry,
+    stand_in_message,
 )
 from speedster_dist.backends import Compiled, fixed_rows, pad_rows, serve_requests, split_rows
 from speedster_dist.hardware import local_hardware_types
@@ -133,7 +137,11 @@ class HardwareKeyedLearner:
     """Winners keyed by hardware type; calling it runs the winner for this machine.
 
     ``portable`` (optional) is the original model in a standard format, used where no
-    winner fits the machine. ``selection`` says what the last default call chose and why.
+    winner fits the machine. ``data_only`` holds, per hardware type whose winner is saved as
+    a program (TorchScript, torch.compile), its fastest candidate saved as data (ONNX,
+    OpenVINO IR): without ``trust_code`` that one runs (else the portable fallback), with
+    one warning naming the speed ``trust_code=True`` would give.
+    ``selection`` says what the last default call chose and why.
     ``about`` records what it was made from (model name, metric, threshold, batch) for the
     model card; ``encoder`` (a sentence-transformer's learner) gives it :meth:`encode`.
     """
@@ -151,6 +159,7 @@ class HardwareKeyedLearner:
     device: DeviceKind | None = None
     about: dict[str, Any] = field(default_factory=dict)
     encoder: SentenceEncoder | None = field(default=None, repr=False)
+    data_only: dict[str, WinnerEntry] = field(default_factory=dict)
     _active: dict[str, InferenceLearner] = field(default_factory=dict, repr=False)
     # Selection and loading happen once, whichever thread calls first.
     _loading: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -177,17 +186,54 @@ class HardwareKeyedLearner:
                     if self.selection.message:
                         warnings.warn(self.selection.message, stacklevel=3)
                 selection = self.selection
-            key = selection.key
+            key, entry, instead = self._runnable(selection.key, selection.how == "explicit")
             if key not in self._active:
-                if key == PORTABLE_KEY:
-                    assert self.portable is not None
-                    # The fallback runs on the CPU, whatever device its trial ran on.
-                    entry = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
-                else:
-                    entry = self.entries[key]
                 compiled = load_compiled(key, entry, self.trust_code)
                 self._active[key] = InferenceLearner(compiled, self.io, entry)
+                if instead:  # once: when the stand-in is loaded
+                    warnings.warn(instead, stacklevel=3)
             return self._active[key]
+
+    def default_loads(self) -> dict[str, str]:
+        """Per hardware type whose winner is a program: what ``load_model(path)`` (without
+        ``trust_code``) runs there instead, in words (the search's summary prints it)."""
+        notes = {}
+        for key, entry in self.entries.items():
+            if not needs_trust(entry.backend):
+                continue
+            alt = self.data_only.get(key)
+            winner = f"the winner, {entry.label} ({entry_speed(entry)[1]}), is saved as a program"
+            if alt is not None:
+                what = f"{alt.label} ({entry_speed(alt)[1]}), its fastest data-only candidate"
+            elif self.portable is not None and not needs_trust(self.portable.backend):
+                what = "the portable fallback (the original model, not optimized)"
+            else:
+                notes[key] = f"{winner}: load_model(path) needs trust_code=True"
+                continue
+            notes[key] = f"load_model(path) runs {what}; {winner}: trust_code=True runs it"
+        return notes
+
+    def _runnable(self, key: str, explicit: bool = False) -> tuple[str, WinnerEntry, str]:
+        """What runs for the selected entry ``key``: (its key among the loaded ones, the
+        entry, why it stands in for the winner, or ""). A winner saved as a program, without
+        ``trust_code``, is replaced by its type's fastest data-only candidate, else (unless
+        that type was asked for by key) by the portable fallback when that is data; with
+        neither, loading it says to trust it."""
+        if key != PORTABLE_KEY:
+            entry = self.entries[key]
+            if self.trust_code or not needs_trust(entry.backend):
+                return key, entry, ""
+            alt = self.data_only.get(key)
+            if alt is not None and not needs_trust(alt.backend):
+                return key + DATA_ONLY_SUFFIX, alt, stand_in_message(key, entry, alt)
+            if explicit or self.portable is None or needs_trust(self.portable.backend):
+                return key, entry, ""  # load_compiled says trust_code=True is needed
+        assert self.portable is not None
+        # The fallback runs on the CPU, whatever device its trial ran on.
+        fallback = portable_entry(replace(self.portable, device=DeviceKind.CPU.value))
+        if key == PORTABLE_KEY:
+            return key, fallback, ""
+        return PORTABLE_KEY, fallback, stand_in_message(key, self.entries[key], None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.for_hardware()(*args, **kwargs)
@@ -263,6 +309,7 @@ class HardwareKeyedLearner:
             kit_sha256,
             about=self.about,
             encoder=encoding,
+            data_only=self.data_only,
         )
 
 
@@ -294,6 +341,7 @@ class LearnerMetadata(Manifest):
             device=_device(device),
             about=self.about(),
             encoder=SentenceEncoder(encoding) if encoding is not None else None,
+            data_only=self.data_only(root),
         )
         if hardware_key is not None:  # calling the learner runs the asked-for entry
             learner.selection = learner.select(hardware_key)
@@ -329,7 +377,9 @@ def load_model(
     - data formats (ONNX, OpenVINO IR, TensorRT engines) load by default; formats that are
       programs (TorchScript, torch.export archives: an eager or TorchScript winner, a
       torch.compile winner) load only with ``trust_code=True``, like Hugging Face's
-      ``trust_remote_code``: checksums do not make a program safe to run;
+      ``trust_remote_code``: checksums do not make a program safe to run; without it, the
+      fastest data-only candidate measured on that hardware type runs instead (else the
+      portable fallback), with one warning naming the speed ``trust_code=True`` would give;
     - with ``verify_key`` (or the ``SPEEDSTER_DIST_VERIFY_KEY`` variable) the manifest must
       carry a valid signature by that key (an HMAC-SHA256 secret, or an Ed25519 public key
       as an object, PEM, ``ssh-ed25519`` line or 64 hex digits; the key's form decides the

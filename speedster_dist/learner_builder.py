@@ -15,7 +15,13 @@ from speedster_dist.present import format_trials
 from speedster_dist.records import SavedCandidate, SearchOutcome, TrialResult
 from speedster_dist.serving import Objective
 
-__all__ = ["generation_metrics", "learner_from_outcome", "operating_point", "winner_entries"]
+__all__ = [
+    "data_only_entries",
+    "generation_metrics",
+    "learner_from_outcome",
+    "operating_point",
+    "winner_entries",
+]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -84,46 +90,62 @@ def generation_metrics(result: TrialResult, base: TrialResult | None) -> dict[st
 
 def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
     """One entry per hardware type with a winner: what it is, what it measured, its files."""
-    entries = {}
-    for key, result in outcome.winners.items():
-        base = outcome.baseline(key)
-        metrics: dict[str, Any] = {
-            "latency_p50_s": result.latency.p50 if result.latency else None,
-            "latency_p90_s": result.latency.p90 if result.latency else None,
-            "latency_p99_s": result.latency.p99 if result.latency else None,
-            "baseline_p50_s": base.latency.p50 if base and base.latency else None,
-            "metric_drop": result.metric_drop,
-            # built for the samples' shapes only (see TrialResult.fixed_shapes)
-            "fixed_shapes": bool(result.fixed_shapes),
-        }
-        confirmation = outcome.confirmed.get(key)
-        mine = confirmation.of(result.candidate) if confirmation else None
-        speedup = confirmation.speedup(result.candidate) if confirmation else None
-        if confirmation and mine and speedup and confirmation.baseline:
-            metrics.update(  # re-timed side by side after the search (the summary's figures)
-                confirmed_p50_s=mine.p50,
-                confirmed_baseline_p50_s=confirmation.baseline.p50,
-                confirmed_speedup=speedup[0],
-                confirmed_speedup_low=speedup[1],
-                confirmed_speedup_high=speedup[2],
-                confirm_rounds=confirmation.rounds,
-            )
-        if result.generation is not None:  # tokens/s, TTFT, TPOT, agreement (generation)
-            metrics.update(generation_metrics(result, base))
-        if key in outcome.node_groups:  # prices may be given per node group
-            metrics["node_group"] = outcome.node_groups[key]
-        c = result.candidate
-        entries[key] = WinnerEntry(
-            outcome.hardware[key],
-            c.backend,
-            c.precision.value,
-            c.technique,
-            c.knob_dict,
-            metrics,
-            outcome.saved[key],
-            operating_point(result, outcome.objective),
+    return {
+        key: _entry(outcome, key, result, outcome.saved[key])
+        for key, result in outcome.winners.items()
+    }
+
+
+def data_only_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
+    """Per hardware type whose winner is a program, its fastest data-only candidate: what a
+    learner loaded without ``trust_code`` runs there (see :class:`HardwareKeyedLearner`)."""
+    return {
+        key: _entry(outcome, key, result, outcome.data_only_saved[key])
+        for key, result in outcome.data_only.items()
+        if key in outcome.data_only_saved
+    }
+
+
+def _entry(
+    outcome: SearchOutcome, key: str, result: TrialResult, saved: SavedCandidate
+) -> WinnerEntry:
+    base = outcome.baseline(key)
+    metrics: dict[str, Any] = {
+        "latency_p50_s": result.latency.p50 if result.latency else None,
+        "latency_p90_s": result.latency.p90 if result.latency else None,
+        "latency_p99_s": result.latency.p99 if result.latency else None,
+        "baseline_p50_s": base.latency.p50 if base and base.latency else None,
+        "metric_drop": result.metric_drop,
+        # built for the samples' shapes only (see TrialResult.fixed_shapes)
+        "fixed_shapes": bool(result.fixed_shapes),
+    }
+    confirmation = outcome.confirmed.get(key)
+    mine = confirmation.of(result.candidate) if confirmation else None
+    speedup = confirmation.speedup(result.candidate) if confirmation else None
+    if confirmation and mine and speedup and confirmation.baseline:
+        metrics.update(  # re-timed side by side after the search (the summary's figures)
+            confirmed_p50_s=mine.p50,
+            confirmed_baseline_p50_s=confirmation.baseline.p50,
+            confirmed_speedup=speedup[0],
+            confirmed_speedup_low=speedup[1],
+            confirmed_speedup_high=speedup[2],
+            confirm_rounds=confirmation.rounds,
         )
-    return entries
+    if result.generation is not None:  # tokens/s, TTFT, TPOT, agreement (generation)
+        metrics.update(generation_metrics(result, base))
+    if key in outcome.node_groups:  # prices may be given per node group
+        metrics["node_group"] = outcome.node_groups[key]
+    c = result.candidate
+    return WinnerEntry(
+        outcome.hardware[key],
+        c.backend,
+        c.precision.value,
+        c.technique,
+        c.knob_dict,
+        metrics,
+        saved,
+        operating_point(result, outcome.objective),
+    )
 
 
 def learner_from_outcome(
@@ -145,4 +167,10 @@ def learner_from_outcome(
             + format_trials(outcome.results)
         )
     fallback = (make_portable() if make_portable is not None else None) or outcome.portable
-    return HardwareKeyedLearner(io, entries, results=list(outcome.results), portable=fallback)
+    return HardwareKeyedLearner(
+        io,
+        entries,
+        results=list(outcome.results),
+        portable=fallback,
+        data_only=data_only_entries(outcome),
+    )

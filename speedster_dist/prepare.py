@@ -10,6 +10,7 @@ can be wrong with the user's model or data fails here, before any trial, as
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from speedster_dist.measure import resolve_metric, tile_batch
 from speedster_dist.modelio import FlatModule, OutputSpec, derive_dynamic_axes, make_source_model
 from speedster_dist.options import RunOptions, parse_run_options
 from speedster_dist.records import DeviceKind, Precision
-from speedster_dist.runtime import TrialPayload
+from speedster_dist.runtime import FP32_TOLERANCE, TrialPayload
 from speedster_dist.sentence import (
     SentenceEncoder,
     is_sentence_transformer,
@@ -41,7 +42,7 @@ from speedster_dist.sentence import (
 )
 from speedster_dist.serving import Objective
 
-__all__ = ["Prepared", "prepare", "prepare_payload"]
+__all__ = ["Prepared", "eval_model", "prepare", "prepare_payload"]
 
 Sample = tuple[torch.Tensor, ...]
 
@@ -97,7 +98,9 @@ def prepare(
         )
     calibration, validation, labels = _split(samples)
     reference = _reference_outputs(source, validation)
-    _require_finite(reference, first_index=len(samples.samples) - len(validation))
+    first_held_out = len(samples.samples) - len(validation)
+    _require_finite(reference, first_index=first_held_out)
+    _require_deterministic(source, validation[0], reference[0], first_held_out)
     payload = TrialPayload(
         source=source,
         calibration=calibration,
@@ -351,3 +354,61 @@ def _require_finite(reference: list[Sample], first_index: int) -> None:
                     "holds NaN or infinity: the accuracy of a candidate cannot be judged "
                     "against it. Check that sample (and the model's numerics) first."
                 )
+
+
+def _require_deterministic(
+    source: SourceModel, sample: Sample, reference: Sample, index: int
+) -> None:
+    """Refuse a torch model whose outputs change between two identical calls in eval mode
+    (random ops: ``torch.rand``, dropout called with ``training=True``): every candidate
+    would be judged against one draw of them. The second call must match the first as
+    closely as a full-precision candidate must match the original."""
+    if source.module is None:  # an ONNX file: run as it is, by ONNX Runtime
+        return
+    with torch.inference_mode():
+        again = source.module(*sample)
+    for position, (first, second) in enumerate(zip(reference, again, strict=True)):
+        if _largest_difference(first, second.detach()) > FP32_TOLERANCE:
+            raise InputError(
+                f"the model is not deterministic: called twice in eval mode on sample {index}, "
+                f"its output {position} differed. Every candidate is judged against the "
+                "original's outputs, so they must not change from call to call: remove the "
+                "random operations from forward() (torch.rand*, dropout with training=True) "
+                "or fix them with a seed inside forward()"
+            )
+
+
+def _largest_difference(first: torch.Tensor, second: torch.Tensor) -> float:
+    """The largest difference between two outputs, relative to the first's largest value
+    (so that an element that cancels to about zero, summed in another order by another
+    thread, is not taken for noise); inf when their shapes or, for integer outputs, any
+    value differ."""
+    if first.shape != second.shape:
+        return float("inf")
+    if not first.is_floating_point():
+        return 0.0 if torch.equal(first, second) else float("inf")
+    a, b = first.double(), second.double()
+    if a.numel() == 0:
+        return 0.0
+    return float((a - b).abs().max() / (a.abs().max() + 1e-12))
+
+
+def eval_model(model: Any) -> Any:
+    """The module the search works on: ``model`` itself when every submodule is in eval
+    mode already, else an eval-mode deep copy, so that the caller's module keeps its
+    training flags (the learner reproduces the model in eval mode, as Speedster's does).
+    Anything but a torch module (a path, a name) is returned as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if not training:
+        return model
+    try:
+        copied = copy.deepcopy(model)
+    except Exception as exc:
+        raise InputError(
+            f"the model is in training mode ({', '.join(training[:3])}...) and could not be "
+            f"copied to search it in eval mode ({type(exc).__name__}: {exc}); call "
+            "model.eval() before optimize_model"
+        ) from exc
+    return copied.eval()

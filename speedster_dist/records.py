@@ -425,6 +425,10 @@ class SearchOutcome:
     # (throughput against tail latency, infeasible ones marked), lowest latency first.
     frontiers: dict[str, tuple[FrontierPoint, ...]] = field(default_factory=dict)
     objective: Objective = field(default_factory=Objective)  # what the winners were chosen by
+    # Types whose winner is saved as a program (loads only with trust_code): their fastest
+    # data-only candidate (ONNX, OpenVINO IR...) and its files, loaded by default instead.
+    data_only: dict[str, TrialResult] = field(default_factory=dict)
+    data_only_saved: dict[str, SavedCandidate] = field(default_factory=dict)
 
     def baseline(self, hardware_key: str) -> TrialResult | None:
         """The baseline trial of ``hardware_key`` (every speedup is relative to it)."""

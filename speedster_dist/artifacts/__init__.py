@@ -38,11 +38,19 @@ from speedster_dist.artifacts._manifest import (
     Manifest,
     resave_keys,
 )
-from speedster_dist.artifacts._selection import Selection, compatible, select_entry
-from speedster_dist.artifacts._store import load_compiled, save_learner
+from speedster_dist.artifacts._selection import (
+    DATA_ONLY_SUFFIX,
+    Selection,
+    compatible,
+    entry_speed,
+    select_entry,
+    stand_in_message,
+)
+from speedster_dist.artifacts._store import load_compiled, needs_trust, save_learner
 
 __all__ = [
     "CARD_FILE",
+    "DATA_ONLY_SUFFIX",
     "ENCODER_FOLDER",
     "FORMAT",
     "FORMAT_VERSION",
@@ -67,12 +75,15 @@ __all__ = [
     "WinnerEntry",
     "atomic_write_text",
     "compatible",
+    "entry_speed",
     "load_compiled",
+    "needs_trust",
     "portable_entry",
     "read_kit",
     "resave_keys",
     "save_learner",
     "select_entry",
     "sha256_file",
+    "stand_in_message",
     "write_kit",
 ]

@@ -126,6 +126,12 @@ def _context(manifest: Mapping[str, Any], programs: Sequence[str], signed: bool)
         "portable": Markdown(f"{code_span(portable['backend'])} on the CPU") if portable else None,
         "load_args": Markdown(load_args),
         "programs": Markdown(", ".join(code_span(key) for key in programs)),
+        "data_only": Markdown(
+            ", ".join(
+                f"{code_span(key)}: {code_span(raw['backend'])} {code_span(raw['precision'])}"
+                for key, raw in manifest.get("data_only", {}).items()
+            )
+        ),
         "signed": signed,
         "encoder": _encoder(encoder) if encoder else None,
     }

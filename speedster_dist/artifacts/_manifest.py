@@ -234,6 +234,14 @@ class Manifest:
         rows = [_describe(key, raw) for key, raw in self.manifest["entries"].items()]
         if prices is not None:
             _price_rows(rows, self.manifest["entries"], prices, batch_size)
+        for key, raw in self.manifest.get("data_only", {}).items():
+            rows.append(
+                {
+                    **_describe(f"{key} (data-only)", raw),
+                    "description": "its fastest data-only candidate: runs without trust_code",
+                    "data_only": True,
+                }
+            )
         if self.has_portable:
             raw = self.manifest["portable"]
             rows.append(
@@ -249,6 +257,12 @@ class Manifest:
         """Every winner; its files are read and verified only when used."""
         base = root if root is not None else self.path
         return {key: _entry(base, raw) for key, raw in self.manifest["entries"].items()}
+
+    def data_only(self, root: Path | None = None) -> dict[str, WinnerEntry]:
+        """Per hardware type whose winner is a program, its fastest data-only candidate
+        (loaded without ``trust_code``); files read and verified only when used."""
+        base = root if root is not None else self.path
+        return {key: _entry(base, raw) for key, raw in self.manifest.get("data_only", {}).items()}
 
     def portable(self, root: Path | None = None) -> SavedCandidate | None:
         """The portable fallback (None when there is none); files read when used."""

@@ -16,7 +16,7 @@ from typing import Any
 from speedster_dist.artifacts._encoder import TOKENIZER_FILES, check_pooling
 from speedster_dist.artifacts._entries import PORTABLE_KEY
 from speedster_dist.artifacts._files import UnsafeName, check_plain_name
-from speedster_dist.backends import backend_names
+from speedster_dist.backends import backend_names, saves_code
 from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, Precision
 
@@ -233,6 +233,8 @@ def validate_manifest(manifest: Any, where: str) -> None:
         _check_entry(key, raw, f"{where}: entry {key!r}")
     if "portable" in manifest:
         check_saved(manifest["portable"], f"{where}: the portable fallback")
+    if "data_only" in manifest:
+        _check_data_only(manifest["data_only"], entries, where)
     if "encoder" in manifest:
         _check_encoder(manifest["encoder"], f"{where}: encoder")
     if "about" in manifest:
@@ -242,6 +244,18 @@ def validate_manifest(manifest: Any, where: str) -> None:
     kit = manifest.get(KIT_SHA256, "0" * 64)
     if not isinstance(kit, str) or not _SHA256.match(kit):
         raise _fail(f"{where}: {KIT_SHA256}", "is not a SHA-256 hex digest")
+
+
+def _check_data_only(raw: Any, entries: Mapping[str, Any], where: str) -> None:
+    """The data-only stand-ins of program winners: each is an entry of a hardware type the
+    learner has a winner for, saved by a backend whose files are data."""
+    for key, entry in _dict(raw, f"{where}: data_only").items():
+        at = f"{where}: data-only entry {key!r}"
+        if key not in entries:
+            raise _fail(at, "stands in for no winner (no entry of that hardware type)")
+        _check_entry(key, entry, at)
+        if saves_code(entry["backend"]):
+            raise _fail(at, f"{entry['backend']!r} saves programs, not data")
 
 
 def _check_encoder(raw: Any, where: str) -> None:

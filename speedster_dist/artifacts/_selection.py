@@ -20,7 +20,14 @@ from speedster_dist.backends import get_backend
 from speedster_dist.errors import ArtifactError
 from speedster_dist.records import DeviceKind, HardwareType, SavedCandidate
 
-__all__ = ["Selection", "compatible", "select_entry"]
+__all__ = [
+    "DATA_ONLY_SUFFIX",
+    "Selection",
+    "compatible",
+    "entry_speed",
+    "select_entry",
+    "stand_in_message",
+]
 
 
 @dataclass(frozen=True)
@@ -110,3 +117,36 @@ def select_entry(
         f"({portable.backend}, {portable.device})"
     )
     return Selection(PORTABLE_KEY, "portable", message)
+
+
+# The key under which a type's data-only stand-in is loaded (never a hardware key: those
+# hold no spaces).
+DATA_ONLY_SUFFIX = " (data-only)"
+
+
+def entry_speed(entry: WinnerEntry) -> tuple[float | None, str]:
+    """(p50 in seconds, "p50 1.23 ms, 2.10x the original"), confirmed figures first."""
+    metrics = entry.metrics
+    p50 = metrics.get("confirmed_p50_s") or metrics.get("latency_p50_s")
+    base = metrics.get("confirmed_baseline_p50_s") or metrics.get("baseline_p50_s")
+    if not isinstance(p50, int | float) or p50 <= 0:
+        return None, "not measured"
+    speedup = f", {base / p50:.2f}x the original" if isinstance(base, int | float) else ""
+    return float(p50), f"p50 {p50 * 1e3:.3g} ms{speedup}"
+
+
+def stand_in_message(key: str, winner: WinnerEntry, alt: WinnerEntry | None) -> str:
+    """The one warning of a learner loaded without trust_code whose winner is a program."""
+    fast, fast_text = entry_speed(winner)
+    if alt is None:
+        what, ratio = "the portable fallback (the original model, not optimized)", ""
+    else:
+        slow, slow_text = entry_speed(alt)
+        what = f"its fastest data-only candidate, {alt.label} ({slow_text})"
+        ratio = f", {slow / fast:.2f}x faster" if slow and fast else ""
+    return (
+        f"the winner for {key}, {winner.label} ({fast_text}), is saved as a program, which "
+        f"loads only with trust_code=True; running {what} instead. "
+        f"load_model(path, trust_code=True) would run the winner{ratio}: pass it only for a "
+        "learner from a source you trust"
+    )

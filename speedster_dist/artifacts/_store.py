@@ -36,7 +36,7 @@ from speedster_dist.artifacts._signing import (
     sign_manifest,
     signing_key_from_env,
 )
-from speedster_dist.backends import Compiled, get_backend
+from speedster_dist.backends import Compiled, get_backend, saves_code
 from speedster_dist.cache import scratch_dir
 from speedster_dist.errors import ArtifactError, SignatureError
 from speedster_dist.records import DeviceKind, SavedCandidate
@@ -54,6 +54,7 @@ def save_learner(
     *,
     about: Mapping[str, Any] | None = None,
     encoder: SentenceEncoding | None = None,
+    data_only: Mapping[str, WinnerEntry] | None = None,
 ) -> Path:
     """Write the manifest, every winner's files and the model card under ``path``.
 
@@ -68,7 +69,9 @@ def save_learner(
     manifest, so that its signature covers the kit too. ``about`` (the model's name, the
     metric and its threshold, the batch: JSON scalars) is recorded for people and the card;
     ``encoder`` (a sentence-transformer's pooling and tokenizer) for the learner's
-    ``encode``. The model card, ``README.md``, is rendered from the manifest and listed in
+    ``encode``. ``data_only``: per hardware type whose winner is a program, its fastest
+    data-only candidate (``manifest["data_only"]``, loaded when ``trust_code`` is not
+    given). The model card, ``README.md``, is rendered from the manifest and listed in
     it with its checksum (:mod:`._card`); it replaces a README already there.
     """
     root = Path(path)
@@ -79,6 +82,7 @@ def save_learner(
     card_written = False
     try:
         manifest = _write_all(root, io, entries, portable, created, encoder)
+        _write_data_only(root, manifest, data_only or {}, entries, created)
         if about:
             manifest["about"] = dict(about)
         if kit_sha256 is not None:
@@ -100,6 +104,7 @@ def save_learner(
             raise ValueError(str(exc)) from exc
         raise
     kept = {raw["folder"] for raw in manifest["entries"].values()}
+    kept |= {raw["folder"] for raw in manifest.get("data_only", {}).values()}
     kept |= {manifest[part]["folder"] for part in ("portable", "encoder") if part in manifest}
     for folder in previous - kept:
         target = root / folder
@@ -142,6 +147,30 @@ def _write_all(
     return manifest
 
 
+def _write_data_only(
+    root: Path,
+    manifest: dict[str, Any],
+    data_only: Mapping[str, WinnerEntry],
+    entries: Mapping[str, WinnerEntry],
+    created: list[str],
+) -> None:
+    """Each program winner's data-only stand-in, in a folder of its own: only beside a
+    winner of the same type that is a program (any other would never be loaded)."""
+    kept = {
+        key: entry
+        for key, entry in data_only.items()
+        if key in entries and needs_trust(entries[key].backend) and not needs_trust(entry.backend)
+    }
+    if not kept:
+        return
+    manifest["data_only"] = {}
+    for key, entry in kept.items():
+        folder = _new_folder(root, _folder(key) + DATA_ONLY_FOLDER_SUFFIX)
+        created.append(folder)
+        checksums = _write_files(root / folder, entry.saved.files)
+        manifest["data_only"][key] = entry_json(entry, folder, checksums)
+
+
 def _programs(entries: Mapping[str, WinnerEntry], portable: SavedCandidate | None) -> list[str]:
     """The entries saved as programs (they load only with ``trust_code=True``)."""
     keys = [key for key, entry in entries.items() if needs_trust(entry.backend)]
@@ -170,6 +199,7 @@ def _folders_in_use(root: Path) -> set[str]:
         manifest = parse_json(read_plain_file(root, MANIFEST), str(root / MANIFEST))
         raws = [
             *manifest.get("entries", {}).values(),
+            *manifest.get("data_only", {}).values(),
             manifest.get("portable") or {},
             manifest.get("encoder") or {},
         ]
@@ -203,6 +233,9 @@ def _write_files(folder: Path, files: Mapping[str, bytes]) -> dict[str, str]:
     return checksums
 
 
+DATA_ONLY_FOLDER_SUFFIX = "-data"
+
+
 def _folder(key: str) -> str:
     folder = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).lstrip(".")
     return folder if folder and folder != PORTABLE_FOLDER else f"{folder}_"
@@ -211,7 +244,7 @@ def _folder(key: str) -> str:
 def needs_trust(backend_name: str) -> bool:
     """Whether what ``backend_name`` saves is a program (TorchScript, torch.export...)
     rather than data: loading it runs code from the artifact."""
-    return bool(getattr(get_backend(backend_name), "saves_code", True))
+    return saves_code(backend_name)
 
 
 def _check_file_options(backend: Any, saved: SavedCandidate, key: str) -> None:

@@ -26,6 +26,7 @@ from speedster_dist.backends._registry import (
     backend_names,
     get_backend,
     resolve_backend_name,
+    saves_code,
 )
 from speedster_dist.backends._runners import (
     UNDECLARED_THREADS,
@@ -63,6 +64,7 @@ __all__ = [
     "pad_rows",
     "resolve_backend_name",
     "runner_for",
+    "saves_code",
     "serve_requests",
     "source_for_batch",
     "split_rows",

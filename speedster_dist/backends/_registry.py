@@ -33,6 +33,7 @@ __all__ = [
     "backend_names",
     "get_backend",
     "resolve_backend_name",
+    "saves_code",
 ]
 
 _BUILTIN: dict[str, str] = {
@@ -123,3 +124,13 @@ def get_backend(name: str) -> Backend:
     module_name, _, attribute = registry[name].partition(":")
     backend: Backend = getattr(importlib.import_module(module_name), attribute)
     return backend
+
+
+def saves_code(name: str) -> bool:
+    """Whether what backend ``name`` saves is a program (TorchScript, a torch.export
+    archive) rather than data (ONNX, OpenVINO IR, an engine): loading it runs code from the
+    artifact. True for a backend that does not say, or cannot be imported here."""
+    try:
+        return bool(getattr(get_backend(name), "saves_code", True))
+    except Exception:  # an unknown or unimportable backend is never taken for data
+        return True

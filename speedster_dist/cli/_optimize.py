@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         **{"model_class": args.model_class, **generation_settings(args)},
     )
     # Fail on a bad setting or path before Ray starts (and before anything is downloaded).
-    spec.validate()
+    spec.validate(args.history)
     model = detect_model(args.model, spec.model_class, allow_download=args.allow_download)
     if model.path != spec.model:  # a model id: its snapshot in the Hugging Face cache
         spec = replace(spec, model=model.path, name=args.name or args.model)

@@ -11,7 +11,7 @@ from speedster_dist.artifacts import KIT_DIR, KIT_FILE, sha256_file, write_kit
 from speedster_dist.fleet._loading import detect_inputs, detect_model, read_inputs, read_model
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.measure import MeasureSettings
-from speedster_dist.options import parse_run_options
+from speedster_dist.options import check_output_folder, parse_run_options
 from speedster_dist.present import say
 from speedster_dist.records import TrialResult
 
@@ -93,9 +93,15 @@ class JobSpec:
             "max_memory_mb": self.max_memory_mb,
         }
 
-    def validate(self) -> None:
+    def validate(self, history: Path | None = None) -> None:
         """Check the search settings now (InputError), before any model loads or Ray starts:
-        the same checks ``optimize_model`` makes, NaN and infinity thresholds included."""
+        the same checks ``optimize_model`` makes, NaN and infinity thresholds included; and
+        ``out`` (and ``history``, the command's ``--history``) is a folder that can be
+        written (found after the search, the learner would be lost)."""
+        if self.out is not None:
+            check_output_folder("out", self.out)
+        if history is not None:
+            check_output_folder("--history", history)
         parse_run_options(
             metric_drop_ths=self.metric_drop_ths,
             metric=self.metric,
@@ -153,7 +159,7 @@ def run_job(
     from speedster_dist.api import optimize_model
     from speedster_dist.results import HistoryTarget
 
-    spec.validate()
+    spec.validate(history)
     model_source = detect_model(spec.model, spec.model_class)
     input_source = detect_inputs(
         spec.inputs, model_source, spec.tokenizer, spec.max_length, spec.batch_size

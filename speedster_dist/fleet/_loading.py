@@ -203,9 +203,15 @@ def _texts(path: Path) -> list[str]:
     if not isinstance(items, list) or not items:
         raise InputError(f"{path} holds no text: expected a non-empty list of strings")
     texts = [item.get("text") if isinstance(item, dict) else item for item in items]
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t), None)
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(f"{path}: item {bad} is not a text (a string, or an object with 'text')")
+    blank = next((i for i, t in enumerate(texts) if not str(t).strip()), None)
+    if blank is not None:  # tokenized to special tokens only: nothing like real input
+        raise InputError(
+            f"{path}: item {blank} is an empty text (or only spaces): give texts like the "
+            "ones the model will serve"
+        )
     return [str(t) for t in texts]
 
 

@@ -27,7 +27,7 @@ from speedster_dist.artifacts import (
 from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
 from speedster_dist.generation import recorded_payload
-from speedster_dist.learner_builder import winner_entries
+from speedster_dist.learner_builder import data_only_entries, winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.present import ms, say
@@ -269,6 +269,7 @@ def _search_new(
                 kit_sha256=meta.kit_sha256,
                 about=meta.about(),
                 encoder=meta.encoding(),
+                data_only={**meta.data_only(), **data_only_entries(outcome)},
             )
         except (ValueError, OSError) as exc:  # a file changed since it was read, a bad key
             raise ArtifactError(f"{learner.path}: not re-saved: {exc}") from exc

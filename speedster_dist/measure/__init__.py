@@ -15,6 +15,7 @@ from speedster_dist.measure._loadgen import check_percentile, measure_load, requ
 from speedster_dist.measure._memory import MemoryWatch
 from speedster_dist.measure._metrics import (
     BUILTIN_METRICS,
+    DROP_BOUNDS,
     MetricFn,
     accuracy_drop,
     agreement_drop,
@@ -27,6 +28,7 @@ from speedster_dist.measure._metrics import (
 
 __all__ = [
     "BUILTIN_METRICS",
+    "DROP_BOUNDS",
     "LOAD_KEYS",
     "TOKEN_TIMED_RUNS",
     "BatchError",

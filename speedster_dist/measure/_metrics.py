@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "BUILTIN_METRICS",
+    "DROP_BOUNDS",
     "MetricFn",
     "accuracy_drop",
     "agreement_drop",
@@ -209,6 +210,15 @@ BUILTIN_METRICS: dict[str, MetricFn] = {
     "accuracy": accuracy_drop,
     "cosine": cosine_drop,
     "agreement": agreement_drop,
+}
+# The largest drop each built-in metric reports for finite outputs (numeric precision's
+# relative difference and cosine's 1 - cos stay below 2, accuracy and agreement below 1): a
+# threshold at or above it would accept any candidate, so it is refused (options).
+DROP_BOUNDS: dict[str, float] = {
+    "numeric_precision": 2.0,
+    "accuracy": 1.0,
+    "cosine": 2.0,
+    "agreement": 1.0,
 }
 # The built-in metrics that leave out masked positions; a user's callable keeps 3 arguments.
 _MASK_AWARE: tuple[Callable[..., float], ...] = (cosine_drop, agreement_drop)

@@ -10,7 +10,13 @@ the keyword that sets it and the parser that checks it (``_parsers``), and its d
 keyword's, so that :data:`EXTRA_KWARGS`, the defaults and the checks cannot drift apart.
 """
 
-from speedster_dist.options._parsers import COMPRESSORS, SEARCHERS, HistoryLocation, RuntimeEnv
+from speedster_dist.options._parsers import (
+    COMPRESSORS,
+    SEARCHERS,
+    HistoryLocation,
+    RuntimeEnv,
+    check_output_folder,
+)
 from speedster_dist.options._settings import (
     DEFAULT_TRIAL_TIMEOUT_S,
     EXTRA_KWARGS,
@@ -32,5 +38,6 @@ __all__ = [
     "HistoryLocation",
     "RunOptions",
     "RuntimeEnv",
+    "check_output_folder",
     "parse_run_options",
 ]

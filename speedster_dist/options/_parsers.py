@@ -35,6 +35,7 @@ __all__ = [
     "HistoryLocation",
     "Parser",
     "RuntimeEnv",
+    "check_output_folder",
 ]
 
 # Names ``ignore_compressors`` accepts (Speedster's and ours)...
@@ -168,14 +169,49 @@ def ignored_compressors(keyword: str, value: Any) -> frozenset[str]:
 
 
 def devices(keyword: str, device: Any) -> frozenset[DeviceKind]:
+    """None (every kind), ``"cpu"``, or a GPU: ``"gpu"``, ``"cuda"``, ``"cuda:N"``. Ray gives
+    each trial a GPU of its node, so ``N`` only has to name a GPU this machine has, when it
+    has any (a driver without GPU may search a cluster's GPU nodes: the search then refuses
+    a cluster with none before any trial)."""
     if device is None:
         return frozenset(DeviceKind)
     name = device.strip().lower() if isinstance(device, str) else None
     if name == "cpu":
         return frozenset({DeviceKind.CPU})
-    if name in ("gpu", "cuda") or (name or "").startswith("cuda:"):
+    if name in ("gpu", "cuda"):
+        return frozenset({DeviceKind.GPU})
+    if name is not None and name.startswith("cuda:"):
+        _check_gpu_index(keyword, device, name.removeprefix("cuda:"))
         return frozenset({DeviceKind.GPU})
     raise InputError(f"{keyword} must be None, 'cpu', 'gpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _check_gpu_index(keyword: str, device: str, index: str) -> None:
+    if not index.isdigit() or not index.isascii():
+        raise InputError(
+            f"{keyword}={device!r}: the GPU index must be a whole number >= 0, as in 'cuda:0'; "
+            "or give 'cuda' (any GPU)"
+        )
+    import torch  # the caller's model is a torch model: torch is loaded already
+
+    count = torch.cuda.device_count()
+    if count and int(index) >= count:
+        raise InputError(
+            f"{keyword}={device!r}: this machine has {count} GPU(s), cuda:0 to "
+            f"cuda:{count - 1}; give one of those, or 'cuda' (any GPU)"
+        )
+
+
+def check_local_gpu() -> None:
+    """InputError when this machine has no GPU torch can use (a GPU search on it alone)."""
+    import torch
+
+    if not torch.cuda.device_count():
+        raise InputError(
+            "device asks for a GPU and cluster='local' searches this machine only, which "
+            "has no GPU torch can use (torch.cuda.device_count() is 0): give device='cpu' "
+            "or None, or a cluster with GPU nodes (cluster=<address>)"
+        )
 
 
 def cluster(keyword: str, cluster: Any) -> str:
@@ -236,16 +272,54 @@ def study_storage(keyword: str, value: Any) -> StudyStorage:
 
 
 def history(keyword: str, value: Any) -> HistoryLocation | None:
-    """None, a folder (a str or a path) or a HistoryTarget."""
-    if value is None or isinstance(value, str | Path):
+    """None, a folder (a str or a path) or a HistoryTarget; the folder must be one this
+    process can create or write in (checked now: found after the search, it would lose
+    what the search measured)."""
+    if value is None:
         return value
-    if isinstance(value, os.PathLike):
-        return Path(value)
+    if isinstance(value, str | os.PathLike):
+        check_output_folder(keyword, value)
+        return value if isinstance(value, str | Path) else Path(value)
     from speedster_dist.results import HistoryTarget  # pyarrow: one was built already
 
     if not isinstance(value, HistoryTarget):
         raise InputError(f"{keyword} must be a folder or a HistoryTarget, got {value!r}")
+    check_output_folder(keyword, value.root)
     return value
+
+
+def check_output_folder(keyword: str, value: str | os.PathLike[str]) -> Path:
+    """``value`` as a folder that can be written later: an existing folder this process may
+    write in, or a missing one whose nearest existing parent is such a folder. Nothing is
+    created. InputError says what is in the way (a file, a read-only place)."""
+    path = Path(value).expanduser()
+    if not str(value).strip():
+        raise InputError(f"{keyword} is empty: give a folder")
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"{keyword}={str(value)!r} is a file, not a folder: give a folder (created when "
+            "missing) and move the file aside, or pick another name"
+        )
+    parent = path
+    while not parent.exists():  # the nearest part of the path that exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"{keyword}={str(value)!r} cannot be created: {str(parent)!r} is a file, not a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or _read_only_mount(parent):
+        raise InputError(
+            f"{keyword}={str(value)!r} cannot be written: {str(parent)!r} is read-only for "
+            "this process; give a folder you can write in"
+        )
+    return path
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): os.access decided
+        return False
 
 
 def measure(keyword: str, value: Any) -> MeasureSettings:

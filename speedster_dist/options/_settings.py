@@ -12,7 +12,13 @@ from speedster_dist.backends import BASELINE_BACKEND, GENERATION_BASELINE, Sourc
 from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.cost import PriceTable
 from speedster_dist.errors import InputError
-from speedster_dist.measure import BUILTIN_METRICS, MeasureSettings, MetricFn, resolve_metric
+from speedster_dist.measure import (
+    BUILTIN_METRICS,
+    DROP_BOUNDS,
+    MeasureSettings,
+    MetricFn,
+    resolve_metric,
+)
 from speedster_dist.options import _parsers as parse
 from speedster_dist.options._parsers import SEARCHERS, HistoryLocation, Parser, RuntimeEnv
 from speedster_dist.records import DeviceKind
@@ -146,6 +152,22 @@ class RunOptions:
     # Generation (docs/generation.md): "" decides from the model (a causal LM generates).
     task: str = field(default="", metadata=_extra("task", parse.task))
     max_new_tokens: int = field(default=32, metadata=_extra("max_new_tokens", parse.at_least(1)))
+
+    def __post_init__(self) -> None:
+        """A GPU search on this machine alone (``cluster="local"``) needs a GPU here. The
+        threshold must keep the guard on under this metric: a built-in metric's drop
+        never reaches its bound (:data:`~speedster_dist.measure.DROP_BOUNDS`), so a
+        threshold there accepts every candidate (a callable metric sets its own scale: any
+        finite threshold; the NaN or infinite drop it may return is never accepted)."""
+        if self.cluster == "local" and self.devices == {DeviceKind.GPU}:
+            parse.check_local_gpu()  # the search runs on this machine only
+        bound = DROP_BOUNDS.get(self.metric_name)
+        if bound is not None and self.metric_drop_ths is not None and self.metric_drop_ths >= bound:
+            raise InputError(
+                f"metric_drop_ths={self.metric_drop_ths!r} would accept any candidate: the "
+                f"{self.metric_name} drop is never above {bound:g}. Give the drop you accept, "
+                f"below {bound:g}, such as 0.05 (None or 0: no precision reduction)"
+            )
 
     @property
     def serving_objective(self) -> Objective:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from speedster_dist.cost import PriceTable
@@ -38,10 +38,12 @@ def print_summary(
     drop_ths: float | None,
     prices: PriceTable | None,
     trials: Sequence[TrialResult] = (),
+    loads: Mapping[str, str] | None = None,
 ) -> None:
-    """Speedster's summary on stdout (styled on a terminal), then ``trials`` when given."""
+    """Speedster's summary on stdout (styled on a terminal), then ``trials`` when given;
+    ``loads``: see :func:`format_summary`."""
     styled = is_terminal(sys.stdout)
-    show(format_summary(outcome, batch, metric, drop_ths, prices, styled=styled))
+    show(format_summary(outcome, batch, metric, drop_ths, prices, styled=styled, loads=loads))
     if trials:
         show(format_trials(trials, styled))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from speedster_dist.cost import CostRow, PriceTable, cost_rows, fastest_and_cheapest
 from speedster_dist.present._format import ms, render_table
@@ -131,11 +131,13 @@ def format_summary(
     metric_drop_ths: float | None = None,
     prices: PriceTable | None = None,
     styled: bool = False,
+    loads: Mapping[str, str] | None = None,
 ) -> str:
     """Speedster's summary table, one per hardware type, then the fleet-wide view (the
     speedup is the confirmed one when the winners were re-timed: the table says so); with
     ``metric`` (a built-in metric's name or "custom"), a first line names the judge; with
-    ``prices``, each winner's cost per 1M inferences;
+    ``prices``, each winner's cost per 1M inferences; ``loads``: per hardware type, what a
+    saved learner loads there by default when that is not the winner (a program winner);
     ``styled`` for a terminal (colours, rounded boxes), else plain ASCII that logs and tests
     can parse."""
     blocks = [metric_line(metric, metric_drop_ths)] if metric else []
@@ -163,6 +165,8 @@ def format_summary(
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
         skipped += _notes(outcome, key)
+        if loads and key in loads:
+            skipped += f"\n  loads by default: {loads[key]}"
         blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
     if len(outcome.hardware) > 1:
         blocks.append(format_fleet(outcome, styled))

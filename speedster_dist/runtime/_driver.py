@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from speedster_dist.backends import saves_code
+from speedster_dist.errors import InputError
 from speedster_dist.records import (
     Candidate,
     Confirmation,
@@ -38,6 +40,7 @@ class _TypeState:
     contenders: Contenders  # what its confirmation re-times
     planned: int = 0  # configs in its space: at most this many trials
     best: TrialOutcome | None = None
+    best_data: TrialOutcome | None = None  # the best saved as data (loads without trust_code)
     announced: bool = False  # told to ``on_plan``
 
 
@@ -78,7 +81,7 @@ def run_search(executor: Executor, request: SearchRequest) -> SearchOutcome:
     request's demand is held from before the first trial until after the confirmation, and
     released even when the search fails; the node groups that never came up are in
     ``outcome.missing_groups``.
-    Raises ValueError before any trial when the cluster has no hardware of ``devices``.
+    Raises InputError before any trial when the cluster has no hardware of ``devices``.
     """
     started = time.monotonic()
     request.demand.start()
@@ -100,6 +103,19 @@ def _first_groups(view: Cluster, request: SearchRequest, deadline: float) -> lis
         time.sleep(request.poll_s)
 
 
+def _no_hardware(view: Cluster, request: SearchRequest) -> InputError:
+    """Why nothing can be searched, and what to do: raised before any trial."""
+    wanted = "/".join(sorted(d.value for d in request.devices))
+    found = sorted({g.hardware.key for g in view.discover()})
+    has = f"its hardware types: {', '.join(found)}" if found else "no node answered"
+    return InputError(
+        f"the cluster has no {wanted} node to optimize for ({has}). Give device=None (every "
+        f"kind the cluster has) or a kind it has, or connect to a cluster with {wanted} "
+        "nodes (cluster=<address>, or RAY_ADDRESS); on Ray, a node group started on demand "
+        "is awaited group_wait seconds"
+    )
+
+
 @dataclass
 class _Search:
     """A search under way: its hardware types, what it measured and kept so far."""
@@ -119,13 +135,12 @@ class _Search:
 
     @classmethod
     def begin(cls, executor: Executor, request: SearchRequest, started: float) -> _Search:
-        """The types to search (ValueError when there is none) and the payload shipped."""
+        """The types to search (InputError when there is none) and the payload shipped."""
         view = request.cluster if request.cluster is not None else executor
         search = cls(executor, request, view, started, started + request.budget.seconds)
         groups = _first_groups(view, request, search.deadline)
         if not groups:
-            wanted = "/".join(sorted(d.value for d in request.devices))
-            raise ValueError(f"the cluster has no {wanted} node to optimize for")
+            raise _no_hardware(view, request)
         search.adopt(groups)
         executor.prepare(request.payload)
         return search
@@ -168,8 +183,13 @@ class _Search:
         self.request.hooks.on_result(item.result)
         if not item.result.ok:
             return
-        if _better(item.result, state.best, self.request.settings.objective):
+        objective = self.request.settings.objective
+        if _better(item.result, state.best, objective):
             state.best = item  # the previous best's files are released with its handle
+        if not saves_code(item.result.candidate.backend) and _better(
+            item.result, state.best_data, objective
+        ):
+            state.best_data = item
         state.contenders.keep(item)
         if item.result.is_baseline:
             self._keep_portable(item)
@@ -179,6 +199,8 @@ class _Search:
         lost = self.view.lost_types()
         confirmed, not_confirmed, confirm_s = self._confirm_winners(lost)
         winners, saved, no_winner = self._fetch_winners(lost)
+        programs = tuple(k for k, r in winners.items() if saves_code(r.candidate.backend))
+        data_only, data_saved = self._fetch_data_only(programs)
         return SearchOutcome(
             hardware=self.hardware,
             results=self.results,
@@ -198,6 +220,8 @@ class _Search:
             node_groups=self.executor.node_groups(),
             frontiers=frontiers(self.results),
             objective=self.request.settings.objective,
+            data_only=data_only,
+            data_only_saved=data_saved,
         )
 
     # -- the cluster changing under a search (nodes joining) ------------------------------
@@ -255,6 +279,24 @@ class _Search:
                 continue
             winners[key] = best.result
         return winners, saved, no_winner
+
+    def _fetch_data_only(
+        self, programs: tuple[str, ...]
+    ) -> tuple[dict[str, TrialResult], dict[str, SavedCandidate]]:
+        """For each type whose winner is a program, its fastest data-only candidate and
+        files (kept beside the winner: a learner loaded without trust_code runs it)."""
+        results: dict[str, TrialResult] = {}
+        saved: dict[str, SavedCandidate] = {}
+        for key in programs:
+            best = self.states[key].best_data
+            if best is None:
+                continue
+            try:
+                saved[key] = self.executor.fetch(best.artifact)
+            except Exception:  # its node left with the files: the portable fallback remains
+                continue
+            results[key] = best.result
+        return results, saved
 
     # -- confirming the winners ------------------------------------------------------------
 

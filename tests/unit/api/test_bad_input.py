@@ -218,7 +218,7 @@ def test_speedster_compiler_names_are_accepted():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_device_without_a_gpu_schedules_nothing():
     spy = SpyExecutor()
-    with pytest.raises(ValueError, match="the cluster has no gpu node to optimize for"):
+    with pytest.raises(InputError, match="the cluster has no gpu node to optimize for"):
         optimize(tiny_mlp(), _mlp_data(), executor=spy, device="cuda:0")
     assert [c for c in spy.calls if c != "discover"] == []
 

@@ -76,6 +76,31 @@ def _scenario(situation: str, folders: Path, tmp_path: Path) -> list[str]:
             f"  - {{name: tiny, model: {good}, inputs: {_texts(tmp_path, 1)}}}\n"
         )
         return ["sweep", str(sweep)]
+    return _output_scenario(situation, good, tmp_path)
+
+
+def _output_scenario(situation: str, good: Path, tmp_path: Path) -> list[str]:
+    """Settings and paths refused before the model loads (issue 20, item 6)."""
+    argv = ["optimize", str(good), "--inputs", str(_texts(tmp_path, 6))]
+    taken = tmp_path / "taken"
+    taken.write_text("a file where a folder is expected")
+    if situation == "--out names an existing file":
+        return [*argv, "--out", str(taken)]
+    if situation == "--out inside a file":
+        return [*argv, "--out", str(taken / "learner")]
+    if situation == "--history names an existing file":
+        return [*argv, "--history", str(taken)]
+    if situation == "a sweep whose out is a file":
+        sweep = tmp_path / "sweep.yaml"
+        job = f"{{name: tiny, model: {good}, inputs: {_texts(tmp_path, 6)}}}"
+        sweep.write_text(f"history: {tmp_path / 'h'}\nout: {taken}\njobs:\n  - {job}\n")
+        return ["sweep", str(sweep)]
+    if situation == "--metric-drop-ths 1e308":
+        return [*argv, "--metric-drop-ths", "1e308"]
+    if situation == "texts, one of them only spaces":
+        spaced = tmp_path / "spaced.json"
+        spaced.write_text(json.dumps([*TEXTS[:3], "  ", *TEXTS[3:]]))
+        return ["optimize", str(good), "--inputs", str(spaced)]
     raise AssertionError(f"no scenario for the documented situation {situation!r}")
 
 

@@ -8,11 +8,14 @@ fresh process:
 1. ``hf``: eager fp32 ``generate()`` with its default cache (the base; run first and last);
 2. ``search``: ``optimize_model(model, prompts, task=..., max_new_tokens=64,
    metric_drop_ths=THS)`` on 5 other prompts, trials in-process (the inline executor, same
-   trial body as on Ray) with brief timing; the learner is saved (its search figures printed);
+   trial body as on Ray) with brief timing, the best three re-timed side by side with the
+   baseline (``confirm_rounds``, default 2 here); the learner is saved (its search figures
+   printed);
 3. ``learner``: the saved learner loaded (``load_model``, data only) and its ``generate()``
    timed on the benchmark prompt; greedy agreement against the ``hf`` side's tokens.
 
     python benchmarks/generation.py [--arch gpt2|t5|both] [--ths 0,0.05] [--reps 3]
+        [--confirm-rounds 2]
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def child_hf(arch: str, new: int, reps: int) -> dict[str, Any]:
     return _timed(hf, _prompt(model.config.vocab_size), new, reps)
 
 
-def child_search(arch: str, new: int, ths: float, folder: str) -> dict[str, Any]:
+def child_search(arch: str, new: int, ths: float, folder: str, rounds: int) -> dict[str, Any]:
     from speedster_dist import optimize_model
     from speedster_dist.measure import MeasureSettings
     from speedster_dist.runtime import InlineExecutor
@@ -86,7 +89,7 @@ def child_search(arch: str, new: int, ths: float, folder: str) -> dict[str, Any]
         max_new_tokens=new,
         executor=InlineExecutor(),
         measure_settings=MeasureSettings(1, 0.0, 3, 0.0, 20.0),
-        confirm_rounds=0,
+        confirm_rounds=rounds,  # the best 3 re-timed side by side with the baseline
         device="cpu",
         progress=False,
         verbose=False,
@@ -98,6 +101,7 @@ def child_search(arch: str, new: int, ths: float, folder: str) -> dict[str, Any]
         {
             "label": r.candidate.label,
             "status": r.status.value,
+            "generate_p50_s": r.latency.p50 if r.latency else None,
             "tokens_per_s": r.generation.tokens_per_s if r.generation else None,
             "agreement": r.generation.agreement if r.generation else None,
             "reason": r.reason[:120],
@@ -140,7 +144,7 @@ def run_arch(arch: str, thresholds: list[float], args: argparse.Namespace) -> li
     for ths in thresholds:
         with tempfile.TemporaryDirectory() as folder:
             saved = str(Path(folder) / "learner")
-            search = _child("search", arch, new, str(ths), saved)
+            search = _child("search", arch, new, str(ths), saved, str(args.confirm_rounds))
             for trial in search["trials"]:
                 print(f"  {arch} ths={ths}: {json.dumps(trial)}", file=sys.stderr, flush=True)
             timed = _child("learner", arch, new, reps, saved)
@@ -167,13 +171,14 @@ def main() -> None:
     parser.add_argument("--ths", default="0,0.05", help="metric_drop_ths of each search")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--confirm-rounds", type=int, default=2, help="the search's (0: off)")
     args = parser.parse_args()
     if args.child:
         kind, arch, new, *rest = args.child
         if kind == "hf":
             row = child_hf(arch, int(new), int(rest[0]))
         elif kind == "search":
-            row = child_search(arch, int(new), float(rest[0]), rest[1])
+            row = child_search(arch, int(new), float(rest[0]), rest[1], int(rest[2]))
         else:
             row = child_learner(arch, int(new), int(rest[0]), rest[1])
         print(json.dumps(row))

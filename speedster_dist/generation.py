@@ -145,6 +145,8 @@ def prepare_generation(
     """The payload of a generation search (``task`` from :func:`generation_task`)."""
     if options.objective != "latency":
         raise InputError("generation is searched for tokens a second: objective='latency' only")
+    if tokenizer is not None:  # texts: a BERT-like tokenizer's token_type_ids are no prompt
+        tokenizer_args = {"return_token_type_ids": False, **(tokenizer_args or {})}
     samples = normalize_inputs(input_data, model, tokenizer, tokenizer_args, options.batch_size)
     prompts = _prompts(samples, model)
     new_tokens = options.max_new_tokens

@@ -195,8 +195,7 @@ def test_strings_with_a_tokenizer():
     learner = _optimize(
         model,
         TEXTS,
-        tokenizer=minilm_tokenizer(),
-        tokenizer_args={"return_token_type_ids": False},
+        tokenizer=minilm_tokenizer(),  # its token_type_ids are left out for generation
         ignore_compilers=["generate_openvino", "generate_onnxruntime"],
         max_new_tokens=3,
     )

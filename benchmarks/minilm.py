@@ -82,6 +82,10 @@ def _run(
     winner = learner.entries[key]
     eager = baseline.latency.p50 if baseline.latency else None
     best = winner.metrics["latency_p50_s"]
+    # A ratio whose sides were timed while other work did not fit in the cores is not quoted.
+    won = [r for r in results if r.ok and r.candidate.knob_dict == winner.knobs]
+    won = [r for r in won if r.candidate.label.startswith(winner.label)]
+    noisy = [f"{r.candidate.label}: {w}" for r in [baseline, *won] if (w := _overloaded(r))]
     return {
         "metric": args.metric,
         "metric_drop_ths": ths,
@@ -94,7 +98,8 @@ def _run(
         "eager_p50_ms": eager * 1e3 if eager else None,
         "winner": winner.label + "".join(f" {k}={v}" for k, v in sorted(winner.knobs.items())),
         "winner_p50_ms": best * 1e3,
-        "speedup": eager / best if eager else None,
+        "speedup": eager / best if eager and not noisy else None,
+        "noisy": noisy,
         "search_wall_s": wall,
         "encode_min_cosine": encoded,
         "candidates": [
@@ -114,6 +119,14 @@ def _run(
             for r in results
         ],
     }, learner
+
+
+def _overloaded(result: Any) -> str:
+    """Why ``result``'s trial was timed on an overloaded machine ("" if it was not): the
+    trial reserved the whole machine (see speedster_dist.measure.overloaded)."""
+    from speedster_dist.measure import overloaded
+
+    return overloaded(dict(result.extra), float(os.cpu_count() or 1))
 
 
 def _encode_check(learner: Any, model: Any) -> float:
@@ -185,10 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== Summary ===")
     for run in runs:
         confirmed = run["confirmed_speedup"]
+        ratio = (
+            f"{run['speedup']:.2f}x in the search"
+            if run["speedup"]
+            else f"no ratio quoted (overloaded: {'; '.join(run['noisy'])})"
+        )
         print(
             f"metric {run['metric']}, metric_drop_ths={run['metric_drop_ths']}: eager "
-            f"{run['eager_p50_ms']:.2f} ms -> {run['winner']} {run['winner_p50_ms']:.2f} ms = "
-            f"{run['speedup']:.2f}x in the search"
+            f"{run['eager_p50_ms']:.2f} ms -> {run['winner']} {run['winner_p50_ms']:.2f} ms, "
+            f"{ratio}"
             + (f", {confirmed:.2f}x confirmed" if confirmed else "")
             + f" (search {run['search_wall_s']:.0f} s)"
         )

@@ -346,6 +346,7 @@ class ConfirmedLatency:
     candidate: Candidate
     is_baseline: bool
     round_p50s: tuple[float, ...]
+    pid: int = 0  # the process that built and timed it (a fresh one per contender)
 
     def __post_init__(self) -> None:
         if not self.round_p50s or not all(math.isfinite(v) and v > 0 for v in self.round_p50s):
@@ -376,6 +377,7 @@ class Confirmation:
     node_id: str = ""
     reason: str = ""
     load: tuple[tuple[str, float], ...] = ()  # what the machine load was (measure's keys)
+    repeated: int = 0  # rounds timed again because the machine was overloaded in them
 
     @property
     def ok(self) -> bool:

@@ -206,6 +206,42 @@ def test_only_the_ray_folder_imports_ray() -> None:
     assert len(inside) >= 4, "the rule is vacuous: the Ray folder should be where Ray is used"
 
 
+PRIVATE_RAY = ("ray._private", "ray._raylet", "ray._common", "ray.experimental")
+
+
+def _private_ray_uses(path: Path) -> list[str]:
+    """Imports of Ray's private or experimental modules, and dotted uses such as
+    ``ray._private.x`` or ``ray.experimental.internal_kv`` written in code."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [n for n in _names_imported(path) if n.startswith(PRIVATE_RAY)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            dotted = f"{node.value.id}.{node.attr}"
+            if dotted.startswith(PRIVATE_RAY):
+                found.append(dotted)
+    return sorted(set(found))
+
+
+def test_no_module_uses_rays_private_or_experimental_apis() -> None:
+    uses = {p.relative_to(PACKAGE).as_posix(): _private_ray_uses(p) for p in MODULES}
+    assert {p: u for p, u in uses.items() if u} == {}
+
+
+def test_the_private_ray_check_finds_an_import_and_a_dotted_use(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def f():\n"
+        "    from ray.experimental.internal_kv import _internal_kv_put\n"
+        "    import ray\n"
+        "    return ray._private.services\n"
+    )
+    assert _private_ray_uses(module) == [
+        "ray._private",
+        "ray.experimental.internal_kv",
+        "ray.experimental.internal_kv._internal_kv_put",
+    ]
+
+
 def test_the_ray_folder_is_used_only_by_entry_points() -> None:
     wrong = {}
     for path in MODULES:

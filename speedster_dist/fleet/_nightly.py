@@ -31,7 +31,7 @@ from speedster_dist.learner_builder import data_only_entries, winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
 from speedster_dist.present import ms, say
-from speedster_dist.records import DeviceKind, TrialResult
+from speedster_dist.records import DeviceKind, SearchOutcome, TrialResult
 from speedster_dist.results import HistoryTarget, HistoryWriter, open_history
 from speedster_dist.runtime import (
     Executor,
@@ -222,6 +222,15 @@ def _remeasure(learner: _Learner, executor: Executor, groups: list[HardwareGroup
     return len(run_fixed_trials(executor, learner.payload, trials, measured))
 
 
+def _record_confirmations(learner: _Learner, outcome: SearchOutcome) -> None:
+    """The confirmed figures go into the history (as the first search's); a confirmation
+    that could not be made, or was overloaded, is said (the search's figures stand)."""
+    for confirmation in outcome.confirmed.values():
+        learner.writer.append_confirmation(confirmation, outcome.results)
+    for key, why in outcome.not_confirmed.items():
+        say(f"{learner.name}: {key}: winner not confirmed ({why})")
+
+
 def _search_new(
     learner: _Learner,
     executor: Executor,
@@ -250,8 +259,13 @@ def _search_new(
         budget=budget,
         hooks=SearchHooks(on_result=searched),
         cluster=OnlyTypes(executor, keys),
+        # A new type's winners are confirmed as the first search's were (fresh processes,
+        # alternating rounds, overloaded rounds repeated or marked).
+        confirm_rounds=learner.options.confirm_rounds,
+        confirm_top=learner.options.confirm_top,
     )
     outcome = run_search(executor, request)
+    _record_confirmations(learner, outcome)
     for key, why in outcome.no_winner.items():
         say(f"{learner.name}: still no winner for {key}: {why}")
     if outcome.winners:

@@ -10,7 +10,7 @@ from speedster_dist.measure._generation import (
 )
 from speedster_dist.measure._gil import GilRelease, gil_release
 from speedster_dist.measure._latency import MeasureSettings, latency_stats, measure_latency
-from speedster_dist.measure._load import LOAD_KEYS, LoadWatch
+from speedster_dist.measure._load import LOAD_KEYS, LoadWatch, overloaded
 from speedster_dist.measure._loadgen import check_percentile, measure_load, request_latencies
 from speedster_dist.measure._memory import MemoryWatch
 from speedster_dist.measure._metrics import (
@@ -51,6 +51,7 @@ __all__ = [
     "measure_load",
     "metric_drop",
     "numeric_precision_drop",
+    "overloaded",
     "request_latencies",
     "resolve_metric",
     "sample_masks",

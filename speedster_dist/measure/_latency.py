@@ -28,6 +28,10 @@ class MeasureSettings:
     min_calls: int = 64
     min_duration_s: float = 2.0
     max_duration_s: float = 30.0
+    # Whether a confirmation round that saw more load than the machine had cores for is
+    # repeated, then marked (``measure.overloaded``). Off only where the machine is known
+    # to be shared and the figures do not matter (tests of other things).
+    load_check: bool = True
 
     def __post_init__(self) -> None:
         if self.min_calls < 1 or self.min_duration_s < 0 or self.warmup_calls < 0:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOAD_KEYS", "LoadWatch"]
+__all__ = ["LOAD_KEYS", "LoadWatch", "overloaded"]
 
 # The keys :meth:`LoadWatch.stop` returns (the history's columns of the same names).
 LOAD_KEYS = ("loadavg_before", "loadavg_after", "steal_share", "others_cpu_share")
 _PROC_STAT = Path("/proc/stat")
+# Share of the machine other work may take beside a measurement before its figure is noisy:
+# /proc/stat counts in ticks (1/100 s), so a short window reads a few percent high or low.
+OVERLOAD_SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,32 @@ class LoadWatch:
             # Tick counting is coarse: a small negative remainder is rounding, not load.
             found["others_cpu_share"] = min(max(others, 0.0), 1.0)
         return {k: round(v, 4) for k, v in found.items() if v is not None}
+
+
+def overloaded(
+    load: Mapping[str, float], cores_used: float, machine_cores: int | None = None
+) -> str:
+    """Why a measurement that kept ``cores_used`` cores busy saw more load than the machine
+    had cores for ("" when it did not): what other processes ran, plus what the hypervisor
+    stole (in cores, from :class:`LoadWatch`'s shares) did not fit in the cores the
+    measurement left free. Off Linux, the 1-minute load average after the window is compared
+    with the machine's cores instead (it counts the measurement's own threads too).
+
+    Called on each round of a confirmation and by the benchmarks: a figure so measured is
+    repeated or marked, never quoted.
+    """
+    cores = machine_cores or os.cpu_count() or 1
+    used = min(max(cores_used, 1.0), float(cores))
+    slack = OVERLOAD_SLACK * cores
+    if "others_cpu_share" in load:
+        others = load["others_cpu_share"] * cores + load.get("steal_share", 0.0) * cores
+        if others > cores - used + slack:
+            return (
+                f"other work kept {others:.1f} of {cores} cores busy while the measurement "
+                f"used {used:g}"
+            )
+        return ""
+    after = load.get("loadavg_after")
+    if after is not None and after > cores + slack:
+        return f"load average {after:.1f} above the machine's {cores} cores"
+    return ""

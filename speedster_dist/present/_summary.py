@@ -183,9 +183,29 @@ def format_summary(
 
 
 def _notes(outcome: SearchOutcome, key: str) -> str:
-    """The notes of this hardware type's trials, each once (e.g. int8 on few distinct samples)."""
+    """The notes of this hardware type's trials, each once (e.g. int8 on few distinct samples),
+    then what the accuracy back-off tried."""
     notes = (n for r in outcome.results if r.candidate.hardware_key == key for n in r.notes)
-    return "".join(f"\n  note: {note}" for note in dict.fromkeys(notes))
+    return "".join(f"\n  note: {note}" for note in dict.fromkeys(notes)) + _backoff_note(
+        outcome, key
+    )
+
+
+def _backoff_note(outcome: SearchOutcome, key: str) -> str:
+    """The accuracy back-off steps of this hardware type (``backoff_after`` in a trial's
+    extra): each retried candidate and how it ended."""
+    steps = [
+        r
+        for r in outcome.results
+        if r.candidate.hardware_key == key and any(k == "backoff_after" for k, _ in r.extra)
+    ]
+    if not steps:
+        return ""
+    tried = ", ".join(f"{r.candidate.label}: {r.status.value}" for r in steps)
+    return (
+        f"\n  note: {len(steps)} candidate(s) rejected for their metric drop were retried "
+        f"keeping more layers in higher precision ({tried})"
+    )
 
 
 def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> list[str]:

@@ -39,6 +39,7 @@ from speedster_dist.runtime._rebench import (
 from speedster_dist.runtime._request import SearchHooks, SearchRequest
 from speedster_dist.runtime._trial import (
     FP32_TOLERANCE,
+    OVERLOADED_NOTE,
     PRUNE_MIN_CALLS,
     TrialPayload,
     run_trial,
@@ -61,6 +62,7 @@ __all__ = [
     "GROUP_LABEL",
     "LOAD_NOT_CONFIRMED",
     "NO_DEMAND",
+    "OVERLOADED_NOTE",
     "PRUNE_MIN_CALLS",
     "Cluster",
     "ClusterConnectionError",

@@ -3,36 +3,41 @@ by side, on one node, after the search.
 
 A trial's figure was measured once, at some moment of a long search on a machine that may be
 busy; the baseline's even earlier. Here every contender is built again (exactly as its trial
-built it) and timed in rounds: each round times each of them for a share of a trial's
-measurement, in alternating order (forward, then backward), so that a burst of load falls on
-all of them alike. The figures are the round medians; timing is :mod:`speedster_dist.measure`'s.
+built it), each in a fresh process of its own (:mod:`._fresh_worker`: nothing another
+contender left behind slows it), and timed in rounds: each round times each of them for a
+share of a trial's measurement, in alternating order (forward, then backward), so that a burst
+of load falls on all of them alike. A round in which the machine had more work than cores
+(:func:`speedster_dist.measure.overloaded`) is timed again, up to ``rounds`` more times in
+all; if one stays so, the confirmation is not usable and says why (its figures are never
+quoted). The figures are the round medians; timing is :mod:`speedster_dist.measure`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import shutil
-import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from speedster_dist.backends import BuildConfig, Compiled, device_call, get_backend
-from speedster_dist.cache import scratch_dir
-from speedster_dist.measure import LoadWatch, MeasureSettings, measure_latency
+from speedster_dist.measure import MeasureSettings, overloaded
 from speedster_dist.records import (
     Candidate,
     Confirmation,
     ConfirmedLatency,
-    DeviceKind,
     HardwareType,
 )
+from speedster_dist.runtime._fresh_worker import FreshWorker, RoundTiming, WorkerError
 from speedster_dist.runtime._shared_export import SharedExport, use_shared_export
-from speedster_dist.runtime._task import size_torch_threads
-from speedster_dist.runtime._trial import TrialPayload, synchronizer
+from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import DEFAULT_CONFIRM_ROUNDS, DEFAULT_CONFIRM_TOP
 
-__all__ = ["DEFAULT_CONFIRM_ROUNDS", "DEFAULT_CONFIRM_TOP", "confirm_task", "round_settings"]
+__all__ = [
+    "DEFAULT_CONFIRM_ROUNDS",
+    "DEFAULT_CONFIRM_TOP",
+    "confirm_task",
+    "round_settings",
+]
 
 
 def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> MeasureSettings:
@@ -45,28 +50,87 @@ def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> Measu
         min_calls=max(3, math.ceil(settings.min_calls / rounds)),
         min_duration_s=min_duration,
         max_duration_s=max(settings.max_duration_s / rounds, min_duration),
+        load_check=settings.load_check,
     )
 
 
-def _build(payload: TrialPayload, candidate: Candidate, hardware: HardwareType) -> Compiled:
-    workdir = scratch_dir("confirm-")
-    try:
-        config = BuildConfig(
-            candidate.precision,
-            hardware.device,
-            candidate.technique,
-            candidate.knob_dict,
-            hardware,
-        )
-        return get_backend(candidate.backend).build(
-            payload.source, payload.calibration, config, workdir
-        )
-    finally:  # what a built model needs stays in memory (as in a trial, timed after its build)
-        shutil.rmtree(workdir, ignore_errors=True)
+def _time_round(worker: FreshWorker, settings: MeasureSettings) -> RoundTiming:
+    """One round of one contender, in its process (one place, so tests can watch the order)."""
+    return worker.time_round(settings)
 
 
-def _caller(compiled: Any, sample: tuple[Any, ...]) -> Callable[[], object]:
-    return lambda: compiled(*sample)
+@dataclass
+class _Rounds:
+    """The kept rounds' medians per contender, the load each kept round saw, and the noise."""
+
+    medians: list[list[float]]
+    loads: list[dict[str, float]] = field(default_factory=list)
+    repeated: int = 0
+    noisy: list[str] = field(default_factory=list)  # why each kept noisy round was noisy
+
+
+def _time_rounds(
+    workers: Sequence[FreshWorker], measure: MeasureSettings, rounds: int, cores: float
+) -> _Rounds:
+    """``rounds`` alternating rounds; a round the machine was overloaded in is timed again
+    while fewer than ``rounds`` repeats were spent, else kept and marked noisy."""
+    done = _Rounds([[] for _ in workers])
+    r = 0
+    while r < rounds:
+        settings = round_settings(measure, rounds, first=r == 0 and done.repeated == 0)
+        order = list(range(len(workers)))
+        timings: dict[int, RoundTiming] = {}
+        for i in order if r % 2 == 0 else order[::-1]:  # forward, backward, forward...
+            timings[i] = _time_round(workers[i], settings)
+        why = (
+            next((w for t in timings.values() if (w := overloaded(t.load, cores))), "")
+            if measure.load_check
+            else ""
+        )
+        if why and done.repeated < rounds:
+            done.repeated += 1
+            continue
+        if why:
+            done.noisy.append(f"round {r + 1}: {why}")
+        for i, timing in timings.items():
+            done.medians[i].append(timing.p50)
+        done.loads.extend(t.load for t in timings.values())
+        r += 1
+    return done
+
+
+def _worst_load(loads: Sequence[dict[str, float]]) -> tuple[tuple[str, float], ...]:
+    """The rounds' load in one reading: the load average before the first and after the last
+    round, and the highest shares of any round."""
+    if not loads:
+        return ()
+    merged = dict(loads[0])
+    for load in loads[1:]:
+        for key, value in load.items():
+            late = key == "loadavg_after"
+            merged[key] = value if late else max(merged.get(key, value), value)
+    if "loadavg_before" in loads[0]:
+        merged["loadavg_before"] = loads[0]["loadavg_before"]
+    return tuple(merged.items())
+
+
+def _start_workers(
+    payload: TrialPayload,
+    contenders: Sequence[tuple[Candidate, bool]],
+    hardware: HardwareType,
+    cpus: float | None,
+    workers: list[FreshWorker],
+) -> None:
+    """One fresh process per contender, built one after another (a build's memory peak, a
+    quantizer's for one, is not paid several times at once); returns when all are built."""
+    for candidate, _ in contenders:
+        worker = FreshWorker()
+        workers.append(worker)
+        worker.start(payload, candidate, hardware, cpus)
+        try:
+            worker.ready()
+        except WorkerError as exc:
+            raise WorkerError(f"{candidate.label}: {exc}") from exc
 
 
 def confirm_task(
@@ -78,38 +142,38 @@ def confirm_task(
     rounds: int,
     cpus: float | None = None,
 ) -> Confirmation:
-    """Re-time ``contenders`` (candidate, is_baseline) over ``rounds`` alternating rounds.
+    """Re-time ``contenders`` (candidate, is_baseline) over ``rounds`` alternating rounds,
+    each contender in a fresh process of its own.
 
     Runs where a trial runs (a Ray task on a node of ``hardware``, or in-process) and never
-    raises: a build that fails now, or any other error, is the Confirmation's ``reason``.
+    raises: a build that fails now, a contender's process that dies, or a round that stayed
+    overloaded is the Confirmation's ``reason``.
     """
-    size_torch_threads(cpus)
     if export is not None and export.ok:
         with contextlib.suppress(OSError):  # the backends export for themselves, as in a trial
             payload = use_shared_export(payload, export)
-    device = hardware.device if hardware is not None else DeviceKind.CPU
-    built: list[tuple[Candidate, bool, Any]] = []
+    workers: list[FreshWorker] = []
+    cores = cpus if cpus is not None else float(os.cpu_count() or 1)
     try:
-        for candidate, is_baseline in contenders:
-            compiled = _build(payload, candidate, hardware)
-            timed = device_call(compiled)  # as a trial times it
-            built.append((candidate, is_baseline, timed))
-        sample = payload.validation[0]
-        sync = synchronizer(device)
-        medians: list[list[float]] = [[] for _ in built]
-        watch = LoadWatch().start()
-        for r in range(rounds):
-            order = list(range(len(built)))
-            for i in order if r % 2 == 0 else order[::-1]:  # forward, backward, forward...
-                settings = round_settings(payload.measure, rounds, first=r == 0)
-                medians[i].append(measure_latency(_caller(built[i][2], sample), settings, sync).p50)
-        load = tuple(watch.stop().items())
+        _start_workers(payload, contenders, hardware, cpus, workers)
+        done = _time_rounds(workers, payload.measure, rounds, cores)
     except Exception as exc:  # a contender that no longer builds or runs: not confirmed
-        tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        label = contenders[len(built)][0].label if len(built) < len(contenders) else "timing"
-        return Confirmation(hardware.key, (), rounds, node_id, f"{label}: {tail}"[-500:])
+        why = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+        return Confirmation(hardware.key, (), rounds, node_id, why[-500:])
+    finally:
+        for worker in workers:
+            worker.close()
     entries = tuple(
-        ConfirmedLatency(c, is_baseline, tuple(m))
-        for (c, is_baseline, _), m in zip(built, medians, strict=True)
+        ConfirmedLatency(c, is_baseline, tuple(m), w.pid)
+        for (c, is_baseline), m, w in zip(contenders, done.medians, workers, strict=True)
     )
-    return Confirmation(hardware.key, entries, rounds, node_id, load=load)
+    reason = ""
+    if done.noisy:
+        reason = (
+            f"the machine was overloaded in {len(done.noisy)} of {rounds} rounds after "
+            f"{done.repeated} repeat(s) ({done.noisy[0]}): its figures are not quoted"
+        )
+    load = _worst_load(done.loads)
+    return Confirmation(
+        hardware.key, entries, rounds, node_id, reason, load, repeated=done.repeated
+    )

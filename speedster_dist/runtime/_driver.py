@@ -10,7 +10,7 @@ until over, finished (winners confirmed and fetched) into a :class:`SearchOutcom
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from speedster_dist.backends import saves_code
 from speedster_dist.errors import InputError
@@ -51,6 +51,17 @@ def _better(result: TrialResult, best: TrialOutcome | None, objective: Objective
     mine, theirs = objective_value(result, objective), objective_value(best.result, objective)
     assert mine is not None and theirs is not None
     return mine < theirs
+
+
+def _with_backoff_reason(item: TrialOutcome, searcher: object) -> TrialOutcome:
+    """``item`` with, in its result's ``extra``, why its searcher proposed it as an accuracy
+    back-off step (``backoff_after``), when it was one."""
+    reason_of = getattr(searcher, "backoff_reason", None)  # a searcher may have no back-off
+    why = reason_of(item.result.candidate) if reason_of is not None else ""
+    if not why:
+        return item
+    extra = (*item.result.extra, ("backoff_after", why))
+    return replace(item, result=replace(item.result, extra=extra))
 
 
 def _state(group: HardwareGroup, request: SearchRequest) -> _TypeState:
@@ -178,6 +189,7 @@ class _Search:
     def record(self, item: TrialOutcome) -> None:
         """Tell an outcome to its searcher and the caller; keep what a winner needs."""
         state = self.states[item.result.candidate.hardware_key]
+        item = _with_backoff_reason(item, state.searcher)
         state.searcher.tell(item.result)
         self.results.append(item.result)
         self.request.hooks.on_result(item.result)

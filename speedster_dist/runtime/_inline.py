@@ -20,7 +20,8 @@ class InlineExecutor(Executor):
     """Runs each trial in this process when polled (unit tests, the GPU benchmark).
 
     ``probe`` replaces the probe of this machine (simulated hardware types). It confirms
-    winners in this process; it has no node groups and asks no autoscaler for nodes.
+    winners from this process, each contender built and timed in a fresh child process
+    (:func:`confirm_task`); it has no node groups and asks no autoscaler for nodes.
     """
 
     def __init__(self, probe: NodeProbe | None = None) -> None:
@@ -79,6 +80,6 @@ class InlineExecutor(Executor):
     def confirm(
         self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
     ) -> Confirmation:
-        """Re-time ``contenders`` side by side in this process (see :func:`confirm_task`)."""
+        """Re-time ``contenders`` side by side, each in a child process (:func:`confirm_task`)."""
         assert self._payload is not None, "prepare() comes first"
         return confirm_task(self._payload, None, hardware, "local", tuple(contenders), rounds)

@@ -13,6 +13,7 @@ never kept.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import time
@@ -31,7 +32,7 @@ from speedster_dist.backends import (
     get_backend,
 )
 from speedster_dist.cache import scratch_dir
-from speedster_dist.measure import LoadWatch, MemoryWatch, measure_latency
+from speedster_dist.measure import LoadWatch, MemoryWatch, measure_latency, overloaded
 from speedster_dist.records import (
     Candidate,
     DeviceKind,
@@ -54,6 +55,8 @@ from speedster_dist.serving import MemoryUsage, ThroughputStats
 
 __all__ = [
     "FP32_TOLERANCE",
+    "OUT_OF_MEMORY",
+    "OVERLOADED_NOTE",
     "PRUNE_MIN_CALLS",
     "TrialPayload",
     "run_trial",
@@ -62,6 +65,14 @@ __all__ = [
 ]
 
 _REASON_CHARS = 2000
+
+
+# What the summary prints (once per hardware type) when a trial was timed on a machine whose
+# other work did not fit in the cores it left free (``measure.overloaded``).
+OVERLOADED_NOTE = (
+    "some trials were timed while other work did not fit in the machine's free cores: their "
+    "search figures are noisy (the confirmed figures, when there are, are not)"
+)
 
 
 def synchronizer(device: DeviceKind) -> Any:
@@ -107,6 +118,17 @@ class _Pruner:
             return False
         self.pruned = statistics.median(samples) > self.bar_s
         return self.pruned
+
+
+# The reason of a trial that ran out of memory starts with this.
+OUT_OF_MEMORY = "out of memory"
+# What allocators say when they give up (torch's CPU allocator, C++, ONNX Runtime, CUDA).
+_ALLOCATION_FAILED = ("can't allocate memory", "bad_alloc", "failed to allocate", "out of memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(mark in text for mark in _ALLOCATION_FAILED)
 
 
 def _failed(candidate: Candidate, reason: str, **kw: Any) -> TrialResult:
@@ -155,7 +177,11 @@ def _time_calls(
     latency = measure_latency(
         lambda: timed(*sample), payload.measure, synchronizer(device), pruner.should_stop
     )
-    common["extra"] = tuple(load.stop().items())
+    seen = load.stop()
+    common["extra"] = tuple(seen.items())
+    if payload.measure.load_check and overloaded(seen, float(os.cpu_count() or 1)):
+        # The trial reserved the whole node: any other work that does not fit is noise.
+        common["notes"] = (*common.get("notes", ()), OVERLOADED_NOTE)
     memory = watch.stop()
     if pruner.pruned:
         reason = f"pruned: median {latency.p50 * 1e3:.3g} ms after {latency.count} calls " + (
@@ -264,6 +290,8 @@ def run_trial(
         return _failed(candidate, f"unsupported: {exc}", **common), None
     except Exception as exc:  # any backend error is an outcome, not a crash of the search
         tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if _out_of_memory(exc):  # a Ray worker then ends (the next trial gets a fresh one)
+            tail = f"{OUT_OF_MEMORY}: {tail}"
         return _failed(candidate, tail, **common), None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,14 +1,17 @@
 """Accuracy back-off: a candidate rejected for its metric drop is tried again keeping more of
-the model in higher precision, while that helps.
+the model in higher precision, while the budget lasts.
 
 A backend declares, as data, which knob does that and in which order (``Knob.backoff``, e.g.
 NNCF int8's ``fp_layers``: how many of the most sensitive MatMuls stay in float). When a
 candidate with such a knob is REJECTED, the searchers propose the same candidate with the
 knob's next value, first among what they propose, whether or not knobs are tuned; the driver
-runs it while the budget lasts. Each step must close at least :data:`MIN_PROGRESS` of the
-distance between the drop and the accepted drop, else the back-off stops: a drop that hardly
-moves (int8 calibrated on a few distinct samples, where the error is spread over every layer)
-would otherwise spend the budget on builds that are all rejected.
+runs it while the budget lasts. A step must close at least :data:`MIN_PROGRESS` of the
+distance between the drop and the accepted drop to be followed by the next one; a step that
+hardly helps (int8 calibrated on a few distinct samples, where the error is spread over every
+layer) is followed by one last jump to the ladder's top (the most layers in float), not by
+every step in between, which would spend the budget on builds that are all rejected.
+Each proposed step has a reason (:meth:`AccuracyBackoff.reason`): the driver records it with
+the step's result, as ``backoff_after`` in its ``extra``.
 """
 
 from __future__ import annotations
@@ -37,26 +40,40 @@ class AccuracyBackoff:
         self._space = space
         self._proposed: set[Candidate] = set()
         self._came_from: dict[Candidate, float] = {}  # back-off candidate -> drop before it
+        self._why: dict[Candidate, str] = {}  # back-off candidate -> why it was proposed
 
     def after(self, result: TrialResult) -> Candidate | None:
         """The candidate to try after ``result``: its next back-off step when it was rejected
-        for its metric drop and the previous step (if any) helped enough; else None."""
+        for its metric drop (the ladder's last step when the previous step hardly helped, none
+        after that jump); else None."""
         drop = result.metric_drop
         if result.status is not TrialStatus.REJECTED or drop is None:
             return None
         before = self._came_from.get(result.candidate)
-        if before is not None and not self._helped(before, drop):
+        stalled = before is not None and not self._helped(before, drop)
+        if stalled and self._why.get(result.candidate, "").startswith("the last step"):
             return None
-        following = self.next_step(result.candidate)
+        following = self.next_step(result.candidate, to_top=stalled)
         if following is None or following in self._proposed:
             return None
         self._proposed.add(following)
         self._came_from[following] = drop
+        accepted = self._space.metric_drop_ths or 0.0
+        why = f"{result.candidate.label} dropped {drop:.4g} (accepted {accepted:g})"
+        self._why[following] = (
+            f"the last step: {why}, and one more layer in float hardly helped"
+            if stalled
+            else f"{why}: more layers in higher precision"
+        )
         return following
 
-    def next_step(self, candidate: Candidate) -> Candidate | None:
-        """``candidate`` with its first back-off knob one step more accurate; None when it
-        has no such knob or is at the last step."""
+    def reason(self, candidate: Candidate) -> str:
+        """Why ``candidate`` was proposed as a back-off step ("" if it was not one)."""
+        return self._why.get(candidate, "")
+
+    def next_step(self, candidate: Candidate, to_top: bool = False) -> Candidate | None:
+        """``candidate`` with its first back-off knob one step more accurate (``to_top``: at
+        its last step); None when it has no such knob or is at the last step."""
         key = f"{candidate.backend}/{candidate.precision.value}/{candidate.technique}"
         arm = self._space.arm(key)
         knobs = candidate.knob_dict
@@ -65,7 +82,7 @@ class AccuracyBackoff:
             value = knobs.get(knob.name)
             if value not in ladder or ladder.index(value) + 1 >= len(ladder):
                 continue
-            knobs[knob.name] = ladder[ladder.index(value) + 1]
+            knobs[knob.name] = ladder[-1] if to_top else ladder[ladder.index(value) + 1]
             return replace(candidate, knobs=tuple(sorted(knobs.items())))  # its load point kept
         return None
 

@@ -254,6 +254,10 @@ class OptunaSearcher:
     def _stalled(self) -> bool:
         return self._patience is not None and self._stale >= self._patience
 
+    def backoff_reason(self, candidate: Candidate) -> str:
+        """Why ``candidate`` was proposed as an accuracy back-off step ("" if it was not)."""
+        return self._backoff.reason(candidate)
+
     def finished(self) -> bool:
         if self._fixed or self._outside:
             return False

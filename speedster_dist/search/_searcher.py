@@ -74,5 +74,9 @@ class ExhaustiveSearcher:
     def finished(self) -> bool:
         return not self._pending
 
+    def backoff_reason(self, candidate: Candidate) -> str:
+        """Why ``candidate`` was proposed as an accuracy back-off step ("" if it was not)."""
+        return self._backoff.reason(candidate) if self._backoff is not None else ""
+
     def prune_bar(self, candidate: Candidate) -> float | None:
         return None  # exhaustive means every candidate is timed in full

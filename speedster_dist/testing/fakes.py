@@ -49,6 +49,7 @@ __all__ = [
     "FAKE_BACKENDS",
     "FAULTY",
     "FLOAT_LAYERS",
+    "OOM",
     "SERVING",
     "SERVING_BACKENDS",
     "Behaviour",
@@ -71,7 +72,7 @@ class Behaviour:
     latency_s: float = 0.004
     build_s: float = 0.0
     relative_error: float = 0.0
-    failure: str = ""  # "", "raise", "crash", "hang"
+    failure: str = ""  # "", "raise", "crash", "hang", "oom"
     per_row_s: float = 0.0  # added to latency_s for each row of the call's batch
     fixed_shapes: bool = False  # built for the example's shapes only (refuses others)
 
@@ -143,6 +144,8 @@ class FakeBackend:
             raise RuntimeError(f"{self.name}: planted build failure")
         if behaviour.failure == "crash":
             os._exit(17)  # what a segfaulting native library looks like to the caller
+        if behaviour.failure == "oom":
+            _exhaust_memory()
         scale = float(config.knobs.get("slowdown", 1))
         compiled = _FakeCompiled(require_module(model), model.example_inputs, behaviour, scale)
         if behaviour.fixed_shapes:
@@ -154,6 +157,27 @@ class FakeBackend:
         self, directory: Path, options: Mapping[str, Any], device: DeviceKind
     ) -> TorchCompiled:
         return load_torchscript(directory, options, device)
+
+
+# Room left to a process by the "oom" behaviour's cap on its address space.
+OOM_HEADROOM_BYTES = 256 << 20
+
+
+def _exhaust_memory() -> None:
+    """Cap this process's address space a little above what it uses, then allocate past
+    the cap: a MemoryError, as a candidate that needs more memory than the machine has
+    meets it, without touching the machine's memory (the cap stays with the process)."""
+    import resource
+
+    status = Path("/proc/self/status").read_text()
+    used_kb = int(
+        next(line for line in status.splitlines() if line.startswith("VmSize:")).split()[1]
+    )
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (used_kb * 1024 + OOM_HEADROOM_BYTES, hard))
+    hog = []
+    while True:
+        hog.append(bytearray(64 << 20))
 
 
 BACKEND = FakeBackend(
@@ -234,6 +258,11 @@ DEADLY = FakeBackend(
         (Precision.FP32, "hang"): Behaviour(failure="hang"),
     },
 )
+
+
+# Not in FAKE_BACKENDS (its cap would stay with an in-process driver): register it with
+# ``fake_oom=speedster_dist.testing.fakes:OOM`` for searches whose trials run in Ray workers.
+OOM = FakeBackend("fake_oom", {(Precision.FP32, "oom"): Behaviour(failure="oom")})
 
 
 class VirtualClock:

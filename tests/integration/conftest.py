@@ -7,8 +7,20 @@ from typing import Any
 
 import pytest
 
-from speedster_dist.runtime.ray._connect import LOOPBACK_ENV, _refresh_auth_config
+from speedster_dist.runtime.ray import LOOPBACK_ENV
 from speedster_dist.testing.registry import use_backends
+
+
+def _refresh_auth_config() -> None:
+    """Ray caches its auth mode at import and its token once read. The package sets both
+    before Ray is imported; these tests start and stop many Rays in one process, each with
+    its own token, so they refresh Ray's caches the way Ray itself does (private APIs, which
+    only tests use)."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+
+    _enable_token_auth()
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def loopback_only(patcher: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,9 @@ pytestmark = pytest.mark.integration
 TYPE_A, TYPE_B, TYPE_C, TYPE_D = "cpu-sim-a", "cpu-sim-b", "cpu-sim-c", "cpu-sim-d"
 UNLIMITED = Budget(math.inf, tune_knobs=True, label="test")
 # Long enough that trials overlap in time across nodes; short enough for a quick suite.
-MEASURE = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.4)
+MEASURE = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.4, load_check=False
+)
 
 
 class _TypedFake:

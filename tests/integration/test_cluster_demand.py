@@ -29,7 +29,9 @@ from .conftest import ray_cluster
 pytestmark = pytest.mark.integration
 
 TYPES = {"cpu-a": "cpu-sim-a", "cpu-b": "cpu-sim-b"}
-MEASURE = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.05)
+MEASURE = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.05, load_check=False
+)
 
 
 def _resource(group: str) -> str:

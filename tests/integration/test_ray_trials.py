@@ -3,11 +3,14 @@
 import contextlib
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +27,9 @@ from speedster_dist.testing.backend_contract import contract_payload
 from .conftest import free_port
 
 pytestmark = pytest.mark.integration
-FAST = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1)
+FAST = MeasureSettings(
+    warmup_calls=2, warmup_s=0, min_calls=10, min_duration_s=0.1, load_check=False
+)
 
 
 def _payload(ths=None):
@@ -115,9 +120,21 @@ def test_unreachable_address_fails_fast():
 
 
 @pytest.mark.slow  # a `ray start` head in its own process
-def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
+def test_auto_joins_a_ray_start_cluster_by_ray_address_or_by_its_record():
+    """`ray start --head` with a Ray temp folder and home of its own (it records its address
+    and may write a token there, never in this machine's /tmp/ray or ~/.ray): auto joins it
+    through RAY_ADDRESS, and through the address it recorded."""
     port = str(free_port())
-    env = {**os.environ, **LOOPBACK_ENV, "RAY_DISABLE_USAGE_STATS": "1"}
+    folder = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))  # socket paths stay short
+    (folder / "home").mkdir()
+    env = {
+        **os.environ,
+        **LOOPBACK_ENV,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HOME": str(folder / "home"),
+        "RAY_TMPDIR": str(folder / "ray"),
+    }
+    env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [
             sys.executable,
@@ -138,29 +155,34 @@ def test_auto_connect_uses_ray_address_of_a_running_cluster(tmp_path):
     )
     try:
         script = (
-            "import ray\n"
             "from speedster_dist.runtime.ray import connect\n"
             "how = connect('auto')\n"
+            "import ray\n"
             "print(how, ray.cluster_resources().get('marker_of_this_cluster'))\n"
         )
         _wait_for_port(int(port), head)  # then one client, not one per second of boot
-        out = ""
-        for _ in range(3):  # its control store may take a moment more than its port
-            proc = subprocess.run(
-                [sys.executable, "-c", script],
-                env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            out = proc.stdout
-            if proc.returncode == 0:
-                break
-            time.sleep(1)
-        assert out.strip().endswith("address 1.0"), out
+        record = folder / "ray" / "ray" / "ray_current_cluster"
+        outputs = []
+        for extra in ({"RAY_ADDRESS": f"127.0.0.1:{port}"}, {}):
+            out = ""
+            for _ in range(3):  # its control store may take a moment more than its port
+                proc = subprocess.run(
+                    [sys.executable, "-c", script],
+                    env={**env, **extra},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                out = proc.stdout + proc.stderr[-2000:]
+                if proc.returncode == 0:
+                    break
+                time.sleep(1)
+            outputs.append(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else out)
+        assert record.read_text().strip().endswith(f":{port}")
+        assert outputs == ["address 1.0", "existing 1.0"], outputs
     finally:
         _stop_group(head)
-        _forget_address(f"127.0.0.1:{port}")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_for_port(port, process, timeout_s=90.0):
@@ -172,15 +194,6 @@ def _wait_for_port(port, process, timeout_s=90.0):
             return
         time.sleep(0.2)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:g} s")
-
-
-def _forget_address(address):
-    """`ray start` records its address for `ray.init()`; killed, it leaves it behind."""
-    from ray._common.utils import reset_ray_address
-    from ray._private.utils import read_ray_address
-
-    if read_ray_address() == address:
-        reset_ray_address()
 
 
 def _stop_group(process):

@@ -30,7 +30,9 @@ SLOW_EAGER = FakeBackend("torch", {(Precision.FP32, ""): Behaviour(0.008)})
 NAMES = ("torch", "slow_a", "slow_b", "slow_c", "planted")
 MODULE = __name__
 HW = HardwareType("cpu-sim-avx512vnni-2c", DeviceKind.CPU, "simulated", frozenset({"avx2"}), 2)
-QUICK = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.0)
+QUICK = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.0, load_check=False
+)
 BUDGET_S = 5.0  # the baseline and one slow build fit; the baseline and three do not
 
 

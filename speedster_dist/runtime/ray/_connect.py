@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import secrets
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from speedster_dist.errors import ClusterConnectionError
+from speedster_dist.runtime.ray import _reaper
+from speedster_dist.runtime.ray._environment import (
+    LOOPBACK_ENV,
+    PRIVATE_ENV,
+    apply_before_ray,
+    client_settings,
+    private_settings,
+)
+from speedster_dist.runtime.ray._probe import (
+    check_address,
+    connect_timeout,
+    join_problem,
+    unreachable,
+)
 
 __all__ = [
     "LOOPBACK_ENV",
@@ -21,81 +33,7 @@ __all__ = [
     "package_runtime_env",
 ]
 
-_CHECK_TIMEOUT_S = 5.0
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, on an address nothing listens on."""
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    if not parsed.hostname or not parsed.port:
-        raise ClusterConnectionError(
-            f"cluster address {address!r} is not host:port (or ray://host:port); "
-            "use cluster='auto' to connect to a local cluster or start an embedded one"
-        )
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=_CHECK_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        raise ClusterConnectionError(
-            f"cannot reach the Ray cluster at {address}: {exc}. Is `ray start --head` running "
-            "there, and is the port open? Use cluster='auto' for an embedded local Ray."
-        ) from exc
-
-
-_AUTH_MODE_ENV = "RAY_AUTH_MODE"
-_AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
-# Ray binds to the machine's routable address even when told 127.0.0.1; with this switch off it
-# uses loopback, which keeps an embedded (single-machine) Ray private to this machine. Ray
-# reads it when ``ray`` is imported (and its processes when they start).
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# An embedded Ray reports nothing to Ray's usage statistics service.
-PRIVATE_ENV = {**LOOPBACK_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _token_available() -> bool:
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    return bool(os.environ.get(_AUTH_TOKEN_ENV)) or token_file.is_file()
-
-
-def _refresh_auth_config() -> None:
-    """Ray caches its config at import, and the token once read: refresh both the way Ray
-    itself does, so a token set in the environment now is the one this process sends."""
-    try:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-        _enable_token_auth()
-    except ImportError:  # older Ray without token authentication: the env vars are harmless
-        return
-    try:
-        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):  # a Ray without the token cache reads it each time
-        pass
-
-
-def _use_token_if_available() -> None:
-    """Clusters started by ``ray start`` use token authentication when a token exists; a
-    client must then say so itself, or the head refuses it with "InvalidAuthToken"."""
-    if _AUTH_MODE_ENV in os.environ or not _token_available():
-        return
-    os.environ[_AUTH_MODE_ENV] = "token"
-    _refresh_auth_config()
-
-
-def _private_environment() -> None:
-    """Before an embedded Ray starts: loopback only, token authentication always (with an
-    ephemeral token, never written to disk, when none exists), no usage statistics. Set in
-    this process's environment, so that Ray's own processes inherit it."""
-    os.environ.update(PRIVATE_ENV)
-    os.environ[_AUTH_MODE_ENV] = "token"
-    if not _token_available():
-        os.environ[_AUTH_TOKEN_ENV] = secrets.token_hex(32)
-    if "ray" in sys.modules:  # imported before: its module-level switches were read already
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        _refresh_auth_config()
+logger = logging.getLogger(__name__)
 
 
 def _init_kwargs(runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -117,14 +55,26 @@ def _connected() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None = None) -> str:
+def connect(
+    cluster: str | None = "auto",
+    runtime_env: Mapping[str, Any] | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> str:
     """Make sure this process is connected to Ray; return how ("existing", "address", "embedded").
 
-    ``"auto"`` (or None): an already initialised Ray is reused; else ``RAY_ADDRESS``; else a
-    cluster running on this machine (``ray start --head``); else an embedded local Ray is
-    started with every core of this machine. ``"local"``: always a private embedded Ray
-    (unless this process is connected already). Any other value is a cluster address
-    (``host:port`` or ``ray://host:port``) that must be reachable.
+    ``"auto"`` (or None): an already initialised Ray is reused; else the cluster named by
+    ``RAY_ADDRESS``, else the one ``ray start --head`` recorded on this machine (Ray's
+    ``ray_current_cluster`` file), if it can be joined within ``timeout_s``; else a private
+    embedded Ray is started with every core of this machine, and one log line says why. A
+    Ray process that was not started as a cluster (another program's ``ray.init``) is never
+    joined. ``"local"``: always a private embedded Ray (unless this process is connected
+    already). Any other value is a cluster address (``host:port`` or ``ray://host:port``):
+    one that cannot be joined within ``timeout_s`` raises :class:`ClusterConnectionError`.
+
+    ``timeout_s`` (seconds) defaults to ``SPEEDSTER_DIST_CONNECT_TIMEOUT``, else 30: the join
+    is tried first in a child process that is killed when the time is up, since Ray's own
+    ``ray.init`` retries for minutes and cannot be interrupted.
 
     An embedded Ray is private: every address on loopback, token authentication on, usage
     statistics off (decided before ``ray`` is imported, which reads the loopback switch).
@@ -135,9 +85,14 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     ``ray.init`` instead).
     """
     cluster = cluster or "auto"
-    if cluster not in ("auto", "local"):
-        _check_reachable(cluster)  # even when connected: a wrong address is the user's mistake
+    explicit = cluster not in ("auto", "local")
+    if explicit:
+        check_address(cluster)  # even when connected: a wrong address is the user's mistake
+    limit = connect_timeout(timeout_s)
     if _connected():
+        problem = unreachable(cluster, limit) if explicit else None
+        if problem:
+            raise ClusterConnectionError(_cannot_join(cluster, problem))
         if runtime_env:
             raise ValueError(
                 "Ray is already initialised in this process, so runtime_env cannot be applied; "
@@ -147,20 +102,79 @@ def connect(cluster: str | None = "auto", runtime_env: Mapping[str, Any] | None 
     kwargs = _init_kwargs(runtime_env)
     if cluster == "local":
         return _start_embedded(kwargs)
-    address = cluster if cluster != "auto" else os.environ.get("RAY_ADDRESS", "")
-    if address and address != "auto":
-        _check_reachable(address)
+    if explicit:
+        return _join_or_raise(cluster, kwargs, limit)
+    return _auto(kwargs, limit)
+
+
+def _cannot_join(address: str, problem: str) -> str:
+    return (
+        f"cannot join the Ray cluster at {address}: {problem}. Is `ray start --head` running "
+        "there, is the port open and is its token (RAY_AUTH_TOKEN, ~/.ray/auth_token) here? "
+        "Use cluster='auto' for an embedded local Ray."
+    )
+
+
+def _join_or_raise(address: str, kwargs: Mapping[str, Any], limit: float) -> str:
+    problem = _join_problem(address, limit)
+    if problem:
+        raise ClusterConnectionError(_cannot_join(address, problem))
+    try:
         return _join(address, kwargs, "address")
-    if _recorded_cluster_is_up():
+    except ConnectionError as exc:  # it went away since the child process joined it
+        raise ClusterConnectionError(_cannot_join(address, str(exc))) from exc
+
+
+def _join_problem(address: str, limit: float) -> str | None:
+    """Why ``address`` cannot be joined now (tried in a child process with the settings
+    this process will join with), or None; then those settings are this process's."""
+    settings = client_settings(address)
+    problem = join_problem(address, limit, {**os.environ, **settings})
+    if problem is None:
+        apply_before_ray(settings, f"to join the Ray cluster at {address}")
+    return problem
+
+
+def _auto_address() -> tuple[str, str]:
+    """The address ``auto`` may join and where it was found, or ("", "")."""
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    if from_env and from_env != "auto":
+        return from_env, "RAY_ADDRESS"
+    recorded = _recorded_address()
+    return (recorded, "recorded by `ray start`") if recorded else ("", "")
+
+
+def _auto(kwargs: Mapping[str, Any], limit: float) -> str:
+    address, source = _auto_address()
+    if not address:
+        logger.info(
+            "no Ray cluster recorded on this machine (`ray start`) and no RAY_ADDRESS: "
+            "starting a private embedded Ray"
+        )
+        return _start_embedded(kwargs)
+    problem = _join_problem(address, limit)
+    if problem is None:
         try:
-            return _join("auto", kwargs, "existing")
-        except ConnectionError:
-            pass
+            return _join(address, kwargs, "address" if source == "RAY_ADDRESS" else "existing")
+        except ConnectionError as exc:  # it went away since the child process joined it
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _shutdown()
+    logger.warning(
+        "not joining the Ray cluster at %s (%s): %s; starting a private embedded Ray instead",
+        address,
+        source,
+        problem,
+    )
     return _start_embedded(kwargs)
 
 
+def _shutdown() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        ray.shutdown()
+
+
 def _join(address: str, kwargs: Mapping[str, Any], how: str) -> str:
-    _use_token_if_available()
     import ray
 
     ray.init(address=address, **kwargs)
@@ -170,10 +184,11 @@ def _join(address: str, kwargs: Mapping[str, Any], how: str) -> str:
 def _start_embedded(kwargs: Mapping[str, Any]) -> str:
     """A new, private Ray on this machine, even when a (possibly stale) cluster address is
     recorded on disk."""
-    _private_environment()
+    apply_before_ray(private_settings(), "to keep an embedded Ray private")
     import ray
 
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    _reaper.start(os.getpid())  # its helpers end with this process, even one killed -9
     return "embedded"
 
 
@@ -185,24 +200,6 @@ def _recorded_address() -> str:
         return (Path(temp) / "ray" / "ray_current_cluster").read_text().strip()
     except OSError:
         return ""
-
-
-def _recorded_cluster_is_up() -> bool:
-    """Whether the cluster ``ray start`` recorded on this machine still answers.
-
-    A cluster killed without ``ray stop`` leaves its address behind; Ray would then try it
-    (through the machine's routable address) for many seconds before giving up. A recorded
-    address that nothing listens on is skipped at once. With nothing recorded, Ray's own
-    detection of a running cluster decides.
-    """
-    recorded = _recorded_address()
-    if not recorded:
-        return True
-    try:
-        _check_reachable(recorded)
-    except ClusterConnectionError:
-        return False
-    return True
 
 
 # Environment variables a worker needs to see the same backends as the driver.

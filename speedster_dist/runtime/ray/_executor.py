@@ -105,7 +105,8 @@ class RayExecutor(Executor):
         # when the GPU is asked for in the decorator): no CUDA context, memory pool or device
         # choice of an earlier trial sticks to the next one.
         self._gpu_trial_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(started_trial_task)
-        self._confirm_fn: Any = ray_api.remote(confirm_task)
+        # A confirmation starts in a fresh worker too, and each contender in a fresh process.
+        self._confirm_fn: Any = ray_api.remote(max_calls=1)(confirm_task)
         self._gpu_confirm_fn: Any = ray_api.remote(num_gpus=1, max_calls=1)(confirm_task)
         self._export = SharedExportJob(ray_api, affinity, self._task_options, trial_timeout_s)
         self._payload_ref: Any = None
@@ -256,7 +257,7 @@ class RayExecutor(Executor):
         try:
             result: TrialResult = self._ray.get(ref)
         except Exception as exc:  # worker crash, OOM kill, node death, cancellation
-            return self._crashed(running, exc)
+            return self._crashed(running, self._left_reason(ref) or exc)
         if item.retry_note:
             result = replace(result, extra=(*result.extra, ("retried_after", item.retry_note)))
         if not result.ok:
@@ -288,8 +289,20 @@ class RayExecutor(Executor):
             return self.membership.is_dead(node_id)
         return False
 
-    def _crashed(self, running: Running, exc: Exception) -> TrialOutcome | None:
+    def _left_reason(self, ref: Any) -> str | None:
+        """What the trial said before it ended its worker (out of memory), if anything."""
+        reason = getattr(self._marks, "reason", None)
+        try:
+            return reason(self._marks.key(ref)) if reason is not None else None
+        except Exception:  # the clock is unreachable: the crash speaks for itself
+            return None
+
+    def _crashed(self, running: Running, exc: Exception | str) -> TrialOutcome | None:
         item = running.queued
+        if isinstance(exc, str):  # the worker ended on purpose, and said why
+            return TrialOutcome(
+                failed_result(item.candidate, exc, running.node_id, item.is_baseline)
+            )
         reason = f"{type(exc).__name__}: {str(exc).strip()[-1500:]}"
         if not self._is_node_loss(exc, running.node_id):
             return TrialOutcome(
@@ -379,9 +392,10 @@ class RayExecutor(Executor):
     def confirm(
         self, hardware: HardwareType, contenders: Sequence[tuple[Candidate, bool]], rounds: int
     ) -> Confirmation:
-        """Re-time ``contenders`` side by side in one task on a free node of ``hardware``,
-        reserved as a trial reserves it (after the search: every node is free again); a
-        crash, a lost node or the trial timeout is the Confirmation's ``reason``."""
+        """Re-time ``contenders`` side by side from one task (a fresh worker, which starts a
+        fresh process per contender) on a free node of ``hardware``, reserved as a trial
+        reserves it (after the search: every node is free again); a crash, a lost node or
+        the trial timeout is the Confirmation's ``reason``."""
         key = hardware.key
         self.membership.refresh()
         node_id = self._pool.free_node(key)

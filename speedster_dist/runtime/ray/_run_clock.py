@@ -1,40 +1,71 @@
 """When a trial task starts *running*, as opposed to when it was submitted.
 
 A task pinned to a node waits there while another driver's trial (a concurrent sweep job)
-holds the node's CPUs; that wait must not count against ``trial_timeout``. The task marks
-its start in Ray's internal key-value store under its own task id (:func:`mark_started`);
-the executor lists the marks between polls (:class:`StartMarks`) and starts the trial's
+holds the node's CPUs; that wait must not count against ``trial_timeout``. The task reports
+its start, under its own task id, to a small actor of this driver's job (:func:`mark_started`;
+the actor holds no CPU and is found by name, so the task's arguments stay as they are); the
+executor asks it for the marks between polls (:class:`StartMarks`) and starts the trial's
 clock when its mark appears. Ray runs every trial as :func:`started_trial_task`.
+
+A trial that ran out of memory ends its worker process, as a crash would: its memory (and a
+lowered limit, a fragmented heap) must not stay with the next trial. The task leaves its
+reason with the same actor first; the executor finds it there when the task's result
+reports the dead worker (:meth:`StartMarks.reason`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
 from speedster_dist.records import SavedCandidate, TrialResult
 from speedster_dist.runtime._task import trial_task
+from speedster_dist.runtime._trial import OUT_OF_MEMORY
 
 __all__ = ["StartMarks", "mark_started", "started_trial_task"]
 
-_NAMESPACE = "speedster-dist"
-_PREFIX = "started:"
+# One per driver job: named actors live in the job's namespace, which its tasks share.
+_CLOCK_NAME = "speedster-dist-run-clock"
+_ASK_TIMEOUT_S = 10.0
+_ENDED_EXIT_CODE = 75  # a worker ended on purpose after its trial ran out of memory
+
+
+class _Clock:
+    """The actor: task id -> when the task said it started."""
+
+    def __init__(self) -> None:
+        self._marks: dict[str, float] = {}
+        self._reasons: dict[str, str] = {}
+
+    def mark(self, key: str, at: float) -> None:
+        self._marks[key] = at
+
+    def started(self) -> list[str]:
+        return list(self._marks)
+
+    def leave_reason(self, key: str, reason: str) -> None:
+        self._reasons[key] = reason
+
+    def reason(self, key: str) -> str | None:
+        return self._reasons.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        self._marks.pop(key, None)
 
 
 def mark_started() -> None:
-    """In a Ray task: record that it runs now (never fails the task: without a mark the
+    """In a Ray task: report that it runs now (never fails the task: without a mark the
     executor counts from submission, as it would anyway)."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
     try:
-        from ray.experimental.internal_kv import _internal_kv_put
-
         task_id = ray.get_runtime_context().get_task_id()
         if task_id:  # None in a driver (in-process trials)
-            _internal_kv_put(_PREFIX + task_id, str(time.time()), namespace=_NAMESPACE)
-    except Exception:  # an older Ray without these internals: the timeout is from submission
+            ray.get_actor(_CLOCK_NAME).mark.remote(task_id, time.time())
+    except Exception:  # no clock to report to: the timeout runs from submission
         return
 
 
@@ -43,25 +74,63 @@ def started_trial_task(*args: Any, **kwargs: Any) -> tuple[TrialResult, SavedCan
     marked first, so that the executor's ``trial_timeout`` runs from now, not from when it
     was submitted."""
     mark_started()
-    return trial_task(*args, **kwargs)
+    result, saved = trial_task(*args, **kwargs)
+    if result.reason.startswith(OUT_OF_MEMORY):
+        _end_worker(result.reason)
+    return result, saved
+
+
+def _end_worker(reason: str) -> None:
+    """Leave ``reason`` with the clock, then end this worker process at once (it never
+    takes another task); without a clock to tell, the worker lives and returns the result."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    try:
+        task_id = ray.get_runtime_context().get_task_id()
+        clock = ray.get_actor(_CLOCK_NAME)
+        ended = f"{reason} (its worker process {os.getpid()} was ended)"
+        ray.get(clock.leave_reason.remote(task_id, ended), timeout=_ASK_TIMEOUT_S)
+    except Exception:  # no clock, or it did not answer: the reason comes back as a result
+        return
+    os._exit(_ENDED_EXIT_CODE)
 
 
 class StartMarks:
-    """The driver's side: which submitted trial tasks have started."""
+    """The driver's side: which submitted trial tasks have started. Created by a
+    :class:`~speedster_dist.runtime.ray.RayExecutor` on a connected Ray; every executor of
+    the job shares one clock actor (it ends with the job)."""
+
+    def __init__(self) -> None:
+        import ray
+
+        options: dict[str, Any] = {"name": _CLOCK_NAME, "get_if_exists": True}
+        try:  # beside the driver, not on a worker node that may leave mid-search
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
+        except Exception:  # a Ray Client driver is on no node: anywhere will do
+            pass
+        clock = ray.remote(num_cpus=0)(_Clock)
+        self._clock: Any = clock.options(**options).remote()
 
     def key(self, ref: Any) -> str:
         return str(ref.task_id().hex())
 
     def started(self) -> set[str]:
-        from ray.experimental.internal_kv import _internal_kv_list
+        import ray
 
-        keys = _internal_kv_list(_PREFIX, namespace=_NAMESPACE)
-        return {k.decode()[len(_PREFIX) :] for k in keys}
+        return set(ray.get(self._clock.started.remote(), timeout=_ASK_TIMEOUT_S))
+
+    def reason(self, key: str) -> str | None:
+        """The reason a task left before ending its worker (its result is then a crash)."""
+        import ray
+
+        return ray.get(self._clock.reason.remote(key), timeout=_ASK_TIMEOUT_S)
 
     def forget(self, key: str) -> None:
-        from ray.experimental.internal_kv import _internal_kv_del
-
         try:
-            _internal_kv_del(_PREFIX + key, namespace=_NAMESPACE)
+            self._clock.forget.remote(key)
         except Exception:  # the cluster is gone: nothing to clean
             return

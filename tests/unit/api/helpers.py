@@ -13,10 +13,15 @@ from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Precision, TrialResult, TrialStatus
 from speedster_dist.runtime import InlineExecutor
 
-TINY = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=3, min_duration_s=0.0)
+# load_check=False: this shared test machine is always busy (the check has its own tests).
+TINY = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=3, min_duration_s=0.0, load_check=False
+)
 # The fake-backend tests compare latencies of a few ms: a median over 7 calls is robust to the
 # odd slow first call.
-STEADY = MeasureSettings(warmup_calls=2, warmup_s=0, min_calls=7, min_duration_s=0.0)
+STEADY = MeasureSettings(
+    warmup_calls=2, warmup_s=0, min_calls=7, min_duration_s=0.0, load_check=False
+)
 # Backends that are slow to build (seconds) on 2 cores: most tests leave them out.
 SLOW_BACKENDS = ["onnxruntime", "openvino", "torch_compile"]
 TEXTS = [

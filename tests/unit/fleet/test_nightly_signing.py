@@ -115,6 +115,21 @@ def test_a_verified_learner_gains_winners_and_stays_signed_with_its_kit(learner,
     assert load_model(learner, hardware_key=LOCAL.key, verify_key=KEY, trust_code=True)
 
 
+def test_the_night_confirms_the_winners_of_a_new_hardware_type(learner, tmp_path, monkeypatch):
+    import speedster_dist.runtime._confirm as confirm_module
+    from speedster_dist.results import read_history
+
+    # This shared test machine is always busy: the load check has its own tests.
+    monkeypatch.setattr(confirm_module, "overloaded", lambda *args: "")
+    settings = _settings(tmp_path, signing_key=KEY)
+    assert rebench_learner("tiny", learner, InlineExecutor, settings).added == [LOCAL.key]
+    rows = read_history(tmp_path / "history").to_pylist()
+    confirmed = [r for r in rows if r["role"] == "confirmed"]
+    # The baseline and the winner re-timed side by side, for the new type only.
+    assert len(confirmed) >= 2 and {r["hardware_type"] for r in confirmed} == {LOCAL.key}
+    assert any(r["is_baseline"] for r in confirmed)
+
+
 @pytest.mark.parametrize("by", ["settings", "variable"])
 def test_a_tampered_learner_is_refused_never_re_signed(learner, tmp_path, monkeypatch, by):
     _tamper_consistently(learner)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from speedster_dist.measure import LOAD_KEYS, LoadWatch, MeasureSettings
+from speedster_dist.measure import LOAD_KEYS, LoadWatch, MeasureSettings, overloaded
 from speedster_dist.records import Candidate
 from speedster_dist.runtime import run_trial
 from speedster_dist.testing.backend_contract import contract_payload
@@ -47,3 +47,19 @@ def test_every_timed_trial_records_the_load_it_saw(fakes):
     extra = dict(result.extra)
     assert result.ok and {"loadavg_before", "loadavg_after"} <= set(extra)
     assert all(0 <= extra[k] <= 1 for k in ("steal_share", "others_cpu_share") if k in extra)
+
+
+def test_a_load_that_does_not_fit_in_the_free_cores_is_overloaded():
+    # 8 cores, the measurement used 2: others may take 6 (and a tick's slack), not more.
+    assert overloaded({"others_cpu_share": 0.75, "steal_share": 0.0}, 2, 8) == ""
+    why = overloaded({"others_cpu_share": 0.75, "steal_share": 0.125}, 2, 8)
+    assert why == "other work kept 7.0 of 8 cores busy while the measurement used 2"
+    # Using every core, any real share of other work is too much.
+    assert overloaded({"others_cpu_share": 0.05}, 8, 8) == ""
+    assert overloaded({"others_cpu_share": 0.3}, 8, 8) != ""
+    # Without /proc/stat: the load average against the machine's cores.
+    assert overloaded({"loadavg_after": 8.5}, 8, 8) == ""
+    assert "load average 12.0 above the machine's 8 cores" in overloaded(
+        {"loadavg_after": 12.0}, 8, 8
+    )
+    assert overloaded({}, 8, 8) == ""  # nothing measured: nothing to say

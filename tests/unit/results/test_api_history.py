@@ -15,7 +15,9 @@ from speedster_dist.testing.models import tiny_mlp
 
 from .page import cells
 
-FAST = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.0)
+FAST = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0.0, load_check=False
+)
 ONLY_FAKES = ["torchscript", "torch_compile", "onnxruntime", "openvino", "tensorrt", "fake_deadly"]
 
 

@@ -5,6 +5,7 @@ Ray executor's stand-in); the confirmed fastest wins; a failed confirmation lose
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -50,18 +51,21 @@ def test_round_settings_share_one_trial_measurement():
 
 def test_contenders_are_timed_in_alternating_order(fakes, payload, monkeypatch):
     seen: list[Any] = []
-    real = confirm_module._caller
+    real = confirm_module._time_round
 
-    def spy(compiled, sample):
-        seen.append(compiled)
-        return real(compiled, sample)
+    def spy(worker, settings):
+        seen.append(worker.pid)
+        return real(worker, settings)
 
-    monkeypatch.setattr(confirm_module, "_caller", spy)
+    monkeypatch.setattr(confirm_module, "_time_round", spy)
     contenders = ((FP32, True), (FP16, False), (SLOW_FP16, False))
     got = confirm_task(payload, None, FAKE_HW, "node-1", contenders, 3)
-    assert got.ok and got.rounds == 3 and got.node_id == "node-1"
-    ids = {id(c): i for i, c in enumerate(dict.fromkeys(seen))}
-    assert [ids[id(c)] for c in seen] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
+    assert got.ok and got.rounds == 3 and got.node_id == "node-1" and got.repeated == 0
+    ids = {pid: i for i, pid in enumerate(dict.fromkeys(seen))}
+    assert [ids[pid] for pid in seen] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
+    # Each contender was built and timed in a fresh process of its own, not in this one.
+    pids = [e.pid for e in got.entries]
+    assert len(set(pids)) == 3 and os.getpid() not in pids and set(pids) == set(seen)
     assert [len(e.round_p50s) for e in got.entries] == [3, 3, 3]
     fp32, fp16, slow = (got.of(c) for c, _ in contenders)
     assert fp32 is not None and fp16 is not None and slow is not None
@@ -202,6 +206,7 @@ def test_the_ray_executor_confirms_in_one_task_on_a_node_of_the_type(fakes, payl
     assert got.ok and got.node_id == "a1"
     (task,) = [t for t in ray.tasks if t.fn is confirm_task]
     assert task.node_id == "a1" and task.options["name"] == f"confirm:{A}"
+    assert task.options["decorator"] == {"max_calls": 1}  # a fresh Ray worker for it too
     assert executor._pool.free_node(A) == "a1"  # released afterwards
 
 

@@ -29,7 +29,9 @@ from .conftest import FAKE_HW, fake_probe
 
 UNLIMITED = Budget(math.inf, tune_knobs=True, label="test")
 # Long enough that a 16 ms config is provably slow after 8 calls, short enough for a unit test.
-TIMING = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=16, min_duration_s=0.1)
+TIMING = MeasureSettings(
+    warmup_calls=1, warmup_s=0, min_calls=16, min_duration_s=0.1, load_check=False
+)
 BEST = "fake fp16 slowdown=1"
 
 

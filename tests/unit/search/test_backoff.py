@@ -121,10 +121,27 @@ def test_a_rejected_int8_is_tried_again_with_more_float_layers_until_it_passes(m
 
 
 @pytest.mark.parametrize("make", [ExhaustiveSearcher, OptunaSearcher])
-def test_the_back_off_stops_when_a_step_hardly_helps(make):
-    results = drive(make(space()), stuck)
-    # 0.031 closed 1/22 of the distance to 0.01 after the first step: no third build.
-    assert int8_steps(results) == [(1, "rejected"), (2, "rejected")]
+def test_a_step_that_hardly_helps_is_followed_by_one_jump_to_the_top(make):
+    searcher = make(space())
+    results = drive(searcher, stuck)
+    # 0.031 closed 1/22 of the distance to 0.01 after the first step: not every step in
+    # between (4), one last build with the most layers in float (8), then no more.
+    assert int8_steps(results) == [(1, "rejected"), (2, "rejected"), (8, "rejected")]
+    second, top = [r.candidate for r in results if r.candidate.precision is Precision.INT8][1:]
+    assert searcher.backoff_reason(second) == (
+        f"{_int8(results, 1).label} dropped 0.031 (accepted 0.01): more layers in higher precision"
+    )
+    assert searcher.backoff_reason(top).startswith("the last step: ")
+    assert "hardly helped" in searcher.backoff_reason(top)
+    assert searcher.backoff_reason(_int8(results, 1)) == ""  # the first was no back-off step
+
+
+def _int8(results: list[TrialResult], layers: int) -> Candidate:
+    return next(
+        r.candidate
+        for r in results
+        if r.candidate.precision is Precision.INT8 and r.candidate.knob_dict["fp_layers"] == layers
+    )
 
 
 def test_a_step_that_closes_a_quarter_of_the_distance_goes_on():
@@ -135,7 +152,10 @@ def test_a_step_that_closes_a_quarter_of_the_distance_goes_on():
     enough = 0.05 - MIN_PROGRESS * (0.05 - 0.01)  # exactly a quarter of 0.04
     third = backoff.after(TrialResult(second, TrialStatus.REJECTED, "r", metric_drop=enough))
     assert third is not None and third.knob_dict["fp_layers"] == 4
-    assert backoff.after(TrialResult(third, TrialStatus.REJECTED, "r", metric_drop=enough)) is None
+    # The same drop again: no progress, so the ladder's top (8) once, and nothing after it.
+    top = backoff.after(TrialResult(third, TrialStatus.REJECTED, "r", metric_drop=enough))
+    assert top is not None and top.knob_dict["fp_layers"] == 8
+    assert backoff.after(TrialResult(top, TrialStatus.REJECTED, "r", metric_drop=enough)) is None
 
 
 def test_only_a_rejection_backs_off_and_never_past_the_last_step():
@@ -189,7 +209,10 @@ def test_optimize_model_backs_off_an_int8_candidate_until_it_passes(float_layers
         metric_drop_ths=0.05,
         ignore_compilers=["onnxruntime", "openvino", "torch_compile", "torchscript", "tensorrt"],
         executor=InlineExecutor(),
-        measure_settings=MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0),
+        # load_check off: on this shared machine the timed trials would carry the load note.
+        measure_settings=MeasureSettings(
+            warmup_calls=1, warmup_s=0, min_calls=5, min_duration_s=0, load_check=False
+        ),
         device="cpu",
         progress=False,
     )
@@ -206,3 +229,12 @@ def test_optimize_model_backs_off_an_int8_candidate_until_it_passes(float_layers
         assert r.metric_drop == pytest.approx(error / (1 + error), rel=1e-3)
         # The build's note reaches every int8 result through the trial runner, rejected too.
         assert r.notes == (FLOAT_LAYERS.NOTE,)
+    # Each retry records why it was tried (the candidate before it and its drop).
+    reasons = [dict(r.extra).get("backoff_after", "") for r in int8]
+    assert reasons[0] == ""
+    for before, why in zip(int8, reasons[1:], strict=False):
+        assert why == (
+            f"{before.candidate.label} dropped {before.metric_drop:.4g} (accepted 0.05): "
+            "more layers in higher precision"
+        )
+    assert "3 candidate(s) rejected for their metric drop were retried" in learner.summary

@@ -79,7 +79,8 @@ def _search(
     # machine (the trial's note), no ratio is quoted from it.
     noisy = OVERLOADED_NOTE in base.notes
     quoted = base.latency is not None and not noisy
-    search_speedup = base.latency.p50 / entry.metrics["latency_p50_s"] if quoted else None
+    latency = base.latency if quoted else None
+    search_speedup = latency.p50 / entry.metrics["latency_p50_s"] if latency else None
     run = {
         "name": name,
         "optimization_time": budget,

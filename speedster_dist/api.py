@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from speedster_dist.errors import InputError
+from speedster_dist.generation import generation_options, generation_task, prepare_generation
 from speedster_dist.hub import open_model
 from speedster_dist.learner import HardwareKeyedLearner
 from speedster_dist.learner_builder import learner_from_outcome
@@ -106,6 +107,14 @@ def optimize_model(
     recorded as infeasible, never chosen; each winner's operating point is the learner's
     (``operating_point()``, ``run_many``; docs/throughput.md).
 
+    ``task`` (``"text-generation"``, ``"text2text-generation"``, ``"forward"``; default: a
+    model that can ``generate()`` and is not an encoder-decoder is optimized for generation,
+    anything else for its forward pass) and ``max_new_tokens`` (default 32): a generation
+    search times whole greedy ``generate()`` calls of that many tokens (the fastest has the
+    most tokens a second), judges candidates by greedy agreement with the original's tokens
+    and the prefill logits' cosine, and its learner gains ``generate()``
+    (docs/generation.md).
+
     Returns a learner called exactly like ``model``; ``.save(path)`` writes it to disk.
     """
     if config_file is not None:
@@ -123,8 +132,15 @@ def optimize_model(
     model = eval_model(model)  # the caller's module keeps its training flags
     if metric is None and is_sentence_transformer(model):  # embeddings: compared by angle
         options = replace(options, metric=resolve_metric("cosine"))
+    task = generation_task(model, options.task)
+    if task:  # generate(): judged by greedy agreement (and the prefill's cosine)
+        options = generation_options(options)
     name = _model_name(options, model)
-    prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
+    if task:
+        assert isinstance(model, torch.nn.Module)  # generation_task() said it generates
+        prepared = prepare_generation(model, input_data, options, task, tokenizer, tokenizer_args)
+    else:
+        prepared = prepare(model, input_data, options, dynamic_info, tokenizer, tokenizer_args)
     logger.info(
         "optimizing %s: metric %s, accepted drop %s, budget %s",
         name,
@@ -155,7 +171,9 @@ def optimize_model(
     logger.info(
         "search over: %d trials, winners on %s", len(outcome.results), list(outcome.winners)
     )
-    learner = learner_from_outcome(outcome, prepared.io, lambda: onnx_portable(payload))
+    # Generation: the baseline's files (safetensors) are the portable fallback.
+    portable = None if task else lambda: onnx_portable(payload)
+    learner = learner_from_outcome(outcome, prepared.io, portable)
     learner.encoder = prepared.encoder
     learner.about = {  # for the model card
         "model": name,
@@ -163,6 +181,8 @@ def optimize_model(
         "metric_drop_ths": options.metric_drop_ths,
         "batch_size": prepared.batch,
     }
+    if task:
+        learner.about.update(task=task, max_new_tokens=options.max_new_tokens)
     summary = (
         outcome,
         prepared.batch,

@@ -101,6 +101,18 @@ class InferenceLearner:
                 outputs = self.compiled(*flat)
         return self.io.output.rebuild(outputs, self.io.output_class)
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Token ids as the model's ``generate()`` returns them (see
+        :meth:`HardwareKeyedLearner.generate`)."""
+        generate = getattr(self.compiled, "generate", None)
+        if generate is None:
+            raise TypeError(
+                "generate() needs a learner optimized for generation (optimize_model(..., "
+                "task='text-generation' or 'text2text-generation')); call this one like the model"
+            )
+        with self._lock:
+            return generate(*args, **kwargs)
+
     def run_many(self, requests: Sequence[Any]) -> list[Any]:
         """The outputs of each request, in order, as :meth:`__call__` returns them; served
         at the operating point: ``batch_size`` requests per call (consecutive requests of
@@ -253,6 +265,16 @@ class HardwareKeyedLearner:
             convert_to_numpy=convert_to_numpy,
             convert_to_tensor=convert_to_tensor,
         )
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate with this machine's winner: ``generate(input_ids=..., attention_mask=...,
+        max_new_tokens=32, do_sample=False, ...)`` (a tokenizer's dict as ``**inputs``)
+        returns a tensor of token ids as Hugging Face ``generate()`` does (prompt first for a
+        decoder-only model; the decoder's tokens, start token first, for an encoder-decoder).
+        Greedy by default; ``do_sample=True`` with ``temperature``, ``top_k``, ``top_p`` and a
+        seeded ``generator``. A learner made for generation only (TypeError otherwise);
+        calling it (``learner(**inputs)``) returns the prompt's next-token logits."""
+        return self.for_hardware().generate(*args, **kwargs)
 
     def operating_point(self, hardware_key: str | None = None) -> dict[str, Any]:
         """The operating point the winner for ``hardware_key`` (default: the one this

@@ -15,7 +15,13 @@ from speedster_dist.present import format_trials
 from speedster_dist.records import SavedCandidate, SearchOutcome, TrialResult
 from speedster_dist.serving import Objective
 
-__all__ = ["data_only_entries", "learner_from_outcome", "operating_point", "winner_entries"]
+__all__ = [
+    "data_only_entries",
+    "generation_metrics",
+    "learner_from_outcome",
+    "operating_point",
+    "winner_entries",
+]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -64,6 +70,24 @@ def operating_point(result: TrialResult, objective: Objective) -> dict[str, Any]
     return point
 
 
+def generation_metrics(result: TrialResult, base: TrialResult | None) -> dict[str, Any]:
+    """A generation winner's figures for the manifest (and its baseline's tokens/s)."""
+    stats = result.generation
+    assert stats is not None
+    theirs = base.generation if base is not None else None
+    return {
+        "max_new_tokens": stats.new_tokens,
+        "tokens_per_s": stats.tokens_per_s,
+        "ttft_p50_s": stats.ttft_p50_s,
+        "tpot_p50_s": stats.tpot_p50_s,
+        "tpot_p99_s": stats.tpot_p99_s,
+        "agreement": stats.agreement,
+        "prefill_cosine": stats.cosine,
+        "kv_cache_mb": stats.kv_cache_mb,
+        "baseline_tokens_per_s": theirs.tokens_per_s if theirs is not None else None,
+    }
+
+
 def winner_entries(outcome: SearchOutcome) -> dict[str, WinnerEntry]:
     """One entry per hardware type with a winner: what it is, what it measured, its files."""
     return {
@@ -107,6 +131,8 @@ def _entry(
             confirmed_speedup_high=speedup[2],
             confirm_rounds=confirmation.rounds,
         )
+    if result.generation is not None:  # tokens/s, TTFT, TPOT, agreement (generation)
+        metrics.update(generation_metrics(result, base))
     if key in outcome.node_groups:  # prices may be given per node group
         metrics["node_group"] = outcome.node_groups[key]
     c = result.candidate

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import speedster_dist.serving as _serving
 from speedster_dist.serving import FrontierPoint, LoadPoint, MemoryUsage, Objective, ThroughputStats
 
 __all__ = [
@@ -49,6 +50,7 @@ class Precision(str, Enum):
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    INT4 = "int4"  # weight-only (generation backends: MatMulNBits, NNCF), activations in float
 
     @property
     def is_reduced(self) -> bool:
@@ -321,6 +323,9 @@ class TrialResult:
     notes: tuple[str, ...] = ()
     throughput: ThroughputStats | None = None  # a load point's measurement
     memory: MemoryUsage | None = None
+    generation: _serving.GenerationStats | None = (
+        None  # a generation trial's tokens/s, TTFT, TPOT...
+    )
 
     def __post_init__(self) -> None:
         measured = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)

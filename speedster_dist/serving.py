@@ -22,6 +22,7 @@ __all__ = [
     "OBJECTIVES",
     "Done",
     "FrontierPoint",
+    "GenerationStats",
     "LoadPoint",
     "MemoryUsage",
     "Objective",
@@ -357,6 +358,31 @@ class Objective:
             "latency_percentile": self.percentile,
             "max_memory_mb": self.max_memory_mb,
         }
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What a generation trial measured at batch 1 on a held-out prompt (seconds, MB):
+    time to first token (the prefill), time per output token after it, tokens a second over
+    whole ``generate()`` calls; the greedy ``agreement`` with the original's tokens and the
+    prefill logits' ``cosine`` (held-out samples); weight and KV-cache memory."""
+
+    new_tokens: int
+    ttft_p50_s: float
+    tpot_p50_s: float
+    tpot_p99_s: float
+    tokens_per_s: float
+    agreement: float
+    cosine: float
+    weight_mb: float = 0.0
+    kv_cache_mb: float = 0.0
+
+    def __post_init__(self) -> None:
+        _whole("new_tokens", self.new_tokens)
+        for name in ("ttft_p50_s", "tpot_p50_s", "tpot_p99_s", "tokens_per_s"):
+            _finite(name, getattr(self, name))
+        for name in ("weight_mb", "kv_cache_mb"):
+            _finite(name, getattr(self, name))
 
 
 @dataclass(frozen=True)

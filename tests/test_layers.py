@@ -49,7 +49,10 @@ ALLOWED: dict[str, set[str]] = {
     "options": {"backends", "measure", "results", "search"},  # history: lazily
     "prepare": {"artifacts", "backends", "measure", "options", "runtime", "sentence"},
     "learner_builder": {"artifacts", "learner", "present"},
+    # Generative models: the task, the prompts, the generation payload (docs/generation.md).
+    "generation": {"artifacts", "backends", "measure", "options", "prepare", "runtime"},
     "api": {
+        "generation",
         "hub",
         "learner",
         "learner_builder",
@@ -63,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "fleet": {
         "api",
+        "generation",
         "artifacts",
         "backends",
         "hub",

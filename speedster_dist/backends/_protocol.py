@@ -58,9 +58,16 @@ class SourceModel:
     # sample varies along it and the user did not ask for it): a backend that runs faster
     # with fixed shapes may then build for the example's shape (and say so).
     dynamic_by_default: bool = False
+    # Generation (docs/generation.md): "text-generation" or "text2text-generation", with
+    # ``module`` the Hugging Face model itself and every trial timing ``generate()`` of
+    # ``max_new_tokens`` tokens; "" for a forward pass. Its source format is "generate".
+    task: str = ""
+    max_new_tokens: int = 0
 
     @property
     def source_format(self) -> str:
+        if self.task:
+            return "generate"
         return "onnx" if self.module is None else "torch"
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "BASELINE_BACKEND",
     "ENTRY_POINT_GROUP",
     "EXTRA_BACKENDS_ENV",
+    "GENERATION_BASELINE",
     "SPEEDSTER_ALIASES",
     "UnknownBackendError",
     "backend_names",
@@ -42,7 +43,12 @@ _BUILTIN: dict[str, str] = {
     "onnxruntime": "speedster_dist.backends.onnxruntime:BACKEND",
     "openvino": "speedster_dist.backends.openvino:BACKEND",
     "tensorrt": "speedster_dist.backends.tensorrt:BACKEND",
+    # Generation (a model's generate(), its KV cache): sources "generate" only.
+    "generate_torch": "speedster_dist.backends.generate.backends:TORCH",
+    "generate_onnxruntime": "speedster_dist.backends.generate.backends:ORT",
+    "generate_openvino": "speedster_dist.backends.generate.backends:OV",
 }
+GENERATION_BASELINE = "generate_torch"
 
 ENTRY_POINT_GROUP = "speedster_dist.backends"
 EXTRA_BACKENDS_ENV = "SPEEDSTER_DIST_BACKENDS"

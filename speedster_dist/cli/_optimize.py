@@ -47,7 +47,40 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-compressors", default="", help="comma-separated techniques")
     parser.add_argument("--trial-timeout", type=float, default=900.0, help="seconds per trial")
     add_objective_options(parser)
+    add_generation_options(parser)
     add_fleet_options(parser)
+
+
+# The transformers Auto class a generation task loads when --model-class is left as it is.
+_TASK_CLASSES = {
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+}
+
+
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """Generation (docs/generation.md): ``generate()`` timed with its KV cache."""
+    parser.add_argument(
+        "--task",
+        choices=["text-generation", "text2text-generation", "forward"],
+        help="text-generation / text2text-generation: optimize generate() (the model loads "
+        "as AutoModelForCausalLM / AutoModelForSeq2SeqLM unless --model-class says "
+        "otherwise); forward: one forward pass (default: decided by the model)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=32,
+        help="tokens each timed generation produces (default 32)",
+    )
+
+
+def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The JobSpec fields the generation options give (and the model class they imply)."""
+    settings: dict[str, Any] = {"task": args.task or "", "max_new_tokens": args.max_new_tokens}
+    if args.task in _TASK_CLASSES and args.model_class == "AutoModel":
+        settings["model_class"] = _TASK_CLASSES[args.task]
+    return settings
 
 
 def add_objective_options(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +171,6 @@ def run(args: argparse.Namespace) -> int:
         model=Path(args.model),
         inputs=args.inputs,
         tokenizer=args.tokenizer,
-        model_class=args.model_class,
         max_length=args.max_length,
         batch_size=args.batch_size,
         metric_drop_ths=args.metric_drop_ths,
@@ -152,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         kit=not args.no_kit,
         **fleet_settings(args),
         **objective_settings(args),
+        **{"model_class": args.model_class, **generation_settings(args)},
     )
     # Fail on a bad setting or path before Ray starts (and before anything is downloaded).
     spec.validate(args.history)

@@ -55,6 +55,9 @@ class JobSpec:
     latency_budget_ms: float | None = None
     latency_percentile: float = 99.0
     max_memory_mb: float | None = None
+    # Generation (docs/generation.md): "" decides from the model; "forward" never generates.
+    task: str = ""
+    max_new_tokens: int = 32
 
     @property
     def kit_path(self) -> Path | None:
@@ -72,7 +75,12 @@ class JobSpec:
             "ignore_compressors": list(self.ignore_compressors),
             "trial_timeout": self.trial_timeout,
             **self.serving(),
+            **self.generation(),
         }
+
+    def generation(self) -> dict[str, Any]:
+        """The generation task and length, as ``optimize_model``'s keywords."""
+        return {"task": self.task or None, "max_new_tokens": self.max_new_tokens}
 
     def serving(self) -> dict[str, Any]:
         """The objective and its constraints, as ``optimize_model``'s keywords."""
@@ -106,6 +114,7 @@ class JobSpec:
                 "batch_size": self.batch_size,
                 **self.fleet(),
                 **self.serving(),
+                **self.generation(),
             },
         )
 
@@ -181,6 +190,7 @@ def run_job(
         history=target,
         **spec.fleet(),
         **spec.serving(),
+        **spec.generation(),
     )
     if spec.out is not None:
         learner.about["model"] = spec.model_name or spec.name  # the card names the job's model

@@ -28,10 +28,10 @@ from speedster_dist.artifacts import (
 )
 from speedster_dist.fleet._jobs import optimization_time
 from speedster_dist.fleet._loading import read_inputs, read_model
+from speedster_dist.generation import recorded_payload
 from speedster_dist.learner_builder import data_only_entries, winner_entries
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.options import RunOptions
-from speedster_dist.prepare import prepare_payload
 from speedster_dist.present import ms, say
 from speedster_dist.records import DeviceKind, SearchOutcome, TrialResult
 from speedster_dist.results import HistoryTarget, HistoryWriter, open_history
@@ -147,7 +147,7 @@ def _open(name: str, path: Path, settings: NightlySettings) -> _Learner:
     # The kit records the command line's text ("120"); the API takes seconds as a number.
     recorded = kit.options.get("optimization_time", "constrained")
     settings_of_search = {**kit.options, "optimization_time": optimization_time(recorded)}
-    payload, options, batch = prepare_payload(
+    payload, options, batch = recorded_payload(  # a generation search's too
         model, input_data, settings_of_search, tokenizer, tokenizer_args, extras
     )
     target = HistoryTarget(settings.history, settings.run_id, "rebench", kit.model_name, name)

@@ -84,6 +84,9 @@ class JobSettings(_Strict):
     latency_budget_ms: float | None = None
     latency_percentile: float = 99.0
     max_memory_mb: float | None = None
+    # Generation (docs/generation.md): "" decides from the model.
+    task: str = ""
+    max_new_tokens: Positive = 32
 
 
 class VariantFile(JobSettings):

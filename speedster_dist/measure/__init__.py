@@ -1,6 +1,13 @@
 """Measure: how a candidate is timed and how its outputs are checked."""
 
 from speedster_dist.measure._batches import BatchError, batch_rows, tile_batch
+from speedster_dist.measure._generation import (
+    TOKEN_TIMED_RUNS,
+    generation_stats,
+    generation_timings,
+    kv_cache_mb,
+    sequence_agreement,
+)
 from speedster_dist.measure._gil import GilRelease, gil_release
 from speedster_dist.measure._latency import MeasureSettings, latency_stats, measure_latency
 from speedster_dist.measure._load import LOAD_KEYS, LoadWatch, overloaded
@@ -23,6 +30,7 @@ __all__ = [
     "BUILTIN_METRICS",
     "DROP_BOUNDS",
     "LOAD_KEYS",
+    "TOKEN_TIMED_RUNS",
     "BatchError",
     "GilRelease",
     "LoadWatch",
@@ -34,7 +42,10 @@ __all__ = [
     "batch_rows",
     "check_percentile",
     "cosine_drop",
+    "generation_stats",
+    "generation_timings",
     "gil_release",
+    "kv_cache_mb",
     "latency_stats",
     "measure_latency",
     "measure_load",
@@ -44,5 +55,6 @@ __all__ = [
     "request_latencies",
     "resolve_metric",
     "sample_masks",
+    "sequence_agreement",
     "tile_batch",
 ]

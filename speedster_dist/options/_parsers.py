@@ -241,6 +241,17 @@ def choice(choices: tuple[str, ...]) -> Parser:
     return parse
 
 
+# ``optimize_model(task=...)``: "" (None) decides from the model (docs/generation.md).
+TASKS = ("text-generation", "text2text-generation", "forward")
+
+
+def task(keyword: str, value: Any) -> str:
+    """None (""): decided by the model; else one of :data:`TASKS`."""
+    if value is None or value == "":
+        return ""
+    return choice(TASKS)(keyword, value)
+
+
 def seed(keyword: str, seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"{keyword} must be an int, got {seed!r}")

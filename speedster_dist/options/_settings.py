@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from speedster_dist.backends import BASELINE_BACKEND, SourceModel
+from speedster_dist.backends import BASELINE_BACKEND, GENERATION_BASELINE, SourceModel
 from speedster_dist.cache import cache_root, private_dir
 from speedster_dist.cost import PriceTable
 from speedster_dist.errors import InputError
@@ -149,6 +149,9 @@ class RunOptions:
         default=99.0, metadata=_extra("latency_percentile", parse.percentile)
     )
     max_memory_mb: float | None = field(default=None, metadata=_extra("max_memory_mb", parse.limit))
+    # Generation (docs/generation.md): "" decides from the model (a causal LM generates).
+    task: str = field(default="", metadata=_extra("task", parse.task))
+    max_new_tokens: int = field(default=32, metadata=_extra("max_new_tokens", parse.at_least(1)))
 
     def __post_init__(self) -> None:
         """A GPU search on this machine alone (``cluster="local"``) needs a GPU here. The
@@ -205,7 +208,7 @@ class RunOptions:
             ignored_backends=self.ignored_backends,
             ignored_compressors=self.ignored_compressors,
             tune_knobs=(budget or self.budget).tune_knobs,
-            baseline_backend=BASELINE_BACKEND if source.module is not None else "onnxruntime",
+            baseline_backend=_baseline(source),
             held_in=held_in,
             metric=self.metric_name,
             history=self.search_history(),
@@ -303,3 +306,11 @@ def parse_run_options(
     options = RunOptions(**values)
     options.serving_objective  # noqa: B018 (the settings that depend on each other, checked now)
     return options
+
+
+def _baseline(source: SourceModel) -> str:
+    """What every candidate's speedup is measured against: eager torch (``generate()`` for
+    generation), or ONNX Runtime for an ONNX file."""
+    if source.task:
+        return GENERATION_BASELINE
+    return BASELINE_BACKEND if source.module is not None else "onnxruntime"

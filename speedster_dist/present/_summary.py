@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from speedster_dist.cost import PriceTable, cost_rows
 from speedster_dist.present._format import ms, render_table
+from speedster_dist.present._generation import generation_rows
 from speedster_dist.present._points import (
     fleet_load_cells,
     format_costs,
@@ -177,6 +178,9 @@ def format_summary(
         confirmed = _confirmed_rows(confirmation, base, best, batch_size) if confirmation else []
         if confirmed:
             rows[2:4] = confirmed
+        if best.generation is not None:  # one call is one whole generate()
+            rows[2][0], rows[3][0] = "generate() time (p50)", "generations/s"
+            rows += generation_rows(base, best)  # tokens/s, TTFT, TPOT, agreement
         header = "improvement"
         if confirmed or key in outcome.not_confirmed:
             header += " (confirmed)" if confirmed else " (not confirmed)"

@@ -40,11 +40,12 @@ __all__ = [
 
 # "2" added ``quick_measure`` and the machine load each trial saw (loadavg_*, steal_share,
 # others_cpu_share); "3" the confirmation's columns (``confirm_*``, null on every other row);
-# "4" the objective, the load point and its figures (``SERVING_COLUMNS``) and memory.
+# "4" the objective, the load point and its figures (``SERVING_COLUMNS``) and memory;
+# "5" a generation trial's figures (``GENERATION_COLUMNS``, null on every other row).
 # Files of an older version read with the new columns as nulls
 # (``read_history`` reads every file with the current schema); a column is never removed or
 # retyped, so any version's files read with any later one.
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # The load columns, named as the trial's ``extra`` keys (speedster_dist.measure.LOAD_KEYS).
 LOAD_COLUMNS = ("loadavg_before", "loadavg_after", "steal_share", "others_cpu_share")
 _CONFIRM_COLUMNS = ("confirm_rounds", "confirm_low_s", "confirm_high_s", "confirm_round_p50s")
@@ -63,6 +64,17 @@ SERVING_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("peak_rss_mb", pa.float64()),
     ("rss_delta_mb", pa.float64()),
     ("peak_device_mb", pa.float64()),
+)
+# A generation trial's figures (docs/generation.md; serving.GenerationStats).
+GENERATION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("max_new_tokens", pa.int64()),
+    ("tokens_per_s", pa.float64()),
+    ("ttft_p50_s", pa.float64()),  # time to first token (the prefill)
+    ("tpot_p50_s", pa.float64()),  # time per output token after the first
+    ("tpot_p99_s", pa.float64()),
+    ("agreement", pa.float64()),  # greedy tokens identical to the original's
+    ("prefill_cosine", pa.float64()),
+    ("kv_cache_mb", pa.float64()),
 )
 
 # What a row is: a trial of a search ("candidate" or "baseline"), a re-measurement by the
@@ -119,6 +131,7 @@ TRIAL_SCHEMA = pa.schema(
         ("confirm_high_s", pa.float64()),
         ("confirm_round_p50s", pa.string()),
         *SERVING_COLUMNS,
+        *GENERATION_COLUMNS,
     ],
     metadata={"speedster_dist.history_schema": SCHEMA_VERSION},
 )
@@ -234,6 +247,23 @@ def _serving(result: TrialResult, run: RunInfo) -> dict[str, Any]:
     return found
 
 
+def _generation(result: TrialResult) -> dict[str, Any]:
+    """A generation trial's figures (null for any other trial)."""
+    stats = result.generation
+    if stats is None:
+        return dict.fromkeys(name for name, _ in GENERATION_COLUMNS)
+    return {
+        "max_new_tokens": stats.new_tokens,
+        "tokens_per_s": stats.tokens_per_s,
+        "ttft_p50_s": stats.ttft_p50_s,
+        "tpot_p50_s": stats.tpot_p50_s,
+        "tpot_p99_s": stats.tpot_p99_s,
+        "agreement": stats.agreement,
+        "prefill_cosine": stats.cosine,
+        "kv_cache_mb": stats.kv_cache_mb,
+    }
+
+
 def _throughput(result: TrialResult, run: RunInfo, p50: float | None) -> float | None:
     """Inferences a second: a load point's measured rate (each request one sample of
     ``batch_size`` inferences), else derived from the p50 as calls of ``batch_size`` back
@@ -283,6 +313,7 @@ def trial_row(result: TrialResult, run: RunInfo, role: str, when: datetime) -> d
         **_load(dict(result.extra)),
         **dict.fromkeys(_CONFIRM_COLUMNS),
         **_serving(result, run),
+        **_generation(result),
         "date": when.astimezone(timezone.utc).strftime("%Y-%m-%d"),
         "hardware_type": c.hardware_key,
     }

@@ -345,7 +345,10 @@ class _Search:
 def _skipped_backends(group: HardwareGroup, request: SearchRequest) -> list[str]:
     """Backends that will not be tried on this hardware type, and why (never silent)."""
     lines = []
+    source = request.settings.source_format
     for info in group.catalog:
+        if info.capabilities and not any(source in c.sources for c in info.capabilities):
+            continue  # never a candidate for this model (a forward pass, or generation)
         if info.name in request.settings.ignored_backends:
             lines.append(f"{info.name}: ignored by request")
         elif info.unavailable is not None:

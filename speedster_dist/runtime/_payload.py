@@ -40,6 +40,9 @@ class TrialPayload:
     metric_drop_ths: float | None
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     objective: Objective = field(default_factory=Objective)
+    # Generation (``source.task`` set): the original's greedy tokens on each held-out sample,
+    # as ``generate()`` returned them; ``reference_outputs`` are then its prefill logits.
+    reference_tokens: list[Any] | None = None
 
 
 def judge_outputs(

@@ -42,6 +42,7 @@ from speedster_dist.records import (
     TrialResult,
     TrialStatus,
 )
+from speedster_dist.runtime._generation_trial import judge_generation, measure_generation
 from speedster_dist.runtime._load_trial import LoadPruner, latency_of, measure_point, serving_build
 from speedster_dist.runtime._payload import (
     FP32_TOLERANCE,
@@ -256,7 +257,11 @@ def run_trial(
         compiled = build(payload.source)
         common["build_s"] = time.perf_counter() - started
         common["notes"] = build_notes(compiled)  # every later result carries them, rejected too
-        drop, rejection = _check_outputs(compiled, payload, candidate)
+        generating = payload.reference_tokens is not None  # a generation search
+        if generating:
+            drop, rejection, agreement, cosine = judge_generation(compiled, payload, candidate)
+        else:
+            drop, rejection = _check_outputs(compiled, payload, candidate)
         common["metric_drop"] = drop
         batch: tuple[Any, ...] = ()
         if not rejection and candidate.load_point is not None:
@@ -271,10 +276,15 @@ def run_trial(
             result = _time_calls(compiled, payload, candidate, device, prune_above_s, common, watch)
         if not result.ok:
             return result, None
+        if generating:  # tokens/s, TTFT, TPOT besides the whole generation's latency
+            stats = measure_generation(compiled, payload, agreement, cosine)
+            result = replace(result, generation=stats)
         saved = save_compiled(compiled, candidate.backend, device, workdir)
         result = replace(
             result, model_size_mb=saved.size_mb, fixed_shapes=_fixed_shapes(compiled, payload)
         )
+        if result.generation is not None:  # the weights are what its saved files hold
+            result = replace(result, generation=replace(result.generation, weight_mb=saved.size_mb))
         return result, saved
     except UnsupportedCandidate as exc:
         return _failed(candidate, f"unsupported: {exc}", **common), None

@@ -28,6 +28,9 @@ _BACKEND_FACTOR: Mapping[DeviceKind, Mapping[str, float]] = {
         "torch_compile": 1.15,
         "torchscript": 1.05,
         "torch": 1.0,
+        # Generation (batch 1, memory-bound decode; docs/generation.md's figures)
+        "generate_onnxruntime": 2.3,
+        "generate_openvino": 2.0,
     },
     DeviceKind.GPU: {
         "tensorrt": 2.0,
@@ -58,6 +61,8 @@ def _cpu_precision_factor(precision: Precision, features: frozenset[str]) -> flo
         return 1.6 if features & _BF16_FEATURES else 0.6
     if precision is Precision.FP16:
         return 1.5 if features & _FP16_FEATURES else 0.5
+    if precision is Precision.INT4:  # weight-only: the decode loop reads fewer bytes
+        return 2.8
     if precision is Precision.INT8:
         # Without VNNI, int8 dot products take three instructions (and saturate on AVX2).
         return 2.0 if features & _INT8_FEATURES else 0.7

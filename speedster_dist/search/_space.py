@@ -66,7 +66,7 @@ def allowed_precisions(
     if ths > HALF_PRECISION_MIN_THS:
         allowed |= {Precision.TF32, Precision.FP16, Precision.BF16}
     if ths > INT8_MIN_THS_BY_METRIC.get(metric, INT8_MIN_THS):
-        allowed.add(Precision.INT8)
+        allowed |= {Precision.INT8, Precision.INT4}  # int4: generation's weight-only
     return frozenset(allowed)
 
 

@@ -78,6 +78,8 @@ def contract_cases() -> list[ContractCase]:
         except Exception:  # its library is missing: nothing to build
             continue
         for cap in backend.capabilities:
+            if not cap.sources & {"torch", "onnx"}:  # generation: tests/unit/generation/
+                continue
             case = ContractCase(name, cap.device, cap.precision, cap.technique, cap.requires_any)
             cases.append(case)
     return cases

@@ -210,3 +210,40 @@ def test_device_argument_filters_hardware(local_ray):
     with pytest.raises(ValueError, match="no gpu node"):
         optimize_model(models.tiny_mlp(), [torch.randn(1, 16)], device="gpu", progress=False)
     assert DeviceKind.CPU.value == "cpu"
+
+
+def test_generation_trials_through_ray(local_ray):
+    """A generation search on Ray: trials and the confirmation as Ray tasks (the Hugging Face
+    model in the object store), the learner generating as Hugging Face does."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100, n_positions=64)
+    model = GPT2LMHeadModel(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    prompts = [{"input_ids": torch.randint(2, 100, (1, 7), generator=gen)} for _ in range(5)]
+    learner = optimize_model(
+        model,
+        prompts,
+        max_new_tokens=5,
+        measure_settings=FAST,
+        progress=False,
+        confirm_rounds=2,
+        ignore_compilers=["generate_openvino"],
+    )
+    assert {r.candidate.backend for r in learner.results} == {
+        "generate_torch",
+        "generate_onnxruntime",
+    }
+    for r in learner.results:
+        assert r.ok, f"{r.candidate.label}: {r.reason}"
+        assert r.generation is not None and r.generation.agreement == 1.0
+        assert r.node_id
+    ids = prompts[0]["input_ids"]
+    with torch.no_grad():
+        expected = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5,
+            do_sample=False, pad_token_id=0,
+        )  # fmt: skip
+    assert torch.equal(learner.generate(input_ids=ids, max_new_tokens=5), expected)
+    assert "tokens/s (batch 1, 5 new)" in learner.summary

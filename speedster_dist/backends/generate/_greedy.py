@@ -17,6 +17,9 @@ from typing import Any
 import torch
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# Called after each new token with (token ids [batch], the logits it was chosen from): how
+# ``measure`` clocks the first token and each next one, and reads the prefill's logits.
+TokenObserver = Callable[[torch.Tensor, torch.Tensor], None]
 
 SAMPLING_ARGS = frozenset({"do_sample", "temperature", "top_k", "top_p", "generator"})
 
@@ -78,9 +81,12 @@ def decode(
     attention_mask: torch.Tensor | None,
     max_new_tokens: int,
     config: Any,
+    on_token: TokenObserver | None = None,
     **sampling: Any,
 ) -> torch.Tensor:
-    """Generate up to ``max_new_tokens`` tokens; returns prompt and new tokens, as HF does."""
+    """Generate up to ``max_new_tokens`` tokens; returns prompt and new tokens, as HF does.
+
+    ``on_token`` (optional) sees each new token and its logits as soon as it is chosen."""
     check_sampling(sampling)
     ids = input_ids.long()
     mask = torch.ones_like(ids) if attention_mask is None else attention_mask.long()
@@ -93,6 +99,8 @@ def decode(
         token = next_token(logits, sampling)
         token = torch.where(done, torch.full_like(token, pad), token)
         pieces.append(token.unsqueeze(-1))
+        if on_token is not None:
+            on_token(token, logits)
         if eos:
             done |= torch.isin(token, torch.tensor(sorted(eos)))
         if bool(done.all()) or index == max_new_tokens - 1:

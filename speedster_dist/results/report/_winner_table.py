@@ -138,10 +138,22 @@ _HEADERS = [
 ]
 
 
+def _tokens_cell(w: Winner) -> str:
+    """A generation winner's tokens a second, time to first token and per output token."""
+    rate = w.row.get("tokens_per_s")
+    if not rate:
+        return "-"
+    ttft, tpot = ms(w.row.get("ttft_p50_s")), ms(w.row.get("tpot_p50_s"))
+    return f"{rate:.1f} (TTFT {ttft}, TPOT {tpot})"
+
+
 def winners_section(
     winners: Sequence[Winner], columns: Sequence[WinnerColumn], history: Sequence[Row]
 ) -> Markup:
-    """The section's HTML (``templates/winners.html.j2``)."""
+    """The section's HTML (``templates/winners.html.j2``); a history of generation searches
+    adds their tokens/s (docs/generation.md)."""
+    if any(w.row.get("tokens_per_s") for w in winners):
+        columns = [*columns, ("tokens/s", _tokens_cell)]
     return render(
         "winners.html.j2",
         headers=[*_HEADERS, *(header for header, _ in columns)],

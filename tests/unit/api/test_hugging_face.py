@@ -153,7 +153,8 @@ def test_gpt2_lm_head_with_dicts(tokenizer, tmp_path):
     model = tiny_gpt2()
     assert isinstance(model, GPT2LMHeadModel)
     data = [dict(tokenizer(text, return_tensors="pt")) for text in TEXTS]
-    learner = optimize(model, data)
+    # A causal LM is optimized for generate() by default; its forward pass on request.
+    learner = optimize(model, data, task="forward")
     baseline(learner)
     unseen = dict(tokenizer(UNSEEN, return_tensors="pt"))
     expected = eager(model, **unseen)

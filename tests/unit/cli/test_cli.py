@@ -137,3 +137,28 @@ def test_a_study_storage_reaches_the_search_as_written(value):
 
     args = build_parser().parse_args(["optimize", "m", "--inputs", "t", "--study-storage", value])
     assert fleet_settings(args)["study_storage"] == value
+
+
+def test_generation_flags_reach_the_job():
+    from speedster_dist.cli import build_parser
+    from speedster_dist.cli._optimize import generation_settings
+
+    argv = ["optimize", "m", "--inputs", "t", "--task", "text-generation", "--max-new-tokens", "64"]
+    args = build_parser().parse_args(argv)
+    settings = generation_settings(args)
+    assert settings == {
+        "task": "text-generation",
+        "max_new_tokens": 64,
+        "model_class": "AutoModelForCausalLM",  # what generate() needs, unless told otherwise
+    }
+    args = build_parser().parse_args(["optimize", "m", "--inputs", "t"])
+    assert generation_settings(args) == {"task": "", "max_new_tokens": 32}
+    argv = ["optimize", "m", "--inputs", "t", "--task", "text2text-generation"]
+    argv += ["--model-class", "T5ForConditionalGeneration"]
+    assert "model_class" not in generation_settings(build_parser().parse_args(argv))
+
+
+def test_a_bad_max_new_tokens_exits_2_before_ray(tmp_path, capsys):
+    argv = ["optimize", str(tmp_path / "m"), "--inputs", str(tmp_path / "t.json")]
+    assert main([*argv, "--max-new-tokens", "0"]) == EXIT_USAGE
+    assert "max_new_tokens must be an integer >= 1" in capsys.readouterr().err

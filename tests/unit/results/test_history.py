@@ -93,7 +93,7 @@ def test_plain_pyarrow_reads_the_dataset(history):
     assert sorted(table.column("hardware_type").to_pylist()) == [CPU, GPU]
     assert pq.read_table(history).num_rows == 2
     one = next(history.rglob("*.parquet"))
-    assert pq.read_schema(one).metadata[b"speedster_dist.history_schema"] == b"4"
+    assert pq.read_schema(one).metadata[b"speedster_dist.history_schema"] == b"5"
     assert set(pq.read_schema(one).names) == set(TRIAL_SCHEMA.names)
     assert set(HISTORY_SCHEMA.names) == set(TRIAL_SCHEMA.names) | {"date", "hardware_type"}
 

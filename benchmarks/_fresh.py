@@ -8,6 +8,9 @@ given, compares their mean-pooled sentence embeddings (cosine, padded tokens lef
 A round in which either side saw more machine load than cores
 (:func:`speedster_dist.measure.overloaded`) is timed again, up to ``rounds`` more times; if one
 stays so, ``noisy`` says which and ``speedup`` is None: such a ratio is never printed.
+
+``check_fresh_point`` re-measures a saved throughput learner's operating point in a fresh
+process (``throughput.py``): the chosen point's p99 as a service loading it sees it.
 """
 
 from __future__ import annotations
@@ -100,6 +103,74 @@ def check_fresh(
                 str(Path(tmp) / "sample.pt"),
                 str(Path(tmp) / "held.pt"),
                 str(rounds),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+POINT_CHILD = """
+import json, sys, torch
+from speedster_dist import load_model
+from speedster_dist.backends import runner_for
+from speedster_dist.measure import MeasureSettings, MemoryWatch, measure_load, tile_batch
+from speedster_dist.serving import LoadPoint
+watch = MemoryWatch().start()
+learner = load_model(sys.argv[1], trust_code=True).for_hardware()
+samples = torch.load(sys.argv[2])
+names = json.loads(sys.argv[3])
+settings = MeasureSettings(**json.loads(sys.argv[4]))
+percentile = float(sys.argv[5])
+point = learner.operating_point()
+batch = tile_batch(samples, names, int(point["batch_size"]))
+runner = runner_for(learner.compiled, int(point["concurrency"]))
+load = LoadPoint.make(int(point["batch_size"]), int(point["concurrency"]), point.get("knobs"))
+try:
+    stats = measure_load(runner, batch, load, settings, percentile, watch)
+finally:
+    runner.close()
+print(json.dumps({
+    "batch_size": load.batch_size,
+    "concurrency": load.concurrency,
+    "throughput": stats.throughput,
+    "p50_ms": stats.p50_s * 1e3,
+    "p99_ms": stats.p99_s * 1e3,
+    "tail_ms": stats.tail_s * 1e3,
+    "calls": stats.calls,
+    "overlap": stats.overlap.mechanism,
+    "noisy": stats.noisy,
+    "load": dict(stats.load),
+}))
+"""
+
+
+def check_fresh_point(
+    learner_path: str | Path,
+    samples: Sequence[tuple[Any, ...]],
+    input_names: Sequence[str],
+    settings: dict[str, Any],
+    percentile: float = 99.0,
+) -> dict[str, Any]:
+    """Re-measure a saved learner's operating point (its batch size and calls in flight) in
+    a fresh process, with ``measure_load`` and ``settings`` (MeasureSettings' fields): the
+    throughput and per-request tail a service loading it would see."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(list(samples), Path(tmp) / "samples.pt")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                POINT_CHILD,
+                str(learner_path),
+                str(Path(tmp) / "samples.pt"),
+                json.dumps(list(input_names)),
+                json.dumps(settings),
+                str(percentile),
             ],
             check=True,
             capture_output=True,

@@ -39,7 +39,7 @@ from speedster_dist.artifacts._signing import (
     verify_key_from_env,
     verify_manifest,
 )
-from speedster_dist.cost import PriceTable, cost_rows, fastest_and_cheapest
+from speedster_dist.cost import PriceTable, Served, cost_rows, fastest_and_cheapest
 from speedster_dist.hardware import hardware_from_json, hardware_to_json
 from speedster_dist.records import SavedCandidate
 
@@ -121,23 +121,39 @@ def _describe(key: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _served(key: str, raw: Mapping[str, Any], batch: int) -> Served:
+    """An entry as priced: the throughput measured at its operating point (a throughput or
+    cost objective's ``serving``, requests a second times ``batch`` samples), else derived
+    from its p50 (the latency objective, or a version 1 manifest)."""
+    metrics, serving = raw.get("metrics", {}), raw.get("serving") or {}
+    group = metrics.get("node_group")
+    rate = serving.get("throughput")
+    if serving.get("objective", "latency") == "latency" or not rate:
+        return Served.from_p50(key, raw["backend"], metrics.get("latency_p50_s"), group, batch)
+    p50, tail = serving.get("p50_ms"), serving.get("tail_ms")
+    return Served(
+        key,
+        raw["backend"],
+        float(rate) * batch,
+        measured=True,
+        p50_s=p50 / 1e3 if p50 is not None else None,
+        node_group=group,
+        point=f"{serving.get('batch_size')}x{serving.get('concurrency')}",
+        tail_s=tail / 1e3 if tail is not None else None,
+    )
+
+
 def _price_rows(
     rows: list[dict[str, Any]], entries: Mapping[str, Any], prices: PriceTable, batch: int
 ) -> None:
-    winners = [
-        (
-            key,
-            raw["backend"],
-            raw.get("metrics", {}).get("latency_p50_s"),
-            raw.get("metrics", {}).get("node_group"),
-        )
-        for key, raw in entries.items()
-    ]
-    costs = {c.hardware_type: c for c in cost_rows(winners, prices, batch)}
+    winners = [_served(key, raw, batch) for key, raw in entries.items()]
+    costs = {c.hardware_type: c for c in cost_rows(winners, prices)}
     fastest, cheapest = fastest_and_cheapest(list(costs.values()))
     for row in rows:
         cost = costs.get(row["hardware_type"])
         row["cost_per_1m"] = cost.cost_per_1m if cost else None
+        row["throughput_per_s"] = cost.throughput_per_s if cost else None
+        row["throughput_basis"] = cost.basis if cost else None
         row["fastest"] = fastest is not None and fastest.hardware_type == row["hardware_type"]
         row["cheapest"] = cheapest is not None and cheapest.hardware_type == row["hardware_type"]
 
@@ -229,8 +245,11 @@ class Manifest:
         """One row per entry (then the portable fallback): what it is and what it measured.
 
         With ``prices`` (:func:`speedster_dist.cost.load_prices`), each entry also has its
-        ``cost_per_1m`` (calls of ``batch_size`` samples) and whether it is the
-        ``fastest`` and the ``cheapest`` hardware type."""
+        ``cost_per_1m`` at ``throughput_per_s`` inferences a second (each request
+        ``batch_size`` samples): measured at its operating point when it was chosen for one
+        (``throughput_basis`` "measured at 8x2"), else derived from its p50 as calls back to
+        back ("derived from p50"), and whether it is the ``fastest`` and the ``cheapest``
+        hardware type."""
         rows = [_describe(key, raw) for key, raw in self.manifest["entries"].items()]
         if prices is not None:
             _price_rows(rows, self.manifest["entries"], prices, batch_size)

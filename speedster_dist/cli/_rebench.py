@@ -80,6 +80,8 @@ def add_parser(sub: Any) -> None:
 def _fmt(figure: str, value: float | None) -> str:
     if value is None:
         return "-"
+    if figure == "throughput":  # inferences a second at the operating point
+        return f"{value:.4g}/s"
     return ms(value) if figure.startswith("latency") else f"{value:.3g}"
 
 

@@ -1,8 +1,10 @@
 """The nightly fleet re-benchmark of saved learners.
 
 For every saved learner: re-measure each hardware type's winner and its baseline on that
-type (when the cluster has it tonight), search the hardware types that have no winner yet
-and add their winners to the learner, append every trial to the history. A learner that
+type (when the cluster has it tonight; a winner chosen for an operating point at that
+point, its throughput and per-request p99 judged night over night), search the hardware
+types that have no winner yet and add their winners to the learner, append every trial to
+the history. A learner that
 cannot be re-measured is reported and the others go on. Each learner gets a fresh executor
 (an executor's state, such as the search's shared ONNX export, belongs to one model).
 """
@@ -42,6 +44,7 @@ from speedster_dist.runtime import (
     SearchRequest,
     TrialPayload,
     baseline_candidate,
+    operating_load,
     run_fixed_trials,
     run_search,
     winner_candidate,
@@ -161,6 +164,9 @@ def _groups(executor: Executor, devices: frozenset[DeviceKind]) -> list[Hardware
 
 def _show(name: str, role: str, result: TrialResult) -> None:
     detail = ms(result.latency.p50) if result.latency else result.reason[:70]
+    stats = result.throughput
+    if stats is not None:  # an operating point: what it serves and its tail
+        detail = f"{stats.throughput:.4g} requests/s, p99 {ms(stats.p99_s)}"
     say(
         f"{name}: {result.candidate.hardware_key} {role} {result.candidate.label}: "
         f"{result.status.value} {detail}"
@@ -209,10 +215,11 @@ def _remeasure(learner: _Learner, executor: Executor, groups: list[HardwareGroup
         entry = learner.meta.manifest["entries"].get(group.hardware.key)
         if entry is None:
             continue
-        base = baseline_candidate(group, learner.space)
+        winner = winner_candidate(entry, group.hardware.key)
+        load = operating_load(entry)  # the baseline side by side at the winner's point
+        base = baseline_candidate(group, learner.space, load)
         if base is not None:
             trials.append(FixedTrial(base, group.hardware, "baseline"))
-        winner = winner_candidate(entry, group.hardware.key)
         trials.append(FixedTrial(winner, group.hardware, "winner"))
 
     def measured(trial: FixedTrial, result: TrialResult) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from speedster_dist.cost import CostRow, PriceTable, cost_rows, fastest_and_cheapest
+from speedster_dist.cost import PriceTable, cost_rows
 from speedster_dist.present._format import ms, render_table
 from speedster_dist.present._generation import generation_rows
+from speedster_dist.present._points import (
+    fleet_load_cells,
+    format_costs,
+    load_point_lines,
+    most_served_line,
+    served,
+)
 from speedster_dist.records import Confirmation, ConfirmedLatency, SearchOutcome, TrialResult
 
 __all__ = [
@@ -41,6 +48,9 @@ def _ms(result: TrialResult | None) -> str:
 
 
 def _throughput(result: TrialResult | None, batch: int) -> float | None:
+    """Samples a second: measured at the result's load point, else derived from its p50."""
+    if result is not None and result.throughput is not None:
+        return result.throughput.throughput * batch
     return batch / result.latency.p50 if result and result.latency else None
 
 
@@ -52,14 +62,28 @@ def _ratio(a: float | None, b: float | None, suffix: str = "x") -> str:
     return f"{a / b:.2f}{suffix}" if a and b else "n/a"
 
 
-def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
+def _latency_name(best: TrialResult) -> str:
+    """A load point's p50 is per request (its batch's wait included), one call's per batch."""
+    return "latency (p50 per request)" if best.throughput else "latency (p50 per batch)"
+
+
+def _latency_ratio(base: TrialResult | None, best: TrialResult) -> str:
+    """The p50 ratio, not given between two different load points (requests that wait for a
+    batch of 32 against a batch of 1: not a speed-up)."""
+    if base is not None and base.throughput and best.throughput:
+        theirs, mine = base.throughput.point, best.throughput.point
+        if (theirs.batch_size, theirs.concurrency) != (mine.batch_size, mine.concurrency):
+            return "(other load points)"
     base_lat = base.latency.p50 if base and base.latency else None
-    best_lat = best.latency.p50 if best.latency else None
+    return _ratio(base_lat, best.latency.p50 if best.latency else None)
+
+
+def _hardware_rows(base: TrialResult | None, best: TrialResult, batch: int) -> list[list[str]]:
     base_tp, best_tp = _throughput(base, batch), _throughput(best, batch)
     return [
         ["backend", base.candidate.backend if base else "n/a", best.candidate.backend, ""],
         ["precision / technique", "fp32", best.candidate.label.split(" ", 1)[1], ""],
-        ["latency (p50 per batch)", _ms(base), _ms(best), _ratio(base_lat, best_lat)],
+        [_latency_name(best), _ms(base), _ms(best), _latency_ratio(base, best)],
         [
             "throughput (samples/s)",
             f"{base_tp:.1f}" if base_tp else "n/a",
@@ -145,7 +169,8 @@ def format_summary(
         title = f"Hardware type {key}: {hardware.description}"
         best = outcome.winners.get(key)
         if best is None:
-            blocks.append(f"{title}\n  no winner: {outcome.no_winner.get(key, 'unknown')}")
+            why = outcome.no_winner.get(key, "unknown")
+            blocks.append(f"{title}\n  no winner: {why}{load_point_lines(outcome, key)}")
             continue
         base = outcome.baseline(key)
         rows = _hardware_rows(base, best, batch_size)
@@ -164,7 +189,7 @@ def format_summary(
         if best.fixed_shapes:  # the learner refuses other shapes with a ShapeError
             shapes = ", ".join(f"{n} {list(s)}" for n, s in best.fixed_shapes)
             skipped += f"\n  fixed shapes: {best.candidate.backend} takes only {shapes}"
-        skipped += _notes(outcome, key)
+        skipped += _notes(outcome, key) + load_point_lines(outcome, key)
         if loads and key in loads:
             skipped += f"\n  loads by default: {loads[key]}"
         blocks.append(f"{title}\n{table}{_speedup_note(outcome, key)}{skipped}")
@@ -212,11 +237,7 @@ def _costs(outcome: SearchOutcome, batch: int, prices: PriceTable | None) -> lis
     """Cost per 1M inferences of each winner, the fastest and the cheapest type."""
     if prices is None:
         return []
-    winners = [
-        (key, r.candidate.label, r.latency.p50 if r.latency else None, outcome.node_groups.get(key))
-        for key, r in outcome.winners.items()
-    ]
-    text = format_costs(cost_rows(winners, prices, batch), prices)
+    text = format_costs(cost_rows(served(outcome, batch), prices), prices, outcome.objective)
     return [text] if text else []
 
 
@@ -257,13 +278,21 @@ def format_fleet(outcome: SearchOutcome, styled: bool = False) -> str:
         winner = best.candidate.label if best else "-"
         note = _fleet_note(outcome, key)
         speedup = _ratio(base_lat, best_lat)
+        if best is not None and best.throughput is not None and base and base.throughput:
+            # each at its own load point: how many times the baseline's requests a second
+            speedup = _ratio(best.throughput.throughput, base.throughput.throughput)
         confirmation = outcome.confirmed.get(key)
         confirmed = confirmation.speedup(best.candidate) if confirmation and best else None
         if confirmed is not None:
             speedup = f"{confirmed[0]:.2f}x confirmed"
         rows.append([key, winner, _ms(best), speedup, _drop(best), note])
     headers = ["hardware type", "winner", "latency (p50)", "speedup", "metric drop", "note"]
+    if outcome.objective.serves_load:  # what each winner serves, at its operating point
+        headers[3:3] = ["requests/s", "p99"]
+        for row, key in zip(rows, outcome.hardware, strict=True):
+            row[3:3] = fleet_load_cells(outcome.winners.get(key))
     lines = [f"Fleet: {len(outcome.hardware)} hardware types", _table(headers, rows, styled)]
+    lines += most_served_line(outcome)
     timed = [r for r in outcome.winners.values() if r.latency]
     if timed:
         fastest = min(timed, key=lambda r: r.latency.p50 if r.latency else float("inf"))
@@ -312,26 +341,3 @@ def progress_line(done: int, result: TrialResult) -> str:
     candidate = result.candidate
     status = result.status.value
     return f"[trial {done}] {candidate.hardware_key} {candidate.label}: {status}{extra}"
-
-
-def format_costs(rows: list[CostRow], prices: PriceTable) -> str:
-    """Cost lines for a summary: every type's cost per 1M, then the fastest and cheapest."""
-    if not rows:
-        return ""
-    lines = [f"Cost per 1M inferences ({prices.currency}, one node at list price):"]
-    for row in sorted(rows, key=lambda r: r.p50_s):
-        cost = f"{row.cost_per_1m:.4g}" if row.cost_per_1m is not None else "no price"
-        price = f"{row.price_per_hour:g}/h" if row.price_per_hour is not None else "-"
-        lines.append(
-            f"  {row.hardware_type}: {cost} ({row.label}, {ms(row.p50_s)}, "
-            f"{row.throughput_per_s:.4g}/s, {price})"
-        )
-    fastest, cheapest = fastest_and_cheapest(rows)
-    if fastest is not None:
-        lines.append(f"Fastest hardware type: {fastest.hardware_type}")
-    if cheapest is not None:
-        lines.append(
-            f"Cheapest hardware type: {cheapest.hardware_type} "
-            f"({cheapest.cost_per_1m:.4g} {prices.currency} per 1M inferences)"
-        )
-    return "\n".join(lines)

@@ -4,6 +4,9 @@ A *series* is one figure of one learner on one hardware type: the deployed winne
 baseline, as re-measured by the nightly ``rebench`` (rows with ``run_kind == "rebench"`` and
 role ``winner`` or ``baseline``). The winner's configuration is not part of the key on
 purpose: what is watched is "what this learner runs on this hardware", whatever it is.
+A winner chosen for an operating point (a throughput or cost search) is re-measured there,
+and its throughput and per-request p99 are judged against earlier measurements at the same
+point (a p99 over the run's latency budget is a regression whatever the history).
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class Comparison:
     hardware_type: str
     role: str
     candidate: str
-    figure: str  # "latency_p50_s", "latency_p90_s", "metric_drop" or "status"
+    # "latency_p50_s", "latency_p90_s", "metric_drop" or "status"; at an operating point
+    # also "throughput" (inferences a second) and "latency_p99_s" (per request)
+    figure: str
     value: float | None
     median: float | None
     history: int  # earlier complete measurements the median was taken over
@@ -185,6 +190,50 @@ def _comparison(
     )
 
 
+def _same_point(row: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    point = ("load_batch_size", "concurrency")
+    return all(other.get(name) == row.get(name) for name in point)
+
+
+def _budget_s(row: Mapping[str, Any]) -> float | None:
+    """The run's latency budget in seconds (on the tail percentile), when it set one."""
+    budget = json.loads(row.get("settings") or "{}").get("latency_budget_ms")
+    return float(budget) / 1e3 if isinstance(budget, int | float) else None
+
+
+def _judge_serving(
+    row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
+) -> list[Comparison]:
+    """An operating point's figures (rows measured at a load point), against the earlier
+    measurements at the same point: ``throughput`` regresses when it falls by more than
+    ``threshold``; the per-request ``latency_p99_s`` when it rises by more than
+    ``tail_threshold``, or, whatever the history, when the tail is over the run's budget."""
+    if row.get("load_batch_size") is None:
+        return []
+    same = [r for r in earlier if _same_point(row, r)]
+    out = []
+    for figure, lower_is_worse in (("throughput", True), ("latency_p99_s", False)):
+        value = row.get(figure)
+        values = [r[figure] for r in same if r.get(figure) is not None]
+        if value is None:
+            continue
+        median = statistics.median(values) if values else None
+        enough = len(values) >= s.min_history
+        if lower_is_worse:
+            regressed = bool(enough and median and value < median * (1 - s.threshold))
+        else:
+            regressed = bool(enough and median and value > median * (1 + s.tail_threshold))
+        notes = [] if enough else [f"not judged: {len(values)} earlier of {s.min_history} needed"]
+        budget, tail = _budget_s(row), row.get("latency_tail_s")
+        if not lower_is_worse and budget is not None and tail is not None and tail > budget:
+            pct = f"p{float(row.get('latency_percentile') or 99):g}"
+            notes = [f"{pct} {tail * 1e3:.3g} ms is over the budget of {budget * 1e3:g} ms"]
+            regressed = enough = True
+        note = "; ".join(notes)
+        out.append(_comparison(row, figure, value, median, len(values), regressed, note, enough))
+    return out
+
+
 def _judge(
     row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], s: RegressionSettings
 ) -> list[Comparison]:
@@ -193,9 +242,11 @@ def _judge(
         # A figure that measured fine before and now fails (or drifts past the accuracy
         # threshold) is the worst regression of all; judged from a single earlier success.
         why = f"{row['status']}: {row['reason'][:300]}"
-        judged = bool(complete)  # with no earlier success, a failure is not a regression
+        # With no earlier success a failure is not a regression; an operating point over
+        # its budget or memory cap (infeasible) breaks the SLO whatever the history.
+        judged = bool(complete) or row["status"] == "infeasible"
         return [_comparison(row, "status", None, None, len(complete), judged, why, judged)]
-    found = _judge_latency(row, complete, s)
+    found = _judge_latency(row, complete, s) + _judge_serving(row, complete, s)
     drop = _judge_drop(row, complete, s)
     return found + ([drop] if drop else [])
 

@@ -108,6 +108,9 @@ TRIAL_SCHEMA = pa.schema(
         ("latency_mean_s", pa.float64()),
         ("latency_std_s", pa.float64()),
         ("latency_count", pa.int64()),
+        # Inferences a second: measured at the row's load point where it has one
+        # (``load_batch_size`` not null), else derived from the p50 (``batch_size / p50``,
+        # one call at a time): readers must tell the two apart (speedster_dist.cost).
         ("throughput", pa.float64()),
         ("batch_size", pa.int64()),
         ("metric_drop", pa.float64()),
@@ -263,7 +266,8 @@ def _generation(result: TrialResult) -> dict[str, Any]:
 
 def _throughput(result: TrialResult, run: RunInfo, p50: float | None) -> float | None:
     """Inferences a second: a load point's measured rate (each request one sample of
-    ``batch_size`` inferences), else calls of ``batch_size`` back to back."""
+    ``batch_size`` inferences), else derived from the p50 as calls of ``batch_size`` back
+    to back (such a row has a null ``load_batch_size``: cost and reports say "derived")."""
     if result.throughput is not None:
         return result.throughput.throughput * run.batch_size
     return run.batch_size / p50 if p50 else None

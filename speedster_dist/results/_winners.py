@@ -2,10 +2,11 @@
 
 A winner is the fastest complete candidate (by p50) of the latest search of its hardware type
 (an ``optimize``, a ``sweep`` job, or a nightly search of a type that joined): the rule the
-driver uses to pick it. When that search re-timed its best candidates and the baseline side by
-side (role ``confirmed``), the confirmed fastest wins and its confirmed figures are shown, as
-in the learner. The nightly ``rebench`` re-measures it (role ``winner``); its latest night
-gives the figures shown, and whether they confirm the search.
+driver uses to pick it; for a throughput or cost search, its feasible load point serving the
+most (complete rows are the feasible ones). When that search re-timed its best candidates and
+the baseline side by side (role ``confirmed``), the confirmed fastest wins and its confirmed
+figures are shown, as in the learner. The nightly ``rebench`` re-measures it (role
+``winner``); its latest night gives the figures shown, and whether they confirm the search.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Winner:
 
     @property
     def speedup(self) -> float | None:
+        """Over the baseline: the ratio of throughputs at load points (a throughput or cost
+        search: each at its own point), else of p50s."""
+        if self.row.get("load_batch_size") is not None and self.baseline is not None:
+            mine, theirs = self.row.get("throughput"), self.baseline.get("throughput")
+            return mine / theirs if mine and theirs else None
         base = self.baseline["latency_p50_s"] if self.baseline else None
         p50 = self.row["latency_p50_s"]
         return base / p50 if base and p50 else None
@@ -93,6 +99,15 @@ def _complete(rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if r["status"] == "complete" and r["latency_p50_s"] is not None]
 
 
+def _best(complete: Sequence[Row]) -> Row:
+    """The driver's rule: the feasible load point serving the most when the search measured
+    load points (a throughput or cost objective), else the lowest p50."""
+    loaded = [r for r in complete if r.get("load_batch_size") is not None and r.get("throughput")]
+    if loaded:
+        return max(loaded, key=lambda r: r["throughput"])
+    return min(complete, key=lambda r: r["latency_p50_s"])
+
+
 def _confirmations(rows: Sequence[Row]) -> dict[tuple[Key, str], list[Row]]:
     """The confirmation rows of each search, by key and run id."""
     found: dict[tuple[Key, str], list[Row]] = defaultdict(list)
@@ -124,9 +139,8 @@ def _latest_search(
             retimed = _confirmed(confirmed.get(run[0]["run_id"], []))
             if retimed is not None:  # the learner's rule: the confirmed fastest wins
                 return retimed
-            winner = min(complete, key=lambda r: r["latency_p50_s"])
             base = next((r for r in complete if r["is_baseline"]), None)
-            return winner, base
+            return _best(complete), base
     return None
 
 

@@ -33,6 +33,7 @@ from speedster_dist.runtime._rebench import (
     FixedTrial,
     OnlyTypes,
     baseline_candidate,
+    operating_load,
     run_fixed_trials,
     winner_candidate,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "frontier_point",
     "frontiers",
     "onnx_portable",
+    "operating_load",
     "package_runtime_env",
     "probe_node",
     "run_fixed_trials",

@@ -2,15 +2,16 @@
 
 The nightly ``speedster-dist rebench`` re-measures what a saved learner runs (each hardware
 type's winner, rebuilt from the original model with the libraries installed today) and the
-baseline next to it. Each measurement is an ordinary trial: the same ``run_trial`` body, the
-same executor, placement and time limit as a search, so a figure of the night is comparable
-with the figures of the search that chose the winner.
+baseline next to it; a winner chosen for an operating point (a throughput or cost search) is
+re-measured at that point, its baseline at the same point. Each measurement is an ordinary
+trial: the same ``run_trial`` body, the same executor, placement and time limit as a search,
+so a figure of the night is comparable with the figures of the search that chose the winner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from speedster_dist.records import Candidate, HardwareType, TrialResult
@@ -18,7 +19,14 @@ from speedster_dist.runtime._protocol import Cluster, Executor, HardwareGroup, f
 from speedster_dist.runtime._trial import TrialPayload
 from speedster_dist.search import SpaceSettings, derive_space
 
-__all__ = ["FixedTrial", "OnlyTypes", "baseline_candidate", "run_fixed_trials", "winner_candidate"]
+__all__ = [
+    "FixedTrial",
+    "OnlyTypes",
+    "baseline_candidate",
+    "operating_load",
+    "run_fixed_trials",
+    "winner_candidate",
+]
 
 
 @dataclass(frozen=True)
@@ -34,20 +42,41 @@ class FixedTrial:
         return self.role == "baseline"
 
 
+def operating_load(entry: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(batch size, concurrency) of the operating point a manifest entry was chosen for by a
+    throughput or cost search (its ``serving``), else None: one call at a time."""
+    serving = entry.get("serving") or {}
+    if serving.get("objective", "latency") == "latency":
+        return None
+    batch, flight = serving.get("batch_size"), serving.get("concurrency")
+    if not isinstance(batch, int) or not isinstance(flight, int) or batch < 1 or flight < 1:
+        return None
+    return batch, flight
+
+
 def winner_candidate(entry: Mapping[str, Any], hardware_key: str) -> Candidate:
-    """The candidate a learner manifest entry was built from (backend, precision, knobs)."""
+    """The candidate a learner manifest entry was built from (backend, precision, knobs),
+    at the operating point it was chosen for (:func:`operating_load`): a rebench then
+    re-measures its throughput and per-request p99 there."""
     return Candidate.make(
         str(entry["backend"]),
         str(entry["precision"]),
         hardware_key,
         str(entry.get("technique", "")),
         dict(entry.get("knobs", {})),
+        load=operating_load(entry),
     )
 
 
-def baseline_candidate(group: HardwareGroup, settings: SpaceSettings) -> Candidate | None:
-    """The baseline a search of ``group`` with ``settings`` times first (None: none runs)."""
-    return derive_space(group.catalog, group.hardware, settings).baseline
+def baseline_candidate(
+    group: HardwareGroup, settings: SpaceSettings, load: tuple[int, int] | None = None
+) -> Candidate | None:
+    """The baseline a search of ``group`` with ``settings`` times first (None: none runs),
+    at ``load`` when given (the winner's operating point: side by side at the same load)."""
+    base = derive_space(group.catalog, group.hardware, settings).baseline
+    if base is None or load is None:
+        return base
+    return replace(base, batch_size=load[0], concurrency=load[1])
 
 
 def _unplaceable(trial: FixedTrial) -> TrialResult:

@@ -2,9 +2,11 @@
 which point wins, and which frontier results, against arithmetic.
 
 :class:`LoadCurve` says what a candidate serves at a load point: a call of ``b`` requests
-takes ``(base_s + per_request_s * b) * slowdown / speed[backend]``; up to ``lanes`` calls
-overlap fully, more queue. :class:`CurveExecutor` is an executor whose trials are those
-figures (complete, or infeasible over the objective's constraints), for ``run_search``.
+takes ``(base_s + per_request_s * b) * slowdown / (speed[backend] * hardware_speed[type])``;
+up to ``lanes`` calls overlap fully, more queue. :class:`CurveExecutor` is an executor whose
+trials are those figures (complete, or infeasible over the objective's constraints), for
+``run_search``; a candidate without a load point (the latency objective) is one call of one
+request.
 """
 
 from __future__ import annotations
@@ -46,12 +48,14 @@ class LoadCurve:
     per_request_s: float = 0.002
     lanes: int = 2
     speed: Mapping[str, float] = field(default_factory=dict)  # backend -> speed-up
+    hardware_speed: Mapping[str, float] = field(default_factory=dict)  # hardware key -> speed-up
     base_mb: float = 100.0
     mb_per_request: float = 10.0  # memory grows with the requests in flight
 
     def call_s(self, candidate: Candidate, batch_size: int) -> float:
         slowdown = float(dict(candidate.knobs).get("slowdown", 1))
         speed = self.speed.get(candidate.backend, 1.0)
+        speed *= self.hardware_speed.get(candidate.hardware_key, 1.0)
         return (self.base_s + self.per_request_s * batch_size) * slowdown / speed
 
     def stats(self, candidate: Candidate, percentile: float = 99.0) -> ThroughputStats:
@@ -89,7 +93,14 @@ class LoadCurve:
     def result(
         self, candidate: Candidate, objective: Objective, is_baseline: bool = False
     ) -> TrialResult:
-        """``candidate``'s trial: COMPLETE, or INFEASIBLE over ``objective``'s constraints."""
+        """``candidate``'s trial: COMPLETE, or INFEASIBLE over ``objective``'s constraints;
+        without a load point (the latency objective) one call of one request, COMPLETE."""
+        if candidate.load_point is None:
+            call = self.call_s(candidate, 1)
+            one = LatencyStats(64, call, 0.0, call, call, call, call, 64 * call)
+            return TrialResult(
+                candidate, TrialStatus.COMPLETE, "", one, metric_drop=0.0, is_baseline=is_baseline
+            )
         stats = self.stats(candidate, objective.percentile)
         latency = LatencyStats(
             64, stats.mean_s, 0.0, stats.p50_s, stats.p90_s, stats.p99_s, stats.p50_s, 1.0

@@ -12,8 +12,11 @@ from speedster_dist.artifacts import WinnerEntry
 from speedster_dist.cost import (
     CostRow,
     PriceError,
+    Served,
+    basis_note,
     cost_per_million,
     cost_rows,
+    derived_throughput,
     fastest_and_cheapest,
     frontier,
     load_prices,
@@ -31,20 +34,34 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "cluster" / "prices.example.yaml
 
 
 def test_cost_per_million_is_price_over_throughput():
-    # 10 ms a call of 1 sample: 100/s, 360,000/h; 3.6 an hour -> 10 per 1M.
-    assert cost_per_million(0.010, 1, 3.6) == pytest.approx(10.0)
-    assert cost_per_million(0.010, 4, 3.6) == pytest.approx(2.5)  # 4 samples a call
-    assert cost_per_million(0.020, 1, 3.6) == pytest.approx(20.0)
+    # 100/s is 360,000/h; 3.6 an hour -> 10 per 1M.
+    assert cost_per_million(100.0, 3.6) == pytest.approx(10.0)
+    assert cost_per_million(400.0, 3.6) == pytest.approx(2.5)
+    # Derived from a p50 (no load measured): 10 ms a call of 1 sample, or of 4.
+    assert derived_throughput(0.010) == pytest.approx(100.0)
+    assert derived_throughput(0.010, 4) == pytest.approx(400.0)
+
+
+def test_a_measured_throughput_prices_the_operating_point_not_the_p50():
+    prices = parse_prices({"a": 3.6, "b": 3.6})
+    # a: p50 10 ms per request, but 8 requests a call, 2 calls in flight: 1600/s measured.
+    measured = Served("a", "ov fp32 @ 8x2", 1600.0, True, 0.010, point="8x2", tail_s=0.02)
+    derived = Served.from_p50("b", "torch fp32", 0.010, None)  # 100/s, from the p50
+    a, b = cost_rows([measured, derived], prices)
+    assert a.cost_per_1m == pytest.approx(0.625) and a.basis == "measured at 8x2"
+    assert b.cost_per_1m == pytest.approx(10.0) and b.basis == "derived from p50"
+    assert "derived from p50" in basis_note([b]) and "measured at each" in basis_note([a])
+    assert "not alike" in basis_note([a, b])  # a mix is said, never silent
 
 
 def test_a_node_groups_price_wins_over_its_hardware_types_and_unpriced_types_stay_unpriced():
     prices = parse_prices({"prices": {"gpu-l4": 1.8, "cpu-x": 0.36}, "currency": "EUR"})
     rows = cost_rows(
         [
-            ("gpu-nvidia-l4", "trt fp16", 0.001, "gpu-l4"),
-            ("cpu-x", "ov int8", 0.002, None),
-            ("cpu-y", "torch fp32", 0.004, "unknown-group"),
-            ("cpu-z", "failed", None, None),  # no latency: not a row
+            Served.from_p50("gpu-nvidia-l4", "trt fp16", 0.001, "gpu-l4"),
+            Served.from_p50("cpu-x", "ov int8", 0.002, None),
+            Served.from_p50("cpu-y", "torch fp32", 0.004, "unknown-group"),
+            Served.from_p50("cpu-z", "failed", None, None),  # no latency: not a row
         ],
         prices,
     )
@@ -120,8 +137,9 @@ def test_the_summary_shows_cost_the_fastest_and_the_cheapest_type():
     prices = parse_prices({"prices": {a: 3.6, "cheap-group": 0.36}})
     summary = format_summary(outcome, 1, prices=prices)
     # a: 500/s at 3.6/h -> 2.0 per 1M; b (priced by its node group): 250/s at 0.36/h -> 0.4.
-    assert f"  {a}: 2 (fake fp16 slowdown=1, 2 ms, 500/s, 3.6/h)" in summary
-    assert f"  {b}: 0.4 (fake fp32 slowdown=1, 4 ms, 250/s, 0.36/h)" in summary
+    assert "throughput derived from p50" in summary  # a latency run measured no load
+    assert f"  {a}: 2 (fake fp16 slowdown=1, 2 ms, 500/s derived from p50, 3.6/h)" in summary
+    assert f"  {b}: 0.4 (fake fp32 slowdown=1, 4 ms, 250/s derived from p50, 0.36/h)" in summary
     assert f"Fastest hardware type: {a}" in summary
     assert f"Cheapest hardware type: {b} (0.4 USD per 1M inferences)" in summary
     assert "Cost per 1M" not in format_summary(outcome, 1)  # no prices, no cost
@@ -158,3 +176,32 @@ def test_reading_the_cost_module_imports_no_pydantic():
     code = "import sys, speedster_dist.cost; print('pydantic' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_describe_prices_a_throughput_winner_at_its_measured_operating_point(tmp_path):
+    from .test_fleet_learner import ELSEWHERE, _learner, contract_model
+
+    learner = _learner(contract_model("mlp"), tmp_path)
+    entry = learner.entries[ELSEWHERE.key]
+    serving = {
+        "objective": "throughput",
+        "batch_size": 8,
+        "concurrency": 2,
+        "throughput": 1600.0,  # requests a second at 8x2, while one call's p50 is 1 ms
+        "p50_ms": 6.0,
+        "p99_ms": 11.0,
+        "tail_ms": 11.0,
+    }
+    loaded = WinnerEntry(
+        entry.hardware, entry.backend, entry.precision, "", {}, entry.metrics, entry.saved, serving
+    )
+    path = HardwareKeyedLearner(learner.io, {ELSEWHERE.key: loaded}).save(tmp_path / "tp")
+    row = LearnerMetadata.read(path).describe(parse_prices({ELSEWHERE.key: 7.2}))[0]
+    # 1600/s at 7.2/h -> 1.25 per 1M (batch / p50 would say 1000/s -> 2.0).
+    assert row["cost_per_1m"] == pytest.approx(1.25)
+    assert row["throughput_per_s"] == pytest.approx(1600.0)
+    assert row["throughput_basis"] == "measured at 8x2"
+    latency = LearnerMetadata.read(learner.save(tmp_path / "lat"))
+    assert latency.describe(parse_prices({ELSEWHERE.key: 7.2}))[0]["throughput_basis"] == (
+        "derived from p50"
+    )

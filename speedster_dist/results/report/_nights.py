@@ -20,6 +20,8 @@ _MAX_LATEST = 60  # figures of the latest night listed in full; above, the ok on
 def _figure(figure: str, value: float | None) -> str:
     if value is None:
         return ""
+    if figure == "throughput":  # inferences a second at the operating point
+        return f"{value:.4g}/s"
     return ms(value) if figure.startswith("latency") else f"{value:.3g}"
 
 

@@ -26,6 +26,7 @@ from speedster_dist.results._history import read_history
 from speedster_dist.results._regress import RegressionSettings, candidate_label
 from speedster_dist.results._winners import Winner, find_winners
 from speedster_dist.results.report._costs import cost_column, cost_section
+from speedster_dist.results.report._frontiers import frontier_section
 from speedster_dist.results.report._html import Row, when
 from speedster_dist.results.report._nights import (
     flagged_keys,
@@ -202,6 +203,9 @@ def render_report(
     given: escape what you put in, e.g. with ``markupsafe.escape``). ``prices``: the winners
     table gains a cost per 1M inferences column, and a cost section (per model: the fastest
     and the cheapest hardware type, the latency/cost frontier) comes after the regressions.
+    When the history holds load points (throughput or cost searches), a serving section
+    draws each hardware type's frontier (throughput against p99) with the SLO line and,
+    with ``prices``, names the cheapest hardware type at the SLO.
     The page runs no script and fetches nothing: its Content-Security-Policy says so.
     """
     if not rows:
@@ -214,6 +218,9 @@ def render_report(
     verdicts = nightly_verdicts(rows, settings)
     winners = find_winners(rows, verdicts, settings.min_history)
     extra = [(heading, Markup(html)) for heading, html in sections]  # the caller's HTML
+    serving = frontier_section(rows, prices)  # None without load points
+    if serving is not None:
+        extra.insert(0, ("Serving at the SLO: frontiers per hardware type", serving))
     if prices is not None:  # cost per 1M inferences, in the table and in its own section
         winner_columns = (*winner_columns, cost_column(prices))
         extra.append(("Cost per 1M inferences", cost_section(rows, prices) or Markup()))

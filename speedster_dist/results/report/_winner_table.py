@@ -90,6 +90,12 @@ def _speedup_cell(w: Winner) -> str:
     return f"{speedup:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f}x)" if spread else "")
 
 
+def _load_text(row: Any) -> str:
+    """`` @ 8x2`` for a load point's row (a throughput or cost search), else ""."""
+    batch = row.get("load_batch_size")
+    return f" @ {batch}x{row.get('concurrency')}" if batch is not None else ""
+
+
 def _winner_view(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]) -> dict[str, Any]:
     """A row of the table as text, for ``winners.html.j2`` (which escapes every value)."""
     row = w.row
@@ -101,7 +107,7 @@ def _winner_view(w: Winner, columns: Sequence[WinnerColumn], rows: Sequence[Row]
         "hardware_type": w.hardware_type,
         "backend": row["backend"],
         "precision": row["precision"] + (f"/{row['technique']}" if row["technique"] else ""),
-        "knobs": knob_text(knobs, calibration).strip() or "-",  # as they acted
+        "knobs": (knob_text(knobs, calibration).strip() or "-") + _load_text(row),
         "p50": _p50_cell(w),
         "p90": _p90_cell(w, rows),
         "speedup": _speedup_cell(w),

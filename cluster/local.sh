@@ -28,7 +28,9 @@ PYTHON="${PYTHON:-python}"
 ADDRESS="127.0.0.1:${PORT}"
 # Off, Ray keeps every address on loopback (on, it swaps 127.0.0.1 for the routable one).
 LOOPBACK="RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
-EXPORTS="export RAY_ADDRESS=$ADDRESS $LOOPBACK"
+# RAY_AUTH_MODE too: a client that imports ray before speedster_dist must have it set already
+# (Ray reads it once, at import).
+EXPORTS="export RAY_ADDRESS=$ADDRESS $LOOPBACK RAY_AUTH_MODE=token"
 
 export RAY_AUTH_MODE=token  # the cluster and its clients authenticate with the token
 export RAY_DISABLE_USAGE_STATS=1

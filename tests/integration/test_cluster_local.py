@@ -94,6 +94,7 @@ def test_local_cluster_up_status_search_down(tmp_path):
     try:
         assert up.returncode == 0, up.stdout + up.stderr + (state / "cluster.log").read_text()
         assert f"export RAY_ADDRESS=127.0.0.1:{PORT}" in up.stdout
+        assert "RAY_AUTH_MODE=token" in up.stdout
         status = _local_sh("status", state)
         assert status.returncode == 0, status.stderr
         assert status.stdout.count(" alive 127.0.0.1 ") == 4
@@ -109,7 +110,10 @@ def test_local_cluster_up_status_search_down(tmp_path):
             [sys.executable, "-c", _DRIVER],
             env={
                 **client_env,
+                # What local.sh's exports say (the driver imports ray before speedster_dist,
+                # so the token mode must be in the environment already).
                 "RAY_ADDRESS": f"127.0.0.1:{PORT}",
+                "RAY_AUTH_MODE": "token",
                 "RAY_AUTH_TOKEN": TOKEN,
                 **backends_environment(FAKE_BACKENDS),
             },

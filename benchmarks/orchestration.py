@@ -22,15 +22,18 @@ Prints a table and writes JSON to ``benchmarks/results/orchestration-<date>.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,18 +158,37 @@ def _search(trials: int, payload: Any) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _private_ray_tmpdir() -> Iterator[str]:
+    """A fresh, short Ray temp root (``RAY_TMPDIR``) while the block runs, removed after.
+    ``ray.cluster_utils`` records (then removes) its head's address as the machine's default
+    cluster under Ray's temp root, where every ``ray.init(address="auto")`` looks: with a
+    root of its own, other Rays stay theirs. Short: Ray's socket paths (< 108 bytes) are
+    under it."""
+    root = tempfile.mkdtemp(prefix="sdr-", dir="/tmp")
+    before = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = root
+    try:
+        yield root
+    finally:
+        if before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = before
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _scaling(node_counts: Sequence[int], trials: int) -> list[dict[str, Any]]:
+    with _private_ray_tmpdir():
+        return _scaling_in(node_counts, trials)
+
+
+def _scaling_in(node_counts: Sequence[int], trials: int) -> list[dict[str, Any]]:
     import ray
-    import ray._common.utils
-    import ray._private.utils
     from ray.cluster_utils import Cluster
 
     from speedster_dist.hardware import HARDWARE_LABEL
     from speedster_dist.measure import MeasureSettings
-
-    # Do not become (then unregister) this machine's default cluster: other Rays stay theirs.
-    ray._private.utils.write_ray_address = lambda *a, **k: None
-    ray._common.utils.reset_ray_address = lambda *a, **k: None
 
     payload = _payload(
         MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=10, min_duration_s=0.25)

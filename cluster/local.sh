@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real multi-node Ray cluster on this machine, private to it: a head (no CPUs: it only
 # coordinates) and one node per simulated hardware type, each its own raylet with its own
-# workers, all on 127.0.0.1, token authentication on, no dashboard. See docs/cluster.md.
+# workers, all on 127.0.0.1, token authentication on, no dashboard, its files in a Ray temp
+# root of its own (/tmp/sdr-*: never recorded as the machine's default cluster, the one
+# `ray.init(address="auto")` joins). See docs/cluster.md.
 #
 #   cluster/local.sh up        start it and wait until every node is alive
 #   cluster/local.sh status    its processes and the nodes Ray sees, with their types
@@ -81,6 +83,10 @@ down() {
         sleep 0.5
     done
     kill -KILL -- "-$pid" 2>/dev/null || true  # raylet/gcs_server can outlive their parent
+    # The cluster's own Ray temp root (the supervisor removes it too, unless it was killed).
+    local root
+    root="$(sed -n 's|^ray temp dir: \(/tmp/sdr-[A-Za-z0-9_]*\)$|\1|p' "$STATE/cluster.log" 2>/dev/null || true)"
+    [[ -n "$root" ]] && rm -rf -- "$root"
     rm -f "$STATE/cluster.pid"
     echo "down"
 }

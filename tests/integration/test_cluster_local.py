@@ -1,6 +1,7 @@
 """cluster/local.sh: a real head + 3 nodes on loopback with token authentication; a driver
 finds it through RAY_ADDRESS, ships the package with runtime_env="package", and gets one
-winner per simulated type. A client without the token is refused."""
+winner per simulated type. A client without the token is refused. The cluster is never
+recorded as the machine's default one (what `ray.init(address="auto")` joins)."""
 
 from __future__ import annotations
 
@@ -88,13 +89,39 @@ def _local_sh(command: str, state: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
+# Another Ray's record of this user's default cluster, where Ray keeps it
+# (RAY_TMPDIR/ray/ray_current_cluster): the local cluster must neither replace nor remove it.
+THEIR_ADDRESS = "127.0.0.1:1"
+
+
+def _default_record(ray_tmpdir: Path) -> Path:
+    record = ray_tmpdir / "ray" / "ray_current_cluster"
+    record.parent.mkdir(parents=True)
+    record.write_text(THEIR_ADDRESS)
+    return record
+
+
+def _private_root(state: Path) -> Path:
+    """The cluster's own Ray temp root, as its supervisor logged it."""
+    lines = (state / "cluster.log").read_text().splitlines()
+    return Path(next(x for x in lines if x.startswith("ray temp dir: ")).split(": ", 1)[1])
+
+
 def test_local_cluster_up_status_search_down(tmp_path):
     state = tmp_path / "cluster"
-    up = _local_sh("up", state)
+    default = _default_record(tmp_path / "default")
+    up = _local_sh("up", state, RAY_TMPDIR=str(tmp_path / "default"))
     try:
         assert up.returncode == 0, up.stdout + up.stderr + (state / "cluster.log").read_text()
         assert f"export RAY_ADDRESS=127.0.0.1:{PORT}" in up.stdout
         assert "RAY_AUTH_MODE=token" in up.stdout
+        # Recorded in the cluster's own temp root only (short: Ray's socket paths live there).
+        root = _private_root(state)
+        assert root.parent == Path("/tmp") and root.name.startswith("sdr-")
+        assert (root / "ray" / "ray_current_cluster").read_text() == f"127.0.0.1:{PORT}"
+        assert default.read_text() == THEIR_ADDRESS
+        sockets = sorted(root.glob("ray/session_*/sockets/raylet*"))
+        assert len(sockets) == 4  # the head and the three nodes, all under it
         status = _local_sh("status", state)
         assert status.returncode == 0, status.stderr
         assert status.stdout.count(" alive 127.0.0.1 ") == 4
@@ -140,6 +167,8 @@ def test_local_cluster_up_status_search_down(tmp_path):
     finally:
         down = _local_sh("down", state)
     assert down.returncode == 0 and "down" in down.stdout
+    assert default.read_text() == THEIR_ADDRESS  # not replaced, not removed at shutdown
+    assert not root.exists()
     assert _local_sh("status", state).stdout.strip() == "not up"
     leftover = subprocess.run(["pgrep", "-f", f"local_cluster.py {PORT}"], capture_output=True)
     assert leftover.returncode == 1  # nothing of it is left running

@@ -120,7 +120,7 @@ def test_local_cluster_up_status_search_down(tmp_path):
         assert root.parent == Path("/tmp") and root.name.startswith("sdr-")
         assert (root / "ray" / "ray_current_cluster").read_text() == f"127.0.0.1:{PORT}"
         assert default.read_text() == THEIR_ADDRESS
-        sockets = sorted(root.glob("ray/session_*/sockets/raylet*"))
+        sockets = sorted(root.glob("ray/session_latest/sockets/raylet*"))
         assert len(sockets) == 4  # the head and the three nodes, all under it
         status = _local_sh("status", state)
         assert status.returncode == 0, status.stderr

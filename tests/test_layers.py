@@ -227,6 +227,15 @@ def test_no_module_uses_rays_private_or_experimental_apis() -> None:
     assert {p: u for p, u in uses.items() if u} == {}
 
 
+def test_the_cluster_and_benchmark_scripts_use_no_private_ray_apis() -> None:
+    """What users run beside the package (cluster/local.sh's supervisor, the benchmarks)
+    keeps to Ray's public means too (a private RAY_TMPDIR, not patched internals)."""
+    scripts = sorted([*(ROOT / "cluster").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")])
+    assert ROOT / "cluster" / "local_cluster.py" in scripts
+    uses = {p.relative_to(ROOT).as_posix(): _private_ray_uses(p) for p in scripts}
+    assert {p: u for p, u in uses.items() if u} == {}
+
+
 def test_the_private_ray_check_finds_an_import_and_a_dotted_use(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(

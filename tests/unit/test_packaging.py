@@ -4,6 +4,7 @@ in [gpu], and the lowest supported versions (scripts/test-lowest.sh) derived fro
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -61,6 +62,14 @@ def test_the_lowest_versions_are_the_floors_the_code_needs():
     assert pins["nncf"] == "2.13" and pins["ruff"] == "0.17.6"  # exact pins stay
     # constraints name distributions only: no extras, never the project itself
     assert all("[" not in name for name in pins) and "speedster-dist" not in pins
+
+
+def test_each_core_dependency_is_listed_once():
+    names = [
+        re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
+        for dep in PROJECT["project"]["dependencies"]
+    ]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
 
 
 def test_a_name_with_several_floors_takes_the_highest(tmp_path):

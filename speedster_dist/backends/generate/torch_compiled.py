@@ -115,6 +115,7 @@ class CompiledDecodeGenerator(TorchGenerator):
             # generate() compiles on a GPU only, unless told
             config._compile_all_devices = True  # type: ignore[assignment]
         self.compile_config = config
+        self._caches: dict[int, Any] = {}  # batch size -> StaticCache
 
     def generate(
         self,
@@ -127,7 +128,29 @@ class CompiledDecodeGenerator(TorchGenerator):
         sampling.setdefault("compile_config", self.compile_config)
         sampling.setdefault("max_cache_len", self.max_cache_len)
         sampling.setdefault("disable_compile", False)
+        cache = self._reusable_cache(input_ids, max_new_tokens, sampling)
+        if cache is not None:  # the same tensors every call: CUDA graphs replay, not re-record
+            with torch.inference_mode():  # its tensors were made in generate()'s
+                cache.reset()
+            sampling.update(cache=cache, cache_implementation=None)
         return super().generate(input_ids, attention_mask, max_new_tokens, on_token, **sampling)
+
+    def _reusable_cache(
+        self, input_ids: torch.Tensor, max_new_tokens: int, sampling: dict[str, Any]
+    ) -> Any:
+        """A decoder-only model's static cache of this batch size, kept across calls (None:
+        ``generate()`` makes its own: encoder-decoder, beams, a cache given, or too long)."""
+        expands = any(int(sampling.get(k) or 1) > 1 for k in ("num_beams", "num_return_sequences"))
+        too_long = int(input_ids.shape[-1]) + int(max_new_tokens) > self.max_cache_len
+        if "cache" in sampling or expands or too_long or self.model.config.is_encoder_decoder:
+            return None
+        batch = int(input_ids.shape[0])
+        if batch not in self._caches:
+            from transformers import StaticCache
+
+            config = self.model.config.get_text_config(decoder=True)
+            self._caches[batch] = StaticCache(config=config, max_cache_len=self.max_cache_len)
+        return self._caches[batch]
 
     @property
     def compiled(self) -> bool:

@@ -137,6 +137,7 @@ def test_greedy_identical_to_hf_compiled_once_and_saved_data_only(tiny_gpt2, pro
         compiled.generate(longer, max_new_tokens=20), hf_greedy(tiny_gpt2, longer, 20)
     )
     assert counters["stats"]["unique_graphs"] == graphs  # no recompile for another length
+    assert list(generator._caches) == [1]  # one static cache, reset and reused by every call
     with torch.no_grad():
         expected = tiny_gpt2(input_ids=prompt).logits[:, -1, :]
     torch.testing.assert_close(compiled(prompt, torch.ones_like(prompt))[0], expected)

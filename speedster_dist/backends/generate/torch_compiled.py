@@ -133,6 +133,7 @@ class CompiledDecodeGenerator(TorchGenerator):
             with torch.inference_mode():  # its tensors were made in generate()'s
                 cache.reset()
             sampling.update(cache=cache, cache_implementation=None)
+            sampling.pop("max_cache_len")  # sized already
         return super().generate(input_ids, attention_mask, max_new_tokens, on_token, **sampling)
 
     def _reusable_cache(

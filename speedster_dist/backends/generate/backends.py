@@ -302,7 +302,10 @@ class CompiledGenerateBackend(GeneratorBackend):
             generator.options(),
         )
         mode = settings.mode(device)
-        compiled.notes = (f"decode step compiled in {seconds:.1f} s (torch.compile {mode})",)
+        compiled.notes = (
+            f"{self.name} {settings.precision}: decode step compiled in {seconds:.1f} s "
+            f"(torch.compile mode={mode}, part of the trial's build)",
+        )
         return compiled
 
     def load(

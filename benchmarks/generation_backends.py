@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO generators against Hugging Face ``generate()`` (eager fp32).
+"""ONNX Runtime, OpenVINO and compiled-decode generators against HF ``generate()`` (eager fp32).
 
 GPT-2 124M architecture (``GPT2Config()``) and T5-small architecture, both with SEEDED RANDOM
 weights (no package here ships their weights), batch 1, a 32-token prompt, 64 new tokens, greedy.
@@ -6,6 +6,9 @@ The config's EOS is removed so every side generates exactly 64 tokens. Each side
 process (export and compression are not timed; one warm-up generation is), and the table gives
 its tokens/s, the ratio to the Hugging Face side and the greedy agreement (fraction of the 64
 tokens identical at the same position). Hugging Face runs first and last; its median is the base.
+Sides ``tc-*`` are ``generate_torch_compile``'s generator (static cache, the decode step
+compiled by torch.compile/inductor), each in a fresh process with an empty inductor cache (so
+its "build s", the compile, is a cold one); ``static-fp32`` is the static cache in eager torch.
 
     python benchmarks/generation_backends.py [--reps 3] [--threads 2] [--sides ov-fp32,ort-int8]
 """
@@ -23,8 +26,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-GPT2_SIDES = ("ov-fp32", "ov-bf16", "ov-int8", "ov-int4", "ort-fp32", "ort-int8", "ort-int4")
-T5_SIDES = ("ov-fp32", "ort-fp32")
+GPT2_SIDES = (
+    "ov-fp32",
+    "ov-bf16",
+    "ov-int8",
+    "ov-int4",
+    "ort-fp32",
+    "ort-int8",
+    "ort-int4",
+    "static-fp32",
+    "tc-fp32",
+    "tc-bf16",
+)
+T5_SIDES = ("ov-fp32", "ort-fp32", "tc-fp32")
 
 
 def _model(arch: str) -> Any:
@@ -45,7 +59,9 @@ def _model(arch: str) -> Any:
     return model.eval()
 
 
-def _generator(side: str, model: Any, folder: Path, threads: int) -> Any:
+def _generator(
+    side: str, model: Any, folder: Path, threads: int, prompt: Any, new: int = 64
+) -> Any:
     if side == "hf":
         import torch
 
@@ -62,6 +78,20 @@ def _generator(side: str, model: Any, folder: Path, threads: int) -> Any:
 
         return hf
     backend, precision = side.split("-")
+    if backend in ("tc", "static"):
+        from speedster_dist.backends.generate.torch_compiled import (
+            CompileSettings,
+            build_compiled_generator,
+        )
+        from speedster_dist.backends.generate.torch_generate import TorchGenerator
+
+        torch_side: Any = TorchGenerator(model, "cpu", "static")
+        if backend == "tc":
+            compile_settings = CompileSettings(precision)
+            torch_side, _ = build_compiled_generator(
+                model, "cpu", compile_settings, [(prompt,)], new
+            )
+        return lambda ids, new: torch_side.generate(ids, None, new)
     if backend == "ov":
         from speedster_dist.backends.generate.openvino_stateful import (
             OvGenerateSettings,
@@ -94,7 +124,9 @@ def child(arch: str, side: str, reps: int, threads: int, new: int) -> dict[str, 
         0, model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(7)
     )
     with tempfile.TemporaryDirectory() as folder:
-        generate = _generator(side, model, Path(folder), threads)
+        started = time.perf_counter()
+        generate = _generator(side, model, Path(folder), threads, prompt, new)
+        build_s = time.perf_counter() - started  # export, compression or compile
         generate(prompt, 4)
         times, out = [], None
         for _ in range(reps):
@@ -103,15 +135,18 @@ def child(arch: str, side: str, reps: int, threads: int, new: int) -> dict[str, 
             times.append(time.perf_counter() - start)
     assert out is not None
     generated = out[0, -new:].tolist()
-    return {"side": side, "tokens_per_s": new / statistics.median(times), "tokens": generated}
+    rate = new / statistics.median(times)
+    return {"side": side, "tokens_per_s": rate, "tokens": generated, "build_s": build_s}
 
 
 def _run(arch: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", arch, side, f"--reps={args.reps}"]
     command += [f"--threads={args.threads}", f"--new={args.new}"]
-    done = subprocess.run(
-        command, stdout=subprocess.PIPE, text=True, check=True, env=dict(os.environ)
-    )
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as inductor:
+        if side.startswith("tc-"):  # a cold compile, as on a fresh node
+            env["TORCHINDUCTOR_CACHE_DIR"] = inductor
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env)
     row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return row
 
@@ -123,14 +158,14 @@ def table(arch: str, sides: list[str], args: argparse.Namespace) -> str:
     last = _run(arch, "hf", args)
     base = statistics.median([first["tokens_per_s"], last["tokens_per_s"]])
     hf_rates = f"{first['tokens_per_s']:.1f} / {last['tokens_per_s']:.1f}"
-    lines = [f"| {arch} | hf eager fp32 | {hf_rates} | 1.00 | 1.00 |"]
+    lines = [f"| {arch} | hf eager fp32 | {hf_rates} | 1.00 | 1.00 | - |"]
     for row in rows:
         same = sum(a == b for a, b in zip(row["tokens"], first["tokens"], strict=True)) / len(
             first["tokens"]
         )
         lines.append(
             f"| {arch} | {row['side']} | {row['tokens_per_s']:.1f} "
-            f"| {row['tokens_per_s'] / base:.2f} | {same:.2f} |"
+            f"| {row['tokens_per_s'] / base:.2f} | {same:.2f} | {row['build_s']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -154,7 +189,8 @@ def main() -> None:
     )
     print(f"CPU: {cpu}; load before: {os.getloadavg()}")
     print(
-        "| model | side | tokens/s | vs HF generate() | greedy agreement |\n|---|---|---|---|---|"
+        "| model | side | tokens/s | vs HF generate() | greedy agreement | build s |\n"
+        "|---|---|---|---|---|---|"
     )
     wanted = [s for s in args.sides.split(",") if s]
     for arch, sides in (("gpt2", GPT2_SIDES), ("t5", T5_SIDES)):

@@ -10,6 +10,14 @@ missing (TensorRT, onnxruntime-gpu, ...) are listed as skipped with the reason.
     python benchmarks/gpu.py --device cpu --tiny --budget 30   # smoke test without a GPU
     python benchmarks/gpu.py --throughput     # BERT-base throughput at p99 <= 10 ms
 
+``--generate`` (``benchmarks/_gpu_generate.py``) times GPT-2 124M decoding (random weights,
+a 32-token prompt, ``--new-tokens`` greedy tokens) with its decode step compiled with CUDA
+graphs (the ``generate_torch_compile`` generator) against eager ``generate()`` on the same GPU,
+in this process with torch and transformers only:
+
+    python benchmarks/gpu.py --generate               # GPT-2: CUDA graphs vs eager generate()
+    python benchmarks/gpu.py --generate --device cpu --tiny   # smoke test without a GPU
+
 ``--throughput`` searches ``objective="throughput"`` over batch sizes up to 256 and 1, 2 or 4
 calls in flight (CUDA streams on a GPU) under ``--p99-ms`` (default 10), eager fp32 and every
 candidate at each load point, and prints each hardware type's frontier (throughput against
@@ -223,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput", action="store_true", help="throughput at a p99 budget")
     parser.add_argument("--p99-ms", type=float, default=10.0, help="the p99 budget (ms)")
     parser.add_argument("--max-batch", type=int, default=256, help="largest batch tried")
+    parser.add_argument("--generate", action="store_true", help="GPT-2 decode, CUDA graphs")
+    parser.add_argument("--new-tokens", type=int, default=64, help="--generate's length")
+    parser.add_argument("--reps", type=int, default=5, help="--generate's timed generations")
     args = parser.parse_args(argv)
 
     import torch
@@ -238,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "gpu" and not torch.cuda.is_available():
         report["skipped"] = "no CUDA device visible to torch: nothing to measure"
         print(report["skipped"])
+    elif args.generate:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import _gpu_generate
+
+        device = "cuda" if args.device == "gpu" else "cpu"
+        report["generate"] = _gpu_generate.run(device, args.tiny, args.new_tokens, args.reps)
+        report["model"] = report["generate"]["model"]
+        _gpu_generate.print_rows(report["generate"])
     elif args.throughput:
         report["throughput"] = _throughput_run(_bert(args.tiny), args)
     else:

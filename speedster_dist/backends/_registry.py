@@ -45,6 +45,7 @@ _BUILTIN: dict[str, str] = {
     "tensorrt": "speedster_dist.backends.tensorrt:BACKEND",
     # Generation (a model's generate(), its KV cache): sources "generate" only.
     "generate_torch": "speedster_dist.backends.generate.backends:TORCH",
+    "generate_torch_compile": "speedster_dist.backends.generate.backends:COMPILED",
     "generate_onnxruntime": "speedster_dist.backends.generate.backends:ORT",
     "generate_openvino": "speedster_dist.backends.generate.backends:OV",
 }

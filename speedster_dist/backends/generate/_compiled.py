@@ -39,8 +39,11 @@ class GeneratorCompiled:
 
     ``save_files(directory)`` writes the generator's data files; ``prefill`` (optional)
     returns the prefill logits directly (else they are read from a one-token generation);
-    ``options`` join the JSON-able load options :meth:`save` returns.
+    ``options`` join the JSON-able load options :meth:`save` returns; ``notes``: short lines
+    for the summary (e.g. how long a compile took).
     """
+
+    notes: tuple[str, ...] = ()
 
     def __init__(
         self,

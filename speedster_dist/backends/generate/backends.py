@@ -1,8 +1,10 @@
 """The generation backends as the search sees them: capabilities and knobs as data.
 
-Three backends, one registry line each (``backends/_registry.py``):
+Four backends, one registry line each (``backends/_registry.py``):
 
 - ``generate_torch``: Hugging Face ``generate()`` in eager torch, the baseline;
+- ``generate_torch_compile``: :mod:`.torch_compiled` (the static cache, the decode step
+  compiled by ``torch.compile``: CUDA graphs on a GPU; fp32, bf16);
 - ``generate_onnxruntime``: :mod:`.onnxruntime_past` (past key values with IO binding; fp32,
   weight-only int8 / int4 ``MatMulNBits``);
 - ``generate_openvino``: :mod:`.openvino_stateful` (cache inside the model; fp32, bf16, NNCF
@@ -33,7 +35,7 @@ from speedster_dist.backends._protocol import (
 from speedster_dist.backends.generate._compiled import GeneratorCompiled
 from speedster_dist.records import DeviceKind, Precision
 
-__all__ = ["ORT", "OV", "TORCH", "GeneratorBackend", "capabilities_from"]
+__all__ = ["COMPILED", "ORT", "OV", "TORCH", "GeneratorBackend", "capabilities_from"]
 
 GENERATE_SOURCE = frozenset({"generate"})
 STATIC_CACHE = "static-cache"
@@ -84,8 +86,8 @@ class TorchGenerateBackend(GeneratorBackend):
     """Hugging Face ``generate()``, eager, default cache: the baseline."""
 
     name = "generate_torch"
-    # "static-cache": Hugging Face's static cache (on a GPU, generate() compiles its decode
-    # step with it); the baseline is the default cache.
+    # "static-cache": Hugging Face's static cache, eager (its compiled decode step is
+    # generate_torch_compile's); the baseline is the default cache.
     capabilities = tuple(
         Capability(device, Precision.FP32, technique, frozenset(), GENERATE_SOURCE)
         for device in (DeviceKind.CPU, DeviceKind.GPU)
@@ -252,6 +254,77 @@ class OvGenerateBackend(GeneratorBackend):
         return GeneratorCompiled(generator, count, generator.save)
 
 
+class CompiledGenerateBackend(GeneratorBackend):
+    """The static cache with the decode step compiled (:mod:`.torch_compiled`)."""
+
+    name = "generate_torch_compile"
+    # CUDA graphs ("reduce-overhead") first; off: inductor's kernels alone.
+    knobs = (Knob("cuda_graphs", (True, False), devices=frozenset({DeviceKind.GPU})),)
+
+    def __init__(self) -> None:
+        from speedster_dist.backends.generate.torch_compiled import CAPABILITIES
+
+        self.capabilities = capabilities_from(CAPABILITIES)
+
+    def unavailable_reason(self, device: DeviceKind) -> str | None:
+        import torch
+
+        from speedster_dist.backends.generate.torch_compiled import cpp_compiler
+
+        if device is DeviceKind.GPU:
+            return None if torch.cuda.is_available() else "torch has no CUDA device here"
+        if cpp_compiler() is None:
+            return "torch.compile (inductor) needs a C++ compiler on the CPU: none found"
+        return None
+
+    def build(
+        self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
+    ) -> GeneratorCompiled:
+        from speedster_dist.backends.generate.torch_compiled import (
+            CompileSettings,
+            build_compiled_generator,
+        )
+
+        settings = CompileSettings(
+            config.precision.value, bool(config.knobs.get("cuda_graphs", True))
+        )
+        device = "cuda" if config.device is DeviceKind.GPU else "cpu"
+        prompts = [tuple(prompt) for prompt in calibration] or [tuple(model.example_inputs)]
+        generator, seconds = build_compiled_generator(
+            _require_generation(model), device, settings, prompts, model.max_new_tokens
+        )
+        compiled = GeneratorCompiled(
+            generator,
+            model.max_new_tokens,
+            generator.save,
+            generator.prefill,
+            device,
+            generator.options(),
+        )
+        mode = settings.mode(device)
+        compiled.notes = (
+            f"{self.name} {settings.precision}: decode step compiled in {seconds:.1f} s "
+            f"(torch.compile mode={mode}, part of the trial's build)",
+        )
+        return compiled
+
+    def load(
+        self, directory: Path, options: Mapping[str, Any], device: DeviceKind
+    ) -> GeneratorCompiled:
+        from speedster_dist.backends.generate.torch_compiled import load_compiled_generator
+
+        where = "cuda" if device is DeviceKind.GPU else "cpu"
+        length = options.get("max_cache_len")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+            raise ValueError(f"max_cache_len must be an integer >= 2, got {length!r}")
+        generator = load_compiled_generator(directory, where, dict(options))
+        count = int(options.get("max_new_tokens", 32))
+        return GeneratorCompiled(
+            generator, count, generator.save, generator.prefill, where, generator.options()
+        )
+
+
 TORCH = TorchGenerateBackend()
+COMPILED = CompiledGenerateBackend()
 ORT = OrtGenerateBackend()
 OV = OvGenerateBackend()

@@ -39,8 +39,8 @@ class TorchGenerator:
     """``model.generate()`` greedy by default, sampling arguments passed through.
 
     ``cache_implementation``: "" for the model's default (dynamic) cache, ``"static"`` for
-    Hugging Face's static cache (preallocated; what lets ``generate()`` compile its decode
-    step, with CUDA graphs, on a GPU)."""
+    Hugging Face's static cache (preallocated), in eager torch: its compiled decode step
+    (CUDA graphs on a GPU) is :mod:`.torch_compiled`'s."""
 
     def __init__(self, model: Any, device: str = "cpu", cache_implementation: str = "") -> None:
         self.model = model.eval()
@@ -63,6 +63,9 @@ class TorchGenerator:
         sampling.setdefault("do_sample", False)
         if self.cache_implementation:
             sampling.setdefault("cache_implementation", self.cache_implementation)
+            # eager: on a GPU generate() would compile the static cache's decode step by
+            # itself; that is the generate_torch_compile backend's candidate (torch_compiled)
+            sampling.setdefault("disable_compile", True)
         streamer = _Streamer(on_token) if on_token is not None else None
         with torch.inference_mode():
             out = self.model.generate(

@@ -68,6 +68,8 @@ def _hf(model: Any, ids: torch.Tensor, new: int = NEW) -> torch.Tensor:
 
 def _optimize(model: Any, data: Any, executor: Any = None, **kwargs: Any) -> Any:
     kwargs.setdefault("max_new_tokens", NEW)
+    # its compile takes seconds a trial; its own search is in tests/unit/backends/generate
+    kwargs["ignore_compilers"] = [*kwargs.get("ignore_compilers", ()), "generate_torch_compile"]
     return optimize_model(
         model,
         data,
@@ -299,8 +301,9 @@ def test_recorded_settings_rebuild_the_generation_payload():
 
 @pytest.mark.gpu
 def test_gpt2_generation_on_a_gpu():
-    """The GPU candidates (HF generate() with its default and static caches, ONNX Runtime's
-    CUDA provider with the cache kept on the device) agree with the original and the learner
+    """The GPU candidates (HF generate() with its default and static caches, the decode step
+    compiled with CUDA graphs, ONNX Runtime's CUDA provider with the cache kept on the
+    device) agree with the original and the learner
     generates as HF does."""
     model = _gpt2()
     learner = optimize_model(
@@ -316,5 +319,6 @@ def test_gpt2_generation_on_a_gpu():
     )
     complete = {r.candidate.label for r in learner.results if r.ok}
     assert "generate_torch fp32" in complete
+    assert any(label.startswith("generate_torch_compile fp32") for label in complete)
     ids = _prompts(1, seed=5)[0]["input_ids"]
     assert torch.equal(learner.generate(input_ids=ids, max_new_tokens=NEW), _hf(model, ids))

@@ -12,7 +12,12 @@ from speedster_dist.backends import backend_names, get_backend
 from speedster_dist.records import BackendInfo, DeviceKind, HardwareType, Precision
 from speedster_dist.search import SpaceSettings, derive_space
 
-NAMES = ("generate_torch", "generate_onnxruntime", "generate_openvino")
+NAMES = (
+    "generate_torch",
+    "generate_onnxruntime",
+    "generate_openvino",
+    "generate_torch_compile",
+)
 CPU = HardwareType("cpu-test-2c", DeviceKind.CPU, features=frozenset({"avx512_vnni"}))
 CPU_BF16 = HardwareType("cpu-bf16-2c", DeviceKind.CPU, features=frozenset({"avx512_bf16"}))
 
@@ -56,6 +61,7 @@ def test_a_forward_search_never_sees_them_and_a_generation_search_sees_only_them
         "generate_torch fp32/static-cache",
         "generate_onnxruntime fp32/past-kv-io-binding",
         "generate_openvino fp32/stateful-kv-cache",
+        "generate_torch_compile fp32/static-cache-compiled-decode",
     }
     reduced = _space(CPU, "generate", 0.05)  # weight-only int8 / int4 once a drop is accepted
     assert "generate_onnxruntime int4/weight-only-matmulnbits accuracy_level=4 block_size=32" in (
@@ -63,7 +69,9 @@ def test_a_forward_search_never_sees_them_and_a_generation_search_sees_only_them
     )
     assert "generate_openvino int4/nncf-weight-compression group_size=128" in reduced
     assert not any("bf16" in label for label in reduced)  # no bf16 instructions
-    assert "generate_openvino bf16/stateful-kv-cache" in _space(CPU_BF16, "generate", 0.05)
+    with_bf16 = _space(CPU_BF16, "generate", 0.05)
+    assert "generate_openvino bf16/stateful-kv-cache" in with_bf16
+    assert "generate_torch_compile bf16/static-cache-compiled-decode" in with_bf16
 
 
 def test_a_torch_winner_with_an_unknown_cache_is_refused(tmp_path: Path):

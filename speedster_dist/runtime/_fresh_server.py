@@ -17,6 +17,7 @@ started), ``wait`` (a contender's exit code, once it has ended) and ``kill``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -155,8 +156,17 @@ def contender_server() -> ContenderServer:
     global _server
     with _server_lock:
         if _server is None or _server.owner != os.getpid() or not _server.alive():
+            if _server is None:
+                atexit.register(_close_server)
             _server = ContenderServer()
         return _server
+
+
+def _close_server() -> None:
+    """At exit: end the server now rather than leave it to notice (and a warning)."""
+    with _server_lock:
+        if _server is not None and _server.owner == os.getpid():
+            _server.close()
 
 
 # -- the server's side ---------------------------------------------------------------------

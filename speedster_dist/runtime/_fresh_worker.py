@@ -3,11 +3,12 @@
 A contender timed in a process that also built and ran others is timed with their leftovers:
 thread pools still spinning, allocator arenas, torch's thread count, caches. (An int8 learner
 measured 13% slower in the Ray worker that had also run eager than in a fresh process.) So the
-confirmation starts one child per contender (``python -m speedster_dist.runtime._fresh_main``,
-never a fork of a worker that holds a built model) and drives them over a socket: the child
-builds its contender once, then times one round each time it is asked, and reports the
-machine load that round saw (:class:`~speedster_dist.measure.LoadWatch`, in the child, so that
-its own CPU time is not counted as others' work). Only one child times at a time.
+confirmation has one child per contender, never a fork of a worker that holds a built model:
+:mod:`._fresh_server` forks it from a process that has imported torch and this package and
+never ran a model. The caller drives it over a socket: the child builds its contender once,
+then times one round each time it is asked, and reports the machine load that round saw
+(:class:`~speedster_dist.measure.LoadWatch`, in the child, so that its own CPU time is not
+counted as others' work). Only one child times at a time.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import os
 import pickle
 import shutil
 import socket
-import subprocess
-import sys
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,6 +27,7 @@ from speedster_dist.backends import BuildConfig, Compiled, device_call, get_back
 from speedster_dist.cache import scratch_dir
 from speedster_dist.measure import LoadWatch, MeasureSettings, measure_latency
 from speedster_dist.records import Candidate, HardwareType
+from speedster_dist.runtime._fresh_server import ServerError, contender_server
 from speedster_dist.runtime._payload import TrialPayload
 
 __all__ = ["FreshWorker", "RoundTiming", "WorkerError", "build_contender", "serve"]
@@ -58,13 +58,6 @@ def _recv(conn: Connection) -> Any:
     return pickle.loads(conn.recv_bytes())
 
 
-def _child_environment() -> dict[str, str]:
-    """This process's environment, with its import path (a Ray worker's runtime_env may have
-    put packages on ``sys.path`` only), so that the child imports the same code."""
-    path = os.pathsep.join(p for p in sys.path if p)
-    return {**os.environ, "PYTHONPATH": path}
-
-
 class FreshWorker:
     """A child process holding one built contender (see the module).
 
@@ -75,15 +68,12 @@ class FreshWorker:
     def __init__(self) -> None:
         mine, theirs = socket.socketpair()
         self._conn = Connection(mine.detach())
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "speedster_dist.runtime._fresh_main", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            env=_child_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # a backend's prints must not reach the caller's output
-        )
-        theirs.close()
-        self.pid = self._proc.pid
+        self._server = contender_server()
+        try:
+            self.pid = self._server.start(theirs)
+        except ServerError as exc:
+            self._conn.close()
+            raise WorkerError(str(exc)) from exc
 
     def start(
         self, payload: Any, candidate: Candidate, hardware: HardwareType, cpus: float | None
@@ -96,7 +86,7 @@ class FreshWorker:
                 raise WorkerError(f"no answer within {timeout_s:g} s")
             kind, value = _recv(self._conn)
         except (EOFError, OSError) as exc:
-            code = self._proc.wait(timeout=5)
+            code = self._exit_code(5.0)
             raise WorkerError(f"the contender's process died (exit code {code})") from exc
         if kind == "error":
             raise WorkerError(value)
@@ -111,15 +101,20 @@ class FreshWorker:
         p50, load = self._answer(ROUND_TIMEOUT_S + settings.max_duration_s)
         return RoundTiming(p50, load)
 
+    def _exit_code(self, timeout_s: float) -> int | str:
+        try:
+            code = self._server.wait(self.pid, timeout_s)
+        except ServerError:  # the server took it along when it died
+            return "unknown"
+        return "unknown" if code is None else code
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             _send(self._conn, None)
         self._conn.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        with contextlib.suppress(ServerError):
+            if self._server.wait(self.pid, 10.0) is None:
+                self._server.kill(self.pid)
 
 
 def build_contender(

@@ -155,6 +155,7 @@ def test_a_static_learner_names_the_shape_it_was_built_for(tmp_path):
     assert "incompatible" not in message  # not OpenVINO's own words
 
 
+@pytest.mark.slow  # a search with ONNX Runtime and OpenVINO builds: 10-20 s on 2 cores
 def test_an_optimized_learner_takes_a_new_length_and_keeps_it_when_saved(tmp_path):
     model = tiny_bert()
     learner = optimize_model(
@@ -182,6 +183,7 @@ def test_an_optimized_learner_takes_a_new_length_and_keeps_it_when_saved(tmp_pat
         load_model(tmp_path / "learner", trust_code=True)
 
 
+@pytest.mark.slow  # a search with ONNX Runtime and OpenVINO builds: 10-20 s on 2 cores
 def test_a_search_records_which_candidates_keep_fixed_shapes():
     learner = optimize_model(
         tiny_bert(),

@@ -262,6 +262,7 @@ def test_bad_generation_inputs_refused_before_any_trial(model, data, kwargs, mes
         _optimize(tiny_bert(), data, executor=spy, task="text-generation")
 
 
+@pytest.mark.slow  # NNCF weight compression builds: 10-20 s on 2 cores
 def test_weight_only_int8_and_int4_judged_by_agreement():
     model = _gpt2()
     learner = _optimize(

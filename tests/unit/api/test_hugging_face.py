@@ -92,6 +92,7 @@ def test_bert_dicts_fast_backends(tokenizer, tmp_path):
     assert_round_trip(learner, tmp_path, lambda lrn: lrn(**data[1]))
 
 
+@pytest.mark.slow  # a search and a save/load round trip of ALBERT: 10-20 s on 2 cores
 def test_albert_tokenizer_dicts(tokenizer, tmp_path):
     """The guide's Case 1: the same tokenizer dict repeated."""
     model = tiny_albert()
@@ -175,6 +176,7 @@ def _t5_sample(tokenizer, question, answer="The answer is:"):
     return input_dict
 
 
+@pytest.mark.slow  # an encoder-decoder through every fast backend: 10-20 s on 2 cores
 def test_t5_dicts_with_decoder_input_ids(tokenizer, tmp_path):
     from transformers.modeling_outputs import Seq2SeqLMOutput
 

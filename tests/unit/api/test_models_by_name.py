@@ -91,6 +91,7 @@ def downloads(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # a search and a save/load round trip: 10-20 s on 2 cores
 def test_a_model_id_is_resolved_from_the_local_cache_offline(hub_dir, downloads, tmp_path):
     snapshot = _cache(hub_dir, "org/tiny-bert", _bert)
     data = [dict(token_batch(seq_len=n, seed=n)) for n in (6, 9, 12, 7, 10)]
@@ -205,6 +206,7 @@ def test_a_model_s_own_code_runs_only_with_trust_remote_code(hub_dir, downloads,
     assert model.name_or_path == "org/custom"
 
 
+@pytest.mark.slow  # a search of a sentence-transformer: 10-20 s on 2 cores
 def test_a_sentence_transformer_by_name_gets_encode(hub_dir, downloads):
     pytest.importorskip("sentence_transformers")
     snapshot = _cache(hub_dir, "org/tiny-st", lambda f: tiny_sentence_transformer(f))

@@ -22,7 +22,9 @@ A candidate rejected for its metric drop is followed, first, by its accuracy bac
 beyond the knob's choices, or knobs not tuned) proposed and told outside the study. Under a
 throughput or cost objective, a proposal that differs from a rejected config only in knobs
 that serve load and its load point (``SearchSpace.outputs_key``) would compute the same
-outputs: it is told rejected like it (``rejected_like``), never built.
+outputs: it is told rejected like it (``rejected_like``), never built. An enqueued config
+measured over the latency budget is enqueued again at the next smaller batch
+(:func:`._backoff.smaller_batch`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
-from speedster_dist.search._backoff import AccuracyBackoff
+from speedster_dist.search._backoff import AccuracyBackoff, smaller_batch
 from speedster_dist.search._budget import BUDGET_EXHAUSTED
 from speedster_dist.search._objective import constraint_values, objective_value
 from speedster_dist.search._params import decode, params, result_attrs, suggest
@@ -216,6 +218,10 @@ class OptunaSearcher:
         if result.candidate in self._sampled:
             self._sampled.discard(result.candidate)
             self._stale = 0 if improved else self._stale + 1
+        else:  # an enqueued config (a default, a back-off step) over the latency budget
+            smaller = smaller_batch(result, self.space)
+            if smaller is not None and smaller not in self._told and smaller not in self._running:
+                self._fixed.append((smaller, False))
         self._back_off(result)
 
     def _tell_study(self, trial: optuna.Trial, result: TrialResult) -> tuple[_Told, bool]:

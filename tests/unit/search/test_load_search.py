@@ -1,7 +1,8 @@
 """Under a load objective, a config that differs from a rejected one only in knobs that serve
 load (threads, streams, a hint) and its load point computes the same outputs: the searcher
-tells it rejected like that one and never asks for it to be built. The latency objective is
-unchanged: every config is its own."""
+tells it rejected like that one and never asks for it to be built (the latency objective is
+unchanged: every config is its own). And an arm's default over the latency budget is tried
+again at the next smaller batch before the sampler proposes anything."""
 
 from __future__ import annotations
 
@@ -102,3 +103,35 @@ def test_a_rejected_config_is_built_once_its_serving_siblings_never():
         r.candidate.precision is Precision.INT8 and r.status is TrialStatus.COMPLETE
         for r in results
     )
+
+
+BUDGET = Objective("throughput", (1, 8), (1, 2), latency_budget_ms=10.0)
+
+
+def test_a_default_over_the_budget_is_tried_again_at_the_next_smaller_batch():
+    # On the curve a call of 8 takes 18 ms (base) or 9 ms (ov): batch 8 is over a 10 ms p99
+    # whatever serves it, batch 1 within it.
+    fp32_only = derive_space(CATALOG, HW, SpaceSettings(baseline_backend="base", objective=BUDGET))
+    searcher = OptunaSearcher(fp32_only, patience=1)
+    results = drive(searcher, BUDGET)
+    defaults = fp32_only.defaults()
+    assert [r.candidate for r in results[: len(defaults)]] == defaults
+    assert all(r.status is TrialStatus.INFEASIBLE for r in results[: len(defaults)])
+    smaller = [r.candidate for r in results[len(defaults) : 2 * len(defaults)]]
+    # Next, before anything is sampled: each default at batch 1, same knobs and calls in flight.
+    assert smaller == [
+        Candidate.make(c.backend, c.precision, c.hardware_key, c.technique, c.knob_dict, (1, 2))
+        for c in defaults
+    ]
+    assert all(r.status is TrialStatus.COMPLETE for r in results[len(defaults) : 2 * len(defaults)])
+
+
+def test_a_point_within_the_budget_is_not_tried_smaller():
+    roomy = Objective("throughput", (1, 8), (1, 2), latency_budget_ms=1000.0)
+    fp32_only = derive_space(CATALOG, HW, SpaceSettings(baseline_backend="base", objective=roomy))
+    searcher = OptunaSearcher(fp32_only, patience=1)
+    results = drive(searcher, roomy)
+    assert all(r.status is TrialStatus.COMPLETE for r in results)
+    # Nothing enqueued after the defaults: the sampler's proposals follow them.
+    assert [r.candidate.batch_size for r in results[:2]] == [8, 8]
+    assert searcher.finished()

@@ -15,8 +15,9 @@ the step's result, as ``backoff_after`` in its ``extra``.
 
 Load back-off (:func:`smaller_batch`): under a throughput or cost objective each arm's default
 is served at its largest batch, which a tight latency budget may rule out; a default (or a
-step of this back-off) over the budget is tried again at the next smaller batch, same knobs
-and calls in flight, so that every arm is measured where the budget may hold.
+step of this back-off) over the budget is tried again at a smaller batch, same knobs and
+calls in flight (the largest that would fit if latency were proportional to the batch), so
+that every arm is measured where the budget may hold.
 """
 
 from __future__ import annotations
@@ -98,16 +99,23 @@ class AccuracyBackoff:
 
 
 def smaller_batch(result: TrialResult, space: SearchSpace) -> Candidate | None:
-    """``result``'s config at the next smaller batch of the objective (same knobs and calls
-    in flight) when it was measured over the latency budget; None otherwise, or when it was
-    at the smallest batch already."""
+    """``result``'s config at a smaller batch of the objective (same knobs and calls in
+    flight) when it was measured over the latency budget; None otherwise, or when it was at
+    the smallest batch already.
+
+    The batch is the largest whose latency, were it proportional to the batch, would be
+    within the budget (a tail 8 times the budget at 32 requests a call: at most 4), else the
+    smallest: a point far over the budget does not step through every batch in between."""
     point = result.candidate.load_point
     objective = space.objective
-    if result.status is not TrialStatus.INFEASIBLE or point is None:
+    budget = objective.latency_budget_ms
+    if result.status is not TrialStatus.INFEASIBLE or point is None or budget is None:
         return None
     over_ms, _ = constraint_values(result, objective)
     smaller = [b for b in objective.batch_sizes if b < point.batch_size]
     if over_ms <= 0 or not smaller:
         return None
-    following = replace(result.candidate, batch_size=max(smaller))
+    fits = point.batch_size * budget / (budget + over_ms)
+    batch = max((b for b in smaller if b <= fits), default=min(smaller))
+    following = replace(result.candidate, batch_size=batch)
     return following if space.contains(following) else None

@@ -23,7 +23,7 @@ beyond the knob's choices, or knobs not tuned) proposed and told outside the stu
 throughput or cost objective, a proposal that differs from a rejected config only in knobs
 that serve load and its load point (``SearchSpace.outputs_key``) would compute the same
 outputs: it is told rejected like it (``rejected_like``), never built. An enqueued config
-measured over the latency budget is enqueued again at the next smaller batch
+measured over the latency budget is enqueued again at a smaller batch
 (:func:`._backoff.smaller_batch`).
 """
 

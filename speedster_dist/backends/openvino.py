@@ -236,14 +236,35 @@ def _read_model(
             onnx_path, model, calibration, config.knobs, workdir / "model.qdq.onnx"
         )
     ov_model = _core().read_model(str(onnx_path))
+    nncf = config.precision is Precision.INT8 and config.technique == NNCF_TECHNIQUE
+    float_layers: list[str] = []
+    if nncf and model.dynamic_by_default and _calibrated_at_other_shapes(model, calibration):
+        # A build for a load point's batch (``source_for_batch``): NNCF calibrates on the
+        # held-in samples, one request each, which a model fixed to the batch's shape cannot
+        # take. Quantized with the export's dynamic axes, then fixed to the batch.
+        ov_model, float_layers = _quantize_nncf(ov_model, model, calibration, config)
+        nncf = False
     if model.dynamic_by_default:
         _fix_to_example(ov_model, model)
     else:
         _make_axes_dynamic(ov_model, model)
-    if config.precision is Precision.INT8 and config.technique == NNCF_TECHNIQUE:
-        inputs = {_port_name(port, model.input_names) for port in ov_model.inputs}
-        return quantize_nncf(ov_model, model, calibration, config.knobs, inputs, _run_f32)
-    return ov_model, []
+    if nncf:
+        return _quantize_nncf(ov_model, model, calibration, config)
+    return ov_model, float_layers
+
+
+def _quantize_nncf(
+    ov_model: Any, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig
+) -> tuple[Any, list[str]]:
+    inputs = {_port_name(port, model.input_names) for port in ov_model.inputs}
+    return quantize_nncf(ov_model, model, calibration, config.knobs, inputs, _run_f32)
+
+
+def _calibrated_at_other_shapes(model: SourceModel, calibration: Sequence[Tensors]) -> bool:
+    """Whether some calibration sample's shapes are not the example's (the example is a
+    load point's batch, the samples one request each)."""
+    example = [tuple(t.shape) for t in model.example_inputs]
+    return any([tuple(t.shape) for t in sample] != example for sample in calibration)
 
 
 def _fix_to_example(ov_model: Any, model: SourceModel) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,10 +33,11 @@ from speedster_dist.serving import LoadPoint, Runner, ThroughputStats
 __all__ = ["StopRule", "check_percentile", "measure_load", "request_latencies"]
 
 Clock = Callable[[], float]
-# Called after each timed call is issued with (calls finished, requests per call, seconds
-# from the window's start to the last completion); True stops the measurement there (the
-# trial runner's pruning). Finished calls over that span is the rate the window measures.
-StopRule = Callable[[int, int, float], bool]
+# Called after each timed call is issued with (the latencies of the calls finished so far,
+# requests per call, seconds from the window's start to the last completion); True stops the
+# measurement there (the trial runner's pruning and its latency-budget guard). Finished
+# calls over that span is the rate the window measures.
+StopRule = Callable[[Sequence[float], int, float], bool]
 
 
 def check_percentile(percentile: object) -> float:
@@ -94,6 +95,11 @@ class _InFlight:
         except BaseException as exc:  # the runner refused the call: nothing is in flight
             done(None, exc)
 
+    def finished(self) -> tuple[list[float], float]:
+        """The latencies of the timed calls finished so far, and when the latest ended."""
+        with self._lock:
+            return [end - begin for begin, end in self.spans], self.last_end
+
     def drain(self) -> None:
         self._runner.drain()
         if self.error is not None:
@@ -135,13 +141,10 @@ def _timed_window(
             break
         if elapsed >= settings.max_duration_s:
             break
-        done = len(flight.spans)
-        if (
-            should_stop is not None
-            and done
-            and should_stop(done, batch_size, flight.last_end - start)
-        ):
-            break
+        if should_stop is not None:
+            latencies, last_end = flight.finished()
+            if latencies and should_stop(latencies, batch_size, last_end - start):
+                break
     flight.drain()
     return start
 
@@ -167,8 +170,9 @@ def measure_load(
 
     ``memory``: a watch the caller started (before the build, for the candidate's whole
     footprint); without one, the peak covers this measurement only. ``clock`` replaces the
-    monotonic clock in tests. ``should_stop(calls finished, batch size, seconds)`` may end
-    the window early (pruning): the figures are then those of the calls made so far.
+    monotonic clock in tests. ``should_stop(finished calls' latencies, batch size, seconds)``
+    may end the window early (pruning, a tail clearly over a budget): the figures are then
+    those of the calls made so far.
     Raises RuntimeError when a call fails.
     """
     tail = check_percentile(percentile)

@@ -12,10 +12,11 @@ measured, saved and served. Requests are the held-out samples, taken in turn
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from speedster_dist.backends import (
@@ -26,14 +27,26 @@ from speedster_dist.backends import (
     runner_for,
     source_for_batch,
 )
-from speedster_dist.measure import MemoryWatch, measure_load, tile_batch
+from speedster_dist.measure import MemoryWatch, measure_load, request_latencies, tile_batch
 from speedster_dist.records import Candidate, LatencyStats
 from speedster_dist.runtime._payload import PRUNE_MIN_CALLS, TrialPayload, judge_outputs
 from speedster_dist.serving import LoadPoint, ThroughputStats
 
-__all__ = ["LoadPruner", "latency_of", "measure_point", "serving_build"]
+__all__ = [
+    "TAIL_MIN_CALLS",
+    "TAIL_MIN_REQUESTS",
+    "LoadPruner",
+    "TailGuard",
+    "latency_of",
+    "measure_point",
+    "serving_build",
+]
 
 Build = Callable[[SourceModel], Compiled]
+# A load point's tail is judged against the latency budget once this many calls, and this
+# many requests, have finished (batch 1: 8 calls; batch 8 or 32: 3 calls).
+TAIL_MIN_CALLS = 3
+TAIL_MIN_REQUESTS = PRUNE_MIN_CALLS
 
 
 @dataclass
@@ -45,12 +58,56 @@ class LoadPruner:
     pruned: bool = False
     rate: float = 0.0  # requests a second when it stopped
 
-    def should_stop(self, calls: int, batch_size: int, seconds: float) -> bool:
+    def should_stop(self, latencies: Sequence[float], batch_size: int, seconds: float) -> bool:
+        calls = len(latencies)
         if self.bar_s is None or calls < PRUNE_MIN_CALLS or seconds <= 0:
             return False
         self.rate = calls * batch_size / seconds
         self.pruned = 1.0 / self.rate > self.bar_s
         return self.pruned
+
+
+@dataclass
+class TailGuard:
+    """Stops a load point whose tail is clearly over the latency budget ``budget_s``.
+
+    Once :data:`TAIL_MIN_CALLS` calls and :data:`TAIL_MIN_REQUESTS` requests have finished,
+    the point stops when the median of their per-request latencies (each request's wait for
+    its batch to fill included, at the rate so far), or the ``percentile``-th where that is
+    lower, is already over the budget: at least half the requests so far are over it, so the
+    budget's percentile cannot come back within it; timing the rest of the minimum duration
+    would only confirm it. The point is then INFEASIBLE, with the figures of its calls so far.
+    """
+
+    budget_s: float | None
+    percentile: float = 99.0
+    stopped: bool = False
+    calls: int = 0  # finished calls when it stopped
+    level_s: float = 0.0  # the per-request latency judged when it stopped
+
+    def should_stop(self, latencies: Sequence[float], batch_size: int, seconds: float) -> bool:
+        calls = len(latencies)
+        if self.budget_s is None or seconds <= 0 or calls < TAIL_MIN_CALLS:
+            return False
+        if calls * batch_size < TAIL_MIN_REQUESTS:
+            return False
+        requests = request_latencies(latencies, batch_size, calls * batch_size / seconds)
+        level = float(np.percentile(requests, min(self.percentile, 50.0)))
+        if level > self.budget_s:
+            self.stopped, self.calls, self.level_s = True, calls, level
+        return self.stopped
+
+    @property
+    def reason(self) -> str:
+        """Why it stopped ("" while it has not)."""
+        if not self.stopped:
+            return ""
+        which = "median" if self.percentile >= 50 else f"p{self.percentile:g}"
+        return (
+            f"stopped after {self.calls} calls: their {which} per-request latency "
+            f"{self.level_s * 1e3:.4g} ms is over the latency budget of "
+            f"{(self.budget_s or 0.0) * 1e3:.4g} ms"
+        )
 
 
 def _rows(samples: list[tuple[Any, ...]], batch_size: int) -> list[int]:
@@ -106,9 +163,18 @@ def measure_point(
     payload: TrialPayload,
     watch: MemoryWatch,
     pruner: LoadPruner,
+    guard: TailGuard | None = None,
 ) -> ThroughputStats:
     """Measure ``point`` through the backend's runner; ``watch`` (started before the build)
-    gives the candidate's peak memory."""
+    gives the candidate's peak memory. ``guard`` stops a point clearly over the latency
+    budget (checked first), ``pruner`` one that cannot beat the best known."""
+    tail = guard or TailGuard(None)
+
+    def should_stop(latencies: Sequence[float], batch_size: int, seconds: float) -> bool:
+        return tail.should_stop(latencies, batch_size, seconds) or pruner.should_stop(
+            latencies, batch_size, seconds
+        )
+
     runner = runner_for(compiled, point.concurrency)
     try:
         return measure_load(
@@ -118,7 +184,7 @@ def measure_point(
             payload.measure,
             payload.objective.percentile,
             memory=watch,
-            should_stop=pruner.should_stop,
+            should_stop=should_stop,
         )
     finally:
         runner.close()

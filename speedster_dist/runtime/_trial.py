@@ -8,7 +8,8 @@ The candidate's peak memory is watched from before its build to the end of its m
 (``measure.MemoryWatch``). A candidate with a load point (throughput and cost objectives) is
 measured under load (:mod:`._load_trial`), any other one call at a time. A measured point
 over the objective's latency budget or memory cap is INFEASIBLE: recorded with its figures,
-never kept.
+never kept. A load point whose first requests are already clearly over the latency budget
+stops there (``_load_trial.TailGuard``) and is INFEASIBLE too, with the figures so far.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ from speedster_dist.records import (
     TrialStatus,
 )
 from speedster_dist.runtime._generation_trial import judge_generation, measure_generation
-from speedster_dist.runtime._load_trial import LoadPruner, latency_of, measure_point, serving_build
+from speedster_dist.runtime._load_trial import (
+    LoadPruner,
+    TailGuard,
+    latency_of,
+    measure_point,
+    serving_build,
+)
 from speedster_dist.runtime._payload import (
     FP32_TOLERANCE,
     PRUNE_MIN_CALLS,
@@ -204,9 +211,23 @@ def _serve_load(
     point = candidate.load_point
     assert point is not None
     pruner = LoadPruner(prune_above_s)
-    stats = measure_point(compiled, batch, point, payload, watch, pruner)
+    budget = payload.objective.latency_budget_ms
+    guard = TailGuard(None if budget is None else budget / 1e3, payload.objective.percentile)
+    stats = measure_point(compiled, batch, point, payload, watch, pruner, guard)
     common["extra"] = stats.load
     latency = latency_of(stats)
+    if guard.stopped:  # clearly over the budget: infeasible, with the figures so far
+        why = infeasibility(latency, stats, stats.memory, payload.objective)
+        reason = f"{why} ({guard.reason})" if why else guard.reason
+        return TrialResult(
+            candidate,
+            TrialStatus.INFEASIBLE,
+            reason,
+            latency,
+            throughput=stats,
+            memory=stats.memory,
+            **common,
+        )
     if pruner.pruned:
         reason = (
             f"pruned: {pruner.rate:.4g} requests/s after {stats.calls} calls cannot beat the "

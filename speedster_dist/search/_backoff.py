@@ -12,6 +12,12 @@ layer) is followed by one last jump to the ladder's top (the most layers in floa
 every step in between, which would spend the budget on builds that are all rejected.
 Each proposed step has a reason (:meth:`AccuracyBackoff.reason`): the driver records it with
 the step's result, as ``backoff_after`` in its ``extra``.
+
+Load back-off (:func:`smaller_batch`): under a throughput or cost objective each arm's default
+is served at its largest batch, which a tight latency budget may rule out; a default (or a
+step of this back-off) over the budget is tried again at a smaller batch, same knobs and
+calls in flight (the largest that would fit if latency were proportional to the batch), so
+that every arm is measured where the budget may hold.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from speedster_dist.records import Candidate, TrialResult, TrialStatus
+from speedster_dist.search._objective import constraint_values
 from speedster_dist.search._space import SearchSpace
 
-__all__ = ["MIN_PROGRESS", "AccuracyBackoff"]
+__all__ = ["MIN_PROGRESS", "AccuracyBackoff", "smaller_batch"]
 
 # The share of its excess over the accepted drop that a back-off step must remove for the next
 # step to be tried. MiniLM int8 (docs/benchmarks.md): one more float MatMul took 128-token
@@ -89,3 +96,26 @@ class AccuracyBackoff:
     def _helped(self, before: float, after: float) -> bool:
         accepted = self._space.metric_drop_ths or 0.0
         return before - after >= MIN_PROGRESS * max(before - accepted, 0.0) and after < before
+
+
+def smaller_batch(result: TrialResult, space: SearchSpace) -> Candidate | None:
+    """``result``'s config at a smaller batch of the objective (same knobs and calls in
+    flight) when it was measured over the latency budget; None otherwise, or when it was at
+    the smallest batch already.
+
+    The batch is the largest whose latency, were it proportional to the batch, would be
+    within the budget (a tail 8 times the budget at 32 requests a call: at most 4), else the
+    smallest: a point far over the budget does not step through every batch in between."""
+    point = result.candidate.load_point
+    objective = space.objective
+    budget = objective.latency_budget_ms
+    if result.status is not TrialStatus.INFEASIBLE or point is None or budget is None:
+        return None
+    over_ms, _ = constraint_values(result, objective)
+    smaller = [b for b in objective.batch_sizes if b < point.batch_size]
+    if over_ms <= 0 or not smaller:
+        return None
+    fits = point.batch_size * budget / (budget + over_ms)
+    batch = max((b for b in smaller if b <= fits), default=min(smaller))
+    following = replace(result.candidate, batch_size=batch)
+    return following if space.contains(following) else None

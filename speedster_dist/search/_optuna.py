@@ -19,7 +19,12 @@ A proposal already measured (or running) is told again with the earlier outcome,
 ``duplicate_of``, and never measured twice.
 A candidate rejected for its metric drop is followed, first, by its accuracy back-off
 (:mod:`._backoff`): enqueued in the study when the config is in the space, else (a step
-beyond the knob's choices, or knobs not tuned) proposed and told outside the study.
+beyond the knob's choices, or knobs not tuned) proposed and told outside the study. Under a
+throughput or cost objective, a proposal that differs from a rejected config only in knobs
+that serve load and its load point (``SearchSpace.outputs_key``) would compute the same
+outputs: it is told rejected like it (``rejected_like``), never built. An enqueued config
+measured over the latency budget is enqueued again at a smaller batch
+(:func:`._backoff.smaller_batch`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from speedster_dist.records import Candidate, HardwareType, TrialResult, TrialStatus
-from speedster_dist.search._backoff import AccuracyBackoff
+from speedster_dist.search._backoff import AccuracyBackoff, smaller_batch
 from speedster_dist.search._budget import BUDGET_EXHAUSTED
 from speedster_dist.search._objective import constraint_values, objective_value
 from speedster_dist.search._params import decode, params, result_attrs, suggest
@@ -157,6 +162,7 @@ class OptunaSearcher:
         self._backoff = AccuracyBackoff(space)
         self._outside: deque[Candidate] = deque()  # back-off steps the study cannot hold
         self._outside_running: set[Candidate] = set()
+        self._rejected: dict[tuple[Any, ...], Candidate] = {}  # by outputs key
         self._duplicates = 0
         self._converged = False
         self._best: float | None = None  # the best feasible value of this session
@@ -173,7 +179,12 @@ class OptunaSearcher:
             trial, fixed = self._next_trial()
             candidate = suggest(self.space, trial)
             remeasure = bool(trial.user_attrs.get("remeasure"))
-            if candidate not in self._running and (remeasure or candidate not in self._told):
+            new = candidate not in self._running and (remeasure or candidate not in self._told)
+            if new and not fixed and self._tell_rejected_like(trial, candidate):
+                self._duplicates += 1
+                self._converged = self._duplicates >= self._max_duplicates
+                continue
+            if new:
                 self._running[candidate] = trial
                 self._duplicates = 0
                 if not fixed:
@@ -202,9 +213,15 @@ class OptunaSearcher:
         told, improved = self._tell_study(trial, result)
         if result.reason != BUDGET_EXHAUSTED:
             self._told[result.candidate] = told
+        if result.status is TrialStatus.REJECTED:
+            self._rejected.setdefault(self.space.outputs_key(result.candidate), result.candidate)
         if result.candidate in self._sampled:
             self._sampled.discard(result.candidate)
             self._stale = 0 if improved else self._stale + 1
+        else:  # an enqueued config (a default, a back-off step) over the latency budget
+            smaller = smaller_batch(result, self.space)
+            if smaller is not None and smaller not in self._told and smaller not in self._running:
+                self._fixed.append((smaller, False))
         self._back_off(result)
 
     def _tell_study(self, trial: optuna.Trial, result: TrialResult) -> tuple[_Told, bool]:
@@ -285,6 +302,20 @@ class OptunaSearcher:
             return self.study.ask(), True
         return self.study.ask(), False
 
+    def _tell_rejected_like(self, trial: optuna.Trial, candidate: Candidate) -> bool:
+        """Tell ``candidate`` rejected, unbuilt, when a config with its outputs key was."""
+        from optuna.trial import TrialState
+
+        like = self._rejected.get(self.space.outputs_key(candidate))
+        if like is None or like not in self._told:
+            return False
+        number = self._told[like].number
+        trial.set_user_attr("duplicate_of", number)
+        trial.set_user_attr("rejected_like", like.label)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self._told[candidate] = _Told(number, "fail")
+        return True
+
     def _tell_duplicate(self, trial: optuna.Trial, candidate: Candidate) -> None:
         from optuna.trial import TrialState
 
@@ -325,6 +356,8 @@ class OptunaSearcher:
             constraints = tuple(attrs.get("constraints", ()))
             told = _Told(trial.number, state, trial.value, trial.last_step, constraints)
             self._told[candidate] = told
+            if attrs.get("status") == TrialStatus.REJECTED.value:
+                self._rejected.setdefault(self.space.outputs_key(candidate), candidate)
             value = trial.value
             if state == "complete" and value is not None:
                 best = min(best or (value, candidate), (value, candidate), key=lambda b: b[0])

@@ -114,6 +114,15 @@ def _arm_knobs(info: BackendInfo, cap: Capability, settings: SpaceSettings) -> t
     )
 
 
+def _serving_names(info: BackendInfo, cap: Capability, settings: SpaceSettings) -> frozenset[str]:
+    """The arm's knobs that only serve load (threads, streams, a throughput hint: declared
+    ``serving`` choices or ``throughput_knobs``); none for the latency objective."""
+    if not settings.objective.serves_load:
+        return frozenset()
+    serving = [k for k in info.knobs if k.serving] + list(info.throughput_knobs)
+    return frozenset(k.name for k in serving if k.applies_to(cap))
+
+
 @dataclass(frozen=True)
 class Arm:
     """One (backend, precision, technique) for a hardware type and the knobs that apply to it.
@@ -121,6 +130,8 @@ class Arm:
     ``knobs`` hold the choices the search may take (only the default, ``choices[0]``, when
     knobs are not tuned); ``loads`` the (batch size, concurrency) points it is served at
     (empty for the latency objective): the arm's configs are their full product.
+    ``serving_knobs``: the names of its knobs that only serve load (see
+    :meth:`SearchSpace.outputs_key`).
     """
 
     backend: str
@@ -128,6 +139,7 @@ class Arm:
     technique: str
     knobs: tuple[Knob, ...] = ()
     loads: tuple[tuple[int, int], ...] = ()
+    serving_knobs: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -228,6 +240,19 @@ class SearchSpace:
     def arm(self, key: str) -> Arm | None:
         return next((a for a in self.arms if a.key == key), None)
 
+    def outputs_key(self, candidate: Candidate) -> tuple[Any, ...]:
+        """What decides ``candidate``'s outputs, hence its metric drop: its arm and its knobs,
+        less those that only serve load (its arm's ``serving_knobs``) and its load point.
+        Configs with the same key are judged alike: one rejected for its drop, the others
+        would be (the search does not build them). Under the latency objective every config
+        has a key of its own."""
+        key = _arm_key(candidate)
+        arm = self.arm(key)
+        if arm is None or not arm.loads:  # the latency objective: the config itself
+            return (key, candidate.knobs, _load(candidate))
+        serving = arm.serving_knobs
+        return (key, tuple((name, value) for name, value in candidate.knobs if name not in serving))
+
     def contains(self, candidate: Candidate) -> bool:
         """Whether ``candidate`` is one of the space's configs (its arm, knobs and choices)."""
         arm = self.arm(_arm_key(candidate))
@@ -277,7 +302,14 @@ def derive_space(
     allowed = allowed_precisions(settings.metric_drop_ths, settings.metric)
     loads = settings.objective.loads
     found = [
-        Arm(info.name, cap.precision, cap.technique, _arm_knobs(info, cap, settings), loads)
+        Arm(
+            info.name,
+            cap.precision,
+            cap.technique,
+            _arm_knobs(info, cap, settings),
+            loads,
+            _serving_names(info, cap, settings),
+        )
         for info in catalog
         if info.unavailable is None and info.name not in settings.ignored_backends
         for cap in info.capabilities

@@ -91,3 +91,25 @@ def test_an_onnx_file_with_a_fixed_batch_says_it_cannot(tmp_path: Path):
     assert source_for_batch(source, example).example_inputs == example  # its own size: fine
     with pytest.raises(UnsupportedCandidate, match="fixes the batch axis of input 'x' at 1"):
         source_for_batch(source, (torch.randn(4, 16),))
+
+
+def test_openvino_nncf_int8_is_built_for_a_batch_calibrated_on_single_requests(tmp_path: Path):
+    pytest.importorskip("nncf")
+    source, samples = _source(
+        models.tiny_bert(), [models.token_batch(16, seed=i) for i in range(4)]
+    )
+    batch = tile_batch(samples, source.input_names, 4)
+    config = BuildConfig(Precision.INT8, DeviceKind.CPU, "nncf", {"fp_layers": 1})
+    # NNCF calibrates on the held-in samples (one request each): the build for a batch of
+    # four quantizes before it fixes the shapes to the batch.
+    per_batch = get_backend("openvino").build(
+        source_for_batch(source, batch), samples, config, tmp_path
+    )
+    assert isinstance(per_batch, OpenVinoCompiled)
+    assert set(per_batch.fixed_shapes.values()) == {(4, 16)}
+    assert "i8" in per_batch.runtime_precisions() and len(per_batch.float_layers) == 1
+    out = per_batch(*batch)[0]
+    reference = _eager(source, batch)
+    assert out.shape == reference.shape
+    cosine = torch.nn.functional.cosine_similarity(out.flatten(1), reference.flatten(1))
+    assert float(cosine.min()) > 0.9

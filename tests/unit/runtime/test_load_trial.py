@@ -12,6 +12,7 @@ import torch
 from speedster_dist.measure import MeasureSettings
 from speedster_dist.records import Candidate, TrialStatus
 from speedster_dist.runtime import PRUNE_MIN_CALLS, run_trial
+from speedster_dist.runtime._load_trial import TAIL_MIN_REQUESTS
 from speedster_dist.serving import Objective
 from speedster_dist.testing.fakes import SERVING_BACKENDS
 from speedster_dist.testing.registry import use_backends
@@ -91,3 +92,25 @@ def test_a_fixed_shape_build_is_built_again_for_its_batch(payload):
     # At the samples' own shape no second build is needed.
     single, _ = run_trial(fixed, point((1, 1), "fixed"))
     assert dict(single.fixed_shapes) == {"input": (1, 16)}
+
+
+def test_a_point_clearly_over_the_budget_stops_early_as_infeasible(payload):
+    # A call takes at least 4 ms here, far over a budget of a microsecond: the point stops
+    # once TAIL_MIN_REQUESTS requests are in, long before the settings' 64 calls.
+    longer = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=64, min_duration_s=0.0)
+    tight = replace(THROUGHPUT, latency_budget_ms=0.001)
+    result, saved = run_trial(replace(payload, objective=tight, measure=longer), point((1, 1)))
+    assert result.status is TrialStatus.INFEASIBLE and saved is None  # not FAILED, not PRUNED
+    stats = result.throughput
+    assert stats is not None and result.latency is not None
+    assert TAIL_MIN_REQUESTS <= stats.calls < 64
+    assert "over the latency budget of 0.001 ms" in result.reason
+    assert "stopped after" in result.reason and "median per-request latency" in result.reason
+
+
+def test_a_point_within_the_budget_runs_its_whole_window(payload):
+    settings = MeasureSettings(warmup_calls=1, warmup_s=0, min_calls=12, min_duration_s=0.0)
+    roomy = replace(THROUGHPUT, latency_budget_ms=60_000.0)
+    result, _ = run_trial(replace(payload, objective=roomy, measure=settings), point((4, 1)))
+    assert result.status is TrialStatus.COMPLETE and result.throughput is not None
+    assert result.throughput.calls >= 12

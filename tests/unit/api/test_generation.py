@@ -177,6 +177,7 @@ def test_sampling_arguments_pass_through(gpt2_learner):
     assert first.shape == (1, ids.shape[1] + 4)
 
 
+@pytest.mark.slow  # a T5 past-key-value export and search: ~8 s on 2 cores
 def test_t5_text2text_generation_onnxruntime():
     model = _t5()
     learner = _optimize(

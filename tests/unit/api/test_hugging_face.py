@@ -114,7 +114,11 @@ def test_albert_tokenizer_dicts(tokenizer, tmp_path):
     assert_round_trip(learner, tmp_path, lambda lrn: lrn(**input_dict))
 
 
-@pytest.mark.parametrize("make_model", [tiny_albert, tiny_bert], ids=["albert", "bert"])
+@pytest.mark.parametrize(
+    "make_model",
+    [pytest.param(tiny_albert, marks=pytest.mark.slow), tiny_bert],  # albert: ~10 s
+    ids=["albert", "bert"],
+)
 def test_strings_with_tokenizer_and_tokenizer_args(tokenizer, tmp_path, make_model):
     """The guide's Case 2: raw strings, the tokenizer and its arguments."""
     model = make_model()
@@ -147,6 +151,7 @@ def test_strings_batched_with_batch_size(tokenizer):
 # -- Hugging Face: decoder-only and encoder-decoder ------------------------------------------------
 
 
+@pytest.mark.slow  # a forward-task search and round trip of GPT-2: ~10 s on 2 cores
 def test_gpt2_lm_head_with_dicts(tokenizer, tmp_path):
     from transformers import GPT2LMHeadModel
     from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions

@@ -93,6 +93,7 @@ def test_an_onnx_file_with_a_fixed_batch_says_it_cannot(tmp_path: Path):
         source_for_batch(source, (torch.randn(4, 16),))
 
 
+@pytest.mark.slow  # an NNCF quantization
 def test_openvino_nncf_int8_is_built_for_a_batch_calibrated_on_single_requests(tmp_path: Path):
     pytest.importorskip("nncf")
     source, samples = _source(

@@ -127,6 +127,7 @@ def test_a_killed_search_resumes_without_repeating_completed_trials(fakes, paylo
     assert outcome.winners[FAKE_HW.key].candidate.label == BEST
 
 
+@pytest.mark.slow  # two stored-study searches: ~10 s on 2 cores
 def test_optimize_model_resumes_a_stored_study(fakes, tmp_path):
     from speedster_dist import optimize_model
     from speedster_dist.testing.models import tiny_mlp

@@ -34,14 +34,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["ContenderServer", "ServerError", "contender_server", "die_with_parent", "run_server"]
+__all__ = ["ContenderServer", "ServerError", "contender_server", "run_server"]
 
 _LENGTH = struct.Struct("!I")
-# Imported once by the server so that no contender pays for them (all of them are needed to
-# unpickle a trial payload and build any contender).
+# Imported once by the server so that no contender pays for them: what ``serve`` imports
+# lazily (torch and the worker module come with ``_fresh_main``'s own import of ``serve``).
 _PRELOAD = (
-    "torch",
-    "speedster_dist.runtime._fresh_worker",
     "speedster_dist.runtime._task",
     "speedster_dist.runtime._trial",
 )
@@ -172,10 +170,6 @@ def _close_server() -> None:
 # -- the server's side ---------------------------------------------------------------------
 
 
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
-
-
 def _wait(pid: int, timeout_s: float) -> int | None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -184,7 +178,7 @@ def _wait(pid: int, timeout_s: float) -> int | None:
         except ChildProcessError:  # already reaped (a kill or wait before): nothing to say
             return None
         if done:
-            return _exit_code(status)
+            return os.waitstatus_to_exitcode(status)
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.01)
@@ -194,7 +188,7 @@ def _kill(pid: int) -> int | None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     try:
-        return _exit_code(os.waitpid(pid, 0)[1])
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     except ChildProcessError:
         return None
 

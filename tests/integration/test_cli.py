@@ -227,6 +227,7 @@ def _figure(verdicts, role, figure):
     return next(c for c in verdicts["comparisons"] if c["role"] == role and c["figure"] == figure)
 
 
+@pytest.mark.alone  # judges latencies: another test beside it can make them 40x noisier
 def test_rebench_flags_a_planted_regression_and_exits_3(optimized, tmp_path):
     learners, history = tmp_path / "learners", tmp_path / "history"
     shutil.copytree(optimized["out"], learners / "tiny")

@@ -69,6 +69,7 @@ def test_small_threshold_lets_fp16_win_and_keeps_int8_out(fakes):
     assert winner.metrics["latency_p50_s"] < winner.metrics["baseline_p50_s"]
 
 
+@pytest.mark.alone  # timed fakes; it has failed on a heavily loaded machine
 def test_int8_over_the_threshold_is_rejected_with_its_drop(fakes):
     learner = _run_fakes(fakes, metric_drop_ths=0.05)
     results = by_label(learner)

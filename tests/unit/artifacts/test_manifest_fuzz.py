@@ -69,7 +69,6 @@ def _tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
-@pytest.mark.slow  # 60 artifacts copied, mutated and loaded
 @settings(
     max_examples=int(os.environ.get("SPEEDSTER_DIST_FUZZ_EXAMPLES", "60")),
     deadline=None,
@@ -102,7 +101,10 @@ def test_any_mutated_manifest_is_an_artifact_error_or_loads(
         del learner
     except ArtifactError:
         pass
-    gc.collect()
-    assert _tree(case) == before  # nothing written next to (or inside) the artifact
     scratch = tmp_path / "cache" / "scratch"
+    if scratch.exists() and list(scratch.iterdir()):
+        # The private copy goes with the learner's last reference; a full collection (0.5 s
+        # in a process that ran half the suite) only when a cycle still holds one.
+        gc.collect()
+    assert _tree(case) == before  # nothing written next to (or inside) the artifact
     assert not scratch.exists() or not list(scratch.iterdir())  # the private copy is gone

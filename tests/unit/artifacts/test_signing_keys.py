@@ -81,7 +81,9 @@ def test_the_recorded_algorithm_must_match_the_keys_kind(artifact: Path):  # noq
         load_model(artifact, verify_key=PUBLIC)
 
 
-@pytest.mark.parametrize("key", [PUBLIC, PUBLIC_TEXTS["pem"], PUBLIC_TEXTS["ssh"]])
+@pytest.mark.parametrize(
+    "key", [PUBLIC, PUBLIC_TEXTS["pem"], PUBLIC_TEXTS["ssh"]], ids=["object", "pem", "ssh"]
+)
 def test_a_public_key_never_signs(artifact: Path, key: Any):  # noqa: F811
     with pytest.raises(ValueError, match="public key verifies; it cannot sign"):
         _resign(artifact, key)

@@ -22,6 +22,7 @@ from speedster_dist.search._objective import (
 )
 from speedster_dist.search._optuna import (
     DEFAULT_SEED,
+    FILL_IN_AFTER,
     MAX_CONSECUTIVE_DUPLICATES,
     PATIENCE,
     PRUNE_MARGIN,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_CONFIRM_TOP",
     "DEFAULT_GROUP_WAIT_S",
     "DEFAULT_SEED",
+    "FILL_IN_AFTER",
     "MAX_CONSECUTIVE_DUPLICATES",
     "METRIC_NAMES",
     "MIN_PROGRESS",

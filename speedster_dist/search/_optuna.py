@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SEED",
+    "FILL_IN_AFTER",
     "MAX_CONSECUTIVE_DUPLICATES",
     "MIN_IMPROVEMENT",
     "PATIENCE",
@@ -68,6 +69,10 @@ PRUNE_MARGIN = 1.1
 # The search ends when every config of the space has been measured, when the sampler proposes
 # only configs already measured this many times in a row (it has converged)...
 MAX_CONSECUTIVE_DUPLICATES = 30
+# Given a larger limit, every this many duplicates in a row the first config not tried yet is
+# proposed in the sampler's stead: each duplicate is a study trial the sampler reads at every
+# later ask, so hundreds of them make a search of a small space quadratic (seconds per config).
+FILL_IN_AFTER = MAX_CONSECUTIVE_DUPLICATES
 # ...or when this many configs in a row, proposed by the sampler after the defaults, did not
 # beat the best p50 of the session (None: no such limit)...
 PATIENCE: int | None = 10
@@ -165,6 +170,7 @@ class OptunaSearcher:
         self._rejected: dict[tuple[Any, ...], Candidate] = {}  # by outputs key
         self._duplicates = 0
         self._converged = False
+        self._fill: deque[Candidate] = deque()  # untried configs proposed in the sampler's stead
         self._best: float | None = None  # the best feasible value of this session
         self.resumed = self._load()
 
@@ -197,6 +203,8 @@ class OptunaSearcher:
             if not fixed:
                 self._duplicates += 1
                 self._converged = self._duplicates >= self._max_duplicates
+                if not self._converged and self._duplicates % FILL_IN_AFTER == 0:
+                    self._fill_in()
         return None
 
     def tell(self, result: TrialResult) -> None:
@@ -300,7 +308,16 @@ class OptunaSearcher:
             attrs = {"remeasure": True} if remeasure else None
             self.study.enqueue_trial(params(self.space, candidate), user_attrs=attrs)
             return self.study.ask(), True
+        if self._fill:  # asked as the sampler's own proposal (pruned, counted for patience)
+            self.study.enqueue_trial(params(self.space, self._fill.popleft()))
         return self.study.ask(), False
+
+    def _fill_in(self) -> None:
+        """Queue the first config of the space, in exhaustive order, not tried yet."""
+        untried = (c for c in self.space.candidates() if c not in self._told)
+        candidate = next((c for c in untried if c not in self._running), None)
+        if candidate is not None:
+            self._fill.append(candidate)
 
     def _tell_rejected_like(self, trial: optuna.Trial, candidate: Candidate) -> bool:
         """Tell ``candidate`` rejected, unbuilt, when a config with its outputs key was."""

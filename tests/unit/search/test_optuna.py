@@ -17,6 +17,8 @@ from speedster_dist.records import (
 )
 from speedster_dist.search import (
     BUDGET_EXHAUSTED,
+    FILL_IN_AFTER,
+    MAX_CONSECUTIVE_DUPLICATES,
     PRUNE_MARGIN,
     OptunaSearcher,
     SpaceSettings,
@@ -162,6 +164,27 @@ def test_a_small_space_is_exhausted():
     results = drive(searcher)
     assert sorted(labels(results)) == sorted(c.label for c in s)
     assert searcher.finished() and searcher.ask() is None
+
+
+def test_a_sampler_that_repeats_itself_gets_the_untried_configs_in_its_stead():
+    searcher = OptunaSearcher(space(), max_duplicates=10_000, patience=None)
+    results = drive(searcher)
+    assert sorted(labels(results)) == sorted(c.label for c in space())  # every config once
+    # At most FILL_IN_AFTER duplicates in a row before an untried config is proposed: the
+    # study stays small (without the fill-in, thousands of trials, each read at every ask).
+    trials = searcher.study.trials
+    assert len(trials) <= space().size * (FILL_IN_AFTER + 1)
+    filled = [t for t in trials if t.system_attrs.get("fixed_params") and "label" in t.user_attrs]
+    defaults = {c.label for c in space().defaults()}
+    assert any(t.user_attrs["label"] not in defaults for t in filled)  # some were filled in
+
+
+def test_the_default_limit_converges_before_any_fill_in():
+    searcher = OptunaSearcher(space(), patience=None)  # MAX_CONSECUTIVE_DUPLICATES
+    drive(searcher)
+    assert FILL_IN_AFTER >= MAX_CONSECUTIVE_DUPLICATES
+    enqueued = [t for t in searcher.study.trials if t.system_attrs.get("fixed_params")]
+    assert {t.user_attrs.get("label") for t in enqueued} <= {c.label for c in space().defaults()}
 
 
 def test_every_outcome_is_told_with_its_state_and_attributes():

@@ -69,16 +69,16 @@ PRUNE_MARGIN = 1.1
 # The search ends when every config of the space has been measured, when the sampler proposes
 # only configs already measured this many times in a row (it has converged)...
 MAX_CONSECUTIVE_DUPLICATES = 30
-# Given a larger limit, every this many duplicates in a row the first config not tried yet is
-# proposed in the sampler's stead: each duplicate is a study trial the sampler reads at every
-# later ask, so hundreds of them make a search of a small space quadratic (seconds per config).
-FILL_IN_AFTER = MAX_CONSECUTIVE_DUPLICATES
 # ...or when this many configs in a row, proposed by the sampler after the defaults, did not
 # beat the best p50 of the session (None: no such limit)...
 PATIENCE: int | None = 10
 # ...by at least this fraction: a gain smaller than the run-to-run noise of a latency
 # measurement (a few percent on a shared node) is a tie, and does not extend the search.
 MIN_IMPROVEMENT = 0.02
+# With a duplicate limit above the default, every this many duplicates in a row the first
+# config not tried yet is proposed in the sampler's stead: each duplicate is a study trial the
+# sampler reads at every later ask, so hundreds of them make a small space's search quadratic.
+FILL_IN_AFTER = MAX_CONSECUTIVE_DUPLICATES
 
 _MEASURED = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)
 _CONSTRAINTS = ("latency_budget_ms", "max_memory_mb")  # the order of the constraint values

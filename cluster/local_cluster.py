@@ -69,6 +69,9 @@ def _run(port: str, cpus: float, store_mb: int, types: list[str]) -> int:
             "node_ip_address": "127.0.0.1",
             "include_dashboard": False,
             "object_store_memory": store,
+            # Keep idle workers for their jobs' next trials, as speedster_dist's embedded Ray
+            # does (speedster_dist.runtime.ray.KEEP_IDLE_WORKERS says why).
+            "_system_config": {"num_workers_soft_limit": 8},
         },
     )
     for hardware_type in types:

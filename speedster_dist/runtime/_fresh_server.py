@@ -43,6 +43,9 @@ _PRELOAD = (
     "speedster_dist.runtime._task",
     "speedster_dist.runtime._trial",
 )
+# Imported by the server too once a caller has them: a Hugging Face model's contender spent
+# about 2 s (2 cores) importing transformers' modeling code before it could load its model.
+_PRELOAD_IF_CALLER_HAS = ("transformers.modeling_utils",)
 
 
 class ServerError(RuntimeError):
@@ -121,7 +124,8 @@ class ContenderServer:
         try:
             env = dict(os.environ)
             path = [p for p in sys.path if p]
-            pid: int = self._ask(("start", env, path), contender_end.fileno())
+            warm = [name for name in _PRELOAD_IF_CALLER_HAS if name in sys.modules]
+            pid: int = self._ask(("start", env, path, warm), contender_end.fileno())
             return pid
         finally:
             contender_end.close()
@@ -219,10 +223,24 @@ def _contender(serve: Serve, fd: int, env: dict[str, str], path: list[str]) -> N
         os._exit(code)  # never the server's loop, nor its exit handlers
 
 
-def _start(sock: socket.socket, serve: Serve, env: dict[str, str], path: list[str]) -> int:
+def _import_once(modules: list[str]) -> None:
+    """Import ``modules`` in the server (before it forks), so that its contenders have them;
+    one that fails to import is left to the contender, which then says why."""
+    import importlib
+
+    for name in modules:
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+
+def _start(
+    sock: socket.socket, serve: Serve, env: dict[str, str], path: list[str], warm: list[str]
+) -> int:
     _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     if not fds:
         raise EOFError("no contender socket came with the request")
+    _import_once(warm)
     pid = os.fork()
     if pid == 0:
         sock.close()
@@ -234,14 +252,11 @@ def _start(sock: socket.socket, serve: Serve, env: dict[str, str], path: list[st
 def run_server(fd: int, serve: Serve) -> None:
     """The server's loop (in its own process): preload, then answer until the caller leaves;
     each contender it forks runs ``serve`` on its socket."""
-    import importlib
-
     die_with_parent()
     sock = socket.socket(fileno=fd)
-    for module in _PRELOAD:
-        importlib.import_module(module)
+    _import_once(list(_PRELOAD))
     handlers: dict[str, Callable[..., int | None]] = {
-        "start": lambda env, path: _start(sock, serve, env, path),
+        "start": lambda env, path, warm: _start(sock, serve, env, path, warm),
         "wait": _wait,
         "kill": _kill,
     }

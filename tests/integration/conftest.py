@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from speedster_dist.runtime.ray import LOOPBACK_ENV
+from speedster_dist.runtime.ray import LOOPBACK_ENV, worker_pool_config
 from speedster_dist.testing.registry import use_backends
 
 
@@ -97,7 +97,12 @@ def ray_cluster(backends: str, *, connect: bool = True, **head_args: Any):
         with quiet_address_file(patcher):
             cl = Cluster(
                 initialize_head=True,
-                head_node_args={"num_cpus": 0, "include_dashboard": False, **head_args},
+                head_node_args={
+                    "num_cpus": 0,
+                    "include_dashboard": False,
+                    "_system_config": worker_pool_config(2),  # as speedster_dist's own Ray
+                    **head_args,
+                },
             )
             try:
                 if connect:
@@ -140,6 +145,7 @@ def local_ray():
         address="local",
         num_cpus=2,
         include_dashboard=False,
+        _system_config=worker_pool_config(2),  # as speedster_dist's embedded Ray
         log_to_driver=False,
         configure_logging=False,
     )

@@ -130,3 +130,72 @@ def test_an_embedded_ray_listens_on_loopback_only_with_token_auth(short_tmp: Pat
     assert facts["auth"] == "token" and facts["usage_stats"] == "0"
     assert listening and listening <= LOOPBACK_HEX, listening
     assert not (tmp_path / "home" / ".ray").exists()  # the ephemeral token is never written
+
+
+# One job's trial worker, then another job (driver) whose zero-CPU tasks run at once in
+# several workers and leave them idle, then the first job's next trial.
+CHILD_TWO_JOBS = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    from speedster_dist.runtime.ray import KEEP_IDLE_WORKERS, connect
+
+    how = connect("auto")
+    import ray
+
+    @ray.remote(num_cpus=os.cpu_count())
+    def trial():
+        return os.getpid()
+
+    other = '''
+    import os, sys, time, ray
+    ray.init(address=sys.argv[1], log_to_driver=False)
+    @ray.remote(num_cpus=0)
+    def probe():
+        time.sleep(0.5)  # so that the probes run at once, each in a worker of its own
+        return os.getpid()
+    workers = len(set(ray.get([probe.remote() for _ in range(int(sys.argv[2]))])))
+    time.sleep(2.5)  # past Ray's idle-worker threshold (1 s)
+    print(workers)
+    '''
+    first = ray.get(trial.remote())
+    idle = min((os.cpu_count() or 1) + 1, KEEP_IDLE_WORKERS - 2)
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run(
+        [sys.executable, "-c", other, address, str(idle)], capture_output=True, text=True
+    )
+    facts = {
+        "how": how,
+        "other": done.stdout.strip() or done.stderr[-2000:],
+        "idle": idle,
+        "kept": ray.get(trial.remote()) == first,
+    }
+    print(json.dumps(facts), flush=True)
+    ray.shutdown()
+    """
+)
+
+
+def test_an_embedded_ray_keeps_a_jobs_trial_worker_while_another_job_runs(
+    short_tmp: Path,
+) -> None:
+    """Ray's default soft limit (one idle worker per CPU, over all jobs) ended the first job's
+    idle trial worker while the second job's workers sat idle: the next trial paid for a new
+    worker (importing torch again in a real search). The embedded Ray keeps it."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(short_tmp / "home"),
+        "RAY_TMPDIR": str(short_tmp / "ray"),
+    }
+    (short_tmp / "home").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD_TWO_JOBS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["how"] == "embedded"
+    assert facts["other"] == str(facts["idle"]), facts["other"]  # its probes' workers
+    assert facts["kept"]

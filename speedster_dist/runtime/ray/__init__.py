@@ -21,10 +21,12 @@ from speedster_dist.runtime.ray._connect import (
     connect,
     package_runtime_env,
 )
+from speedster_dist.runtime.ray._environment import KEEP_IDLE_WORKERS, worker_pool_config
 from speedster_dist.runtime.ray._executor import RayExecutor
 from speedster_dist.runtime.ray._group_demand import GroupDemand
 
 __all__ = [
+    "KEEP_IDLE_WORKERS",
     "LOOPBACK_ENV",
     "PRIVATE_ENV",
     "ClusterConnectionError",
@@ -35,4 +37,5 @@ __all__ = [
     "connected_address",
     "node_addresses",
     "package_runtime_env",
+    "worker_pool_config",
 ]

@@ -17,6 +17,7 @@ from speedster_dist.runtime.ray._environment import (
     apply_before_ray,
     client_settings,
     private_settings,
+    worker_pool_config,
 )
 from speedster_dist.runtime.ray._probe import (
     check_address,
@@ -187,7 +188,14 @@ def _start_embedded(kwargs: Mapping[str, Any]) -> str:
     apply_before_ray(private_settings(), "to keep an embedded Ray private")
     import ray
 
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    cpus = os.cpu_count() or 1
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        _system_config=worker_pool_config(cpus),
+        **kwargs,
+    )
     _reaper.start(os.getpid())  # its helpers end with this process, even one killed -9
     return "embedded"
 

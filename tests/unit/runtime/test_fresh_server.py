@@ -87,6 +87,26 @@ def test_a_dead_server_is_replaced(fakes, payload):
     assert contender_server() is not dead and contender_server().alive()
 
 
+def _maps_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_hugging_face_callers_contenders_start_with_transformers_imported(monkeypatch):
+    """The server imports transformers' modeling code once a caller has it (its contenders
+    then load Hugging Face models without importing it again), and not before."""
+    import transformers.modeling_utils  # noqa: F401  # the caller holds a Hugging Face model
+
+    _kill_server()
+    with monkeypatch.context() as patch:  # a caller without it (an MLP's search)
+        patch.delitem(sys.modules, "transformers.modeling_utils")
+        server = contender_server()
+        FreshWorker().close()
+        # transformers' modeling code imports the compiled safetensors extension
+        assert "safetensors" not in _maps_of(server._proc.pid)
+    FreshWorker().close()
+    assert contender_server() is server and "safetensors" in _maps_of(server._proc.pid)
+
+
 _CALLER = """
 import os, sys
 from speedster_dist.runtime._fresh_worker import FreshWorker

@@ -72,7 +72,6 @@ def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray)
     )
 
 
-
 def _processes_titled(title: str) -> list[int]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

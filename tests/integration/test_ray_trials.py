@@ -72,13 +72,21 @@ def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray)
     )
 
 
-def _processes_titled(title: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def _my_processes_titled(title: str) -> list[int]:
+    """This process's descendants (its embedded Ray's workers) whose title starts with
+    ``title`` (another test's Ray on this machine has its own)."""
+    parent, titles = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            if cmdline.read_bytes().split(b"\0")[0].decode(errors="replace").startswith(title):
-                found.append(int(cmdline.parent.name))
-    return found
+            pid = int(stat.parent.name)
+            parent[pid] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            titles[pid] = (stat.parent / "cmdline").read_bytes().split(b"\0")[0].decode()
+    mine, grew = {os.getpid()}, True
+    while grew:
+        more = {pid for pid, ppid in parent.items() if ppid in mine} - mine
+        mine |= more
+        grew = bool(more)
+    return [pid for pid in mine if titles.get(pid, "").startswith(title)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")
@@ -89,7 +97,7 @@ def test_the_run_clock_actor_never_imports_torch(local_ray):
 
     marks = StartMarks()
     assert isinstance(marks.started(), set)  # it is up and answers
-    (clock,) = _processes_titled("ray::Clock")
+    (clock,) = _my_processes_titled("ray::Clock")
     assert "libtorch" not in Path(f"/proc/{clock}/maps").read_text()
 
 

@@ -119,7 +119,7 @@ class StartMarks:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
         except Exception:  # a Ray Client driver is on no node: anywhere will do
             pass
-        clock = ray.remote(num_cpus=0)(_clock_class())
+        clock: Any = ray.remote(num_cpus=0)(_clock_class())
         self._clock: Any = clock.options(**options).remote()
 
     def key(self, ref: Any) -> str:

@@ -28,7 +28,7 @@ from speedster_dist.measure import MeasureSettings
 from speedster_dist.present import format_summary
 from speedster_dist.records import Precision, TrialStatus
 from speedster_dist.runtime import SearchHooks, SearchRequest, run_search
-from speedster_dist.runtime.ray import RayExecutor, worker_pool_config
+from speedster_dist.runtime.ray import RayExecutor
 from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing.backend_contract import contract_payload
 from speedster_dist.testing.fakes import FAKE_BACKENDS, Behaviour, FakeBackend
@@ -93,10 +93,7 @@ ONLY_TYPED = frozenset(
 @pytest.fixture(scope="module")
 def cluster():
     """Head (no CPU: it only coordinates) + a1, a2 of type A and b1 of type B, 1 CPU each."""
-    # A killed node is found dead after 2 missed health checks 1 s apart (Ray's defaults:
-    # 5 checks 3 s apart), so a lost trial is told lost, and retried, within seconds.
-    health = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2}
-    with ray_cluster(BACKENDS, _system_config={**worker_pool_config(2), **health}) as cl:
+    with ray_cluster(BACKENDS) as cl:
         nodes = {
             name: cl.add_node(num_cpus=1, labels={HARDWARE_LABEL: key})
             for name, key in (("a1", TYPE_A), ("a2", TYPE_A), ("b1", TYPE_B))

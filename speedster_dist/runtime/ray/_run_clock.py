@@ -103,14 +103,30 @@ def _end_worker(reason: str) -> None:
     os._exit(_ENDED_EXIT_CODE)
 
 
-class StartMarks:
-    """The driver's side: which submitted trial tasks have started. Created by a
-    :class:`~speedster_dist.runtime.ray.RayExecutor` on a connected Ray; every executor of
-    the job shares one clock actor (it ends with the job)."""
+# The clock's handle, held for the driver's job: a named actor ends when its last handle goes,
+# and an executor's going (a finished search) must not end the clock that the next search of
+# the same process finds by name (it would be dying: "all references to the actor were
+# removed"). Keyed by job and node: a new ray.init in this process is a new job, whose id a
+# new cluster may repeat, on a node whose id it does not.
+_held: dict[str, Any] = {}
 
-    def __init__(self) -> None:
-        import ray
 
+def _job_key(ray: Any) -> str:
+    context = ray.get_runtime_context()
+    parts = [str(context.get_job_id())]
+    for read in (context.get_node_id, lambda: context.gcs_address):
+        try:
+            parts.append(str(read()))
+        except Exception:  # a Ray Client driver is on no node
+            parts.append("")
+    return "/".join(parts)
+
+
+def _job_clock() -> Any:
+    import ray
+
+    job = _job_key(ray)
+    if job not in _held:
         options: dict[str, Any] = {"name": _CLOCK_NAME, "get_if_exists": True}
         try:  # beside the driver, not on a worker node that may leave mid-search
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -120,7 +136,18 @@ class StartMarks:
         except Exception:  # a Ray Client driver is on no node: anywhere will do
             pass
         clock: Any = ray.remote(num_cpus=0)(_clock_class())
-        self._clock: Any = clock.options(**options).remote()
+        _held.clear()  # an earlier job's clock ended with its job
+        _held[job] = clock.options(**options).remote()
+    return _held[job]
+
+
+class StartMarks:
+    """The driver's side: which submitted trial tasks have started. Created by a
+    :class:`~speedster_dist.runtime.ray.RayExecutor` on a connected Ray; every executor of
+    the job shares one clock actor (it ends with the job)."""
+
+    def __init__(self) -> None:
+        self._clock: Any = _job_clock()
 
     def key(self, ref: Any) -> str:
         return str(ref.task_id().hex())

@@ -156,3 +156,21 @@ def local_ray():
         ray.shutdown()
         patcher.undo()
         _refresh_auth_config()  # Ray cached this fixture's token: read the restored one
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it (Linux /proc): what a test's Ray started."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == pid and p not in found]
+        found.update(children)
+        frontier.extend(children)
+    return found

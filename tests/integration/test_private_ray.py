@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import descendants
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc"),
@@ -44,23 +46,6 @@ CHILD = textwrap.dedent(
     ray.shutdown()
     """
 )
-
-
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [p for p, parent in parents.items() if parent == pid and p not in found]
-        found.update(children)
-        frontier.extend(children)
-    return found
 
 
 def _socket_inodes(pids: set[int]) -> set[str]:
@@ -119,7 +104,7 @@ def test_an_embedded_ray_listens_on_loopback_only_with_token_auth(short_tmp: Pat
         line = child.stdout.readline()
         assert line, child.stderr.read() if child.stderr else ""
         facts = json.loads(line)
-        listening = _listening(_socket_inodes(_descendants(facts["pid"])))
+        listening = _listening(_socket_inodes(descendants(facts["pid"])))
         child.stdin.write("done\n")
         child.stdin.flush()
     finally:

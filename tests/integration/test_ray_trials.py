@@ -25,7 +25,7 @@ from speedster_dist.search import Budget, SpaceSettings
 from speedster_dist.testing import models
 from speedster_dist.testing.backend_contract import contract_payload
 
-from .conftest import free_port
+from .conftest import descendants, free_port
 
 pytestmark = pytest.mark.integration
 FAST = MeasureSettings(
@@ -76,18 +76,13 @@ def test_crash_and_hang_become_failed_trials_and_the_search_completes(local_ray)
 def _my_processes_titled(title: str) -> list[int]:
     """This process's descendants (its embedded Ray's workers) whose title starts with
     ``title`` (another test's Ray on this machine has its own)."""
-    parent, titles = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    found = []
+    for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
-            pid = int(stat.parent.name)
-            parent[pid] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            titles[pid] = (stat.parent / "cmdline").read_bytes().split(b"\0")[0].decode()
-    mine, grew = {os.getpid()}, True
-    while grew:
-        more = {pid for pid, ppid in parent.items() if ppid in mine} - mine
-        mine |= more
-        grew = bool(more)
-    return [pid for pid in mine if titles.get(pid, "").startswith(title)]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            if command.startswith(title):
+                found.append(pid)
+    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")

@@ -83,14 +83,20 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _private_env(folder: Path) -> dict[str, str]:
+    """A child's environment that sets nothing of Ray's: only a home and Ray temp folder of its
+    own (no cluster recorded on this machine, no token file of the user)."""
+    (folder / "home").mkdir()
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder / "home"),
+        "RAY_TMPDIR": str(folder / "ray"),
+    }
+
+
 def test_an_embedded_ray_listens_on_loopback_only_with_token_auth(short_tmp: Path) -> None:
     tmp_path = short_tmp
-    (tmp_path / "home").mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path / "home"),
-        "RAY_TMPDIR": str(tmp_path / "ray"),
-    }
+    env = _private_env(tmp_path)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdin=subprocess.PIPE,
@@ -166,12 +172,7 @@ def test_an_embedded_ray_keeps_a_jobs_trial_worker_while_another_job_runs(
     """Ray's default soft limit (one idle worker per CPU, over all jobs) ended the first job's
     idle trial worker while the second job's workers sat idle: the next trial paid for a new
     worker (importing torch again in a real search). The embedded Ray keeps it."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(short_tmp / "home"),
-        "RAY_TMPDIR": str(short_tmp / "ray"),
-    }
-    (short_tmp / "home").mkdir()
+    env = _private_env(short_tmp)
     done = subprocess.run(
         [sys.executable, "-c", CHILD_TWO_JOBS],
         capture_output=True,

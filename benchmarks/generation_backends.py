@@ -9,8 +9,13 @@ tokens identical at the same position). Hugging Face runs first and last; its me
 Sides ``tc-*`` are ``generate_torch_compile``'s generator (static cache, the decode step
 compiled by torch.compile/inductor), each in a fresh process with an empty inductor cache (so
 its "build s", the compile, is a cold one); ``static-fp32`` is the static cache in eager torch.
+Sides ``ovort-*`` / ``ortov-*`` are ``generate_split``'s generator: the prefill on OpenVINO and
+the decode on ONNX Runtime, or the other way round (GPT-2 only). TTFT is the median time of a
+one-token generation (the prefill), TPOT ``(T(new) - T(1)) / (new - 1)`` from the medians;
+``--prompt 512`` shows where the two phases favour different backends.
 
     python benchmarks/generation_backends.py [--reps 3] [--threads 2] [--sides ov-fp32,ort-int8]
+        [--prompt 32] [--new 64]
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ GPT2_SIDES = (
     "static-fp32",
     "tc-fp32",
     "tc-bf16",
+    "ovort-fp32",
+    "ortov-fp32",
+    "ovort-int8",
+    "ortov-int8",
 )
 T5_SIDES = ("ov-fp32", "ort-fp32", "tc-fp32")
 
@@ -92,6 +101,12 @@ def _generator(
                 model, "cpu", compile_settings, [(prompt,)], new
             )
         return lambda ids, new: torch_side.generate(ids, None, new)
+    if backend in ("ovort", "ortov"):
+        from speedster_dist.backends.generate.split_phases import build_split
+
+        phases = "openvino>onnxruntime" if backend == "ovort" else "onnxruntime>openvino"
+        split = build_split(model, folder, phases, precision)
+        return lambda ids, new: split.generate(ids, None, new)
     if backend == "ov":
         from speedster_dist.backends.generate.openvino_stateful import (
             OvGenerateSettings,
@@ -114,34 +129,47 @@ def _generator(
     return lambda ids, new: ort.generate(ids, max_new_tokens=new)
 
 
-def child(arch: str, side: str, reps: int, threads: int, new: int) -> dict[str, Any]:
+def _median_s(generate: Any, prompt: Any, new: int, reps: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = generate(prompt, new)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def child(
+    arch: str, side: str, reps: int, threads: int, new: int, prompt_len: int = 32
+) -> dict[str, Any]:
     """One side in this (fresh) process: build, warm up, time ``reps`` generations."""
     import torch
 
     torch.set_num_threads(threads)
     model = _model(arch)
     prompt = torch.randint(
-        0, model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(7)
+        0, model.config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(7)
     )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         generate = _generator(side, model, Path(folder), threads, prompt, new)
         build_s = time.perf_counter() - started  # export, compression or compile
         generate(prompt, 4)
-        times, out = [], None
-        for _ in range(reps):
-            start = time.perf_counter()
-            out = generate(prompt, new)
-            times.append(time.perf_counter() - start)
+        ttft, _ = _median_s(generate, prompt, 1, reps)
+        whole, out = _median_s(generate, prompt, new, reps)
     assert out is not None
-    generated = out[0, -new:].tolist()
-    rate = new / statistics.median(times)
-    return {"side": side, "tokens_per_s": rate, "tokens": generated, "build_s": build_s}
+    return {
+        "side": side,
+        "tokens_per_s": new / whole,
+        "ttft_ms": ttft * 1e3,
+        "tpot_ms": (whole - ttft) / max(1, new - 1) * 1e3,
+        "tokens": out[0, -new:].tolist(),
+        "build_s": build_s,
+    }
 
 
 def _run(arch: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", arch, side, f"--reps={args.reps}"]
-    command += [f"--threads={args.threads}", f"--new={args.new}"]
+    command += [f"--threads={args.threads}", f"--new={args.new}", f"--prompt={args.prompt}"]
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as inductor:
         if side.startswith("tc-"):  # a cold compile, as on a fresh node
@@ -158,14 +186,16 @@ def table(arch: str, sides: list[str], args: argparse.Namespace) -> str:
     last = _run(arch, "hf", args)
     base = statistics.median([first["tokens_per_s"], last["tokens_per_s"]])
     hf_rates = f"{first['tokens_per_s']:.1f} / {last['tokens_per_s']:.1f}"
-    lines = [f"| {arch} | hf eager fp32 | {hf_rates} | 1.00 | 1.00 | - |"]
+    hf_phases = f"{first['ttft_ms']:.0f} | {first['tpot_ms']:.1f}"
+    lines = [f"| {arch} | hf eager fp32 | {hf_rates} | 1.00 | {hf_phases} | 1.00 | - |"]
     for row in rows:
         same = sum(a == b for a, b in zip(row["tokens"], first["tokens"], strict=True)) / len(
             first["tokens"]
         )
         lines.append(
             f"| {arch} | {row['side']} | {row['tokens_per_s']:.1f} "
-            f"| {row['tokens_per_s'] / base:.2f} | {same:.2f} | {row['build_s']:.1f} |"
+            f"| {row['tokens_per_s'] / base:.2f} | {row['ttft_ms']:.0f} | {row['tpot_ms']:.1f} "
+            f"| {same:.2f} | {row['build_s']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -176,21 +206,23 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--prompt", type=int, default=32, help="prompt tokens")
     parser.add_argument("--sides", default="")
     parser.add_argument("--arch", choices=["gpt2", "t5", "both"], default="both")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], args.reps, args.threads, args.new)))
+        arch, side = args.child
+        print(json.dumps(child(arch, side, args.reps, args.threads, args.new, args.prompt)))
         return
     cpu = next(
         line.split(":", 1)[1].strip()
         for line in Path("/proc/cpuinfo").read_text().splitlines()
         if line.startswith("model name")
     )
-    print(f"CPU: {cpu}; load before: {os.getloadavg()}")
+    print(f"CPU: {cpu}; load before: {os.getloadavg()}; prompt {args.prompt}, new {args.new}")
     print(
-        "| model | side | tokens/s | vs HF generate() | greedy agreement | build s |\n"
-        "|---|---|---|---|---|---|"
+        "| model | side | tokens/s | vs HF generate() | TTFT ms | TPOT ms | greedy agreement "
+        "| build s |\n|---|---|---|---|---|---|---|---|"
     )
     wanted = [s for s in args.sides.split(",") if s]
     for arch, sides in (("gpt2", GPT2_SIDES), ("t5", T5_SIDES)):

@@ -157,6 +157,12 @@ class BackendInfo:
     unavailable: str | None = None
     # Knobs that pay off only with requests in flight: searched for throughput and cost only.
     throughput_knobs: tuple[Knob, ...] = ()
+    # The backends it is made of (a prefill/decode split): ignoring one of them ignores it.
+    parts: tuple[str, ...] = ()
+
+    def ignored_by(self, ignored: frozenset[str]) -> bool:
+        """Whether ``ignored`` (backend names a request ignores) names it or one of its parts."""
+        return self.name in ignored or any(part in ignored for part in self.parts)
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,15 @@ class SourceModel:
     dynamic_by_default: bool = False
     # Generation (docs/generation.md): "text-generation" or "text2text-generation", with
     # ``module`` the Hugging Face model itself and every trial timing ``generate()`` of
-    # ``max_new_tokens`` tokens; "" for a forward pass. Its source format is "generate".
+    # ``max_new_tokens`` tokens; "" for a forward pass. Its source format is "generate"
+    # ("generate-seq2seq" for an encoder-decoder: what a decoder-only technique refuses).
     task: str = ""
     max_new_tokens: int = 0
 
     @property
     def source_format(self) -> str:
+        if self.task == "text2text-generation":
+            return "generate-seq2seq"
         if self.task:
             return "generate"
         return "onnx" if self.module is None else "torch"
@@ -124,6 +127,8 @@ class Backend(Protocol):
     # Optional (read through :func:`throughput_knobs`): knobs that pay off only with several
     # requests in flight or large batches (threads per call...). The search tunes them when
     # it optimizes throughput or cost, not latency.
+    # Optional (read by the node's catalog): ``parts``, the registered backends a composite
+    # backend runs (``generate_split``): a request that ignores one of them ignores it too.
 
     def unavailable_reason(self, device: DeviceKind) -> str | None:
         """None when the backend can run on ``device`` in this process, else why not.

@@ -48,6 +48,7 @@ _BUILTIN: dict[str, str] = {
     "generate_torch_compile": "speedster_dist.backends.generate.backends:COMPILED",
     "generate_onnxruntime": "speedster_dist.backends.generate.backends:ORT",
     "generate_openvino": "speedster_dist.backends.generate.backends:OV",
+    "generate_split": "speedster_dist.backends.generate.split_phases:SPLIT",
 }
 GENERATION_BASELINE = "generate_torch"
 

@@ -37,7 +37,10 @@ def _info(name: str, device: DeviceKind) -> BackendInfo:
     except Exception as exc:
         reason = f"availability check failed: {exc}"
     knobs = tuple(backend.knobs)
-    return BackendInfo(name, tuple(backend.capabilities), knobs, reason, throughput_knobs(backend))
+    parts = tuple(getattr(backend, "parts", ()))  # optional: most backends are one library
+    return BackendInfo(
+        name, tuple(backend.capabilities), knobs, reason, throughput_knobs(backend), parts
+    )
 
 
 def backend_catalog(device: DeviceKind) -> tuple[BackendInfo, ...]:

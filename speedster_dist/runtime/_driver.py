@@ -351,6 +351,8 @@ def _skipped_backends(group: HardwareGroup, request: SearchRequest) -> list[str]
             continue  # never a candidate for this model (a forward pass, or generation)
         if info.name in request.settings.ignored_backends:
             lines.append(f"{info.name}: ignored by request")
+        elif info.ignored_by(request.settings.ignored_backends):
+            lines.append(f"{info.name}: ignored by request (it runs {', '.join(info.parts)})")
         elif info.unavailable is not None:
             lines.append(f"{info.name}: {info.unavailable}")
     return lines

@@ -31,6 +31,8 @@ _BACKEND_FACTOR: Mapping[DeviceKind, Mapping[str, float]] = {
         # Generation (batch 1, memory-bound decode; docs/generation.md's figures)
         "generate_onnxruntime": 2.3,
         "generate_openvino": 2.0,
+        # after both of its parts: it pays off where their prefill and decode speeds differ
+        "generate_split": 1.9,
     },
     DeviceKind.GPU: {
         "tensorrt": 2.0,

@@ -311,7 +311,7 @@ def derive_space(
             _serving_names(info, cap, settings),
         )
         for info in catalog
-        if info.unavailable is None and info.name not in settings.ignored_backends
+        if info.unavailable is None and not info.ignored_by(settings.ignored_backends)
         for cap in info.capabilities
         if _arm_allowed(cap, hardware, settings, allowed)
     ]

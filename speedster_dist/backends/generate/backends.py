@@ -10,9 +10,10 @@ Four backends, one registry line each (``backends/_registry.py``):
 - ``generate_openvino``: :mod:`.openvino_stateful` (cache inside the model; fp32, bf16, NNCF
   weight-only int8 / int4).
 
-Their capabilities accept only the ``"generate"`` source format (a
-:class:`~speedster_dist.backends.SourceModel` with a ``task``), so a forward-pass search
-never sees them and a generation search sees nothing else. They are derived from each
+Their capabilities accept only the generation source formats (a
+:class:`~speedster_dist.backends.SourceModel` with a ``task``: ``"generate"`` for a causal
+LM, ``"generate-seq2seq"`` for an encoder-decoder), so a forward-pass search never sees them
+and a generation search sees nothing else. They are derived from each
 generator module's ``CAPABILITIES`` dict; heavy libraries are imported when a build or a load
 needs them.
 """
@@ -37,7 +38,10 @@ from speedster_dist.records import DeviceKind, Precision
 
 __all__ = ["COMPILED", "ORT", "OV", "TORCH", "GeneratorBackend", "capabilities_from"]
 
-GENERATE_SOURCE = frozenset({"generate"})
+# Causal LMs and encoder-decoders; a decoder-only technique (the prefill/decode split)
+# declares DECODER_ONLY_SOURCE instead.
+DECODER_ONLY_SOURCE = frozenset({"generate"})
+GENERATE_SOURCE = frozenset({"generate", "generate-seq2seq"})
 STATIC_CACHE = "static-cache"
 _WEIGHT_ONLY = frozenset({Precision.INT8, Precision.INT4})
 _BF16_FEATURES = frozenset({"avx512_bf16", "amx_bf16"})

@@ -78,15 +78,37 @@ class OrtPastGenerator:
         **sampling: Any,
     ) -> torch.Tensor:
         """Greedy (or sampled) generation with the cache kept in ORT values."""
-        self._past = []
+        self.begin(int(input_ids.shape[0]))
         try:
             return _greedy.decode(
-                self._step, input_ids, attention_mask, max_new_tokens, self.config, **sampling
+                self.step, input_ids, attention_mask, max_new_tokens, self.config, **sampling
             )
         finally:
-            self._past = []
+            self.begin(0)
 
-    def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    # -- one step at a time (what :mod:`.split_phases` drives) ------------------------------
+    def begin(self, batch: int) -> None:
+        """Start a generation of ``batch`` rows from an empty cache (0: just let it go)."""
+        self._past = []
+
+    def cache_arrays(self) -> list[np.ndarray]:
+        """The cache after the last step, in ``graph.past_names()`` order, as host arrays."""
+        return [value.numpy() for value in self._past]
+
+    def take_cache(self, arrays: list[np.ndarray]) -> None:
+        """Continue from a cache another generator of the same graph computed."""
+        import onnxruntime as ort
+
+        if len(arrays) != len(self.graph.past_names()):
+            raise ValueError(f"a cache of {len(arrays)} tensors for {self.graph.num_layers} layers")
+        where = "cuda" if self._device == "cuda" else "cpu"
+        self._past = [
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32), where)
+            for a in arrays
+        ]
+
+    def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One forward of ``ids`` on the cache; the logits of each row's last position."""
         feeds = {
             INPUT_IDS: ids.numpy(),
             ATTENTION_MASK: mask.numpy(),
@@ -190,7 +212,14 @@ def build_ort_generator(
         encoder = _compressed(DecoderGraph(graphs.encoder, 0, 0, 0), settings).path
         return OrtSeq2SeqGenerator(Seq2SeqGraphs(encoder, decoder), model.config, settings)
     graph = export_decoder(model, folder / "decoder_fp32.onnx")
-    return OrtPastGenerator(_compressed(graph, settings), model.config, settings)
+    return ort_generator_from_graph(graph, model.config, settings)
+
+
+def ort_generator_from_graph(
+    graph: DecoderGraph, config: Any, settings: OrtGenerateSettings
+) -> OrtPastGenerator:
+    """A decoder-only generator on an exported fp32 decoder graph (compressed if asked)."""
+    return OrtPastGenerator(_compressed(graph, settings), config, settings)
 
 
 def _compressed(graph: DecoderGraph, settings: OrtGenerateSettings) -> DecoderGraph:

@@ -123,12 +123,14 @@ class OvStatefulGenerator:
         **sampling: Any,
     ) -> torch.Tensor:
         """Greedy (or sampled) generation; the cache stays in the request's state."""
-        self._reset(int(input_ids.shape[0]))
+        self.begin(int(input_ids.shape[0]))
         return _greedy.decode(
-            self._step, input_ids, attention_mask, max_new_tokens, self.config, **sampling
+            self.step, input_ids, attention_mask, max_new_tokens, self.config, **sampling
         )
 
-    def _reset(self, batch: int) -> None:
+    # -- one step at a time (what :mod:`.split_phases` drives) ------------------------------
+    def begin(self, batch: int) -> None:
+        """Start a generation of ``batch`` rows from an empty cache."""
         import openvino as ov
 
         self.request.reset_state()
@@ -136,7 +138,31 @@ class OvStatefulGenerator:
         for state in self.request.query_state():
             state.state = ov.Tensor(empty)
 
-    def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _states_in_past_order(self) -> list[Any]:
+        # MakeStateful names each variable after its pair: past name + present name.
+        by_name = {state.name: state for state in self.request.query_state()}
+        pairs = zip(self.graph.past_names(), self.graph.present_names(), strict=True)
+        try:
+            return [by_name[past + present] for past, present in pairs]
+        except KeyError as missing:
+            raise ValueError(f"the stateful model has no cache variable {missing}") from None
+
+    def cache_arrays(self) -> list[np.ndarray]:
+        """The cache after the last step, in ``graph.past_names()`` order, as host arrays."""
+        return [np.array(state.state.data, np.float32) for state in self._states_in_past_order()]
+
+    def take_cache(self, arrays: list[np.ndarray]) -> None:
+        """Continue from a cache another generator of the same graph computed."""
+        import openvino as ov
+
+        states = self._states_in_past_order()
+        if len(arrays) != len(states):
+            raise ValueError(f"a cache of {len(arrays)} tensors for {self.graph.num_layers} layers")
+        for state, array in zip(states, arrays, strict=True):
+            state.state = ov.Tensor(np.ascontiguousarray(array, np.float32))
+
+    def step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One forward of ``ids`` on the cache; the logits of each row's last position."""
         feed = {
             INPUT_IDS: ids.numpy().astype(np.int64),
             ATTENTION_MASK: mask.numpy().astype(np.int64),
@@ -218,8 +244,18 @@ def build_ov_generator(
             encoder, compress(decoder, settings), graphs.decoder, model.config, settings
         )
     graph = export_decoder(model, Path(folder) / "decoder.onnx")
-    ov_model = make_stateful(core.read_model(str(graph.path)), graph)
-    return OvStatefulGenerator(compress(ov_model, settings), graph, model.config, settings)
+    return ov_generator_from_graph(graph, model.config, settings)
+
+
+def ov_generator_from_graph(
+    graph: DecoderGraph, config: Any, settings: OvGenerateSettings
+) -> OvStatefulGenerator:
+    """A decoder-only stateful generator on an exported fp32 decoder graph (compressed if
+    asked)."""
+    import openvino as ov
+
+    ov_model = make_stateful(ov.Core().read_model(str(graph.path)), graph)
+    return OvStatefulGenerator(compress(ov_model, settings), graph, config, settings)
 
 
 class OvSeq2SeqGenerator(OvStatefulGenerator):
@@ -254,7 +290,7 @@ class OvSeq2SeqGenerator(OvStatefulGenerator):
         )
         ids = input_ids.long().numpy()
         hidden = np.asarray(self.encoder({ENCODER_IDS: ids, ENCODER_MASK: mask})[0])
-        self._reset(int(input_ids.shape[0]))
+        self.begin(int(input_ids.shape[0]))
 
         def step(
             tokens: torch.Tensor, _mask: torch.Tensor, _positions: torch.Tensor

@@ -19,11 +19,11 @@ from .helpers import TEXTS, TINY, SpyExecutor
 NEW = 6
 
 
-def _gpt2(vocab: int = 100) -> Any:
+def _gpt2(vocab: int = 100, positions: int = 64) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=vocab, n_positions=64)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=vocab, n_positions=positions)
     return GPT2LMHeadModel(config).eval()
 
 
@@ -99,7 +99,10 @@ def test_the_history_records_generation_figures(gpt2_learner, history):
     from speedster_dist.results import read_history
 
     rows = read_history(history).to_pylist()
-    assert len(rows) == 4  # eager (default cache), eager static cache, ORT, OpenVINO
+    # eager (default cache), eager static cache, ORT, OpenVINO (and the split, refused:
+    # 7-token prompts)
+    rows = [row for row in rows if row["status"] == "complete"]
+    assert len(rows) == 4
     for row in rows:
         assert row["max_new_tokens"] == NEW and row["tokens_per_s"] > 0
         assert row["agreement"] == 1.0 and row["ttft_p50_s"] > 0
@@ -112,8 +115,16 @@ def test_the_history_records_generation_figures(gpt2_learner, history):
 def test_gpt2_searched_for_generate_by_default(gpt2_learner):
     _, learner = gpt2_learner
     by_backend = {r.candidate.backend: r for r in learner.results}
-    assert set(by_backend) == {"generate_torch", "generate_onnxruntime", "generate_openvino"}
-    for result in learner.results:
+    assert set(by_backend) == {
+        "generate_torch",
+        "generate_onnxruntime",
+        "generate_openvino",
+        "generate_split",
+    }
+    split = by_backend.pop("generate_split")  # refused at once: the prompts are too short
+    assert split.status is TrialStatus.FAILED
+    assert split.reason.startswith("unsupported: the prompts are at most 7 tokens")
+    for result in (r for r in learner.results if r is not split):
         assert result.status is TrialStatus.COMPLETE, result.reason
         assert result.candidate.precision is Precision.FP32  # no drop accepted
         stats = result.generation
@@ -324,3 +335,52 @@ def test_gpt2_generation_on_a_gpu():
     assert any(label.startswith("generate_torch_compile fp32") for label in complete)
     ids = _prompts(1, seed=5)[0]["input_ids"]
     assert torch.equal(learner.generate(input_ids=ids, max_new_tokens=NEW), _hf(model, ids))
+
+
+def test_long_prompts_search_a_prefill_decode_split_that_saves_and_loads_as_data(tmp_path):
+    """With prompts of 128 tokens or more the split is a complete candidate, guarded as any;
+    whichever backend won, a split winner's nested files (``prefill/``, ``decode/``) go
+    through the signed artifact and load without ``trust_code``."""
+    import dataclasses
+
+    from speedster_dist.backends import get_backend
+    from speedster_dist.backends._protocol import BuildConfig, SourceModel
+    from speedster_dist.records import DeviceKind
+    from speedster_dist.runtime._trial import save_compiled
+
+    model = _gpt2(positions=192)
+    prompts = _prompts(length=130)
+    learner = _optimize(model, prompts)
+    split = next(r for r in learner.results if r.candidate.backend == "generate_split")
+    assert split.status is TrialStatus.COMPLETE, split.reason
+    assert split.candidate.knob_dict == {"phases": "openvino>onnxruntime"}
+    assert split.generation is not None and split.generation.agreement == 1.0
+    ids = prompts[0]["input_ids"]
+    source = SourceModel(
+        ("input_ids", "attention_mask"),
+        ("logits",),
+        (ids, torch.ones_like(ids)),
+        module=model,
+        task="text-generation",
+        max_new_tokens=NEW,
+    )
+    config = BuildConfig(Precision.FP32, DeviceKind.CPU, split.candidate.technique, {})
+    compiled = get_backend("generate_split").build(source, [], config, tmp_path / "build")
+    (tmp_path / "work").mkdir()
+    saved = save_compiled(compiled, "generate_split", DeviceKind.CPU, tmp_path / "work")
+    assert {"split.json", "prefill/decoder.xml", "decode/decoder.onnx"} <= set(saved.files)
+    (key, entry), *_ = learner.entries.items()
+    entry = dataclasses.replace(
+        entry,
+        backend="generate_split",
+        technique=split.candidate.technique,
+        knobs=split.candidate.knob_dict,
+        saved=saved,
+    )
+    with_split = dataclasses.replace(learner, entries={key: entry}, data_only={}, _active={})
+    loaded = load_model(with_split.save(tmp_path / "gpt2-split"))  # data only: no trust_code
+    assert loaded.entries[key].backend == "generate_split"
+    unseen = _prompts(1, length=140, seed=7)[0]
+    assert torch.equal(
+        loaded.generate(**unseen, max_new_tokens=NEW), _hf(model, unseen["input_ids"])
+    )

@@ -175,3 +175,20 @@ def test_a_search_request_is_frozen_and_refuses_impossible_settings(payload):
     ):
         with pytest.raises(ValueError, match=match):
             SearchRequest(payload=payload, settings=settings, budget=UNLIMITED, **bad)
+
+
+def test_a_composite_backend_is_skipped_when_one_of_its_parts_is_ignored(payload):
+    """generate_split runs generate_onnxruntime and generate_openvino: ignoring either one
+    leaves it out of the space, and the summary's skipped list says why."""
+    from speedster_dist.records import BackendInfo, Capability, DeviceKind
+    from speedster_dist.runtime._driver import _skipped_backends
+    from speedster_dist.runtime._protocol import HardwareGroup
+
+    cap = Capability(DeviceKind.CPU, Precision.FP32, "", frozenset(), frozenset({"torch"}))
+    split = BackendInfo("split", (cap,), parts=("ort", "ov"))
+    group = HardwareGroup(FAKE_HW, ("node",), (BackendInfo("ort", (cap,)), split))
+    settings = SpaceSettings(ignored_backends=frozenset({"ov"}))
+    request = SearchRequest(payload=payload, settings=settings, budget=UNLIMITED)
+    assert _skipped_backends(group, request) == ["split: ignored by request (it runs ort, ov)"]
+    assert split.ignored_by(frozenset({"ort"})) and split.ignored_by(frozenset({"split"}))
+    assert not split.ignored_by(frozenset({"torch"}))

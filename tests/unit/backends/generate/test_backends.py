@@ -18,6 +18,7 @@ NAMES = (
     "generate_openvino",
     "generate_torch_compile",
 )
+SPLIT_FP32 = "generate_split fp32/prefill-decode-split phases=openvino>onnxruntime"
 CPU = HardwareType("cpu-test-2c", DeviceKind.CPU, features=frozenset({"avx512_vnni"}))
 CPU_BF16 = HardwareType("cpu-bf16-2c", DeviceKind.CPU, features=frozenset({"avx512_bf16"}))
 
@@ -26,7 +27,10 @@ def _catalog() -> tuple[BackendInfo, ...]:
     infos = []
     for name in backend_names():
         backend = get_backend(name)
-        infos.append(BackendInfo(name, tuple(backend.capabilities), tuple(backend.knobs)))
+        parts = tuple(getattr(backend, "parts", ()))
+        infos.append(
+            BackendInfo(name, tuple(backend.capabilities), tuple(backend.knobs), parts=parts)
+        )
     return tuple(infos)
 
 
@@ -35,7 +39,9 @@ def test_registered_with_generate_only_capabilities():
     for name in NAMES:
         backend = get_backend(name)
         assert backend.capabilities and not backend.saves_code
-        assert all(c.sources == frozenset({"generate"}) for c in backend.capabilities)
+        assert all(
+            c.sources == frozenset({"generate", "generate-seq2seq"}) for c in backend.capabilities
+        )
     ort = {(c.device, c.precision, c.technique) for c in get_backend(NAMES[1]).capabilities}
     assert ort == {
         (DeviceKind.CPU, Precision.FP32, "past-kv-io-binding"),
@@ -48,8 +54,15 @@ def test_registered_with_generate_only_capabilities():
     assert get_backend(NAMES[2]).unavailable_reason(DeviceKind.GPU) is not None
 
 
-def _space(hardware: HardwareType, source: str, ths: float | None = None) -> set[str]:
-    settings = SpaceSettings(metric_drop_ths=ths, source_format=source, metric="agreement")
+def _space(
+    hardware: HardwareType, source: str, ths: float | None = None, ignored: tuple[str, ...] = ()
+) -> set[str]:
+    settings = SpaceSettings(
+        metric_drop_ths=ths,
+        source_format=source,
+        metric="agreement",
+        ignored_backends=frozenset(ignored),
+    )
     return {c.label for c in derive_space(_catalog(), hardware, settings).defaults()}
 
 
@@ -62,6 +75,7 @@ def test_a_forward_search_never_sees_them_and_a_generation_search_sees_only_them
         "generate_onnxruntime fp32/past-kv-io-binding",
         "generate_openvino fp32/stateful-kv-cache",
         "generate_torch_compile fp32/static-cache-compiled-decode",
+        SPLIT_FP32,
     }
     reduced = _space(CPU, "generate", 0.05)  # weight-only int8 / int4 once a drop is accepted
     assert "generate_onnxruntime int4/weight-only-matmulnbits accuracy_level=4 block_size=32" in (
@@ -72,6 +86,21 @@ def test_a_forward_search_never_sees_them_and_a_generation_search_sees_only_them
     with_bf16 = _space(CPU_BF16, "generate", 0.05)
     assert "generate_openvino bf16/stateful-kv-cache" in with_bf16
     assert "generate_torch_compile bf16/static-cache-compiled-decode" in with_bf16
+
+
+def test_an_encoder_decoder_search_has_every_generation_backend_but_the_split():
+    seq2seq = _space(CPU, "generate-seq2seq")
+    assert seq2seq == _space(CPU, "generate") - {SPLIT_FP32}
+    assert not any(
+        label.startswith("generate_split") for label in _space(CPU, "generate-seq2seq", 0.5)
+    )
+
+
+@pytest.mark.parametrize("part", ["generate_openvino", "generate_onnxruntime"])
+def test_ignoring_a_part_of_the_split_ignores_the_split(part: str):
+    assert SPLIT_FP32 in _space(CPU, "generate", ignored=("generate_torch",))
+    left = _space(CPU, "generate", 0.5, ignored=(part,))
+    assert left and not any(label.startswith(("generate_split", part)) for label in left)
 
 
 def test_a_torch_winner_with_an_unknown_cache_is_refused(tmp_path: Path):

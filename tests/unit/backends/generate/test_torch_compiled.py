@@ -51,7 +51,9 @@ def test_declared_capabilities_and_knobs():
         (DeviceKind.CPU, Precision.BF16, TECHNIQUE, bf16),
         (DeviceKind.GPU, Precision.FP32, TECHNIQUE, frozenset()),
     }
-    assert all(c.sources == frozenset({"generate"}) for c in backend.capabilities)
+    assert all(
+        c.sources == frozenset({"generate", "generate-seq2seq"}) for c in backend.capabilities
+    )
     (knob,) = backend.knobs
     assert (knob.name, knob.choices, knob.devices) == (
         "cuda_graphs",

@@ -151,9 +151,14 @@ def test_cosine_drop_lies_in_0_2_and_is_0_for_identical_outputs(a, data):
     assert agreement_drop(original, original) == 0.0
 
 
+# No subnormals: 1e-45 * 0.5 rounds to 0 in float32, and a zero row rightly scores 0 against
+# a non-zero one (hypothesis found it); a normal float32 times 0.01 stays non-zero.
+_normal = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False, width=32)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
-    a=arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(2, 5)), elements=_finite),
+    a=arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(2, 5)), elements=_normal),
     scale=st.floats(0.01, 100),
 )
 def test_cosine_ignores_positive_scaling(a, scale):

@@ -36,7 +36,15 @@ from speedster_dist.backends._protocol import (
 from speedster_dist.backends.generate._compiled import GeneratorCompiled
 from speedster_dist.records import DeviceKind, Precision
 
-__all__ = ["COMPILED", "ORT", "OV", "TORCH", "GeneratorBackend", "capabilities_from"]
+__all__ = [
+    "COMPILED",
+    "ORT",
+    "OV",
+    "TORCH",
+    "GeneratorBackend",
+    "capabilities_from",
+    "require_generation",
+]
 
 # Causal LMs and encoder-decoders; a decoder-only technique (the prefill/decode split)
 # declares DECODER_ONLY_SOURCE instead.
@@ -64,7 +72,8 @@ def capabilities_from(declared: Mapping[str, Any]) -> tuple[Capability, ...]:
     return tuple(found)
 
 
-def _require_generation(model: SourceModel) -> Any:
+def require_generation(model: SourceModel) -> Any:
+    """The Hugging Face model of a generation source; UnsupportedCandidate for any other."""
     if not model.task or model.module is None:
         raise UnsupportedCandidate("a generation backend needs a model that can generate()")
     return model.module
@@ -110,7 +119,7 @@ class TorchGenerateBackend(GeneratorBackend):
     ) -> GeneratorCompiled:
         from speedster_dist.backends.generate.torch_generate import TorchGenerator
 
-        module = _require_generation(model)
+        module = require_generation(model)
         device = "cuda" if config.device is DeviceKind.GPU else "cpu"
         if device == "cuda":  # the source model is shared with other trials: copy, then move
             module = copy.deepcopy(module).to(device)
@@ -189,7 +198,7 @@ class OrtGenerateBackend(GeneratorBackend):
             block_size=int(config.knobs.get("block_size", 32)),
             providers=_providers(config.device),
         )
-        generator = build_ort_generator(_require_generation(model), workdir / "ort", settings)
+        generator = build_ort_generator(require_generation(model), workdir / "ort", settings)
         return GeneratorCompiled(
             generator, model.max_new_tokens, lambda d: save_ort_generator(generator, d)
         )
@@ -245,7 +254,7 @@ class OvGenerateBackend(GeneratorBackend):
             precision=config.precision.value,
             group_size=int(config.knobs.get("group_size", 128)),
         )
-        generator = build_ov_generator(_require_generation(model), workdir / "ov", settings)
+        generator = build_ov_generator(require_generation(model), workdir / "ov", settings)
         return GeneratorCompiled(generator, model.max_new_tokens, generator.save)
 
     def load(
@@ -295,7 +304,7 @@ class CompiledGenerateBackend(GeneratorBackend):
         device = "cuda" if config.device is DeviceKind.GPU else "cpu"
         prompts = [tuple(prompt) for prompt in calibration] or [tuple(model.example_inputs)]
         generator, seconds = build_compiled_generator(
-            _require_generation(model), device, settings, prompts, model.max_new_tokens
+            require_generation(model), device, settings, prompts, model.max_new_tokens
         )
         compiled = GeneratorCompiled(
             generator,

@@ -41,7 +41,11 @@ from speedster_dist.backends._protocol import (
 )
 from speedster_dist.backends.generate import _greedy
 from speedster_dist.backends.generate._compiled import GeneratorCompiled
-from speedster_dist.backends.generate.backends import DECODER_ONLY_SOURCE, GeneratorBackend
+from speedster_dist.backends.generate.backends import (
+    DECODER_ONLY_SOURCE,
+    GeneratorBackend,
+    require_generation,
+)
 from speedster_dist.records import DeviceKind, Precision
 
 __all__ = ["SPLIT", "PhaseGenerator", "SplitGenerator", "load_split", "save_split"]
@@ -263,9 +267,7 @@ class SplitGenerateBackend(GeneratorBackend):
     def build(
         self, model: SourceModel, calibration: Sequence[Tensors], config: BuildConfig, workdir: Path
     ) -> GeneratorCompiled:
-        module = model.module
-        if not model.task or module is None:
-            raise UnsupportedCandidate("a generation backend needs a model that can generate()")
+        module = require_generation(model)
         if getattr(module.config, "is_encoder_decoder", False):
             raise UnsupportedCandidate(
                 "an encoder-decoder model runs its prompt once through the encoder: "

@@ -1,9 +1,9 @@
 """Issue 22's targets: ``optimize_model(task=...)``'s learner against Hugging Face ``generate()``.
 
 GPT-2 124M architecture (``GPT2Config()``) and T5-small architecture with SEEDED RANDOM weights
-(no package here ships their weights), batch 1, a 32-token prompt, 64 new tokens, greedy; the
-config's EOS is removed so that every side generates exactly 64 tokens. Each side runs in a
-fresh process:
+(no package here ships their weights), batch 1, a 32-token prompt (``--prompt``), 64 new
+tokens, greedy; the config's EOS is removed so that every side generates exactly 64 tokens.
+Each side runs in a fresh process:
 
 1. ``hf``: eager fp32 ``generate()`` with its default cache (the base; run first and last);
 2. ``search``: ``optimize_model(model, prompts, task=..., max_new_tokens=64,
@@ -15,7 +15,7 @@ fresh process:
    timed on the benchmark prompt; greedy agreement against the ``hf`` side's tokens.
 
     python benchmarks/generation.py [--arch gpt2|t5|both] [--ths 0,0.05] [--reps 3]
-        [--confirm-rounds 2]
+        [--confirm-rounds 2] [--prompt 32]
 """
 
 from __future__ import annotations
@@ -37,10 +37,15 @@ from generation_backends import _model  # the same seeded models
 TASKS = {"gpt2": "text-generation", "t5": "text2text-generation"}
 
 
+# The prompt length (--prompt), handed to the children through their environment.
+PROMPT_ENV = "SPEEDSTER_BENCH_PROMPT_TOKENS"
+
+
 def _prompt(vocab: int, seed: int = 7) -> Any:
     import torch
 
-    return torch.randint(0, vocab, (1, 32), generator=torch.Generator().manual_seed(seed))
+    length = int(os.environ.get(PROMPT_ENV, "32"))
+    return torch.randint(0, vocab, (1, length), generator=torch.Generator().manual_seed(seed))
 
 
 def _timed(generate: Any, prompt: Any, new: int, reps: int) -> dict[str, Any]:
@@ -172,7 +177,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--confirm-rounds", type=int, default=2, help="the search's (0: off)")
+    parser.add_argument("--prompt", type=int, default=32, help="prompt tokens")
     args = parser.parse_args()
+    if not args.child:
+        os.environ[PROMPT_ENV] = str(args.prompt)
     if args.child:
         kind, arch, new, *rest = args.child
         if kind == "hf":
@@ -188,7 +196,7 @@ def main() -> None:
         for line in Path("/proc/cpuinfo").read_text().splitlines()
         if line.startswith("model name")
     )
-    print(f"CPU: {cpu}; load before: {os.getloadavg()}")
+    print(f"CPU: {cpu}; load before: {os.getloadavg()}; prompt {args.prompt}, new {args.new}")
     print(
         "| model | learner's winner | metric_drop_ths | tokens/s | vs HF generate() "
         "| greedy agreement | search |\n|---|---|---|---|---|---|---|"

@@ -248,14 +248,18 @@ def build_ov_generator(
 
 
 def ov_generator_from_graph(
-    graph: DecoderGraph, config: Any, settings: OvGenerateSettings
+    graph: DecoderGraph, config: Any, settings: OvGenerateSettings, compress_weights: bool = True
 ) -> OvStatefulGenerator:
-    """A decoder-only stateful generator on an exported fp32 decoder graph (compressed if
-    asked)."""
+    """A decoder-only stateful generator on an exported decoder graph: fp32, compressed by
+    NNCF as ``settings`` asks, or (``compress_weights=False``) read as it is, e.g. ONNX
+    Runtime's graph with MatMulNBits int8 / int4 weights, which OpenVINO's ONNX reader keeps
+    compressed."""
     import openvino as ov
 
     ov_model = make_stateful(ov.Core().read_model(str(graph.path)), graph)
-    return OvStatefulGenerator(compress(ov_model, settings), graph, config, settings)
+    if compress_weights:
+        ov_model = compress(ov_model, settings)
+    return OvStatefulGenerator(ov_model, graph, config, settings)
 
 
 class OvSeq2SeqGenerator(OvStatefulGenerator):

@@ -46,6 +46,7 @@ GPT2_SIDES = (
     "ortov-fp32",
     "ovort-int8",
     "ortov-int8",
+    "ovort-int4",
 )
 T5_SIDES = ("ov-fp32", "ort-fp32", "tc-fp32")
 

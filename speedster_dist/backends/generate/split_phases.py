@@ -198,6 +198,11 @@ def load_split(folder: Path) -> SplitGenerator:
     names = parse_phases(f"{meta.get('prefill')}>{meta.get('decode')}")
     prefill = _load_part(names[0], folder / "prefill")
     decode = _load_part(names[1], folder / "decode")
+    layouts = {
+        (p.graph.num_layers, p.graph.num_kv_heads, p.graph.head_dim) for p in (prefill, decode)
+    }
+    if len(layouts) != 1:  # the cache handed over must fit the decode's graph
+        raise ValueError(f"{folder}: the prefill and decode parts have different cache layouts")
     return SplitGenerator(prefill, decode, names)
 
 

@@ -163,6 +163,12 @@ def test_saved_as_data_and_loaded_back(
     (saved / META_NAME).write_text(json.dumps({"prefill": "onnxruntime", "decode": "openvino"}))
     with pytest.raises(ValueError):  # each part must be the backend split.json names
         load_split(saved)
+    (saved / META_NAME).write_text(json.dumps(meta))
+    part_meta = json.loads((saved / "decode" / "generation.json").read_text())
+    part_meta["num_layers"] = 3  # a decode graph the prefill's cache does not fit
+    (saved / "decode" / "generation.json").write_text(json.dumps(part_meta))
+    with pytest.raises(ValueError, match="different cache layouts"):
+        load_split(saved)
 
 
 def test_the_backend_declares_a_cpu_split_of_its_two_parts() -> None:

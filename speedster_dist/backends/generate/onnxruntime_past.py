@@ -101,9 +101,8 @@ class OrtPastGenerator:
 
         if len(arrays) != len(self.graph.past_names()):
             raise ValueError(f"a cache of {len(arrays)} tensors for {self.graph.num_layers} layers")
-        where = "cuda" if self._device == "cuda" else "cpu"
         self._past = [
-            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32), where)
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32), self._device)
             for a in arrays
         ]
 
